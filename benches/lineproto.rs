@@ -1,0 +1,144 @@
+//! Throughput of `lineproto::parse_lines` on generated, deterministic bodies.
+//!
+//! `telegraf_cpu`: 5,000 lines like Telegraf's `cpu` input with ten tags and ten
+//! float fields from ~100 hosts. `mixed_types`: the same series with integer,
+//! unsigned, string and boolean fields. Throughput is reported in bytes; the
+//! average line length printed at start-up turns it into lines per second.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use inflow::lineproto::{EmptySchema, ParseOptions, Precision, parse_lines};
+
+const LINES: usize = 5_000;
+const HOSTS: u64 = 100;
+const START_NS: i64 = 1_700_000_000_000_000_000;
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A percentage with up to 9 decimals, as Telegraf writes them.
+    fn percent(&mut self) -> f64 {
+        (self.below(100_000_000_000) as f64) / 1e9
+    }
+}
+
+/// The tag set of host `h`, as Telegraf's global tags would make it.
+fn series(h: u64) -> String {
+    const REGIONS: [&str; 4] = ["us-west-2", "us-east-1", "eu-central-1", "ap-south-1"];
+    const OS: [&str; 2] = ["Ubuntu", "RHEL"];
+    const ARCH: [&str; 2] = ["x64", "arm64"];
+    const TEAMS: [&str; 5] = ["LON", "NYC", "SF", "CHI", "BER"];
+    const SERVICES: [&str; 4] = ["api", "web", "worker", "db"];
+    const ENVS: [&str; 3] = ["production", "staging", "test"];
+    let i = h as usize;
+    format!(
+        "hostname=host_{h},region={},datacenter={}{},rack={},os={},arch={},team={},service={},service_version={},service_environment={}",
+        REGIONS[i % 4],
+        REGIONS[i % 4],
+        ["a", "b", "c"][i % 3],
+        i % 17,
+        OS[i % 2],
+        ARCH[(i / 2) % 2],
+        TEAMS[i % 5],
+        SERVICES[i % 4],
+        i % 3,
+        ENVS[i % 3],
+    )
+}
+
+fn telegraf_cpu() -> Vec<u8> {
+    const FIELDS: [&str; 10] = [
+        "usage_user",
+        "usage_system",
+        "usage_idle",
+        "usage_nice",
+        "usage_iowait",
+        "usage_irq",
+        "usage_softirq",
+        "usage_steal",
+        "usage_guest",
+        "usage_guest_nice",
+    ];
+    let tags: Vec<String> = (0..HOSTS).map(series).collect();
+    let mut rng = Rng(0x5eed_cafe_f00d_0001);
+    let mut body = String::new();
+    for n in 0..LINES {
+        let h = n as u64 % HOSTS;
+        body.push_str("cpu,");
+        body.push_str(&tags[h as usize]);
+        for (k, name) in FIELDS.iter().enumerate() {
+            body.push(if k == 0 { ' ' } else { ',' });
+            body.push_str(&format!("{name}={}", rng.percent()));
+        }
+        let t = START_NS + (n as i64 / HOSTS as i64) * 10_000_000_000;
+        body.push_str(&format!(" {t}\n"));
+    }
+    body.into_bytes()
+}
+
+fn mixed_types() -> Vec<u8> {
+    let tags: Vec<String> = (0..HOSTS).map(series).collect();
+    let mut rng = Rng(0x5eed_cafe_f00d_0002);
+    let mut body = String::new();
+    for n in 0..LINES {
+        let h = n as u64 % HOSTS;
+        let t = START_NS + (n as i64 / HOSTS as i64) * 10_000_000_000;
+        body.push_str(&format!(
+            "app,{} requests={}i,errors={}i,bytes_sent={}u,uptime={}u,status=\"{}\",message=\"{}\",healthy={},degraded={},latency={} {t}\n",
+            tags[h as usize],
+            rng.below(1_000_000),
+            rng.below(100) as i64 - 50,
+            rng.below(1 << 40),
+            rng.below(10_000_000),
+            ["ok", "warn", "critical"][rng.below(3) as usize],
+            ["served \\\"GET /\\\"", "cache miss", "retrying upstream"][rng.below(3) as usize],
+            ["true", "t", "FALSE"][rng.below(3) as usize],
+            ["false", "F", "True"][rng.below(3) as usize],
+            rng.percent(),
+        ));
+    }
+    body.into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let opts = ParseOptions::new(Precision::Nanosecond, START_NS);
+    let mut group = c.benchmark_group("lineproto");
+    for (name, body) in [
+        ("telegraf_cpu", telegraf_cpu()),
+        ("mixed_types", mixed_types()),
+    ] {
+        let parsed = parse_lines(&body, &opts, &EmptySchema);
+        assert_eq!(parsed.error_count, 0, "{:?}", parsed.errors.first());
+        assert_eq!(parsed.lines, LINES);
+        eprintln!(
+            "{name}: {} bytes, {LINES} lines, {:.1} bytes/line",
+            body.len(),
+            body.len() as f64 / LINES as f64
+        );
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| parse_lines(black_box(&body), &opts, &EmptySchema))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,371 @@
+//! Tokens and permissions, shared by every HTTP and gRPC entry point.
+//!
+//! Tokens are random, shown once, and stored only as SHA-256 hashes in the catalog.
+//! A presented token is hashed and looked up; the final comparison of hashes is in
+//! constant time. The operator (admin) token comes from the environment, a file, or
+//! is generated on first start into a 0600 file in the data directory. Tokens made
+//! by another process (`inflow token create`) are found by re-reading the catalog,
+//! at most once a second.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http::HeaderValue;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::catalog::{Catalog, Permission, TokenRecord};
+
+/// Prefix of every token this service makes, so they are recognisable in a leak scan.
+pub const TOKEN_PREFIX: &str = "inflow_";
+
+/// Name of the generated operator token file inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Why a request was not authenticated. Logged, never returned to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no Authorization header")]
+    Missing,
+    #[error("malformed Authorization header")]
+    Malformed,
+    #[error("unsupported Authorization scheme")]
+    UnknownScheme,
+    #[error("empty token")]
+    Empty,
+    #[error("unknown token")]
+    UnknownToken,
+    #[error("expired token")]
+    Expired,
+    #[error("catalog unavailable for token lookup")]
+    Catalog,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    #[error("reading admin token file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing admin token file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("admin token file {0} is empty")]
+    Empty(PathBuf),
+}
+
+/// Who made a request, and what they may do.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    admin: bool,
+    permissions: Vec<Permission>,
+}
+
+impl Principal {
+    pub fn admin() -> Self {
+        Self {
+            admin: true,
+            permissions: vec![],
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.admin || self.permissions.contains(&Permission::Admin)
+    }
+
+    pub fn can_write(&self, database: &str) -> bool {
+        self.is_admin()
+            || self.permissions.iter().any(
+                |p| matches!(p, Permission::Database { name, write: true, .. } if name == database),
+            )
+    }
+
+    pub fn can_read(&self, database: &str) -> bool {
+        self.is_admin()
+            || self.permissions.iter().any(
+                |p| matches!(p, Permission::Database { name, read: true, .. } if name == database),
+            )
+    }
+}
+
+/// A new random token: the prefix and 32 random bytes, base64url.
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Extracts the token from `Token T` or `Bearer T` (schemes are case-insensitive).
+pub fn token_from_header(value: Option<&HeaderValue>) -> Result<&str, AuthError> {
+    let value = value.ok_or(AuthError::Missing)?;
+    let value = value.to_str().map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
+        return Err(AuthError::UnknownScheme);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Empty);
+    }
+    Ok(token)
+}
+
+#[derive(Debug)]
+pub struct Authorizer {
+    admin_hash: [u8; 32],
+    catalog: Arc<Catalog>,
+    last_refresh: Mutex<Option<Instant>>,
+    refresh_every: Duration,
+}
+
+impl Authorizer {
+    pub fn new(admin_token: &str, catalog: Arc<Catalog>) -> Self {
+        Self {
+            admin_hash: hash_token(admin_token),
+            catalog,
+            last_refresh: Mutex::new(None),
+            refresh_every: Duration::from_secs(1),
+        }
+    }
+
+    /// Authenticates the value of an `Authorization` header.
+    pub async fn authenticate(&self, header: Option<&HeaderValue>) -> Result<Principal, AuthError> {
+        let token = token_from_header(header)?;
+        self.authenticate_token(token).await
+    }
+
+    pub async fn authenticate_token(&self, token: &str) -> Result<Principal, AuthError> {
+        let hash = hash_token(token);
+        if bool::from(hash.ct_eq(&self.admin_hash)) {
+            return Ok(Principal::admin());
+        }
+        let hex = hex::encode(hash);
+        let record = match self.lookup(&hex) {
+            Some(r) => r,
+            None if self.may_refresh() => {
+                self.catalog
+                    .refresh()
+                    .await
+                    .map_err(|_| AuthError::Catalog)?;
+                self.lookup(&hex).ok_or(AuthError::UnknownToken)?
+            }
+            None => return Err(AuthError::UnknownToken),
+        };
+        if let Some(expires) = record.expires_at_ns {
+            if expires <= now_ns() {
+                return Err(AuthError::Expired);
+            }
+        }
+        Ok(Principal {
+            admin: false,
+            permissions: record.permissions.clone(),
+        })
+    }
+
+    fn lookup(&self, hex: &str) -> Option<Arc<TokenRecord>> {
+        let state = self.catalog.state();
+        let record = state.token(hex)?;
+        // The map lookup is by hash; compare the stored hash in constant time too.
+        bool::from(record.hash.as_bytes().ct_eq(hex.as_bytes())).then(|| Arc::clone(record))
+    }
+
+    fn may_refresh(&self) -> bool {
+        let mut last = self.last_refresh.lock();
+        let due = last.is_none_or(|t| t.elapsed() >= self.refresh_every);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
+
+pub fn now_ns() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Where the operator token came from, for the start-up message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminTokenSource {
+    Env,
+    File(PathBuf),
+    Generated(PathBuf),
+}
+
+/// Resolves the operator token: `INFLOW_ADMIN_TOKEN`, else `--admin-token-file`, else
+/// the file in the data directory, generated with mode 0600 if it does not exist.
+pub fn admin_token(
+    env_value: Option<String>,
+    file: Option<&Path>,
+    data_dir: &Path,
+) -> Result<(String, AdminTokenSource), AdminTokenError> {
+    if let Some(v) = env_value.filter(|v| !v.trim().is_empty()) {
+        return Ok((v.trim().to_string(), AdminTokenSource::Env));
+    }
+    let read = |path: &Path| -> Result<String, AdminTokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AdminTokenError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(AdminTokenError::Empty(path.to_path_buf()));
+        }
+        Ok(token.to_string())
+    };
+    if let Some(path) = file {
+        return Ok((read(path)?, AdminTokenSource::File(path.to_path_buf())));
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if path.exists() {
+        return Ok((read(&path)?, AdminTokenSource::File(path)));
+    }
+    let token = generate_token();
+    write_private(&path, &token).map_err(|source| AdminTokenError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((token, AdminTokenSource::Generated(path)))
+}
+
+/// Writes a file readable only by its owner, created exclusively.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Builds the record for a new token; the caller shows `token` once.
+pub fn new_token_record(
+    permissions: Vec<Permission>,
+    description: String,
+) -> (String, TokenRecord) {
+    let token = generate_token();
+    let record = TokenRecord {
+        id: 0,
+        hash: hex::encode(hash_token(&token)),
+        permissions,
+        description,
+        created_at_ns: now_ns(),
+        expires_at_ns: None,
+    };
+    (token, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn both_schemes_and_their_failures() {
+        let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(token_from_header(Some(&h("Token abc"))).unwrap(), "abc");
+        assert_eq!(token_from_header(Some(&h("Bearer abc"))).unwrap(), "abc");
+        assert_eq!(token_from_header(Some(&h("bearer  abc "))).unwrap(), "abc");
+        assert!(matches!(token_from_header(None), Err(AuthError::Missing)));
+        assert!(matches!(
+            token_from_header(Some(&h("Basic abc"))),
+            Err(AuthError::UnknownScheme)
+        ));
+        assert!(matches!(
+            token_from_header(Some(&h("Token"))),
+            Err(AuthError::Malformed)
+        ));
+        assert!(matches!(
+            token_from_header(Some(&h("Token  "))),
+            Err(AuthError::Malformed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn tokens_are_stored_as_hashes_and_scoped() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::load(Store::local(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let auth = Authorizer::new("admin-secret", Arc::clone(&catalog));
+        assert!(
+            auth.authenticate_token("admin-secret")
+                .await
+                .unwrap()
+                .is_admin()
+        );
+
+        let perm = Permission::Database {
+            name: "db".into(),
+            read: false,
+            write: true,
+        };
+        let (token, record) = new_token_record(vec![perm], String::new());
+        catalog.create_token(record).await.unwrap();
+        let p = auth.authenticate_token(&token).await.unwrap();
+        assert!(p.can_write("db") && !p.can_read("db") && !p.can_write("other") && !p.is_admin());
+        assert!(matches!(
+            auth.authenticate_token("inflow_nope").await,
+            Err(AuthError::UnknownToken)
+        ));
+
+        let on_disk = walk(dir.path());
+        assert!(
+            !on_disk.contains(&token),
+            "the token itself must never be stored"
+        );
+        assert!(on_disk.contains(&hex::encode(hash_token(&token))));
+    }
+
+    #[test]
+    fn generated_admin_token_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (t1, src) = admin_token(None, None, dir.path()).unwrap();
+        let path = dir.path().join(ADMIN_TOKEN_FILE);
+        assert_eq!(src, AdminTokenSource::Generated(path.clone()));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (t2, _) = admin_token(None, None, dir.path()).unwrap();
+        assert_eq!(t1, t2);
+        let (t3, src) = admin_token(Some("from-env".into()), None, dir.path()).unwrap();
+        assert_eq!((t3.as_str(), src), ("from-env", AdminTokenSource::Env));
+    }
+
+    fn walk(dir: &Path) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push_str(&walk(&p));
+            } else {
+                out.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            }
+        }
+        out
+    }
+}

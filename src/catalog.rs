@@ -1,0 +1,684 @@
+//! The catalog: databases, tables, column types, tokens and Parquet files, kept on
+//! the object store as append-only logs of numbered JSON objects.
+//!
+//! ```text
+//! catalog/log/00000000000000000000.json      schema changes and tokens (shared)
+//! catalog/files/<ingester-id>/000….json      Parquet registrations (one writer each)
+//! ```
+//!
+//! Every entry is written with `PutMode::Create`: the first writer of number N wins,
+//! a loser reloads and retries. That needs no `PutMode::Update`, which the local
+//! filesystem store lacks. File registrations are frequent and go to a log per
+//! ingester, so they never contend with each other or with schema changes. Paths
+//! use ids, never names (a database name may contain `/`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::lineproto::SchemaLookup;
+use crate::schema::{ColumnType, TIME_COLUMN};
+use crate::store::{Put, Store, StoreError};
+
+/// Version of the JSON entries this build writes; newer ones are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub type DbId = u32;
+pub type TableId = u32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("database \"{0}\" not found")]
+    DatabaseNotFound(String),
+    #[error("column \"{column}\" of table \"{table}\" is {existing}, the write has {new}")]
+    Conflict {
+        table: String,
+        column: String,
+        existing: ColumnType,
+        new: ColumnType,
+    },
+    #[error("catalog storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("catalog entry {path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(
+        "catalog entry {path} has format version {version}; this build reads up to {FORMAT_VERSION}"
+    )]
+    UnsupportedVersion { path: String, version: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Permission {
+    Admin,
+    Database {
+        name: String,
+        read: bool,
+        write: bool,
+    },
+}
+
+/// A token as stored: only its SHA-256 hash, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: u64,
+    pub hash: String,
+    pub permissions: Vec<Permission>,
+    #[serde(default)]
+    pub description: String,
+    pub created_at_ns: i64,
+    #[serde(default)]
+    pub expires_at_ns: Option<i64>,
+}
+
+/// A Parquet file registered by an ingester snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetFile {
+    pub path: String,
+    pub database: DbId,
+    pub table: TableId,
+    /// `yyyy-mm-dd` of the rows' time.
+    pub partition: String,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub rows: u64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    CreateDatabase {
+        id: DbId,
+        name: String,
+    },
+    CreateTable {
+        database: DbId,
+        id: TableId,
+        name: String,
+    },
+    AddColumns {
+        database: DbId,
+        table: TableId,
+        columns: Vec<ColumnDef>,
+    },
+    CreateToken(TokenRecord),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LogEntry {
+    format_version: u32,
+    ops: Vec<Op>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FilesEntry {
+    format_version: u32,
+    ingester_id: String,
+    /// Every WAL segment up to this one is in the files of this entry or earlier ones.
+    covered_segment: u64,
+    files: Vec<ParquetFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub id: TableId,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    index: HashMap<String, usize>,
+}
+
+impl Table {
+    pub fn column_type(&self, name: &str) -> Option<ColumnType> {
+        self.index.get(name).map(|&i| self.columns[i].ty)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub id: DbId,
+    pub name: String,
+    tables: BTreeMap<TableId, Arc<Table>>,
+    table_ids: HashMap<String, TableId>,
+}
+
+impl Database {
+    pub fn table(&self, name: &str) -> Option<&Arc<Table>> {
+        self.table_ids.get(name).and_then(|id| self.tables.get(id))
+    }
+
+    pub fn table_by_id(&self, id: TableId) -> Option<&Arc<Table>> {
+        self.tables.get(&id)
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.tables.values()
+    }
+}
+
+impl SchemaLookup for Database {
+    fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
+        self.table(table).and_then(|t| t.column_type(column))
+    }
+}
+
+/// An immutable view of the shared log; replaced whole on every change.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogState {
+    /// Number of the next shared log entry.
+    next_entry: u64,
+    databases: BTreeMap<DbId, Arc<Database>>,
+    database_ids: HashMap<String, DbId>,
+    tokens: HashMap<String, Arc<TokenRecord>>,
+}
+
+impl CatalogState {
+    pub fn database(&self, name: &str) -> Option<&Arc<Database>> {
+        self.database_ids
+            .get(name)
+            .and_then(|id| self.databases.get(id))
+    }
+
+    pub fn database_by_id(&self, id: DbId) -> Option<&Arc<Database>> {
+        self.databases.get(&id)
+    }
+
+    pub fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
+        self.databases.values()
+    }
+
+    /// The token whose hash is `hash` (hex SHA-256).
+    pub fn token(&self, hash: &str) -> Option<&Arc<TokenRecord>> {
+        self.tokens.get(hash)
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::CreateDatabase { id, name } => {
+                self.database_ids.insert(name.clone(), id);
+                let db = Database {
+                    id,
+                    name,
+                    tables: BTreeMap::new(),
+                    table_ids: HashMap::new(),
+                };
+                self.databases.insert(id, Arc::new(db));
+            }
+            Op::CreateTable { database, id, name } => {
+                if let Some(db) = self.databases.get_mut(&database) {
+                    let db = Arc::make_mut(db);
+                    db.table_ids.insert(name.clone(), id);
+                    let table = Table {
+                        id,
+                        name,
+                        columns: Vec::new(),
+                        index: HashMap::new(),
+                    };
+                    db.tables.insert(id, Arc::new(table));
+                }
+            }
+            Op::AddColumns {
+                database,
+                table,
+                columns,
+            } => {
+                let table = self
+                    .databases
+                    .get_mut(&database)
+                    .and_then(|db| Arc::make_mut(db).tables.get_mut(&table));
+                if let Some(table) = table {
+                    let table = Arc::make_mut(table);
+                    for c in columns {
+                        if !table.index.contains_key(&c.name) {
+                            table.index.insert(c.name.clone(), table.columns.len());
+                            table.columns.push(c);
+                        }
+                    }
+                }
+            }
+            Op::CreateToken(t) => {
+                self.tokens.insert(t.hash.clone(), Arc::new(t));
+            }
+        }
+    }
+}
+
+/// The columns one write needs in one table, in the write's order.
+pub struct TableColumns<'a> {
+    pub table: &'a str,
+    pub columns: Vec<(&'a str, ColumnType)>,
+}
+
+#[derive(Debug, Default)]
+struct FilesState {
+    /// Per ingester: the next entry number of its files log and its covered segment.
+    logs: HashMap<String, (u64, Option<u64>)>,
+    files: Vec<ParquetFile>,
+}
+
+#[derive(Debug)]
+pub struct Catalog {
+    store: Store,
+    state: RwLock<Arc<CatalogState>>,
+    /// Serialises this process's commits; other processes are handled by `Create`.
+    commit: tokio::sync::Mutex<()>,
+    files: Mutex<FilesState>,
+}
+
+fn log_path(n: u64) -> Path {
+    Path::from(format!("catalog/log/{n:020}.json"))
+}
+
+fn files_log_path(ingester: &str, n: u64) -> Path {
+    Path::from(format!("catalog/files/{ingester}/{n:020}.json"))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, CatalogError> {
+    #[derive(Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let corrupt = |e: serde_json::Error| CatalogError::Corrupt {
+        path: path.to_string(),
+        reason: e.to_string(),
+    };
+    let v: Version = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if v.format_version > FORMAT_VERSION {
+        return Err(CatalogError::UnsupportedVersion {
+            path: path.to_string(),
+            version: v.format_version,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+impl Catalog {
+    /// Reads the whole catalog from the store.
+    pub async fn load(store: Store) -> Result<Arc<Self>, CatalogError> {
+        let catalog = Self {
+            store,
+            state: RwLock::new(Arc::new(CatalogState::default())),
+            commit: tokio::sync::Mutex::new(()),
+            files: Mutex::new(FilesState::default()),
+        };
+        catalog.refresh().await?;
+        catalog.load_files().await?;
+        Ok(Arc::new(catalog))
+    }
+
+    pub fn state(&self) -> Arc<CatalogState> {
+        Arc::clone(&self.state.read())
+    }
+
+    /// Applies the shared log entries written since the last look, by any process.
+    pub async fn refresh(&self) -> Result<Arc<CatalogState>, CatalogError> {
+        let current = self.state();
+        let mut next = current.next_entry;
+        let mut new_ops = Vec::new();
+        loop {
+            let path = log_path(next);
+            match self.store.get(&path).await {
+                Ok(bytes) => {
+                    let entry: LogEntry = decode(&path, &bytes)?;
+                    new_ops.extend(entry.ops);
+                    next += 1;
+                }
+                Err(StoreError::NotFound(_)) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if next == current.next_entry {
+            return Ok(current);
+        }
+        // Entries are immutable, so `current` plus the entries read is right even if
+        // another task moved the state meanwhile: keep whichever is further along.
+        let mut state = (*current).clone();
+        for op in new_ops {
+            state.apply(op);
+        }
+        state.next_entry = next;
+        let mut guard = self.state.write();
+        if guard.next_entry < next {
+            *guard = Arc::new(state);
+        }
+        Ok(Arc::clone(&guard))
+    }
+
+    /// Appends one entry built from the current state. `build` is called again on
+    /// the fresh state whenever another writer took the entry number first; it
+    /// returns no ops when there is nothing left to do.
+    async fn commit<F>(&self, mut build: F) -> Result<Arc<CatalogState>, CatalogError>
+    where
+        F: FnMut(&CatalogState) -> Result<Vec<Op>, CatalogError>,
+    {
+        let _guard = self.commit.lock().await;
+        loop {
+            let state = self.refresh().await?;
+            let ops = build(&state)?;
+            if ops.is_empty() {
+                return Ok(state);
+            }
+            let entry = LogEntry {
+                format_version: FORMAT_VERSION,
+                ops,
+            };
+            let bytes = serde_json::to_vec(&entry).expect("catalog entries serialize");
+            match self
+                .store
+                .put(&log_path(state.next_entry), Bytes::from(bytes), Put::Create)
+                .await
+            {
+                Ok(()) => {
+                    let mut next = (*state).clone();
+                    for op in entry.ops {
+                        next.apply(op);
+                    }
+                    next.next_entry += 1;
+                    let next = Arc::new(next);
+                    let mut guard = self.state.write();
+                    if guard.next_entry < next.next_entry {
+                        *guard = Arc::clone(&next);
+                    }
+                    return Ok(next);
+                }
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Creates a database if it does not exist; returns its id.
+    pub async fn create_database(&self, name: &str) -> Result<DbId, CatalogError> {
+        let state = self
+            .commit(|s| {
+                if s.database(name).is_some() {
+                    return Ok(vec![]);
+                }
+                let id = s.databases.keys().next_back().map_or(1, |id| id + 1);
+                Ok(vec![Op::CreateDatabase {
+                    id,
+                    name: name.to_string(),
+                }])
+            })
+            .await?;
+        Ok(state
+            .database(name)
+            .map(|d| d.id)
+            .expect("database just created"))
+    }
+
+    /// Makes sure every table and column of a write exists with the write's types,
+    /// adding what is new in one entry. A type that differs from the catalog's is a
+    /// conflict (another writer may have fixed it first).
+    pub async fn ensure_schema(
+        &self,
+        database: &str,
+        tables: &[TableColumns<'_>],
+    ) -> Result<Arc<Database>, CatalogError> {
+        let state = self
+            .commit(|s| {
+                let db = s
+                    .database(database)
+                    .ok_or_else(|| CatalogError::DatabaseNotFound(database.to_string()))?;
+                let mut ops = Vec::new();
+                let mut next_table = db.tables.keys().next_back().map_or(1, |id| id + 1);
+                for t in tables {
+                    let existing = db.table(t.table);
+                    let table_id = match existing {
+                        Some(table) => table.id,
+                        None => {
+                            let id = next_table;
+                            next_table += 1;
+                            ops.push(Op::CreateTable {
+                                database: db.id,
+                                id,
+                                name: t.table.to_string(),
+                            });
+                            id
+                        }
+                    };
+                    let mut new_columns = Vec::new();
+                    for &(name, ty) in &t.columns {
+                        match existing.and_then(|table| table.column_type(name)) {
+                            Some(existing) if existing == ty => {}
+                            Some(existing) => {
+                                return Err(CatalogError::Conflict {
+                                    table: t.table.to_string(),
+                                    column: name.to_string(),
+                                    existing,
+                                    new: ty,
+                                });
+                            }
+                            None => new_columns.push(ColumnDef {
+                                name: name.to_string(),
+                                ty,
+                            }),
+                        }
+                    }
+                    if !new_columns.is_empty() {
+                        // Keep tags first and time last, as InfluxDB 3 orders columns.
+                        new_columns.sort_by_key(|c| match c.ty {
+                            ColumnType::Tag => 0,
+                            ColumnType::Time => 2,
+                            _ => 1,
+                        });
+                        ops.push(Op::AddColumns {
+                            database: db.id,
+                            table: table_id,
+                            columns: new_columns,
+                        });
+                    }
+                }
+                Ok(ops)
+            })
+            .await?;
+        state
+            .database(database)
+            .cloned()
+            .ok_or_else(|| CatalogError::DatabaseNotFound(database.to_string()))
+    }
+
+    /// Stores a new token record; also creates the databases it names.
+    pub async fn create_token(&self, mut record: TokenRecord) -> Result<TokenRecord, CatalogError> {
+        for p in &record.permissions {
+            if let Permission::Database { name, .. } = p {
+                self.create_database(name).await?;
+            }
+        }
+        let state = self
+            .commit(|s| {
+                record.id = s.tokens.values().map(|t| t.id).max().map_or(1, |id| id + 1);
+                Ok(vec![Op::CreateToken(record.clone())])
+            })
+            .await?;
+        Ok((**state.token(&record.hash).expect("token just stored")).clone())
+    }
+
+    async fn load_files(&self) -> Result<(), CatalogError> {
+        let objects = self.store.list(&Path::from("catalog/files")).await?;
+        let mut files = FilesState::default();
+        for meta in objects {
+            let bytes = self.store.get(&meta.location).await?;
+            let entry: FilesEntry = decode(&meta.location, &bytes)?;
+            let log = files.logs.entry(entry.ingester_id).or_default();
+            log.0 += 1;
+            log.1 = log.1.max(Some(entry.covered_segment));
+            files.files.extend(entry.files);
+        }
+        *self.files.lock() = files;
+        Ok(())
+    }
+
+    /// Registers a snapshot's files, covering the ingester's WAL up to `covered_segment`.
+    /// Only the owner of `ingester_id` calls this, so the entry number cannot contend.
+    pub async fn register_files(
+        &self,
+        ingester_id: &str,
+        covered_segment: u64,
+        files: Vec<ParquetFile>,
+    ) -> Result<(), CatalogError> {
+        let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
+        let entry = FilesEntry {
+            format_version: FORMAT_VERSION,
+            ingester_id: ingester_id.to_string(),
+            covered_segment,
+            files,
+        };
+        let bytes = serde_json::to_vec(&entry).expect("catalog entries serialize");
+        self.store
+            .put(
+                &files_log_path(ingester_id, n),
+                Bytes::from(bytes),
+                Put::Create,
+            )
+            .await?;
+        let mut state = self.files.lock();
+        let log = state.logs.entry(entry.ingester_id).or_default();
+        log.0 = n + 1;
+        log.1 = log.1.max(Some(covered_segment));
+        state.files.extend(entry.files);
+        Ok(())
+    }
+
+    /// The last WAL segment of an ingester that Parquet files cover.
+    pub fn covered_segment(&self, ingester_id: &str) -> Option<u64> {
+        self.files.lock().logs.get(ingester_id).and_then(|l| l.1)
+    }
+
+    /// Every registered Parquet file.
+    pub fn files(&self) -> Vec<ParquetFile> {
+        self.files.lock().files.clone()
+    }
+}
+
+/// The Arrow column order of a catalog table: its columns as created, `time` last.
+pub fn table_columns(table: &Table) -> impl Iterator<Item = (&str, ColumnType)> {
+    let time = std::iter::once((TIME_COLUMN, ColumnType::Time));
+    table
+        .columns
+        .iter()
+        .filter(|c| c.ty != ColumnType::Time)
+        .map(|c| (c.name.as_str(), c.ty))
+        .chain(time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn catalog(dir: &std::path::Path) -> Arc<Catalog> {
+        Catalog::load(Store::local(dir).unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn schema_survives_reload_and_conflicts_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(dir.path()).await;
+        c.create_database("db/rp").await.unwrap();
+        let cols = vec![("room", ColumnType::Tag), ("temp", ColumnType::Float)];
+        c.ensure_schema(
+            "db/rp",
+            &[TableColumns {
+                table: "home",
+                columns: cols,
+            }],
+        )
+        .await
+        .unwrap();
+
+        let again = catalog(dir.path()).await;
+        let db = again.state().database("db/rp").cloned().unwrap();
+        assert_eq!(db.column_type("home", "temp"), Some(ColumnType::Float));
+        assert_eq!(db.column_type("home", "room"), Some(ColumnType::Tag));
+
+        let bad = vec![("temp", ColumnType::Integer)];
+        let err = again
+            .ensure_schema(
+                "db/rp",
+                &[TableColumns {
+                    table: "home",
+                    columns: bad,
+                }],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column \"temp\" of table \"home\" is float, the write has integer"
+        );
+        // Paths use ids, never names.
+        assert!(
+            dir.path()
+                .join("catalog/log/00000000000000000000.json")
+                .is_file()
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_both_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = catalog(dir.path()).await;
+        let b = catalog(dir.path()).await;
+        a.create_database("one").await.unwrap();
+        // b's view is stale: its commit loses entry 0, reloads, and takes entry 1.
+        b.create_database("two").await.unwrap();
+        let fresh = catalog(dir.path()).await.state();
+        assert!(fresh.database("one").is_some() && fresh.database("two").is_some());
+        assert_ne!(
+            fresh.database("one").unwrap().id,
+            fresh.database("two").unwrap().id
+        );
+    }
+
+    #[tokio::test]
+    async fn files_log_tracks_coverage() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(dir.path()).await;
+        assert_eq!(c.covered_segment("i1"), None);
+        let f = ParquetFile {
+            path: "1/1/2022-01-01/x.parquet".into(),
+            database: 1,
+            table: 1,
+            partition: "2022-01-01".into(),
+            min_time: 0,
+            max_time: 1,
+            rows: 2,
+            size_bytes: 3,
+        };
+        c.register_files("i1", 7, vec![f.clone()]).await.unwrap();
+        c.register_files("i1", 9, vec![]).await.unwrap();
+        let again = catalog(dir.path()).await;
+        assert_eq!(again.covered_segment("i1"), Some(9));
+        assert_eq!(again.files(), vec![f]);
+    }
+
+    #[tokio::test]
+    async fn future_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("catalog/log")).unwrap();
+        std::fs::write(
+            dir.path().join("catalog/log/00000000000000000000.json"),
+            br#"{"format_version":99,"ops":[]}"#,
+        )
+        .unwrap();
+        let err = Catalog::load(Store::local(dir.path()).unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CatalogError::UnsupportedVersion { version: 99, .. }),
+            "{err}"
+        );
+    }
+}

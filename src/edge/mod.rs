@@ -1,0 +1,134 @@
+//! The edge: HTTP (axum) on one port, serving the write endpoints, health and ping.
+//!
+//! Every handler returns `crate::error::Error` on failure, so every error, even
+//! for unknown paths and methods, is the same JSON shape. Each response carries an
+//! `X-Request-Id` (the client's, echoed, or a new one).
+
+pub mod body;
+pub mod write;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::auth::Authorizer;
+use crate::catalog::Catalog;
+use crate::error::Error;
+use crate::route::Router as IngestRouter;
+use body::BodyLimits;
+
+/// What every edge handler shares.
+pub struct Edge {
+    pub auth: Arc<Authorizer>,
+    pub catalog: Arc<Catalog>,
+    pub router: Arc<IngestRouter>,
+    pub limits: BodyLimits,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn app(edge: Arc<Edge>) -> Router {
+    Router::new()
+        .route("/api/v2/write", post(write::v2))
+        .route("/health", get(health))
+        .route("/ping", get(ping).head(ping))
+        .fallback(|| async { Error::PathNotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .with_state(edge)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Upper-cases a method sent in lower case: the seed's own example is
+/// `curl --request post`, which sends the literal method `post`, and InfluxDB
+/// accepts it. Methods are case-sensitive in HTTP, so routing would otherwise 405.
+pub fn normalize_method<B>(mut request: http::Request<B>) -> http::Request<B> {
+    let method = request.method().as_str();
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        if let Ok(upper) = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
+            *request.method_mut() = upper;
+        }
+    }
+    request
+}
+
+/// The v2 `/health` body.
+async fn health() -> Response {
+    let body = serde_json::json!({
+        "name": "inflow",
+        "message": "ready for writes",
+        "status": "pass",
+        "checks": [],
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": "",
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn ping() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let version = HeaderValue::from_static(env!("CARGO_PKG_VERSION"));
+    r.headers_mut().insert("x-influxdb-version", version);
+    r.headers_mut()
+        .insert("x-influxdb-build", HeaderValue::from_static("inflow"));
+    r
+}
+
+/// Serves HTTP/1.1 and h2 on `listener` until `shutdown` resolves, then stops
+/// accepting and gives open connections `grace` to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(
+            tower::ServiceBuilder::new()
+                .map_request(normalize_method)
+                .service(app.clone()),
+        );
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(?grace, "connections still open after the shutdown deadline");
+    }
+}

@@ -1,0 +1,227 @@
+//! The ingester's Arrow Flight endpoint: long-lived `DoPut` streams of batches.
+//!
+//! Each record batch carries a protobuf `WriteBatch` in its `app_metadata`. Writes
+//! on one stream are handled concurrently (so they share WAL commits) and each is
+//! answered by one `PutResult` whose `app_metadata` is a `WriteAck`, in whatever
+//! order they become durable. A gRPC status ends the stream only for faults of the
+//! stream itself (bad auth, undecodable data).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{Ingester, Refused};
+use crate::proto::refusal::Reason;
+use crate::proto::{FORMAT_VERSION, Refusal, WriteAck, WriteBatch, write_ack};
+
+/// Largest gRPC message the ingester accepts: one write of the largest request.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+pub struct IngesterFlight {
+    ingester: Arc<Ingester>,
+    cluster_token: Arc<str>,
+}
+
+impl IngesterFlight {
+    pub fn new(ingester: Arc<Ingester>, cluster_token: Arc<str>) -> Self {
+        Self {
+            ingester,
+            cluster_token,
+        }
+    }
+
+    pub fn into_server(self) -> FlightServiceServer<Self> {
+        FlightServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn check_cluster_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if bool::from(presented.as_bytes().ct_eq(self.cluster_token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "ingesters accept writes only with the cluster token",
+            ))
+        }
+    }
+}
+
+fn ack(write_id: u64, outcome: Result<u64, Refused>) -> PutResult {
+    let outcome = match outcome {
+        Ok(segment) => write_ack::Outcome::WalSegment(segment),
+        Err(r) => write_ack::Outcome::Refused(Refusal {
+            reason: r.reason as i32,
+            message: r.message,
+        }),
+    };
+    let msg = WriteAck {
+        format_version: FORMAT_VERSION,
+        write_id,
+        outcome: Some(outcome),
+    };
+    PutResult {
+        app_metadata: msg.encode_to_vec().into(),
+    }
+}
+
+fn unimplemented<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!(
+        "{what} is not served by an ingester"
+    )))
+}
+
+#[tonic::async_trait]
+impl FlightService for IngesterFlight {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoExchangeStream = BoxStream<FlightData>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        self.check_cluster_token(&request)?;
+        // A message with no IPC header only carries the descriptor that opened the
+        // stream: nothing to decode.
+        let stream = request
+            .into_inner()
+            .try_filter(|d| futures::future::ready(!d.data_header.is_empty()))
+            .map_err(|s| FlightError::Tonic(Box::new(s)));
+        let mut decoder = FlightDataDecoder::new(stream);
+        let (tx, rx) = mpsc::channel::<Result<PutResult, Status>>(1024);
+        let ingester = Arc::clone(&self.ingester);
+        tokio::spawn(async move {
+            while let Some(item) = decoder.next().await {
+                let decoded = match item {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::invalid_argument(format!(
+                                "bad Flight data: {e}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                };
+                let meta = decoded.app_metadata();
+                let DecodedPayload::RecordBatch(batch) = decoded.payload else {
+                    continue;
+                };
+                let meta = match WriteBatch::decode(meta) {
+                    Ok(m)
+                        if m.format_version <= FORMAT_VERSION
+                            && !m.database.is_empty()
+                            && !m.table.is_empty() =>
+                    {
+                        m
+                    }
+                    Ok(m) => {
+                        let why = format!(
+                            "unsupported WriteBatch (version {}, database {:?}, table {:?})",
+                            m.format_version, m.database, m.table
+                        );
+                        let _ = tx
+                            .send(Ok(ack(m.write_id, Err(Refused::new(Reason::Invalid, why)))))
+                            .await;
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::invalid_argument(format!(
+                                "record batch without a WriteBatch: {e}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                };
+                let ingester = Arc::clone(&ingester);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let outcome = ingester
+                        .write(&meta.database, &meta.table, meta.sequence, batch)
+                        .await;
+                    let _ = tx.send(Ok(ack(meta.write_id, outcome))).await;
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unimplemented("Handshake")
+    }
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unimplemented("ListFlights")
+    }
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        unimplemented("GetFlightInfo")
+    }
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        unimplemented("PollFlightInfo")
+    }
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        unimplemented("GetSchema")
+    }
+    async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        unimplemented("DoGet")
+    }
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unimplemented("DoExchange")
+    }
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        unimplemented("DoAction")
+    }
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        unimplemented("ListActions")
+    }
+}

@@ -1,0 +1,320 @@
+//! Turns buffered chunks of one table into Parquet files, one per day.
+//!
+//! Rows are sorted by (tags, time) and deduplicated by point identity: a point is
+//! (table, tag set, time), a missing tag being null. When a point was written more
+//! than once, each field takes the value of the latest write that set it, "latest"
+//! being the router's sequence and then the row order within a write.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, TimestampNanosecondArray, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+use super::buffer::Chunk;
+use crate::schema::{ColumnType, TIME_COLUMN, project};
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+}
+
+/// One day of a table, ready to be written.
+#[derive(Debug)]
+pub struct DayFile {
+    /// `yyyy-mm-dd`
+    pub partition: String,
+    pub bytes: Bytes,
+    pub rows: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// The schema every chunk is widened to: the catalog's columns, then any a chunk
+/// has that the catalog view lacks, `time` last.
+pub fn target_schema<'a>(
+    catalog_columns: impl IntoIterator<Item = (&'a str, ColumnType)>,
+    chunks: &[Arc<Chunk>],
+) -> SchemaRef {
+    let mut fields: Vec<arrow::datatypes::Field> = catalog_columns
+        .into_iter()
+        .filter(|(n, _)| *n != TIME_COLUMN)
+        .map(|(n, t)| t.arrow_field(n))
+        .collect();
+    for chunk in chunks {
+        for f in chunk.batch.schema().fields() {
+            if f.name() != TIME_COLUMN && !fields.iter().any(|x| x.name() == f.name()) {
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    fields.push(ColumnType::Time.arrow_field(TIME_COLUMN));
+    Arc::new(Schema::new(fields))
+}
+
+/// Merges chunks (in commit order) into one sorted, deduplicated batch.
+pub fn merge(schema: &SchemaRef, chunks: &[Arc<Chunk>]) -> Result<RecordBatch, SnapshotError> {
+    let mut ordered: Vec<&Arc<Chunk>> = chunks.iter().collect();
+    // Stable: chunks of equal sequence keep their commit order.
+    ordered.sort_by_key(|c| c.sequence);
+    let widened = ordered
+        .iter()
+        .map(|c| project(&c.batch, schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    let all = concat_batches(schema, &widened)?;
+    dedup_sorted(&all)
+}
+
+/// Sorts rows by (tags, time) keeping arrival order among equals, then folds each
+/// run of equal keys into one row: tags and time from the run, each field from the
+/// last row of the run where it is not null.
+fn dedup_sorted(batch: &RecordBatch) -> Result<RecordBatch, SnapshotError> {
+    let schema = batch.schema();
+    let kinds: Vec<Option<ColumnType>> = schema
+        .fields()
+        .iter()
+        .map(|f| ColumnType::from_arrow_field(f))
+        .collect();
+    let key_idx: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| matches!(kinds[i], Some(ColumnType::Tag)))
+        .chain(schema.index_of(TIME_COLUMN).ok())
+        .collect();
+    let converter = RowConverter::new(
+        key_idx
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect(),
+    )?;
+    let key_columns: Vec<ArrayRef> = key_idx
+        .iter()
+        .map(|&i| Arc::clone(batch.column(i)))
+        .collect();
+    let rows = converter.convert_columns(&key_columns)?;
+
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+
+    // Runs of equal keys.
+    let mut runs: Vec<(usize, usize)> = Vec::with_capacity(order.len());
+    let mut start = 0;
+    for i in 1..=order.len() {
+        if i == order.len() || rows.row(order[i] as usize) != rows.row(order[start] as usize) {
+            runs.push((start, i));
+            start = i;
+        }
+    }
+
+    let columns = batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let is_field = kinds[i].is_some_and(ColumnType::is_field) || kinds[i].is_none();
+            let pick: UInt32Array = runs
+                .iter()
+                .map(|&(s, e)| {
+                    let run = &order[s..e];
+                    if is_field {
+                        run.iter()
+                            .rev()
+                            .find(|&&r| col.is_valid(r as usize))
+                            .copied()
+                            .or(run.last().copied())
+                    } else {
+                        Some(run[0])
+                    }
+                })
+                .collect();
+            take(col.as_ref(), &pick, None)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Splits a merged batch by day and encodes each day as Parquet.
+pub fn day_files(batch: &RecordBatch) -> Result<Vec<DayFile>, SnapshotError> {
+    let time = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| ArrowError::SchemaError("batch has no nanosecond time column".into()))?;
+    let mut days: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (row, t) in time.values().iter().enumerate() {
+        days.entry(t.div_euclid(NANOS_PER_DAY))
+            .or_default()
+            .push(row as u32);
+    }
+    let single = days.len() == 1;
+    days.into_iter()
+        .map(|(day, rows)| {
+            let part = if single {
+                batch.clone()
+            } else {
+                let idx = UInt32Array::from(rows);
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c.as_ref(), &idx, None))
+                    .collect::<Result<Vec<_>, _>>()?;
+                RecordBatch::try_new(batch.schema(), columns)?
+            };
+            encode_day(day, &part)
+        })
+        .collect()
+}
+
+fn encode_day(day: i64, batch: &RecordBatch) -> Result<DayFile, SnapshotError> {
+    let time = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| ArrowError::SchemaError("batch has no nanosecond time column".into()))?;
+    let min_time = time.values().iter().copied().min().unwrap_or_default();
+    let max_time = time.values().iter().copied().max().unwrap_or_default();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(DayFile {
+        partition: partition_name(day),
+        bytes: Bytes::from(buf),
+        rows: batch.num_rows() as u64,
+        min_time,
+        max_time,
+    })
+}
+
+/// `yyyy-mm-dd` of a day number since the epoch (proleptic Gregorian, UTC).
+fn partition_name(day: i64) -> String {
+    let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+        .map(|d| d.date_naive().to_string())
+        .unwrap_or_else(|| format!("day{day}"));
+    date
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::arrow_schema;
+    use arrow::array::{Float64Array, Int64Array, StringDictionaryBuilder};
+    use arrow::datatypes::Int32Type;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn chunk(
+        sequence: u64,
+        hosts: &[Option<&str>],
+        temp: &[Option<f64>],
+        n: &[Option<i64>],
+        time: &[i64],
+    ) -> Arc<Chunk> {
+        let schema = arrow_schema([
+            ("host", ColumnType::Tag),
+            ("temp", ColumnType::Float),
+            ("n", ColumnType::Integer),
+            ("time", ColumnType::Time),
+        ]);
+        let mut tags = StringDictionaryBuilder::<Int32Type>::new();
+        for h in hosts {
+            tags.append_option(*h);
+        }
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(tags.finish()),
+                Arc::new(Float64Array::from(temp.to_vec())),
+                Arc::new(Int64Array::from(n.to_vec())),
+                Arc::new(TimestampNanosecondArray::from(time.to_vec())),
+            ],
+        )
+        .unwrap();
+        Arc::new(Chunk {
+            segment: sequence,
+            sequence,
+            batch,
+        })
+    }
+
+    #[test]
+    fn later_writes_replace_only_the_fields_they_set() {
+        // Written out of order on purpose: sequence decides, not arrival.
+        let later = chunk(2, &[Some("a")], &[Some(2.0)], &[None], &[10]);
+        let earlier = chunk(
+            1,
+            &[Some("a"), None, Some("a")],
+            &[Some(1.0), Some(5.0), None],
+            &[Some(7), None, Some(8)],
+            &[10, 10, 20],
+        );
+        let chunks = vec![later, earlier];
+        let schema = target_schema([], &chunks);
+        let merged = merge(&schema, &chunks).unwrap();
+        assert_eq!(
+            merged.num_rows(),
+            3,
+            "a@10 folded, null host is its own series"
+        );
+        let temp = merged
+            .column_by_name("temp")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        let n = merged
+            .column_by_name("n")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        // Sorted by (host, time) with nulls first: (null,10), (a,10), (a,20).
+        assert_eq!(
+            temp.iter().collect::<Vec<_>>(),
+            vec![Some(5.0), Some(2.0), None]
+        );
+        assert_eq!(n.iter().collect::<Vec<_>>(), vec![None, Some(7), Some(8)]);
+    }
+
+    #[test]
+    fn days_become_separate_parquet_files() {
+        let c = chunk(
+            1,
+            &[Some("a"), Some("a")],
+            &[Some(1.0), Some(2.0)],
+            &[None, None],
+            &[-1, NANOS_PER_DAY + 5],
+        );
+        let schema = target_schema([], std::slice::from_ref(&c));
+        let merged = merge(&schema, &[c]).unwrap();
+        let files = day_files(&merged).unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.partition.as_str()).collect();
+        assert_eq!(names, vec!["1969-12-31", "1970-01-02"]);
+        assert_eq!(
+            (files[1].min_time, files[1].max_time, files[1].rows),
+            (NANOS_PER_DAY + 5, NANOS_PER_DAY + 5, 1)
+        );
+        let reader = ParquetRecordBatchReaderBuilder::try_new(files[0].bytes.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        let back: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+        assert_eq!(back[0].num_rows(), 1);
+        assert_eq!(
+            back[0].schema().field(0).data_type(),
+            &ColumnType::Tag.arrow_type()
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! inflow: an InfluxDB-compatible line protocol ingest service.
+//!
+//! ```text
+//!  client ──HTTP──► edge (auth, limits, gzip) ──► lineproto (Arrow per table)
+//!                     │ catalog schema check
+//!                     ▼
+//!                   route (sequence, pick ingester) ──Flight DoPut──► ingester
+//!                                                          WAL ──► object store
+//!                                                          snapshot ──► Parquet + catalog
+//! ```
+//!
+//! Follow a write: `main.rs → serve → edge::write → lineproto → route → ingester`.
+
+pub mod auth;
+pub mod bench;
+pub mod catalog;
+pub mod edge;
+pub mod error;
+pub mod ingester;
+pub mod lineproto;
+pub mod proto;
+pub mod route;
+pub mod schema;
+pub mod serve;
+pub mod store;

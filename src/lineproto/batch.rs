@@ -1,0 +1,760 @@
+//! Per-table Arrow builders fed one validated line at a time.
+//!
+//! [`Tables::append`] first resolves every tag and field of a line to a column
+//! (checking types, duplicates and the column limit) without touching a
+//! builder, and only then appends. A rejected line therefore leaves no trace.
+//!
+//! Columns are kept in order of first appearance. A column that first appears
+//! in a later row is null-padded for the earlier rows; a column a row does not
+//! set gets a null. Padding is lazy: each column remembers its length and is
+//! topped up with nulls when it is next written or when the batch is finished.
+//!
+//! Fast paths for the common shape of a body (runs of lines of one measurement,
+//! each with the same columns in the same order): the table of the previous line
+//! is compared by name before any hashing, and each table remembers which column
+//! the i-th tag/field of its previous line went to, so a line usually resolves
+//! with one string comparison per column.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    StringDictionaryBuilder, TimestampNanosecondBuilder, UInt64Builder,
+};
+use arrow::datatypes::{Int32Type, Schema};
+use arrow::record_batch::RecordBatch;
+
+use super::parse::{Fault, FieldValue, Line, Problem};
+use super::{SchemaLookup, TableBatch};
+use crate::schema::{ColumnType, TIME_COLUMN};
+
+/// Marks a tag/field of a line that is not written (an earlier duplicate field).
+const SKIP: usize = usize::MAX;
+
+/// The builders of every table of one request body.
+pub(crate) struct Tables {
+    tables: Vec<TableBuilder>,
+    by_name: HashMap<String, usize>,
+    /// The table of the previous line.
+    last: usize,
+    /// Identifies the line being resolved (see [`Column::stamp`]).
+    stamp: u64,
+    /// Column of each tag, then each field, of the line being resolved
+    /// (indices past the table's columns are pending new columns); or [`SKIP`].
+    targets: Vec<usize>,
+    /// New columns the line being resolved would add, in order.
+    pending: Vec<Pending>,
+    max_columns: usize,
+}
+
+/// A column the current line would create.
+struct Pending {
+    /// Index (tags, then fields) of the line's item that sets it last.
+    item: usize,
+    ty: ColumnType,
+}
+
+struct TableBuilder {
+    name: String,
+    rows: usize,
+    columns: Vec<Column>,
+    /// Column index by name; also holds pending columns while a line resolves.
+    by_name: HashMap<String, usize>,
+    time: TimestampNanosecondBuilder,
+    /// Column of the i-th item (tags, then fields) of the previous line: a guess
+    /// checked by name before falling back to `by_name`.
+    order: Vec<usize>,
+}
+
+struct Column {
+    name: String,
+    ty: ColumnType,
+    data: Builder,
+    /// The line that last resolved to this column, to find duplicates in a line.
+    stamp: u64,
+    /// Which item of that line.
+    item: usize,
+}
+
+enum Builder {
+    Tag(StringDictionaryBuilder<Int32Type>),
+    Float(Float64Builder),
+    Integer(Int64Builder),
+    UInteger(UInt64Builder),
+    String(StringBuilder),
+    Boolean(BooleanBuilder),
+}
+
+/// A tag or field of a line, seen as a column.
+struct Item<'l> {
+    name: &'l str,
+    ty: ColumnType,
+    at: usize,
+}
+
+fn item<'l>(line: &'l Line<'_>, i: usize) -> Item<'l> {
+    match line.tags.get(i) {
+        Some(t) => Item {
+            name: &t.key,
+            ty: ColumnType::Tag,
+            at: t.at,
+        },
+        None => {
+            let f = &line.fields[i - line.tags.len()];
+            Item {
+                name: &f.key,
+                ty: f.value.column_type(),
+                at: f.at,
+            }
+        }
+    }
+}
+
+impl Tables {
+    pub(crate) fn new(max_columns: usize) -> Self {
+        Self {
+            tables: Vec::new(),
+            by_name: HashMap::new(),
+            last: usize::MAX,
+            stamp: 0,
+            targets: Vec::new(),
+            pending: Vec::new(),
+            max_columns,
+        }
+    }
+
+    /// Appends one parsed line with its time in ns; returns the number of field
+    /// values written, or why the line was rejected (then nothing was written).
+    pub(crate) fn append<'l>(
+        &mut self,
+        line: &'l Line<'_>,
+        time_ns: i64,
+        schema: &dyn SchemaLookup,
+    ) -> Result<usize, Fault<'l>> {
+        let t = self.table(&line.measurement);
+        self.stamp += 1;
+        if let Err(fault) = self.resolve(t, line, schema) {
+            // Forget the pending columns registered while resolving.
+            let table = &mut self.tables[t];
+            for p in &self.pending {
+                table.by_name.remove(item(line, p.item).name);
+            }
+            return Err(fault);
+        }
+        Ok(self.commit(t, line, time_ns))
+    }
+
+    /// The index of the table named `name`, created if new.
+    #[inline]
+    fn table(&mut self, name: &str) -> usize {
+        if let Some(table) = self.tables.get(self.last)
+            && table.name == name
+        {
+            return self.last;
+        }
+        let t = match self.by_name.get(name) {
+            Some(&t) => t,
+            None => {
+                let t = self.tables.len();
+                self.tables.push(TableBuilder::new(name));
+                self.by_name.insert(name.to_owned(), t);
+                t
+            }
+        };
+        self.last = t;
+        t
+    }
+
+    /// Maps every tag and field of `line` to a column of table `t`, filling
+    /// `targets` and `pending`. Touches no builder.
+    fn resolve<'l>(
+        &mut self,
+        t: usize,
+        line: &'l Line<'_>,
+        schema: &dyn SchemaLookup,
+    ) -> Result<(), Fault<'l>> {
+        let stamp = self.stamp;
+        let table = &mut self.tables[t];
+        let targets = &mut self.targets;
+        let pending = &mut self.pending;
+        targets.clear();
+        pending.clear();
+        let n = line.tags.len() + line.fields.len();
+        if table.order.len() < n {
+            table.order.resize(n, SKIP);
+        }
+        let existing = table.columns.len();
+
+        for i in 0..n {
+            let it = item(line, i);
+            let guess = table.order[i];
+            let c = match table.columns.get(guess) {
+                Some(col) if col.name == it.name => guess,
+                _ => match table.by_name.get(it.name) {
+                    Some(&c) => c,
+                    None => {
+                        // A new column: check it against the catalog and the limit.
+                        if let Some(fixed) = schema.column_type(&table.name, it.name)
+                            && fixed != it.ty
+                        {
+                            return Err(conflict(&table.name, &it, fixed));
+                        }
+                        // +1: the time column.
+                        if existing + pending.len() + 1 >= self.max_columns {
+                            return Err(Fault {
+                                at: it.at,
+                                problem: Problem::TooManyColumns {
+                                    table: Cow::Owned(table.name.clone()),
+                                    limit: self.max_columns,
+                                },
+                            });
+                        }
+                        let c = existing + pending.len();
+                        pending.push(Pending { item: i, ty: it.ty });
+                        table.by_name.insert(it.name.to_owned(), c);
+                        table.order[i] = c;
+                        targets.push(c);
+                        continue;
+                    }
+                },
+            };
+            table.order[i] = c;
+
+            // An existing column, or one this line already added.
+            let (ty, seen) = match table.columns.get_mut(c) {
+                Some(col) => {
+                    let seen = (col.stamp == stamp).then_some(col.item);
+                    col.stamp = stamp;
+                    col.item = i;
+                    (col.ty, seen)
+                }
+                None => {
+                    let p = &mut pending[c - existing];
+                    let seen = Some(p.item);
+                    p.item = i;
+                    (p.ty, seen)
+                }
+            };
+            if ty != it.ty {
+                let first = seen.map(|s| item(line, s).ty);
+                return Err(match first {
+                    // Both occurrences are fields of this line.
+                    Some(first) if first.is_field() && it.ty.is_field() && c >= existing => Fault {
+                        at: it.at,
+                        problem: Problem::DuplicateFieldTypes {
+                            key: Cow::Borrowed(it.name),
+                            first,
+                            second: it.ty,
+                        },
+                    },
+                    _ => conflict(&table.name, &it, ty),
+                });
+            }
+            if let Some(prev) = seen {
+                if it.ty == ColumnType::Tag {
+                    return Err(Fault {
+                        at: it.at,
+                        problem: Problem::DuplicateTag(Cow::Borrowed(it.name)),
+                    });
+                }
+                // A duplicate field of the same type: the last value wins
+                // (as InfluxDB does, see the module docs).
+                targets[prev] = SKIP;
+            }
+            targets.push(c);
+        }
+        Ok(())
+    }
+
+    /// Creates the pending columns and appends the resolved line.
+    fn commit(&mut self, t: usize, line: &Line<'_>, time_ns: i64) -> usize {
+        let table = &mut self.tables[t];
+        for p in &self.pending {
+            table.columns.push(Column {
+                name: item(line, p.item).name.to_owned(),
+                ty: p.ty,
+                data: Builder::new(p.ty),
+                stamp: self.stamp,
+                item: p.item,
+            });
+        }
+        let rows = table.rows;
+        let ntags = line.tags.len();
+        let mut fields = 0;
+        for (i, &c) in self.targets.iter().enumerate() {
+            if c == SKIP {
+                continue;
+            }
+            let column = &mut table.columns[c];
+            column.data.pad(rows);
+            match line.tags.get(i) {
+                Some(tag) => column.data.append_tag(&tag.value),
+                None => {
+                    column.data.append_field(&line.fields[i - ntags].value);
+                    fields += 1;
+                }
+            }
+        }
+        table.time.append_value(time_ns);
+        table.rows += 1;
+        fields
+    }
+
+    /// The finished batches of tables that received at least one row, in order
+    /// of first appearance.
+    pub(crate) fn finish(self) -> Vec<TableBatch> {
+        self.tables
+            .into_iter()
+            .filter(|t| t.rows > 0)
+            .map(TableBuilder::finish)
+            .collect()
+    }
+}
+
+fn conflict<'l>(table: &str, it: &Item<'l>, existing: ColumnType) -> Fault<'l> {
+    Fault {
+        at: it.at,
+        problem: Problem::TypeConflict {
+            name: Cow::Borrowed(it.name),
+            new: it.ty,
+            existing,
+            table: Cow::Owned(table.to_owned()),
+        },
+    }
+}
+
+impl TableBuilder {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            rows: 0,
+            columns: Vec::new(),
+            by_name: HashMap::new(),
+            time: TimestampNanosecondBuilder::new(),
+            order: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> TableBatch {
+        let mut fields = Vec::with_capacity(self.columns.len() + 1);
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 1);
+        for column in &mut self.columns {
+            column.data.pad(self.rows);
+            fields.push(column.ty.arrow_field(&column.name));
+            arrays.push(column.data.finish());
+        }
+        fields.push(ColumnType::Time.arrow_field(TIME_COLUMN));
+        arrays.push(Arc::new(self.time.finish()));
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema, arrays)
+            .expect("every column is padded to the row count and typed by its ColumnType");
+        TableBatch {
+            table: self.name,
+            batch,
+        }
+    }
+}
+
+impl Builder {
+    fn new(ty: ColumnType) -> Self {
+        match ty {
+            ColumnType::Tag => Self::Tag(StringDictionaryBuilder::new()),
+            ColumnType::Float => Self::Float(Float64Builder::new()),
+            ColumnType::Integer => Self::Integer(Int64Builder::new()),
+            ColumnType::UInteger => Self::UInteger(UInt64Builder::new()),
+            ColumnType::String => Self::String(StringBuilder::new()),
+            ColumnType::Boolean => Self::Boolean(BooleanBuilder::new()),
+            ColumnType::Time => unreachable!("time is not a tag or field column"),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Tag(b) => b.len(),
+            Self::Float(b) => b.len(),
+            Self::Integer(b) => b.len(),
+            Self::UInteger(b) => b.len(),
+            Self::String(b) => b.len(),
+            Self::Boolean(b) => b.len(),
+        }
+    }
+
+    /// Appends nulls up to `rows`.
+    #[inline]
+    fn pad(&mut self, rows: usize) {
+        let len = self.len();
+        if len >= rows {
+            return;
+        }
+        let n = rows - len;
+        match self {
+            Self::Tag(b) => b.append_nulls(n),
+            Self::Float(b) => b.append_nulls(n),
+            Self::Integer(b) => b.append_nulls(n),
+            Self::UInteger(b) => b.append_nulls(n),
+            Self::String(b) => b.append_nulls(n),
+            Self::Boolean(b) => b.append_nulls(n),
+        }
+    }
+
+    #[inline]
+    fn append_tag(&mut self, value: &str) {
+        match self {
+            // Key overflow would need 2^31 distinct values in one body, far
+            // beyond any request size limit.
+            Self::Tag(b) => b.append_value(value),
+            _ => unreachable!("resolve checked the column type"),
+        }
+    }
+
+    #[inline]
+    fn append_field(&mut self, value: &FieldValue<'_>) {
+        match (self, value) {
+            (Self::Float(b), FieldValue::Float(v)) => b.append_value(*v),
+            (Self::Integer(b), FieldValue::Integer(v)) => b.append_value(*v),
+            (Self::UInteger(b), FieldValue::UInteger(v)) => b.append_value(*v),
+            (Self::String(b), FieldValue::String(v)) => b.append_value(v),
+            (Self::Boolean(b), FieldValue::Boolean(v)) => b.append_value(*v),
+            _ => unreachable!("resolve checked the column type"),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Tag(b) => Arc::new(b.finish()),
+            Self::Float(b) => Arc::new(b.finish()),
+            Self::Integer(b) => Arc::new(b.finish()),
+            Self::UInteger(b) => Arc::new(b.finish()),
+            Self::String(b) => Arc::new(b.finish()),
+            Self::Boolean(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow::array::{Array, AsArray, DictionaryArray};
+    use arrow::datatypes::{
+        DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampNanosecondType, UInt64Type,
+    };
+
+    use super::super::{
+        EmptySchema, ParseOptions, ParsedBody, Precision, SchemaLookup, parse_lines,
+    };
+    use crate::schema::{COLUMN_KIND_KEY, ColumnType};
+
+    fn parse_with(body: &str, schema: &dyn SchemaLookup) -> ParsedBody {
+        let opts = ParseOptions::new(Precision::Nanosecond, 0);
+        parse_lines(body.as_bytes(), &opts, schema)
+    }
+
+    fn parse(body: &str) -> ParsedBody {
+        parse_with(body, &EmptySchema)
+    }
+
+    fn messages(p: &ParsedBody) -> Vec<String> {
+        p.errors.iter().map(ToString::to_string).collect()
+    }
+
+    fn column_names(p: &ParsedBody, table: usize) -> Vec<String> {
+        let schema = p.tables[table].batch.schema();
+        schema.fields().iter().map(|f| f.name().clone()).collect()
+    }
+
+    /// A tag column as strings (None for null).
+    fn tags(p: &ParsedBody, table: usize, name: &str) -> Vec<Option<String>> {
+        let col = p.tables[table].batch.column_by_name(name).unwrap();
+        let dict = col
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .unwrap();
+        let values = dict.values().as_string::<i32>();
+        dict.keys()
+            .iter()
+            .map(|k| k.map(|k| values.value(k as usize).to_owned()))
+            .collect()
+    }
+
+    fn floats(p: &ParsedBody, table: usize, name: &str) -> Vec<Option<f64>> {
+        let col = p.tables[table].batch.column_by_name(name).unwrap();
+        col.as_primitive::<Float64Type>().iter().collect()
+    }
+
+    struct Catalog(HashMap<(&'static str, &'static str), ColumnType>);
+
+    impl SchemaLookup for Catalog {
+        fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
+            self.0
+                .iter()
+                .find(|((t, c), _)| *t == table && *c == column)
+                .map(|(_, ty)| *ty)
+        }
+    }
+
+    #[test]
+    fn every_type_lands_in_its_arrow_column() {
+        let p = parse(
+            "m,host=a f=1.5,i=-2i,u=3u,s=\"x\",b=true 10\n\
+             m,host=b f=2,i=4i,u=5u,s=\"y\",b=F 20",
+        );
+        assert_eq!(p.error_count, 0, "{:?}", p.errors);
+        assert_eq!(p.lines, 2);
+        assert_eq!(p.fields, 10);
+        let batch = &p.tables[0].batch;
+        assert_eq!(p.tables[0].table, "m");
+        assert_eq!(
+            column_names(&p, 0),
+            ["host", "f", "i", "u", "s", "b", "time"]
+        );
+        let types: Vec<DataType> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                DataType::Float64,
+                DataType::Int64,
+                DataType::UInt64,
+                DataType::Utf8,
+                DataType::Boolean,
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+            ]
+        );
+        let kinds: Vec<&str> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.metadata()[COLUMN_KIND_KEY].as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["tag", "field", "field", "field", "field", "field", "time"]
+        );
+        assert!(!batch.schema().field(6).is_nullable());
+        assert_eq!(tags(&p, 0, "host"), [Some("a".into()), Some("b".into())]);
+        assert_eq!(floats(&p, 0, "f"), [Some(1.5), Some(2.0)]);
+        let i = batch.column(2).as_primitive::<Int64Type>();
+        assert_eq!(i.values().to_vec(), [-2, 4]);
+        let u = batch.column(3).as_primitive::<UInt64Type>();
+        assert_eq!(u.values().to_vec(), [3, 5]);
+        let s = batch.column(4).as_string::<i32>();
+        assert_eq!((s.value(0), s.value(1)), ("x", "y"));
+        let b = batch.column(5).as_boolean();
+        assert_eq!((b.value(0), b.value(1)), (true, false));
+        let t = batch.column(6).as_primitive::<TimestampNanosecondType>();
+        assert_eq!(t.values().to_vec(), [10, 20]);
+    }
+
+    #[test]
+    fn escaped_names_and_values_are_unescaped_in_the_batch() {
+        let p = parse(r#"my\ table,tag\ key=a\,b\=c field\=key="say \"hi\" \\ ✓""#);
+        assert_eq!(p.error_count, 0, "{:?}", p.errors);
+        assert_eq!(p.tables[0].table, "my table");
+        assert_eq!(column_names(&p, 0), ["tag key", "field=key", "time"]);
+        assert_eq!(tags(&p, 0, "tag key"), [Some("a,b=c".into())]);
+        let s = p.tables[0].batch.column(1).as_string::<i32>();
+        assert_eq!(s.value(0), r#"say "hi" \ ✓"#);
+    }
+
+    #[test]
+    fn later_columns_are_null_padded_and_absent_ones_null() {
+        let p = parse("m a=1\nm a=2,b=3\nm,t=x c=4\nm a=5");
+        assert_eq!(p.error_count, 0);
+        assert_eq!(column_names(&p, 0), ["a", "b", "t", "c", "time"]);
+        assert_eq!(floats(&p, 0, "a"), [Some(1.0), Some(2.0), None, Some(5.0)]);
+        assert_eq!(floats(&p, 0, "b"), [None, Some(3.0), None, None]);
+        assert_eq!(floats(&p, 0, "c"), [None, None, Some(4.0), None]);
+        assert_eq!(tags(&p, 0, "t"), [None, None, Some("x".into()), None]);
+        assert_eq!(p.tables[0].batch.num_rows(), 4);
+    }
+
+    #[test]
+    fn columns_in_another_order_still_land_right() {
+        let p = parse("m,x=1,y=2 a=1,b=2\nm,y=3,x=4 b=3,a=4\nm,x=5 b=5");
+        assert_eq!(p.error_count, 0);
+        assert_eq!(column_names(&p, 0), ["x", "y", "a", "b", "time"]);
+        assert_eq!(
+            tags(&p, 0, "x"),
+            [Some("1".into()), Some("4".into()), Some("5".into())]
+        );
+        assert_eq!(tags(&p, 0, "y"), [Some("2".into()), Some("3".into()), None]);
+        assert_eq!(floats(&p, 0, "a"), [Some(1.0), Some(4.0), None]);
+        assert_eq!(floats(&p, 0, "b"), [Some(2.0), Some(3.0), Some(5.0)]);
+    }
+
+    #[test]
+    fn rejected_lines_leave_no_trace() {
+        // Each bad line would add a column, or fails after good fields.
+        let p = parse(
+            "m a=1\n\
+             m a=2,new=1,bad=x\n\
+             m,newtag=v a=3,a=1i\n\
+             other,t=1 q=1,q=2i\n\
+             m a=4,z=1i 99999999999999999999\n\
+             m a=5",
+        );
+        assert_eq!(p.error_count, 4, "{:?}", p.errors);
+        assert_eq!(p.lines, 2);
+        assert_eq!(p.tables.len(), 1, "a table of only bad lines is dropped");
+        assert_eq!(column_names(&p, 0), ["a", "time"]);
+        assert_eq!(floats(&p, 0, "a"), [Some(1.0), Some(5.0)]);
+        // The names a rejected line would have added are free for other types.
+        let p = parse("m a=1,b=2,a=3i\nm b=1i\nm,a=t c=1");
+        assert_eq!(p.error_count, 1);
+        assert_eq!(p.lines, 2, "{:?}", p.errors);
+        assert_eq!(column_names(&p, 0), ["b", "a", "c", "time"]);
+    }
+
+    #[test]
+    fn type_conflicts_within_a_body() {
+        let p = parse("home temp=1\nhome temp=2i\nhome,temp=x f=1\nhome host=1\nhome,host=a f=2");
+        assert_eq!(
+            messages(&p),
+            [
+                "line 2, column 6: field \"temp\" is integer but column \"temp\" of table \"home\" is float",
+                "line 3, column 6: tag \"temp\" conflicts with column \"temp\" of table \"home\", a field of type float",
+                "line 5, column 6: tag \"host\" conflicts with column \"host\" of table \"home\", a field of type float",
+            ]
+        );
+        assert_eq!(p.lines, 2);
+        // The same column name in another table is independent.
+        let p = parse("a v=1\nb v=1i\nb v=\"s\"");
+        assert_eq!(
+            messages(&p),
+            ["line 3, column 3: field \"v\" is string but column \"v\" of table \"b\" is integer"]
+        );
+        // A field named like an existing tag.
+        let p = parse("m,host=a f=1\nm host=1");
+        assert_eq!(
+            messages(&p),
+            ["line 2, column 3: field \"host\" is float but column \"host\" of table \"m\" is tag"]
+        );
+        // A tag and a field of the same name in one line.
+        let p = parse("m,x=a x=1");
+        assert_eq!(
+            messages(&p),
+            ["line 1, column 7: field \"x\" is float but column \"x\" of table \"m\" is tag"]
+        );
+    }
+
+    #[test]
+    fn type_conflicts_against_the_catalog() {
+        let catalog = Catalog(HashMap::from([
+            (("home", "temp"), ColumnType::Float),
+            (("home", "room"), ColumnType::Tag),
+            (("home", "count"), ColumnType::UInteger),
+        ]));
+        let p = parse_with(
+            "home temp=1i\nhome,room=k temp=1,count=2u\nhome room=\"k\"\nhome,count=1 temp=2\nhome count=2i\nhome other=1i",
+            &catalog,
+        );
+        assert_eq!(
+            messages(&p),
+            [
+                "line 1, column 6: field \"temp\" is integer but column \"temp\" of table \"home\" is float",
+                "line 3, column 6: field \"room\" is string but column \"room\" of table \"home\" is tag",
+                "line 4, column 6: tag \"count\" conflicts with column \"count\" of table \"home\", a field of type unsigned",
+                "line 5, column 6: field \"count\" is integer but column \"count\" of table \"home\" is unsigned",
+            ]
+        );
+        assert_eq!(p.lines, 2);
+        assert_eq!(
+            column_names(&p, 0),
+            ["room", "temp", "count", "other", "time"]
+        );
+        // The catalog is per table.
+        let p = parse_with("garage temp=1i", &catalog);
+        assert_eq!(p.error_count, 0);
+    }
+
+    #[test]
+    fn duplicate_tags_are_errors() {
+        let p = parse("m,a=1,b=2,a=1 f=1\nm,a=1,a=2 f=1\nm,a=1 f=1\nm,a=1,b=1,a=1 f=1");
+        assert_eq!(
+            messages(&p),
+            [
+                "line 1, column 11: duplicate tag \"a\"",
+                "line 2, column 7: duplicate tag \"a\"",
+                "line 4, column 11: duplicate tag \"a\"",
+            ]
+        );
+        assert_eq!(p.lines, 1);
+    }
+
+    #[test]
+    fn duplicate_fields_keep_the_last_value() {
+        let p = parse("m v=2,bananas=42,v=3,platanos=24\nm v=1,v=2,v=3\nm w=1i,w=2i");
+        assert_eq!(p.error_count, 0, "{:?}", p.errors);
+        assert_eq!(
+            column_names(&p, 0),
+            ["v", "bananas", "platanos", "w", "time"]
+        );
+        assert_eq!(floats(&p, 0, "v"), [Some(3.0), Some(3.0), None]);
+        assert_eq!(floats(&p, 0, "bananas"), [Some(42.0), None, None]);
+        let w = p.tables[0].batch.column(3).as_primitive::<Int64Type>();
+        assert_eq!(w.iter().collect::<Vec<_>>(), [None, None, Some(2)]);
+        assert_eq!(p.fields, 3 + 1 + 1);
+    }
+
+    #[test]
+    fn duplicate_fields_of_different_types_are_errors() {
+        let p = parse("m v=2i,v=3u\nm v=1\nm v=1,v=2i");
+        assert_eq!(
+            messages(&p),
+            [
+                "line 1, column 8: field \"v\" appears twice with different types (integer and unsigned)",
+                "line 3, column 7: field \"v\" is integer but column \"v\" of table \"m\" is float",
+            ]
+        );
+        assert_eq!(p.lines, 1);
+    }
+
+    #[test]
+    fn multiple_tables_in_order_of_first_appearance() {
+        let p = parse("cpu u=1\nmem f=1i\ncpu u=2\ndisk,d=a free=1u\nmem f=2i");
+        assert_eq!(p.error_count, 0);
+        let names: Vec<&str> = p.tables.iter().map(|t| t.table.as_str()).collect();
+        assert_eq!(names, ["cpu", "mem", "disk"]);
+        let rows: Vec<usize> = p.tables.iter().map(|t| t.batch.num_rows()).collect();
+        assert_eq!(rows, [2, 2, 1]);
+        assert_eq!(floats(&p, 0, "u"), [Some(1.0), Some(2.0)]);
+    }
+
+    #[test]
+    fn max_columns_per_table_counts_tags_fields_and_time() {
+        let mut opts = ParseOptions::new(Precision::Nanosecond, 0);
+        opts.max_columns_per_table = 4;
+        let body = "m,t=1 a=1,b=2\nm c=1\nm a=2,b=3\nn a=1,b=2,c=3\nn d=1,e=1";
+        let p = parse_lines(body.as_bytes(), &opts, &EmptySchema);
+        assert_eq!(
+            messages(&p),
+            [
+                "line 2, column 3: table \"m\" would have more than 4 columns",
+                "line 5, column 3: table \"n\" would have more than 4 columns",
+            ]
+        );
+        assert_eq!(p.lines, 3);
+        assert_eq!(column_names(&p, 0), ["t", "a", "b", "time"]);
+        assert_eq!(column_names(&p, 1), ["a", "b", "c", "time"]);
+    }
+
+    #[test]
+    fn many_new_columns_in_one_line() {
+        let fields: Vec<String> = (0..500).map(|i| format!("f{i}={i}i")).collect();
+        let mut body = format!("m {}", fields.join(","));
+        body.push_str("\nm f1=1i,f499=2i,f1=3i");
+        let p = parse(&body);
+        assert_eq!(p.error_count, 0);
+        assert_eq!(p.tables[0].batch.num_columns(), 501);
+        let f1 = p.tables[0].batch.column(1).as_primitive::<Int64Type>();
+        assert_eq!(f1.values().to_vec(), [1, 3]);
+    }
+}

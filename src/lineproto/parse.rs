@@ -1,0 +1,1085 @@
+//! Bytes → tokens for one line of line protocol.
+//!
+//! [`parse_line`] reads one logical line into a reusable [`Line`]: keys and values
+//! borrow from the body (`Cow::Borrowed`) unless an escape had to be removed, so a
+//! line without escapes allocates nothing once the scratch vectors have grown.
+//! Every failure is a [`Fault`]: the byte offset of the problem within the line
+//! and a [`Problem`] that is only formatted if the caller keeps it.
+//!
+//! The caller finds the end of the physical line (the next `\n`) before calling.
+//! A quoted string field value may run past it: the string scanner then extends
+//! the line to the following `\n` (see [`Cursor::extend`]), so only a line that
+//! really has an open quote pays for it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::Precision;
+use crate::schema::{ColumnType, TIME_COLUMN};
+
+/// A field value as written in the line, already converted.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FieldValue<'a> {
+    Float(f64),
+    Integer(i64),
+    UInteger(u64),
+    String(Cow<'a, str>),
+    Boolean(bool),
+}
+
+impl FieldValue<'_> {
+    pub(crate) fn column_type(&self) -> ColumnType {
+        match self {
+            Self::Float(_) => ColumnType::Float,
+            Self::Integer(_) => ColumnType::Integer,
+            Self::UInteger(_) => ColumnType::UInteger,
+            Self::String(_) => ColumnType::String,
+            Self::Boolean(_) => ColumnType::Boolean,
+        }
+    }
+}
+
+/// One `key=value` of the tag set; `at` is the key's byte offset in the line.
+#[derive(Debug)]
+pub(crate) struct Tag<'a> {
+    pub key: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+    pub at: usize,
+}
+
+/// One `key=value` of the field set; `at` is the key's byte offset in the line.
+#[derive(Debug)]
+pub(crate) struct Field<'a> {
+    pub key: Cow<'a, str>,
+    pub value: FieldValue<'a>,
+    pub at: usize,
+}
+
+/// The tokens of one line. Reused from line to line: [`parse_line`] clears it.
+#[derive(Debug, Default)]
+pub(crate) struct Line<'a> {
+    pub measurement: Cow<'a, str>,
+    pub tags: Vec<Tag<'a>>,
+    pub fields: Vec<Field<'a>>,
+    /// The timestamp as written (in the request's precision) and its offset.
+    pub timestamp: Option<(i64, usize)>,
+}
+
+impl Line<'_> {
+    fn clear(&mut self) {
+        self.measurement = Cow::Borrowed("");
+        self.tags.clear();
+        self.fields.clear();
+        self.timestamp = None;
+    }
+}
+
+/// Why a line was rejected. Borrowed so that errors beyond `max_errors` cost no
+/// allocation; [`fmt::Display`] writes the message users see.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Problem<'a> {
+    MissingMeasurement,
+    MissingFieldSet,
+    MissingTagKey,
+    TagWithoutEquals(Cow<'a, str>),
+    EmptyTagValue(Cow<'a, str>),
+    MissingFieldKey,
+    FieldWithoutEquals(Cow<'a, str>),
+    MissingFieldValue(Cow<'a, str>),
+    /// `kind` is the type the value looked like ("float", "integer", …) or "field".
+    InvalidValue {
+        kind: &'static str,
+        value: &'a str,
+        key: Cow<'a, str>,
+    },
+    OutOfRange {
+        kind: &'static str,
+        value: &'a str,
+        key: Cow<'a, str>,
+    },
+    UnterminatedString(Cow<'a, str>),
+    AfterString(Cow<'a, str>),
+    TrailingBackslash,
+    TimeKey(&'static str),
+    InvalidTimestamp(&'a str),
+    TimestampOutOfRange {
+        value: i64,
+        precision: Precision,
+    },
+    TrailingText(&'a str),
+    DuplicateTag(Cow<'a, str>),
+    DuplicateFieldTypes {
+        key: Cow<'a, str>,
+        first: ColumnType,
+        second: ColumnType,
+    },
+    /// A column used with a type other than the one fixed for it.
+    TypeConflict {
+        name: Cow<'a, str>,
+        new: ColumnType,
+        existing: ColumnType,
+        table: Cow<'a, str>,
+    },
+    LineTooLong(usize),
+    TooManyColumns {
+        table: Cow<'a, str>,
+        limit: usize,
+    },
+    InvalidUtf8,
+}
+
+/// A problem and the 0-based byte offset within its line where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Fault<'a> {
+    pub at: usize,
+    pub problem: Problem<'a>,
+}
+
+/// User text in messages is cut to this many bytes (at a char boundary).
+const SNIPPET_BYTES: usize = 64;
+
+/// Writes user text quoted and escaped, truncated to [`SNIPPET_BYTES`].
+struct Snip<'s>(&'s str);
+
+impl fmt::Display for Snip<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if s.len() <= SNIPPET_BYTES {
+            return write!(f, "{s:?}");
+        }
+        let mut cut = SNIPPET_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        write!(f, "{:?}…", &s[..cut])
+    }
+}
+
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Nanosecond => "ns",
+        Precision::Microsecond => "us",
+        Precision::Millisecond => "ms",
+        Precision::Second => "s",
+        Precision::Minute => "m",
+        Precision::Hour => "h",
+    }
+}
+
+impl fmt::Display for Problem<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingMeasurement => f.write_str("missing measurement"),
+            Self::MissingFieldSet => f.write_str("missing field set"),
+            Self::MissingTagKey => f.write_str("missing tag key"),
+            Self::TagWithoutEquals(k) => write!(f, "tag {} has no '=' and value", Snip(k)),
+            Self::EmptyTagValue(k) => write!(f, "empty value for tag {}", Snip(k)),
+            Self::MissingFieldKey => f.write_str("missing field key"),
+            Self::FieldWithoutEquals(k) => write!(f, "field {} has no '=' and value", Snip(k)),
+            Self::MissingFieldValue(k) => write!(f, "missing value for field {}", Snip(k)),
+            Self::InvalidValue { kind, value, key } => {
+                write!(
+                    f,
+                    "invalid {kind} value {} for field {}",
+                    Snip(value),
+                    Snip(key)
+                )
+            }
+            Self::OutOfRange { kind, value, key } => write!(
+                f,
+                "{kind} value {} for field {} is out of range",
+                Snip(value),
+                Snip(key)
+            ),
+            Self::UnterminatedString(k) => {
+                write!(f, "unterminated string value for field {}", Snip(k))
+            }
+            Self::AfterString(k) => write!(
+                f,
+                "unexpected text after the string value of field {}",
+                Snip(k)
+            ),
+            Self::TrailingBackslash => f.write_str("line ends with a backslash"),
+            Self::TimeKey(kind) => write!(f, "\"{TIME_COLUMN}\" is not a valid {kind} key"),
+            Self::InvalidTimestamp(v) => write!(f, "invalid timestamp {}", Snip(v)),
+            Self::TimestampOutOfRange { value, precision } => write!(
+                f,
+                "timestamp {value} out of range for precision {}",
+                precision_name(*precision)
+            ),
+            Self::TrailingText(t) => write!(f, "unexpected text after timestamp: {}", Snip(t)),
+            Self::DuplicateTag(k) => write!(f, "duplicate tag {}", Snip(k)),
+            Self::DuplicateFieldTypes { key, first, second } => write!(
+                f,
+                "field {} appears twice with different types ({first} and {second})",
+                Snip(key)
+            ),
+            Self::TypeConflict {
+                name,
+                new,
+                existing,
+                table,
+            } => {
+                if *new == ColumnType::Tag {
+                    write!(
+                        f,
+                        "tag {name} conflicts with column {name} of table {}, a field of type {existing}",
+                        Snip(table),
+                        name = Snip(name)
+                    )
+                } else {
+                    write!(
+                        f,
+                        "field {name} is {new} but column {name} of table {} is {existing}",
+                        Snip(table),
+                        name = Snip(name)
+                    )
+                }
+            }
+            Self::LineTooLong(limit) => write!(f, "line is longer than {limit} bytes"),
+            Self::TooManyColumns { table, limit } => write!(
+                f,
+                "table {} would have more than {limit} columns",
+                Snip(table)
+            ),
+            Self::InvalidUtf8 => f.write_str("invalid UTF-8"),
+        }
+    }
+}
+
+/// Byte classes: which bytes end a token in which part of the line.
+const MEASUREMENT: u8 = 1;
+const KEY: u8 = 2;
+const TAG_VALUE: u8 = 4;
+/// Ends a number or boolean field value.
+const VALUE_END: u8 = 8;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = MEASUREMENT | KEY | TAG_VALUE | VALUE_END;
+    t[b' ' as usize] = MEASUREMENT | KEY | TAG_VALUE | VALUE_END;
+    t[b'\\' as usize] = MEASUREMENT | KEY | TAG_VALUE;
+    t[b'=' as usize] = KEY;
+    t
+};
+
+/// Index of the next `\n` at or after `from`, or `bytes.len()`.
+///
+/// `str::find` with an ASCII char uses the standard library's word-at-a-time
+/// memchr, much faster than a byte loop on long lines.
+pub(crate) fn find_newline(text: &str, from: usize) -> usize {
+    text.as_bytes()[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(text.len(), |i| from + i)
+}
+
+/// The end of a line's content: `end` (a `\n` or the end of the body) less a `\r`
+/// just before it.
+pub(crate) fn content_end(bytes: &[u8], start: usize, end: usize) -> usize {
+    if end > start && bytes[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    }
+}
+
+/// How far one call to [`parse_line`] got.
+#[derive(Debug)]
+pub(crate) struct Scanned<'a> {
+    /// Where the next line starts (after this line's `\n`, or the body's end).
+    pub next: usize,
+    /// `\n`s inside string values of this line (each counts as a line).
+    pub extra_newlines: usize,
+    pub result: Result<(), Fault<'a>>,
+}
+
+/// Reads the line starting at `start` (its first non-blank byte at `from`) whose
+/// physical end is `end` (the `\n` or the body's end) into `out`.
+pub(crate) fn parse_line<'a>(
+    text: &'a str,
+    start: usize,
+    from: usize,
+    end: usize,
+    max_line_bytes: usize,
+    out: &mut Line<'a>,
+) -> Scanned<'a> {
+    out.clear();
+    let bytes = text.as_bytes();
+    let mut cur = Cursor {
+        text,
+        bytes,
+        start,
+        pos: from,
+        limit: content_end(bytes, start, end),
+        end,
+        extra_newlines: 0,
+        max_line_bytes,
+    };
+    let result = cur.line(out);
+    Scanned {
+        next: (cur.end + 1).min(text.len()),
+        extra_newlines: cur.extra_newlines,
+        result,
+    }
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    /// Start of the line (columns are counted from here).
+    start: usize,
+    pos: usize,
+    /// End of the line's content: before the `\r\n` / `\n`, or the body's end.
+    limit: usize,
+    /// Index of the `\n` ending the line, or the body's length.
+    end: usize,
+    extra_newlines: usize,
+    max_line_bytes: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn fault(&self, at: usize, problem: Problem<'a>) -> Fault<'a> {
+        Fault {
+            at: at - self.start,
+            problem,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        (self.pos < self.limit).then(|| self.bytes[self.pos])
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.pos < self.limit && self.bytes[self.pos] == b' ' {
+            self.pos += 1;
+        }
+    }
+
+    fn line(&mut self, out: &mut Line<'a>) -> Result<(), Fault<'a>> {
+        // Measurement.
+        let at = self.pos;
+        out.measurement = self.ident(MEASUREMENT, MEASUREMENT)?;
+        if out.measurement.is_empty() {
+            return Err(self.fault(at, Problem::MissingMeasurement));
+        }
+
+        // Tag set.
+        if self.peek() == Some(b',') {
+            self.pos += 1;
+            self.tags(out)?;
+        }
+
+        // At least one space, then the field set.
+        if self.peek() != Some(b' ') {
+            return Err(self.fault(self.pos, Problem::MissingFieldSet));
+        }
+        self.skip_spaces();
+        if self.pos == self.limit {
+            return Err(self.fault(self.pos, Problem::MissingFieldSet));
+        }
+        if self.fields(out)? {
+            self.timestamp(out)?;
+        }
+        Ok(())
+    }
+
+    /// After the `,` that follows the measurement; stops on the space before the
+    /// field set.
+    fn tags(&mut self, out: &mut Line<'a>) -> Result<(), Fault<'a>> {
+        loop {
+            let at = self.pos;
+            let key = self.ident(KEY, KEY)?;
+            if key.is_empty() {
+                return Err(self.fault(at, Problem::MissingTagKey));
+            }
+            if self.peek() != Some(b'=') {
+                return Err(self.fault(self.pos, Problem::TagWithoutEquals(key)));
+            }
+            if key == TIME_COLUMN {
+                return Err(self.fault(at, Problem::TimeKey("tag")));
+            }
+            self.pos += 1;
+            let value_at = self.pos;
+            // `=` does not end a tag value, but `\=` is still unescaped in one.
+            let value = self.ident(TAG_VALUE, KEY)?;
+            if value.is_empty() {
+                return Err(self.fault(value_at, Problem::EmptyTagValue(key)));
+            }
+            out.tags.push(Tag {
+                key,
+                value,
+                at: at - self.start,
+            });
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(_) => return Ok(()), // a space: `ident` stops only on `,` or ` `
+                None => return Err(self.fault(self.pos, Problem::MissingFieldSet)),
+            }
+        }
+    }
+
+    /// Reads the field set; returns whether a space (and so maybe a timestamp)
+    /// follows it.
+    fn fields(&mut self, out: &mut Line<'a>) -> Result<bool, Fault<'a>> {
+        loop {
+            let at = self.pos;
+            let key = self.ident(KEY, KEY)?;
+            if key.is_empty() {
+                return Err(self.fault(at, Problem::MissingFieldKey));
+            }
+            if self.peek() != Some(b'=') {
+                return Err(self.fault(self.pos, Problem::FieldWithoutEquals(key)));
+            }
+            if key == TIME_COLUMN {
+                return Err(self.fault(at, Problem::TimeKey("field")));
+            }
+            self.pos += 1;
+            let (value, key) = self.field_value(key)?;
+            out.fields.push(Field {
+                key,
+                value,
+                at: at - self.start,
+            });
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b' ') => return Ok(true),
+                None => return Ok(false),
+                // Only a string value can be followed by something else.
+                Some(_) => {
+                    let key = out.fields.pop().map(|f| f.key).unwrap_or_default();
+                    return Err(self.fault(self.pos, Problem::AfterString(key)));
+                }
+            }
+        }
+    }
+
+    fn timestamp(&mut self, out: &mut Line<'a>) -> Result<(), Fault<'a>> {
+        self.skip_spaces();
+        if self.pos == self.limit {
+            return Ok(()); // trailing spaces only
+        }
+        let at = self.pos;
+        while self.pos < self.limit && self.bytes[self.pos] != b' ' {
+            self.pos += 1;
+        }
+        let raw = &self.text[at..self.pos];
+        let digits = raw.strip_prefix('-').unwrap_or(raw);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(self.fault(at, Problem::InvalidTimestamp(raw)));
+        }
+        let Ok(value) = raw.parse::<i64>() else {
+            return Err(self.fault(at, Problem::InvalidTimestamp(raw)));
+        };
+        out.timestamp = Some((value, at - self.start));
+        self.skip_spaces();
+        if self.pos < self.limit {
+            let rest = &self.text[self.pos..self.limit];
+            return Err(self.fault(self.pos, Problem::TrailingText(rest)));
+        }
+        Ok(())
+    }
+
+    /// Reads a measurement, key or tag value up to a byte of class `stop`,
+    /// removing a backslash before a byte of class `escapable` (or before
+    /// another backslash). A backslash before anything else is kept.
+    #[inline]
+    fn ident(&mut self, stop: u8, escapable: u8) -> Result<Cow<'a, str>, Fault<'a>> {
+        let begin = self.pos;
+        let bytes = self.bytes;
+        let limit = self.limit;
+        let mut pos = begin;
+        while pos < limit && CLASS[bytes[pos] as usize] & stop == 0 {
+            pos += 1;
+        }
+        if pos == limit || bytes[pos] != b'\\' {
+            self.pos = pos;
+            return Ok(Cow::Borrowed(&self.text[begin..pos]));
+        }
+        self.ident_escaped(begin, pos, stop, escapable)
+    }
+
+    /// The rare path of [`Self::ident`]: `pos` is on a backslash.
+    #[cold]
+    fn ident_escaped(
+        &mut self,
+        begin: usize,
+        mut pos: usize,
+        stop: u8,
+        escapable: u8,
+    ) -> Result<Cow<'a, str>, Fault<'a>> {
+        let bytes = self.bytes;
+        let limit = self.limit;
+        let mut owned = String::new();
+        let mut segment = begin;
+        while pos < limit && bytes[pos] == b'\\' {
+            let Some(&next) = bytes.get(pos + 1).filter(|_| pos + 1 < limit) else {
+                return Err(self.fault(pos, Problem::TrailingBackslash));
+            };
+            if next == b'\\' || CLASS[next as usize] & escapable != 0 {
+                // Drop the backslash; the escaped byte starts the next segment.
+                owned.push_str(&self.text[segment..pos]);
+                segment = pos + 1;
+                pos += 2;
+            } else {
+                pos += 1; // a literal backslash
+            }
+            while pos < limit && CLASS[bytes[pos] as usize] & stop == 0 {
+                pos += 1;
+            }
+        }
+        owned.push_str(&self.text[segment..pos]);
+        self.pos = pos;
+        Ok(Cow::Owned(owned))
+    }
+
+    /// Reads the value after `key=`. Gives the key back (errors and the caller
+    /// both need it and it may be owned).
+    #[inline]
+    fn field_value(
+        &mut self,
+        key: Cow<'a, str>,
+    ) -> Result<(FieldValue<'a>, Cow<'a, str>), Fault<'a>> {
+        let at = self.pos;
+        let Some(first) = self.peek() else {
+            return Err(self.fault(at, Problem::MissingFieldValue(key)));
+        };
+        if first == b'"' {
+            return match self.string() {
+                Ok(s) => Ok((FieldValue::String(s), key)),
+                Err(problem_at) => Err(self.fault(problem_at, Problem::UnterminatedString(key))),
+            };
+        }
+        let mut pos = at;
+        while pos < self.limit && CLASS[self.bytes[pos] as usize] & VALUE_END == 0 {
+            pos += 1;
+        }
+        self.pos = pos;
+        let raw = &self.text[at..pos];
+        let value = match first {
+            b'0'..=b'9' | b'-' | b'.' => number(raw),
+            b't' | b'T' | b'f' | b'F' => match raw {
+                "t" | "T" | "true" | "True" | "TRUE" => Ok(FieldValue::Boolean(true)),
+                "f" | "F" | "false" | "False" | "FALSE" => Ok(FieldValue::Boolean(false)),
+                _ => Err(NumberError::Invalid("boolean")),
+            },
+            b',' | b' ' => return Err(self.fault(at, Problem::MissingFieldValue(key))),
+            _ => Err(NumberError::Invalid("field")),
+        };
+        match value {
+            Ok(v) => Ok((v, key)),
+            Err(NumberError::Invalid(kind)) => Err(self.fault(
+                at,
+                Problem::InvalidValue {
+                    kind,
+                    value: raw,
+                    key,
+                },
+            )),
+            Err(NumberError::OutOfRange(kind)) => Err(self.fault(
+                at,
+                Problem::OutOfRange {
+                    kind,
+                    value: raw,
+                    key,
+                },
+            )),
+        }
+    }
+
+    /// Reads a quoted string starting on its `"`. `\"` and `\\` are unescaped;
+    /// any other backslash is kept. A raw newline inside the quotes is part of
+    /// the value: the line is extended to the next `\n`. On failure returns the
+    /// offset of the opening quote, with the line reset to its physical end so
+    /// that parsing resumes on the next physical line.
+    fn string(&mut self) -> Result<Cow<'a, str>, usize> {
+        let quote = self.pos;
+        let (first_limit, first_end) = (self.limit, self.end);
+        let bytes = self.bytes;
+        let mut pos = quote + 1;
+        let mut segment = pos;
+        let mut owned: Option<String> = None;
+        loop {
+            while pos < self.limit && bytes[pos] != b'"' && bytes[pos] != b'\\' {
+                pos += 1;
+            }
+            if pos == self.limit {
+                if self.extend() {
+                    continue;
+                }
+                self.limit = first_limit;
+                self.end = first_end;
+                self.extra_newlines = 0;
+                self.pos = first_limit;
+                return Err(quote);
+            }
+            if bytes[pos] == b'"' {
+                self.pos = pos + 1;
+                let tail = &self.text[segment..pos];
+                return Ok(match owned {
+                    Some(mut s) => {
+                        s.push_str(tail);
+                        Cow::Owned(s)
+                    }
+                    None => Cow::Borrowed(tail),
+                });
+            }
+            // A backslash.
+            match bytes.get(pos + 1) {
+                Some(b'"' | b'\\') if pos + 1 < self.limit => {
+                    owned
+                        .get_or_insert_with(String::new)
+                        .push_str(&self.text[segment..pos]);
+                    segment = pos + 1;
+                    pos += 2;
+                }
+                _ => pos += 1,
+            }
+        }
+    }
+
+    /// Makes the next physical line part of this one (we are inside a string).
+    /// False at the end of the body or if the line would become too long.
+    fn extend(&mut self) -> bool {
+        if self.end >= self.bytes.len() {
+            return false;
+        }
+        let end = find_newline(self.text, self.end + 1);
+        let limit = content_end(self.bytes, self.end + 1, end);
+        if limit - self.start > self.max_line_bytes {
+            return false;
+        }
+        self.end = end;
+        self.limit = limit;
+        self.extra_newlines += 1;
+        true
+    }
+}
+
+enum NumberError {
+    Invalid(&'static str),
+    OutOfRange(&'static str),
+}
+
+/// Parses a numeric field value: `1i` integer, `1u` unsigned, else a float.
+#[inline]
+fn number(raw: &str) -> Result<FieldValue<'static>, NumberError> {
+    let b = raw.as_bytes();
+    match b[b.len() - 1] {
+        b'i' => {
+            let digits = &raw[..raw.len() - 1];
+            let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+            if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(NumberError::Invalid("integer"));
+            }
+            // Only digits are left, so the only failure is overflow.
+            digits
+                .parse()
+                .map(FieldValue::Integer)
+                .map_err(|_| NumberError::OutOfRange("integer"))
+        }
+        b'u' => {
+            let digits = &raw[..raw.len() - 1];
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(NumberError::Invalid("unsigned"));
+            }
+            digits
+                .parse()
+                .map(FieldValue::UInteger)
+                .map_err(|_| NumberError::OutOfRange("unsigned"))
+        }
+        _ => parse_float(raw).map(FieldValue::Float),
+    }
+}
+
+/// Parses a float: `-?digits[.digits][(e|E)[+-]digits]`, also `1.` and `.5`.
+/// Letters other than the exponent are refused before `str::parse`, so `nan`
+/// and `inf` never get through; an exponent too large for `f64` is out of range.
+#[inline]
+fn parse_float(raw: &str) -> Result<f64, NumberError> {
+    if let Some(v) = fast_float(raw.as_bytes()) {
+        return Ok(v);
+    }
+    if !raw
+        .bytes()
+        .all(|c| matches!(c, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E'))
+        || raw.starts_with('+')
+    {
+        return Err(NumberError::Invalid("float"));
+    }
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(NumberError::OutOfRange("float")),
+        Err(_) => Err(NumberError::Invalid("float")),
+    }
+}
+
+/// Exact powers of ten that an `f64` holds.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The common shape `-?d+(.d*)?` with at most 15 significant digits. The
+/// mantissa and the power of ten are then both exact in an `f64`, so one
+/// correctly rounded division gives the correctly rounded result (Clinger's
+/// fast path, the same one `str::parse` starts with). Anything else: `None`.
+#[inline]
+fn fast_float(b: &[u8]) -> Option<f64> {
+    let (negative, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    let mut mantissa: u64 = 0;
+    let mut count = 0usize; // digits taken into the mantissa
+    let mut scale = 0usize; // digits after the point
+    let mut seen_point = false;
+    let mut seen_digit = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                seen_digit = true;
+                if mantissa == 0 && c == b'0' {
+                    // Leading zeros are not significant.
+                } else {
+                    count += 1;
+                    if count > 15 {
+                        return None;
+                    }
+                    mantissa = mantissa * 10 + u64::from(c - b'0');
+                }
+                if seen_point {
+                    scale += 1;
+                }
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return None,
+        }
+    }
+    if !seen_digit || scale >= POW10.len() {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[scale];
+    Some(if negative { -v } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Line<'_>, Fault<'_>> {
+        let mut line = Line::default();
+        let end = find_newline(s, 0);
+        let scanned = parse_line(s, 0, 0, end, 1 << 20, &mut line);
+        scanned.result.map(|()| line)
+    }
+
+    fn field(s: &str) -> FieldValue<'_> {
+        let line = parse(s).unwrap_or_else(|e| panic!("{s}: {}", e.problem));
+        assert_eq!(line.fields.len(), 1, "{s}");
+        line.fields.into_iter().next().unwrap().value
+    }
+
+    fn fault(s: &str) -> (usize, String) {
+        let f = parse(s).expect_err(s);
+        (f.at + 1, f.problem.to_string())
+    }
+
+    #[test]
+    fn tokens_of_a_full_line() {
+        let body = "cpu,host=a,region=west usage=1.5,n=3i,u=4u,s=\"x\",b=t 17";
+        let line = parse(body).unwrap();
+        assert_eq!(line.measurement, "cpu");
+        let tags: Vec<_> = line
+            .tags
+            .iter()
+            .map(|t| (&*t.key, &*t.value, t.at))
+            .collect();
+        assert_eq!(tags, [("host", "a", 4), ("region", "west", 11)]);
+        let fields: Vec<_> = line.fields.iter().map(|f| (&*f.key, &f.value)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("usage", &FieldValue::Float(1.5)),
+                ("n", &FieldValue::Integer(3)),
+                ("u", &FieldValue::UInteger(4)),
+                ("s", &FieldValue::String("x".into())),
+                ("b", &FieldValue::Boolean(true)),
+            ]
+        );
+        assert_eq!(line.timestamp, Some((17, body.len() - 2)));
+    }
+
+    #[test]
+    fn unescaped_tokens_are_borrowed() {
+        let line = parse("m,t=v f=\"s\"").unwrap();
+        assert!(matches!(line.measurement, Cow::Borrowed(_)));
+        assert!(matches!(line.tags[0].key, Cow::Borrowed(_)));
+        assert!(matches!(line.tags[0].value, Cow::Borrowed(_)));
+        assert!(matches!(line.fields[0].key, Cow::Borrowed(_)));
+        assert!(matches!(
+            line.fields[0].value,
+            FieldValue::String(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn floats() {
+        for (s, v) in [
+            ("1", 1.0),
+            ("-1.5", -1.5),
+            ("1e3", 1e3),
+            ("1E10", 1e10),
+            ("1.5e-3", 1.5e-3),
+            ("1e+2", 100.0),
+            ("1.", 1.0),
+            (".5", 0.5),
+            ("-.5", -0.5),
+            ("0.1", 0.1),
+            ("000.25", 0.25),
+            ("123456789012345678901234567890", 1.2345678901234568e29),
+            ("3.14159265358979323846", std::f64::consts::PI),
+            ("-0", -0.0),
+        ] {
+            assert_eq!(field(&format!("m f={s}")), FieldValue::Float(v), "{s}");
+        }
+        for s in [
+            "nan", "NaN", "inf", "-inf", "+1", "1.2.3", "1e", "-", ".", "1x", "e5", "0x10",
+        ] {
+            let (col, msg) = fault(&format!("m f={s}"));
+            assert_eq!(col, 5, "{s}");
+            assert!(msg.starts_with("invalid "), "{s}: {msg}");
+        }
+        assert_eq!(
+            fault("m usage=1.2.3").1,
+            "invalid float value \"1.2.3\" for field \"usage\""
+        );
+        assert_eq!(
+            fault("m f=1e400").1,
+            "float value \"1e400\" for field \"f\" is out of range"
+        );
+    }
+
+    #[test]
+    fn fast_float_agrees_with_std() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let int = x % 1_000_000;
+            let frac = (x >> 20) % 1_000_000_000;
+            let s = format!("{int}.{frac:09}");
+            assert_eq!(
+                fast_float(s.as_bytes()),
+                Some(s.parse::<f64>().unwrap()),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn integers_and_unsigned() {
+        assert_eq!(field("m f=1i"), FieldValue::Integer(1));
+        assert_eq!(field("m f=-0i"), FieldValue::Integer(0));
+        assert_eq!(
+            field("m f=9223372036854775807i"),
+            FieldValue::Integer(i64::MAX)
+        );
+        assert_eq!(
+            field("m f=-9223372036854775808i"),
+            FieldValue::Integer(i64::MIN)
+        );
+        assert_eq!(
+            fault("m f=9223372036854775808i").1,
+            "integer value \"9223372036854775808i\" for field \"f\" is out of range"
+        );
+        assert!(
+            fault("m f=-9223372036854775809i")
+                .1
+                .contains("out of range")
+        );
+        assert_eq!(
+            field("m f=18446744073709551615u"),
+            FieldValue::UInteger(u64::MAX)
+        );
+        assert!(
+            fault("m f=18446744073709551616u")
+                .1
+                .contains("out of range")
+        );
+        for s in ["-1u", "1.5i", "i", "--1i", "1ii", "+1i", "u"] {
+            assert!(fault(&format!("m f={s}")).1.starts_with("invalid"), "{s}");
+        }
+    }
+
+    #[test]
+    fn booleans() {
+        for s in ["t", "T", "true", "True", "TRUE"] {
+            assert_eq!(field(&format!("m f={s}")), FieldValue::Boolean(true), "{s}");
+        }
+        for s in ["f", "F", "false", "False", "FALSE"] {
+            assert_eq!(
+                field(&format!("m f={s}")),
+                FieldValue::Boolean(false),
+                "{s}"
+            );
+        }
+        for s in ["tRUE", "yes", "truee", "fa"] {
+            assert!(fault(&format!("m f={s}")).1.starts_with("invalid"), "{s}");
+        }
+        assert_eq!(
+            fault("m f=tRUE").1,
+            "invalid boolean value \"tRUE\" for field \"f\""
+        );
+    }
+
+    #[test]
+    fn strings() {
+        assert_eq!(field(r#"m f="""#), FieldValue::String("".into()));
+        assert_eq!(
+            field(r#"m f="a b,c=d""#),
+            FieldValue::String("a b,c=d".into())
+        );
+        assert_eq!(
+            field(r#"m f="say \"hi\"""#),
+            FieldValue::String("say \"hi\"".into())
+        );
+        assert_eq!(
+            field(r#"m f="back\\slash""#),
+            FieldValue::String("back\\slash".into())
+        );
+        assert_eq!(
+            field(r#"m f="keep\nthis""#),
+            FieldValue::String("keep\\nthis".into())
+        );
+        assert_eq!(
+            field(r#"m f="ends\\""#),
+            FieldValue::String("ends\\".into())
+        );
+        assert_eq!(field(r#"m f="\"""#), FieldValue::String("\"".into()));
+        assert_eq!(
+            field("m f=\"héllo ✓\""),
+            FieldValue::String("héllo ✓".into())
+        );
+        assert_eq!(
+            fault(r#"m f="open"#),
+            (5, "unterminated string value for field \"f\"".into())
+        );
+        assert_eq!(
+            fault(r#"m f="a"b"#),
+            (
+                8,
+                "unexpected text after the string value of field \"f\"".into()
+            )
+        );
+    }
+
+    #[test]
+    fn string_spanning_lines_extends_the_line() {
+        let body = "m s=\"one\ntwo\r\nthree\",x=1 5\nnext f=1";
+        let mut line = Line::default();
+        let end = find_newline(body, 0);
+        let scanned = parse_line(body, 0, 0, end, 1 << 20, &mut line);
+        scanned.result.unwrap();
+        assert_eq!(scanned.extra_newlines, 2);
+        assert_eq!(&body[scanned.next..], "next f=1");
+        assert_eq!(
+            line.fields[0].value,
+            FieldValue::String("one\ntwo\r\nthree".into())
+        );
+        assert_eq!(line.timestamp.map(|t| t.0), Some(5));
+    }
+
+    #[test]
+    fn unterminated_string_resumes_on_the_next_physical_line() {
+        let body = "m s=\"open\nnext f=1";
+        let mut line = Line::default();
+        let scanned = parse_line(body, 0, 0, find_newline(body, 0), 1 << 20, &mut line);
+        assert!(scanned.result.is_err());
+        assert_eq!(scanned.extra_newlines, 0);
+        assert_eq!(&body[scanned.next..], "next f=1");
+    }
+
+    #[test]
+    fn escapes() {
+        let line = parse(r"m\,e\ a\=s\x,t\,k\=e\ y=t\,v\=a\ l\\ f\,k\=e\ y=1").unwrap();
+        assert_eq!(line.measurement, r"m,e a\=s\x");
+        assert_eq!(line.tags[0].key, "t,k=e y");
+        assert_eq!(line.tags[0].value, r"t,v=a l\");
+        assert_eq!(line.fields[0].key, "f,k=e y");
+        // `=` needs no escape in a measurement or a tag value.
+        let line = parse("a=b,t=x=y f=1").unwrap();
+        assert_eq!(line.measurement, "a=b");
+        assert_eq!(line.tags[0].value, "x=y");
+        // A backslash before another byte is literal, also before UTF-8.
+        let line = parse(r"m,t=a\bé\é f=1").unwrap();
+        assert_eq!(line.tags[0].value, r"a\bé\é");
+        assert_eq!(fault(r"m,t=a\"), (6, "line ends with a backslash".into()));
+    }
+
+    #[test]
+    fn structural_errors_and_columns() {
+        assert_eq!(fault(",t=1 f=1"), (1, "missing measurement".into()));
+        assert_eq!(fault("m"), (2, "missing field set".into()));
+        assert_eq!(fault("m "), (3, "missing field set".into()));
+        assert_eq!(fault("m,t=1"), (6, "missing field set".into()));
+        assert_eq!(fault("m,t=1 "), (7, "missing field set".into()));
+        assert_eq!(fault("m, f=1"), (3, "missing tag key".into()));
+        assert_eq!(fault("m,=v f=1"), (3, "missing tag key".into()));
+        assert_eq!(
+            fault("m,tag f=1"),
+            (6, "tag \"tag\" has no '=' and value".into())
+        );
+        assert_eq!(fault("m,t= f=1"), (5, "empty value for tag \"t\"".into()));
+        assert_eq!(
+            fault("m,t=,u=1 f=1"),
+            (5, "empty value for tag \"t\"".into())
+        );
+        assert_eq!(fault("m =1"), (3, "missing field key".into()));
+        assert_eq!(fault("m f=1,"), (7, "missing field key".into()));
+        assert_eq!(fault("m f"), (4, "field \"f\" has no '=' and value".into()));
+        assert_eq!(fault("m f="), (5, "missing value for field \"f\"".into()));
+        assert_eq!(
+            fault("m f=,g=1"),
+            (5, "missing value for field \"f\"".into())
+        );
+        assert_eq!(
+            fault("m f=abc"),
+            (5, "invalid field value \"abc\" for field \"f\"".into())
+        );
+        assert_eq!(
+            fault("m,time=1 f=1"),
+            (3, "\"time\" is not a valid tag key".into())
+        );
+        assert_eq!(
+            fault("m f=1,time=1"),
+            (7, "\"time\" is not a valid field key".into())
+        );
+        assert_eq!(fault("m f=1 12x"), (7, "invalid timestamp \"12x\"".into()));
+        assert_eq!(fault("m f=1 -"), (7, "invalid timestamp \"-\"".into()));
+        assert_eq!(
+            fault("m f=1 99999999999999999999"),
+            (7, "invalid timestamp \"99999999999999999999\"".into())
+        );
+        assert_eq!(
+            fault("m f=1 12 13"),
+            (10, "unexpected text after timestamp: \"13\"".into())
+        );
+    }
+
+    #[test]
+    fn spaces_between_sections_and_after_the_end() {
+        let line = parse("m,t=1   f=1   -5   ").unwrap();
+        assert_eq!(line.timestamp.map(|t| t.0), Some(-5));
+        let line = parse("m f=1   ").unwrap();
+        assert_eq!(line.timestamp, None);
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let v = "x".repeat(200);
+        let msg = fault(&format!("m f={v}")).1;
+        assert!(msg.len() < 120, "{msg}");
+        assert!(msg.contains('…'));
+    }
+}

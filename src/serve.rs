@@ -1,0 +1,247 @@
+//! `inflow serve`: wires the roles together.
+//!
+//! In the default `all` role one process runs the edge, a router and an ingester;
+//! the edge still reaches the ingester over Flight on loopback, the same path a
+//! split deployment uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::auth::{AdminTokenSource, Authorizer, admin_token, generate_token};
+use crate::catalog::Catalog;
+use crate::edge::{self, Edge, body::BodyLimits};
+use crate::ingester::flight::IngesterFlight;
+use crate::ingester::{Ingester, IngesterConfig};
+use crate::route::{IngesterClient, Router};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    All,
+    Router,
+    Ingester,
+    Querier,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Flags of `inflow serve`; each `--x-y` can also be set as `INFLOW_X_Y`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// What this process runs.
+    #[arg(long, env = "INFLOW_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Root of the local object store.
+    #[arg(long, env = "INFLOW_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// HTTP (and gRPC) listener of the edge; health everywhere.
+    #[arg(long, env = "INFLOW_HTTP_BIND", default_value = "0.0.0.0:8086")]
+    pub http_bind: SocketAddr,
+    /// An ingester's Flight listener (in `all`, loopback on an ephemeral port).
+    #[arg(long, env = "INFLOW_GRPC_BIND")]
+    pub grpc_bind: Option<SocketAddr>,
+    /// Stable id of this ingester (default: from the id file in the data dir).
+    #[arg(long, env = "INFLOW_INGESTER_ID")]
+    pub ingester_id: Option<String>,
+    /// File holding the operator token (else `INFLOW_ADMIN_TOKEN`, else generated
+    /// into `<data-dir>/admin-token`).
+    #[arg(long, env = "INFLOW_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the secret shared between roles (generated in `all`).
+    #[arg(long, env = "INFLOW_CLUSTER_TOKEN_FILE")]
+    pub cluster_token_file: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (413 above it).
+    #[arg(long, env = "INFLOW_MAX_REQUEST_BYTES", default_value_t = 10 << 20)]
+    pub max_request_bytes: usize,
+    /// Largest body after gzip inflation, in bytes (413 above it).
+    #[arg(long, env = "INFLOW_MAX_DECOMPRESSED_BYTES", default_value_t = 10 << 20)]
+    pub max_decompressed_bytes: usize,
+    /// Extra time the WAL waits to gather writes into one segment.
+    #[arg(long, env = "INFLOW_WAL_FLUSH_INTERVAL", value_parser = duration, default_value = "0s")]
+    pub wal_flush_interval: Duration,
+    /// How often an ingester writes its buffer to Parquet.
+    #[arg(long, env = "INFLOW_SNAPSHOT_INTERVAL", value_parser = duration, default_value = "30s")]
+    pub snapshot_interval: Duration,
+    /// Most bytes an ingester buffers before refusing writes (503).
+    #[arg(long, env = "INFLOW_BUFFER_BYTES", default_value_t = 1 << 30)]
+    pub buffer_bytes: usize,
+    /// How long the edge waits for an ingester to acknowledge a write.
+    #[arg(long, env = "INFLOW_WRITE_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub write_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, env = "INFLOW_SHUTDOWN_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub shutdown_timeout: Duration,
+    #[arg(long, env = "INFLOW_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// tracing filter, e.g. `info,inflow=debug`.
+    #[arg(long, env = "INFLOW_LOG_FILTER", default_value = "info")]
+    pub log_filter: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("role {0:?} is not available in this build yet; use --role all")]
+    RoleNotAvailable(Role),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    AdminToken(#[from] crate::auth::AdminTokenError),
+    #[error(transparent)]
+    Ingester(#[from] crate::ingester::IngesterError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    if args.role != Role::All {
+        return Err(ServeError::RoleNotAvailable(args.role));
+    }
+    let store = Store::local(&args.data_dir)?;
+    let catalog = Catalog::load(store.clone()).await?;
+    let env_token = std::env::var("INFLOW_ADMIN_TOKEN").ok();
+    let (admin, source) = admin_token(env_token, args.admin_token_file.as_deref(), &args.data_dir)?;
+    match &source {
+        AdminTokenSource::Env => println!("inflow: operator token from INFLOW_ADMIN_TOKEN"),
+        AdminTokenSource::File(p) => println!("inflow: operator token read from {}", p.display()),
+        AdminTokenSource::Generated(p) => println!(
+            "inflow: operator token generated and written to {}",
+            p.display()
+        ),
+    }
+
+    let cluster_token: Arc<str> = match &args.cluster_token_file {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(io(format!("reading {}", p.display())))?
+            .trim()
+            .into(),
+        None => generate_token().into(),
+    };
+    let ingester_id = ingester_id(&args)?;
+    let config = IngesterConfig {
+        id: ingester_id,
+        buffer_bytes: args.buffer_bytes,
+        wal_flush_interval: args.wal_flush_interval,
+        snapshot_interval: args.snapshot_interval,
+    };
+    let ingester = Ingester::start(config, store.clone(), Arc::clone(&catalog)).await?;
+
+    // The ingester's Flight port: loopback only in `all`.
+    let grpc_bind = args
+        .grpc_bind
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let grpc_listener = TcpListener::bind(grpc_bind)
+        .await
+        .map_err(io(format!("binding {grpc_bind}")))?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(io("grpc listener address"))?;
+    let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let flight =
+        IngesterFlight::new(Arc::clone(&ingester), Arc::clone(&cluster_token)).into_server();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(flight)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
+                let _ = grpc_stop_rx.await;
+            }),
+    );
+
+    let client = IngesterClient::new(
+        grpc_addr.to_string(),
+        Arc::clone(&cluster_token),
+        args.write_timeout,
+    );
+    let router = Arc::new(Router::new(vec![client]));
+    let edge = Arc::new(Edge {
+        auth: Arc::new(Authorizer::new(&admin, Arc::clone(&catalog))),
+        catalog: Arc::clone(&catalog),
+        router: Arc::clone(&router),
+        limits: BodyLimits {
+            max_request_bytes: args.max_request_bytes,
+            max_decompressed_bytes: args.max_decompressed_bytes,
+        },
+    });
+    let listener = TcpListener::bind(args.http_bind)
+        .await
+        .map_err(io(format!("binding {}", args.http_bind)))?;
+    let http_addr = listener.local_addr().map_err(io("http listener address"))?;
+    println!(
+        "inflow: listening on http://{http_addr} (data in {})",
+        args.data_dir.display()
+    );
+    tracing::info!(%http_addr, %grpc_addr, ingester = ingester.id(), "serving");
+
+    edge::serve(
+        listener,
+        edge::app(edge),
+        shutdown_signal(),
+        args.shutdown_timeout,
+    )
+    .await;
+    tracing::info!("HTTP stopped; flushing ingester");
+    router.close().await;
+    let _ = grpc_stop_tx.send(());
+    if tokio::time::timeout(args.shutdown_timeout, grpc)
+        .await
+        .is_err()
+    {
+        tracing::warn!("ingester gRPC server did not stop before the deadline");
+    }
+    ingester.shutdown().await?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// `--ingester-id`, else the id file in the data dir, else a new id saved there.
+fn ingester_id(args: &ServeArgs) -> Result<String, ServeError> {
+    if let Some(id) = &args.ingester_id {
+        return Ok(id.clone());
+    }
+    let path = args.data_dir.join("ingester-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = format!(
+                "ingester-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(io(format!("writing {}", path.display())))?;
+            Ok(id)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}
