@@ -4,16 +4,14 @@
 //! A presented token is hashed and looked up; the final comparison of hashes is in
 //! constant time. The operator (admin) token comes from the environment, a file, or
 //! is generated on first start into a 0600 file in the data directory. Tokens made
-//! by another process (`inflow token create`) are found by re-reading the catalog,
-//! at most once a second.
+//! by another process (`inflow token create`) are found by re-reading the catalog
+//! when a token is unknown: that costs one read of the next log entry number.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use http::HeaderValue;
-use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -127,18 +125,11 @@ pub fn token_from_header(value: Option<&HeaderValue>) -> Result<&str, AuthError>
 pub struct Authorizer {
     admin_hash: [u8; 32],
     catalog: Arc<Catalog>,
-    last_refresh: Mutex<Option<Instant>>,
-    refresh_every: Duration,
 }
 
 impl Authorizer {
     pub fn new(admin_token: &str, catalog: Arc<Catalog>) -> Self {
-        Self {
-            admin_hash: hash_token(admin_token),
-            catalog,
-            last_refresh: Mutex::new(None),
-            refresh_every: Duration::from_secs(1),
-        }
+        Self { admin_hash: hash_token(admin_token), catalog }
     }
 
     /// Authenticates the value of an `Authorization` header.
@@ -155,14 +146,10 @@ impl Authorizer {
         let hex = hex::encode(hash);
         let record = match self.lookup(&hex) {
             Some(r) => r,
-            None if self.may_refresh() => {
-                self.catalog
-                    .refresh()
-                    .await
-                    .map_err(|_| AuthError::Catalog)?;
+            None => {
+                self.catalog.refresh().await.map_err(|_| AuthError::Catalog)?;
                 self.lookup(&hex).ok_or(AuthError::UnknownToken)?
             }
-            None => return Err(AuthError::UnknownToken),
         };
         if let Some(expires) = record.expires_at_ns {
             if expires <= now_ns() {
@@ -180,15 +167,6 @@ impl Authorizer {
         let record = state.token(hex)?;
         // The map lookup is by hash; compare the stored hash in constant time too.
         bool::from(record.hash.as_bytes().ct_eq(hex.as_bytes())).then(|| Arc::clone(record))
-    }
-
-    fn may_refresh(&self) -> bool {
-        let mut last = self.last_refresh.lock();
-        let due = last.is_none_or(|t| t.elapsed() >= self.refresh_every);
-        if due {
-            *last = Some(Instant::now());
-        }
-        due
     }
 }
 

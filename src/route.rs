@@ -181,7 +181,10 @@ impl IngesterClient {
                     Err(status) => break status.to_string(),
                 }
             };
-            tracing::warn!(ingester = %addr, reason = %end, "ingester stream closed");
+            match end.as_str() {
+                "stream ended" => tracing::debug!(ingester = %addr, "ingester stream ended"),
+                _ => tracing::warn!(ingester = %addr, reason = %end, "ingester stream broke"),
+            }
             c.store(true, Ordering::Release);
             // Dropping the senders fails every write still waiting on this stream.
             p.lock().clear();

@@ -121,6 +121,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     if args.role != Role::All {
         return Err(ServeError::RoleNotAvailable(args.role));
     }
+    let shutdown = shutdown_signal()?;
     let store = Store::local(&args.data_dir)?;
     let catalog = Catalog::load(store.clone()).await?;
     let env_token = std::env::var("INFLOW_ADMIN_TOKEN").ok();
@@ -199,7 +200,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     edge::serve(
         listener,
         edge::app(edge),
-        shutdown_signal(),
+        shutdown,
         args.shutdown_timeout,
     )
     .await;
@@ -237,11 +238,16 @@ fn ingester_id(args: &ServeArgs) -> Result<String, ServeError> {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (not on first poll, which could come
+/// after a signal already arrived) and resolves when one arrives.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-    }
+    let mut term = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of inflow on a fresh machine: installs what the tests need
+# (a Python venv with the pinned client libraries, curl), then the Rust unit and
+# end-to-end tests, which start the real binary on ephemeral loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v curl >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq curl
+fi
+
+venv=target/test-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+export INFLOW_TEST_PYTHON="$PWD/$venv/bin/python"
+
+# Unit tests, the end-to-end binary, and the benches compiled and run once.
+cargo test --all-targets
