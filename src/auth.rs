@@ -151,10 +151,8 @@ impl Authorizer {
                 self.lookup(&hex).ok_or(AuthError::UnknownToken)?
             }
         };
-        if let Some(expires) = record.expires_at_ns {
-            if expires <= now_ns() {
-                return Err(AuthError::Expired);
-            }
+        if record.expires_at_ns.is_some_and(|expires| expires <= now_ns()) {
+            return Err(AuthError::Expired);
         }
         Ok(Principal {
             admin: false,

@@ -58,6 +58,9 @@ pub enum Error {
     #[error("error reading request body: {0}")]
     BodyRead(String),
 
+    #[error("invalid Flight data: {0}")]
+    InvalidFlightData(String),
+
     #[error("no line protocol in request body")]
     EmptyBody,
 
@@ -100,6 +103,7 @@ impl Error {
             | Self::InvalidGzip(_)
             | Self::BodyRead(_)
             | Self::EmptyBody
+            | Self::InvalidFlightData(_)
             | Self::SchemaConflict(_)
             | Self::LineErrors { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -141,6 +145,7 @@ impl Error {
             | Self::InvalidGzip(_)
             | Self::BodyRead(_)
             | Self::EmptyBody
+            | Self::InvalidFlightData(_)
             | Self::SchemaConflict(_)
             | Self::LineErrors { .. } => Code::InvalidArgument,
             Self::BodyTooLarge { .. } | Self::DecompressedTooLarge { .. } => {

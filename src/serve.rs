@@ -199,7 +199,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
 
     edge::serve(
         listener,
-        edge::app(edge),
+        edge::EdgeService::new(edge),
         shutdown,
         args.shutdown_timeout,
     )

@@ -5,6 +5,7 @@
 //! `X-Request-Id` (the client's, echoed, or a new one).
 
 pub mod body;
+pub mod flight;
 pub mod write;
 
 use std::future::Future;
@@ -14,7 +15,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use arrow_flight::flight_service_server::FlightServiceServer;
 use axum::routing::{get, post};
+use tower::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -54,10 +57,10 @@ pub fn app(edge: Arc<Edge>) -> Router {
 /// accepts it. Methods are case-sensitive in HTTP, so routing would otherwise 405.
 pub fn normalize_method<B>(mut request: http::Request<B>) -> http::Request<B> {
     let method = request.method().as_str();
-    if method.bytes().any(|b| b.is_ascii_lowercase()) {
-        if let Ok(upper) = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
-            *request.method_mut() = upper;
-        }
+    if method.bytes().any(|b| b.is_ascii_lowercase())
+        && let Ok(upper) = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+    {
+        *request.method_mut() = upper;
     }
     request
 }
@@ -84,11 +87,54 @@ async fn ping() -> Response {
     r
 }
 
+/// One port for both: gRPC (by `content-type: application/grpc`) goes to Flight,
+/// everything else to the HTTP routes. Dispatching here, in front of both, keeps
+/// tonic's own fallback from clashing with axum's.
+#[derive(Clone)]
+pub struct EdgeService {
+    http: Router,
+    grpc: FlightServiceServer<flight::EdgeFlight>,
+}
+
+impl EdgeService {
+    pub fn new(edge: Arc<Edge>) -> Self {
+        Self { http: app(Arc::clone(&edge)), grpc: flight::EdgeFlight::server(edge) }
+    }
+}
+
+impl Service<http::Request<hyper::body::Incoming>> for EdgeService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let is_grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if is_grpc {
+            let mut grpc = self.grpc.clone();
+            Box::pin(async move {
+                let response = grpc.call(request).await?;
+                Ok(response.map(axum::body::Body::new))
+            })
+        } else {
+            let mut http = self.http.clone();
+            let request = normalize_method(request);
+            Box::pin(async move { http.call(request).await })
+        }
+    }
+}
+
 /// Serves HTTP/1.1 and h2 on `listener` until `shutdown` resolves, then stops
 /// accepting and gives open connections `grace` to finish their requests.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    service: EdgeService,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -109,11 +155,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            tower::ServiceBuilder::new()
-                .map_request(normalize_method)
-                .service(app.clone()),
-        );
+        let service = TowerToHyperService::new(service.clone());
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

@@ -94,7 +94,7 @@ pub async fn v2(
 }
 
 /// The database to write to: created on first write for an admin token, else 404.
-async fn database_for_write(
+pub async fn database_for_write(
     edge: &Edge,
     principal: &Principal,
     name: &str,
@@ -157,7 +157,7 @@ pub async fn write_lines(
 
 /// Adds new tables and columns to the catalog, then lays every batch out in the
 /// catalog's column order (columns it lacks are null).
-async fn commit_schema(
+pub async fn commit_schema(
     edge: &Edge,
     database: &str,
     tables: Vec<TableBatch>,

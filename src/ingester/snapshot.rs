@@ -201,10 +201,9 @@ fn encode_day(day: i64, batch: &RecordBatch) -> Result<DayFile, SnapshotError> {
 
 /// `yyyy-mm-dd` of a day number since the epoch (proleptic Gregorian, UTC).
 fn partition_name(day: i64) -> String {
-    let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+    chrono::DateTime::from_timestamp(day * 86_400, 0)
         .map(|d| d.date_naive().to_string())
-        .unwrap_or_else(|| format!("day{day}"));
-    date
+        .unwrap_or_else(|| format!("day{day}"))
 }
 
 #[cfg(test)]

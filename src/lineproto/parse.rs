@@ -263,15 +263,12 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// Index of the next `\n` at or after `from`, or `bytes.len()`.
+/// Index of the next `\n` at or after `from`, or `text.len()`.
 ///
 /// `str::find` with an ASCII char uses the standard library's word-at-a-time
 /// memchr, much faster than a byte loop on long lines.
 pub(crate) fn find_newline(text: &str, from: usize) -> usize {
-    text.as_bytes()[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(text.len(), |i| from + i)
+    text[from..].find('\n').map_or(text.len(), |i| from + i)
 }
 
 /// The end of a line's content: `end` (a `\n` or the end of the body) less a `\r`

@@ -3,5 +3,6 @@
 
 mod clients;
 mod durability;
+mod flight;
 mod harness;
 mod write_contract;

@@ -1,0 +1,184 @@
+//! Arrow Flight on the edge's port, for internal producers that already have Arrow.
+//!
+//! `DoPut` with a token in `authorization` metadata; the descriptor's `path` is
+//! `[database, table]`. Columns are told apart by Arrow field metadata
+//! (`inflow.column = tag|field|time`), or without it: dictionary/Utf8 columns are
+//! tags and the `time` timestamp is time. Each batch goes through the same schema
+//! check and durable write as an HTTP write, and is answered by one `PutResult`
+//! (a `WriteAck` naming the batch's position in the stream) once durable.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
+    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Edge;
+use super::write::{commit_schema, database_for_write};
+use crate::error::Error;
+use crate::ingester::flight::MAX_MESSAGE_BYTES;
+use crate::lineproto::TableBatch;
+use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
+use crate::schema::{ColumnType, TIME_COLUMN, arrow_schema};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+pub struct EdgeFlight {
+    edge: Arc<Edge>,
+}
+
+impl EdgeFlight {
+    pub fn server(edge: Arc<Edge>) -> FlightServiceServer<Self> {
+        FlightServiceServer::new(Self { edge })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+/// Converts a producer's batch to the table layout: tags as dictionaries, `time`
+/// as a nanosecond timestamp, kinds recorded in field metadata.
+pub fn normalize_producer_batch(batch: &RecordBatch) -> Result<RecordBatch, Error> {
+    let bad = |m: String| Error::InvalidFlightData(m);
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    let mut kinds = Vec::with_capacity(batch.num_columns());
+    let schema = batch.schema();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let ty = if field.name() == TIME_COLUMN && matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            ColumnType::Time
+        } else {
+            ColumnType::from_arrow_field(field).ok_or_else(|| {
+                bad(format!("column \"{}\" has unsupported type {}", field.name(), field.data_type()))
+            })?
+        };
+        let target = match ty {
+            ColumnType::Time => DataType::Timestamp(TimeUnit::Nanosecond, None),
+            t => t.arrow_type(),
+        };
+        let column = arrow::compute::cast(column, &target).map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?;
+        if ty == ColumnType::Time && column.null_count() > 0 {
+            return Err(bad("column \"time\" has nulls".into()));
+        }
+        columns.push(column);
+        kinds.push((field.name().as_str(), ty));
+    }
+    if !kinds.iter().any(|(_, t)| *t == ColumnType::Time) {
+        return Err(bad("the batch has no \"time\" timestamp column".into()));
+    }
+    if !kinds.iter().any(|(_, t)| t.is_field()) {
+        return Err(bad("the batch has no field column".into()));
+    }
+    RecordBatch::try_new(arrow_schema(kinds), columns).map_err(|e| bad(e.to_string()))
+}
+
+fn ack(write_id: u64) -> PutResult {
+    let msg = WriteAck { format_version: FORMAT_VERSION, write_id, outcome: Some(write_ack::Outcome::WalSegment(0)) };
+    PutResult { app_metadata: msg.encode_to_vec().into() }
+}
+
+fn unimplemented<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!("{what} is not served here yet")))
+}
+
+#[tonic::async_trait]
+impl FlightService for EdgeFlight {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoExchangeStream = BoxStream<FlightData>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        let auth = request.metadata().get("authorization").and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
+        let principal = self.edge.auth.authenticate(auth.as_ref()).await.map_err(|e| Error::from(e).to_grpc())?;
+        let mut input = request.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
+        // The first message names [database, table]; it may also carry the schema.
+        let first = input
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty DoPut stream"))?
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let path = first.flight_descriptor.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+        let [database, table]: [String; 2] = path
+            .try_into()
+            .map_err(|_| Status::invalid_argument("the FlightDescriptor path must be [database, table]"))?;
+        if !principal.can_write(&database) {
+            let e = Error::Forbidden(format!("token does not have write permission on database \"{database}\""));
+            return Err(e.to_grpc());
+        }
+        let db = database_for_write(&self.edge, &principal, &database).await.map_err(|e| e.to_grpc())?;
+        let first = futures::stream::iter([Ok(first)]).filter(|r: &Result<FlightData, FlightError>| {
+            futures::future::ready(r.as_ref().is_ok_and(|d| !d.data_header.is_empty()))
+        });
+        let mut decoder = FlightDataDecoder::new(first.chain(input));
+        let edge = Arc::clone(&self.edge);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut write_id = 0;
+            while let Some(item) = decoder.next().await {
+                let decoded = match item {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::invalid_argument(format!("bad Flight data: {e}")))).await;
+                        return;
+                    }
+                };
+                let DecodedPayload::RecordBatch(batch) = decoded.payload else { continue };
+                write_id += 1;
+                let result = async {
+                    let batch = normalize_producer_batch(&batch)?;
+                    let tables = commit_schema(&edge, &db.name, vec![TableBatch { table: table.clone(), batch }]).await?;
+                    edge.router.write(&db.name, &tables).await?;
+                    Ok::<_, Error>(())
+                }
+                .await;
+                let reply = result.map(|()| ack(write_id)).map_err(|e| e.to_grpc());
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        unimplemented("Handshake")
+    }
+    async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unimplemented("ListFlights")
+    }
+    async fn get_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        unimplemented("GetFlightInfo")
+    }
+    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        unimplemented("PollFlightInfo")
+    }
+    async fn get_schema(&self, _: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        unimplemented("GetSchema")
+    }
+    async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        unimplemented("DoGet")
+    }
+    async fn do_exchange(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unimplemented("DoExchange")
+    }
+    async fn do_action(&self, _: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        unimplemented("DoAction")
+    }
+    async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        unimplemented("ListActions")
+    }
+}
