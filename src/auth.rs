@@ -121,6 +121,36 @@ pub fn token_from_header(value: Option<&HeaderValue>) -> Result<&str, AuthError>
     Ok(token)
 }
 
+/// The token of a v1 request: `Authorization: Token|Bearer T`, Basic with the
+/// token as the password (any user name), or the `p` query parameter.
+pub fn v1_token<'a>(
+    header: Option<&'a HeaderValue>,
+    password: Option<&'a str>,
+) -> Result<String, AuthError> {
+    if let Some(value) = header {
+        let text = value.to_str().map_err(|_| AuthError::Malformed)?.trim();
+        if let Some((scheme, encoded)) = text.split_once(' ')
+            && scheme.eq_ignore_ascii_case("basic")
+        {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| AuthError::Malformed)?;
+            let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
+            let (_, token) = decoded.split_once(':').ok_or(AuthError::Malformed)?;
+            if token.is_empty() {
+                return Err(AuthError::Empty);
+            }
+            return Ok(token.to_string());
+        }
+        return token_from_header(Some(value)).map(str::to_string);
+    }
+    match password {
+        Some("") => Err(AuthError::Empty),
+        Some(p) => Ok(p.to_string()),
+        None => Err(AuthError::Missing),
+    }
+}
+
 #[derive(Debug)]
 pub struct Authorizer {
     admin_hash: [u8; 32],
@@ -129,7 +159,10 @@ pub struct Authorizer {
 
 impl Authorizer {
     pub fn new(admin_token: &str, catalog: Arc<Catalog>) -> Self {
-        Self { admin_hash: hash_token(admin_token), catalog }
+        Self {
+            admin_hash: hash_token(admin_token),
+            catalog,
+        }
     }
 
     /// Authenticates the value of an `Authorization` header.
@@ -147,11 +180,17 @@ impl Authorizer {
         let record = match self.lookup(&hex) {
             Some(r) => r,
             None => {
-                self.catalog.refresh().await.map_err(|_| AuthError::Catalog)?;
+                self.catalog
+                    .refresh()
+                    .await
+                    .map_err(|_| AuthError::Catalog)?;
                 self.lookup(&hex).ok_or(AuthError::UnknownToken)?
             }
         };
-        if record.expires_at_ns.is_some_and(|expires| expires <= now_ns()) {
+        if record
+            .expires_at_ns
+            .is_some_and(|expires| expires <= now_ns())
+        {
             return Err(AuthError::Expired);
         }
         Ok(Principal {
@@ -275,6 +314,27 @@ mod tests {
         ));
         assert!(matches!(
             token_from_header(Some(&h("Token  "))),
+            Err(AuthError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn v1_credentials() {
+        let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("user:tok")
+        );
+        assert_eq!(v1_token(Some(&h(&basic)), None).unwrap(), "tok");
+        assert_eq!(
+            v1_token(Some(&h("Token tok")), Some("other")).unwrap(),
+            "tok"
+        );
+        assert_eq!(v1_token(None, Some("tok")).unwrap(), "tok");
+        assert!(matches!(v1_token(None, None), Err(AuthError::Missing)));
+        assert!(matches!(v1_token(None, Some("")), Err(AuthError::Empty)));
+        assert!(matches!(
+            v1_token(Some(&h("Basic !!!")), None),
             Err(AuthError::Malformed)
         ));
     }

@@ -38,6 +38,16 @@ pub enum Error {
     #[error("invalid org value: org must not be empty")]
     EmptyOrg,
 
+    /// v1 and v3: the `db` parameter is missing or empty.
+    #[error("database is required: set the db query parameter")]
+    MissingDb,
+
+    #[error("invalid precision {0:?}: use n, ns, u, us, ms, s, m or h")]
+    InvalidV1Precision(String),
+
+    #[error("invalid precision {0:?}: use auto, nanosecond, microsecond, millisecond or second")]
+    InvalidV3Precision(String),
+
     #[error("invalid query string: {0}")]
     InvalidQueryString(String),
 
@@ -64,9 +74,13 @@ pub enum Error {
     #[error("no line protocol in request body")]
     EmptyBody,
 
-    /// Some lines were rejected; the others were written.
-    #[error("{message}")]
-    LineErrors { first_line: usize, message: String },
+    /// Some lines were rejected; the others were written unless `written` is false.
+    #[error("{}", line_errors_message(errors, *total))]
+    LineErrors {
+        errors: Vec<LineError>,
+        total: usize,
+        written: bool,
+    },
 
     /// A column type differs from the catalog's, found when committing the schema.
     #[error("schema conflict: {0}")]
@@ -99,6 +113,9 @@ impl Error {
             Self::MissingBucket
             | Self::InvalidPrecision(_)
             | Self::EmptyOrg
+            | Self::MissingDb
+            | Self::InvalidV1Precision(_)
+            | Self::InvalidV3Precision(_)
             | Self::InvalidQueryString(_)
             | Self::InvalidGzip(_)
             | Self::BodyRead(_)
@@ -140,6 +157,9 @@ impl Error {
             Self::MissingBucket
             | Self::InvalidPrecision(_)
             | Self::EmptyOrg
+            | Self::MissingDb
+            | Self::InvalidV1Precision(_)
+            | Self::InvalidV3Precision(_)
             | Self::InvalidQueryString(_)
             | Self::UnsupportedEncoding(_)
             | Self::InvalidGzip(_)
@@ -169,8 +189,19 @@ struct V2Body<'a> {
     line: Option<usize>,
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+/// The error body shapes of the three write APIs; the status is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// v2 (InfluxDB Clustered): `{"code","message"}`, plus `"line"` for bad lines.
+    V2,
+    /// v1: `{"error"}`.
+    V1,
+    /// InfluxDB 3: `{"error"}`, plus `"data"` listing bad lines.
+    V3,
+}
+
+impl Error {
+    pub fn into_response_shaped(self, shape: Shape) -> Response {
         let status = self.status();
         match &self {
             Self::Unauthenticated(reason) => tracing::info!(%reason, "request not authenticated"),
@@ -178,15 +209,45 @@ impl IntoResponse for Error {
             Self::Unavailable(_) => tracing::warn!(error = %self, "write unavailable"),
             _ => tracing::debug!(error = %self, %status, "request rejected"),
         }
-        let line = match &self {
-            Self::LineErrors { first_line, .. } => Some(*first_line),
-            _ => None,
-        };
-        let body = V2Body {
-            code: self.v2_code(),
-            message: self.to_string(),
-            line,
-        };
+        let body = match shape {
+            Shape::V2 => {
+                let line = match &self {
+                    Self::LineErrors { errors, .. } => errors.first().map(|e| e.line),
+                    _ => None,
+                };
+                serde_json::to_value(V2Body {
+                    code: self.v2_code(),
+                    message: self.to_string(),
+                    line,
+                })
+            }
+            Shape::V1 => Ok(serde_json::json!({ "error": self.to_string() })),
+            Shape::V3 => Ok(match &self {
+                Self::LineErrors {
+                    errors, written, ..
+                } => {
+                    let data: Vec<_> = errors
+                        .iter()
+                        .map(|e| {
+                            serde_json::json!({
+                                "original_line": e.original,
+                                "line_number": e.line,
+                                "error_message": format!("column {}: {}", e.column, e.message),
+                            })
+                        })
+                        .collect();
+                    // InfluxDB 3's texts for the two outcomes.
+                    let error = if *written {
+                        "partial write of line protocol occurred"
+                    } else {
+                        "parsing failed for write_lp endpoint"
+                    };
+                    serde_json::json!({ "error": error, "data": data })
+                }
+                _ => serde_json::json!({ "error": self.to_string() }),
+            }),
+        }
+        .unwrap_or_else(|_| serde_json::json!({ "error": "unserializable error" }));
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot be reused.
@@ -201,6 +262,44 @@ impl IntoResponse for Error {
             );
         }
         response
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        self.into_response_shaped(Shape::V2)
+    }
+}
+
+/// An [`Error`] answered in the v1 shape.
+#[derive(Debug)]
+pub struct V1Error(pub Error);
+
+/// An [`Error`] answered in the InfluxDB 3 shape.
+#[derive(Debug)]
+pub struct V3Error(pub Error);
+
+impl From<Error> for V1Error {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<Error> for V3Error {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for V1Error {
+    fn into_response(self) -> Response {
+        self.0.into_response_shaped(Shape::V1)
+    }
+}
+
+impl IntoResponse for V3Error {
+    fn into_response(self) -> Response {
+        self.0.into_response_shaped(Shape::V3)
     }
 }
 
@@ -244,9 +343,8 @@ impl From<RouteError> for Error {
     }
 }
 
-/// Formats rejected lines for the v2 body: one entry per line, bounded.
-pub fn line_errors(errors: &[LineError], total: usize) -> Error {
-    let first_line = errors.first().map(|e| e.line).unwrap_or(0);
+/// One entry per rejected line, bounded: the rest are counted.
+fn line_errors_message(errors: &[LineError], total: usize) -> String {
     let mut message = String::from("failed to parse line protocol: errors encountered on line(s):");
     for e in errors {
         message.push('\n');
@@ -255,10 +353,7 @@ pub fn line_errors(errors: &[LineError], total: usize) -> Error {
     if total > errors.len() {
         message.push_str(&format!("\n(and {} more errors)", total - errors.len()));
     }
-    Error::LineErrors {
-        first_line,
-        message,
-    }
+    message
 }
 
 #[cfg(test)]

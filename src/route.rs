@@ -203,6 +203,7 @@ impl IngesterClient {
         table: &str,
         sequence: u64,
         batch: &RecordBatch,
+        no_sync: bool,
     ) -> Result<(), RouteError> {
         let write_id = self.next_write_id.fetch_add(1, Ordering::Relaxed);
         let meta = WriteBatch {
@@ -211,7 +212,7 @@ impl IngesterClient {
             table: table.to_string(),
             write_id,
             sequence,
-            no_sync: false,
+            no_sync,
         };
         let messages = encode_write(batch, &meta)?;
         let stream = self.stream().await?;
@@ -265,14 +266,19 @@ impl Router {
 
     /// Writes every table of a request with one sequence stamp, concurrently;
     /// succeeds only when every part is durable.
-    pub async fn write(&self, database: &str, tables: &[TableBatch]) -> Result<(), RouteError> {
+    pub async fn write(
+        &self,
+        database: &str,
+        tables: &[TableBatch],
+        no_sync: bool,
+    ) -> Result<(), RouteError> {
         if self.ingesters.is_empty() {
             return Err(RouteError::NoIngesters);
         }
         let sequence = self.clock.next();
         let parts = tables.iter().map(|t| {
             let ingester = &self.ingesters[self.pick(database, &t.table)];
-            ingester.write(database, &t.table, sequence, &t.batch)
+            ingester.write(database, &t.table, sequence, &t.batch, no_sync)
         });
         for result in futures::future::join_all(parts).await {
             result?;
@@ -317,6 +323,25 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_ingester_is_unavailable_not_a_hang() {
+        // Bind then drop: nothing listens on this port any more.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = IngesterClient::new(addr.to_string(), "t".into(), Duration::from_secs(1));
+        let batch = RecordBatch::try_from_iter([(
+            "x",
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let err = client.write("db", "t", 1, &batch, false).await.unwrap_err();
+        assert!(matches!(err, RouteError::Unavailable { .. }), "{err}");
+        let status = crate::error::Error::from(err).status();
+        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+    }
 
     #[test]
     fn clock_is_strictly_increasing() {

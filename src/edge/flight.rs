@@ -16,8 +16,8 @@ use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
-    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
@@ -54,18 +54,25 @@ pub fn normalize_producer_batch(batch: &RecordBatch) -> Result<RecordBatch, Erro
     let mut kinds = Vec::with_capacity(batch.num_columns());
     let schema = batch.schema();
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let ty = if field.name() == TIME_COLUMN && matches!(field.data_type(), DataType::Timestamp(_, _)) {
+        let ty = if field.name() == TIME_COLUMN
+            && matches!(field.data_type(), DataType::Timestamp(_, _))
+        {
             ColumnType::Time
         } else {
             ColumnType::from_arrow_field(field).ok_or_else(|| {
-                bad(format!("column \"{}\" has unsupported type {}", field.name(), field.data_type()))
+                bad(format!(
+                    "column \"{}\" has unsupported type {}",
+                    field.name(),
+                    field.data_type()
+                ))
             })?
         };
         let target = match ty {
             ColumnType::Time => DataType::Timestamp(TimeUnit::Nanosecond, None),
             t => t.arrow_type(),
         };
-        let column = arrow::compute::cast(column, &target).map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?;
+        let column = arrow::compute::cast(column, &target)
+            .map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?;
         if ty == ColumnType::Time && column.null_count() > 0 {
             return Err(bad("column \"time\" has nulls".into()));
         }
@@ -82,12 +89,20 @@ pub fn normalize_producer_batch(batch: &RecordBatch) -> Result<RecordBatch, Erro
 }
 
 fn ack(write_id: u64) -> PutResult {
-    let msg = WriteAck { format_version: FORMAT_VERSION, write_id, outcome: Some(write_ack::Outcome::WalSegment(0)) };
-    PutResult { app_metadata: msg.encode_to_vec().into() }
+    let msg = WriteAck {
+        format_version: FORMAT_VERSION,
+        write_id,
+        outcome: Some(write_ack::Outcome::WalSegment(0)),
+    };
+    PutResult {
+        app_metadata: msg.encode_to_vec().into(),
+    }
 }
 
 fn unimplemented<T>(what: &str) -> Result<T, Status> {
-    Err(Status::unimplemented(format!("{what} is not served here yet")))
+    Err(Status::unimplemented(format!(
+        "{what} is not served here yet"
+    )))
 }
 
 #[tonic::async_trait]
@@ -100,28 +115,50 @@ impl FlightService for EdgeFlight {
     type DoActionStream = BoxStream<arrow_flight::Result>;
     type ListActionsStream = BoxStream<ActionType>;
 
-    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        let auth = request.metadata().get("authorization").and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
-        let principal = self.edge.auth.authenticate(auth.as_ref()).await.map_err(|e| Error::from(e).to_grpc())?;
-        let mut input = request.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        let auth = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
+        let principal = self
+            .edge
+            .auth
+            .authenticate(auth.as_ref())
+            .await
+            .map_err(|e| Error::from(e).to_grpc())?;
+        let mut input = request
+            .into_inner()
+            .map_err(|s| FlightError::Tonic(Box::new(s)));
         // The first message names [database, table]; it may also carry the schema.
         let first = input
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("empty DoPut stream"))?
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let path = first.flight_descriptor.as_ref().map(|d| d.path.clone()).unwrap_or_default();
-        let [database, table]: [String; 2] = path
-            .try_into()
-            .map_err(|_| Status::invalid_argument("the FlightDescriptor path must be [database, table]"))?;
+        let path = first
+            .flight_descriptor
+            .as_ref()
+            .map(|d| d.path.clone())
+            .unwrap_or_default();
+        let [database, table]: [String; 2] = path.try_into().map_err(|_| {
+            Status::invalid_argument("the FlightDescriptor path must be [database, table]")
+        })?;
         if !principal.can_write(&database) {
-            let e = Error::Forbidden(format!("token does not have write permission on database \"{database}\""));
+            let e = Error::Forbidden(format!(
+                "token does not have write permission on database \"{database}\""
+            ));
             return Err(e.to_grpc());
         }
-        let db = database_for_write(&self.edge, &principal, &database).await.map_err(|e| e.to_grpc())?;
-        let first = futures::stream::iter([Ok(first)]).filter(|r: &Result<FlightData, FlightError>| {
-            futures::future::ready(r.as_ref().is_ok_and(|d| !d.data_header.is_empty()))
-        });
+        let db = database_for_write(&self.edge, &principal, &database)
+            .await
+            .map_err(|e| e.to_grpc())?;
+        let first =
+            futures::stream::iter([Ok(first)]).filter(|r: &Result<FlightData, FlightError>| {
+                futures::future::ready(r.as_ref().is_ok_and(|d| !d.data_header.is_empty()))
+            });
         let mut decoder = FlightDataDecoder::new(first.chain(input));
         let edge = Arc::clone(&self.edge);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -131,16 +168,30 @@ impl FlightService for EdgeFlight {
                 let decoded = match item {
                     Ok(d) => d,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::invalid_argument(format!("bad Flight data: {e}")))).await;
+                        let _ = tx
+                            .send(Err(Status::invalid_argument(format!(
+                                "bad Flight data: {e}"
+                            ))))
+                            .await;
                         return;
                     }
                 };
-                let DecodedPayload::RecordBatch(batch) = decoded.payload else { continue };
+                let DecodedPayload::RecordBatch(batch) = decoded.payload else {
+                    continue;
+                };
                 write_id += 1;
                 let result = async {
                     let batch = normalize_producer_batch(&batch)?;
-                    let tables = commit_schema(&edge, &db.name, vec![TableBatch { table: table.clone(), batch }]).await?;
-                    edge.router.write(&db.name, &tables).await?;
+                    let tables = commit_schema(
+                        &edge,
+                        &db.name,
+                        vec![TableBatch {
+                            table: table.clone(),
+                            batch,
+                        }],
+                    )
+                    .await?;
+                    edge.router.write(&db.name, &tables, false).await?;
                     Ok::<_, Error>(())
                 }
                 .await;
@@ -154,31 +205,55 @@ impl FlightService for EdgeFlight {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
         unimplemented("Handshake")
     }
-    async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
         unimplemented("ListFlights")
     }
-    async fn get_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         unimplemented("GetFlightInfo")
     }
-    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
         unimplemented("PollFlightInfo")
     }
-    async fn get_schema(&self, _: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
         unimplemented("GetSchema")
     }
     async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         unimplemented("DoGet")
     }
-    async fn do_exchange(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
         unimplemented("DoExchange")
     }
-    async fn do_action(&self, _: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        _: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         unimplemented("DoAction")
     }
-    async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
         unimplemented("ListActions")
     }
 }

@@ -6,22 +6,25 @@
 
 pub mod body;
 pub mod flight;
+pub mod v1;
+pub mod v2;
+pub mod v3;
 pub mod write;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use arrow_flight::flight_service_server::FlightServiceServer;
 use axum::routing::{get, post};
-use tower::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::Service;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::auth::Authorizer;
@@ -42,7 +45,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn app(edge: Arc<Edge>) -> Router {
     Router::new()
-        .route("/api/v2/write", post(write::v2))
+        .route("/api/v2/write", post(v2::write))
+        .route("/write", post(v1::write))
+        .route("/api/v3/write_lp", post(v3::write))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .fallback(|| async { Error::PathNotFound })
@@ -98,7 +103,10 @@ pub struct EdgeService {
 
 impl EdgeService {
     pub fn new(edge: Arc<Edge>) -> Self {
-        Self { http: app(Arc::clone(&edge)), grpc: flight::EdgeFlight::server(edge) }
+        Self {
+            http: app(Arc::clone(&edge)),
+            grpc: flight::EdgeFlight::server(edge),
+        }
     }
 }
 
@@ -107,7 +115,10 @@ impl Service<http::Request<hyper::body::Incoming>> for EdgeService {
     type Error = std::convert::Infallible;
     type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, Self::Error>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 

@@ -1,97 +1,22 @@
-//! `POST /api/v2/write`: the InfluxDB v2 write contract (DESIGN.md §2).
+//! The write pipeline every write endpoint (v1, v2, v3) shares once it has
+//! authenticated the request and read its parameters:
 //!
-//! auth → parameters → permission → encoding → bounded body → gzip → line protocol
-//! into Arrow (against the catalog's types) → schema commit → ingesters → 204.
-//! Good lines of a body with bad ones are written, then the bad ones reported.
+//! bounded body → gzip → line protocol into Arrow (against the catalog's types)
+//! → schema commit → ingesters. Each endpoint's own module says what differs.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::HeaderMap;
 use bytes::Bytes;
 
 use super::Edge;
 use super::body::{Encoding, content_encoding, gunzip, read_body};
 use crate::auth::Principal;
 use crate::catalog::{Database, TableColumns, table_columns};
-use crate::error::{Error, line_errors};
-use crate::lineproto::{ParseOptions, ParsedBody, Precision, TableBatch, parse_lines};
+use crate::error::Error;
+use crate::lineproto::{ParseOptions, ParsedBody, TableBatch, parse_lines};
 use crate::schema::{ColumnType, arrow_schema, project};
-
-/// The v2 query parameters that matter; `orgID` and unknown ones are ignored.
-#[derive(Debug, PartialEq)]
-pub struct V2Params {
-    pub bucket: String,
-    pub precision: Precision,
-}
-
-impl V2Params {
-    /// Validates in InfluxDB Clustered's order: precision (a deserialisation
-    /// error there), then org, then bucket.
-    pub fn parse(query: Option<&str>) -> Result<Self, Error> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
-            .map_err(|e| Error::InvalidQueryString(e.to_string()))?;
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        let precision = match get("precision") {
-            None => Precision::Nanosecond,
-            Some(p) => v2_precision(p).ok_or_else(|| Error::InvalidPrecision(p.to_string()))?,
-        };
-        if get("org").is_some_and(str::is_empty) {
-            return Err(Error::EmptyOrg);
-        }
-        let bucket = get("bucket")
-            .filter(|b| !b.is_empty())
-            .ok_or(Error::MissingBucket)?;
-        Ok(Self {
-            bucket: bucket.to_string(),
-            precision,
-        })
-    }
-}
-
-fn v2_precision(p: &str) -> Option<Precision> {
-    Some(match p {
-        "ns" => Precision::Nanosecond,
-        "us" => Precision::Microsecond,
-        "ms" => Precision::Millisecond,
-        "s" => Precision::Second,
-        "m" => Precision::Minute,
-        "h" => Precision::Hour,
-        _ => return None,
-    })
-}
-
-pub async fn v2(
-    State(edge): State<Arc<Edge>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<StatusCode, Error> {
-    let received_ns = crate::auth::now_ns();
-    let principal = edge
-        .auth
-        .authenticate(headers.get(header::AUTHORIZATION))
-        .await?;
-    let params = V2Params::parse(query.as_deref())?;
-    if !principal.can_write(&params.bucket) {
-        return Err(Error::Forbidden(format!(
-            "token does not have write permission on database \"{}\"",
-            params.bucket
-        )));
-    }
-    let encoding = content_encoding(&headers)?;
-    let db = database_for_write(&edge, &principal, &params.bucket).await?;
-    let body = read_body(&headers, body, edge.limits.max_request_bytes).await?;
-    let opts = ParseOptions::new(params.precision, received_ns);
-    write_lines(&edge, db, encoding, body, opts).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
 
 /// The database to write to: created on first write for an admin token, else 404.
 pub async fn database_for_write(
@@ -116,13 +41,55 @@ pub async fn database_for_write(
         .ok_or_else(|| Error::Internal(format!("database \"{name}\" vanished after creation")))
 }
 
-/// Decodes, parses and writes a body; shared by every write endpoint.
+/// How a write endpoint wants bad lines and durability handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteMode {
+    /// Write the good lines of a body that has bad ones (v1, v2; v3's default).
+    pub accept_partial: bool,
+    /// Acknowledge before the WAL is durable (v3 `no_sync=true`).
+    pub no_sync: bool,
+    /// Parse and check against the catalog, answer as a write would, write nothing.
+    pub dry_run: bool,
+}
+
+impl WriteMode {
+    pub const DEFAULT: Self = Self {
+        accept_partial: true,
+        no_sync: false,
+        dry_run: false,
+    };
+}
+
+/// Checks the request's permission, reads its body within the limits, then
+/// decodes, parses and writes it.
+pub async fn write_request(
+    edge: &Edge,
+    principal: &Principal,
+    database: &str,
+    headers: &HeaderMap,
+    body: Body,
+    opts: ParseOptions,
+    mode: WriteMode,
+) -> Result<(), Error> {
+    if !principal.can_write(database) {
+        return Err(Error::Forbidden(format!(
+            "token does not have write permission on database \"{database}\""
+        )));
+    }
+    let encoding = content_encoding(headers)?;
+    let db = database_for_write(edge, principal, database).await?;
+    let body = read_body(headers, body, edge.limits.max_request_bytes).await?;
+    write_lines(edge, db, encoding, body, opts, mode).await
+}
+
+/// Decodes, parses and writes a body that was read already.
 pub async fn write_lines(
     edge: &Edge,
     db: Arc<Database>,
     encoding: Encoding,
     body: Bytes,
     opts: ParseOptions,
+    mode: WriteMode,
 ) -> Result<(), Error> {
     let max_decompressed = edge.limits.max_decompressed_bytes;
     let lookup = Arc::clone(&db);
@@ -144,13 +111,30 @@ pub async fn write_lines(
     if parsed.is_empty() {
         return Err(match parsed.error_count {
             0 => Error::EmptyBody,
-            n => line_errors(&parsed.errors, n),
+            total => Error::LineErrors {
+                errors: parsed.errors,
+                total,
+                written: false,
+            },
         });
     }
-    let tables = commit_schema(edge, &db.name, parsed.tables).await?;
-    edge.router.write(&db.name, &tables).await?;
+    if parsed.error_count > 0 && !mode.accept_partial {
+        return Err(Error::LineErrors {
+            errors: parsed.errors,
+            total: parsed.error_count,
+            written: false,
+        });
+    }
+    if !mode.dry_run {
+        let tables = commit_schema(edge, &db.name, parsed.tables).await?;
+        edge.router.write(&db.name, &tables, mode.no_sync).await?;
+    }
     if parsed.error_count > 0 {
-        return Err(line_errors(&parsed.errors, parsed.error_count));
+        return Err(Error::LineErrors {
+            errors: parsed.errors,
+            total: parsed.error_count,
+            written: !mode.dry_run,
+        });
     }
     Ok(())
 }
@@ -191,49 +175,4 @@ pub async fn commit_schema(
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_follow_clustered() {
-        let p = V2Params::parse(Some("bucket=db&precision=s&org=x&orgID=1")).unwrap();
-        assert_eq!(
-            p,
-            V2Params {
-                bucket: "db".into(),
-                precision: Precision::Second
-            }
-        );
-        assert_eq!(V2Params::parse(Some("bucket=a%2Fb")).unwrap().bucket, "a/b");
-        assert!(matches!(
-            V2Params::parse(Some("precision=s")),
-            Err(Error::MissingBucket)
-        ));
-        assert!(matches!(
-            V2Params::parse(Some("bucket=")),
-            Err(Error::MissingBucket)
-        ));
-        assert!(matches!(V2Params::parse(None), Err(Error::MissingBucket)));
-        assert!(matches!(
-            V2Params::parse(Some("bucket=a&org=")),
-            Err(Error::EmptyOrg)
-        ));
-        assert!(
-            matches!(V2Params::parse(Some("bucket=a&precision=u")), Err(Error::InvalidPrecision(p)) if p == "u")
-        );
-        for (p, m) in [
-            ("ns", 1),
-            ("us", 1_000),
-            ("ms", 1_000_000),
-            ("s", 1_000_000_000),
-            ("m", 60_000_000_000),
-            ("h", 3_600_000_000_000),
-        ] {
-            let got = V2Params::parse(Some(&format!("bucket=a&precision={p}"))).unwrap();
-            assert_eq!(got.precision.multiplier(), m);
-        }
-    }
 }

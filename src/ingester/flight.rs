@@ -164,7 +164,13 @@ impl FlightService for IngesterFlight {
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let outcome = ingester
-                        .write(&meta.database, &meta.table, meta.sequence, batch)
+                        .write(
+                            &meta.database,
+                            &meta.table,
+                            meta.sequence,
+                            batch,
+                            meta.no_sync,
+                        )
                         .await;
                     let _ = tx.send(Ok(ack(meta.write_id, outcome))).await;
                 });

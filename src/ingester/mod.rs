@@ -144,13 +144,16 @@ impl Ingester {
         self.buffer.lock().bytes()
     }
 
-    /// Makes one batch durable; returns the WAL segment that holds it.
+    /// Makes one batch durable; returns the WAL segment that holds it. With
+    /// `no_sync` it returns once the batch is queued for the WAL (segment 0): a
+    /// crash before the commit loses it, which is what the client asked for.
     pub async fn write(
         &self,
         database: &str,
         table: &str,
         sequence: u64,
         batch: RecordBatch,
+        no_sync: bool,
     ) -> Result<u64, Refused> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Refused::new(
@@ -190,6 +193,9 @@ impl Ingester {
             .send(WalWrite { entry, batch, done })
             .await
             .map_err(|_| stopped())?;
+        if no_sync {
+            return Ok(0);
+        }
         rx.await.map_err(|_| stopped())?
     }
 

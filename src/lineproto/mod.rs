@@ -91,19 +91,37 @@ pub enum Precision {
     Second,
     Minute,
     Hour,
+    /// InfluxDB 3's `precision=auto`: each timestamp's unit is guessed from its
+    /// magnitude (below 5e9 seconds, 5e12 milliseconds, 5e15 microseconds, else
+    /// nanoseconds), as `influxdb3_write` does.
+    Auto,
 }
 
 impl Precision {
-    /// Nanoseconds per unit.
+    /// Nanoseconds per unit (1 for `Auto`, whose unit is per timestamp).
     pub fn multiplier(self) -> i64 {
         match self {
-            Self::Nanosecond => 1,
+            Self::Nanosecond | Self::Auto => 1,
             Self::Microsecond => 1_000,
             Self::Millisecond => 1_000_000,
             Self::Second => 1_000_000_000,
             Self::Minute => 60 * 1_000_000_000,
             Self::Hour => 3_600 * 1_000_000_000,
         }
+    }
+
+    /// A timestamp in this precision as nanoseconds; `None` on overflow.
+    pub fn to_nanos(self, value: i64) -> Option<i64> {
+        let unit = match self {
+            Self::Auto => match value.unsigned_abs() {
+                v if v < 5_000_000_000 => Self::Second,
+                v if v < 5_000_000_000_000 => Self::Millisecond,
+                v if v < 5_000_000_000_000_000 => Self::Microsecond,
+                _ => Self::Nanosecond,
+            },
+            fixed => fixed,
+        };
+        value.checked_mul(unit.multiplier())
     }
 }
 
@@ -159,6 +177,19 @@ pub struct LineError {
     pub column: usize,
     /// The reason, e.g. `invalid float value "1.2.3" for field "usage"`.
     pub message: String,
+    /// The line as sent, cut to [`EXCERPT_BYTES`] (InfluxDB 3's `original_line`).
+    pub original: String,
+}
+
+/// Longest excerpt of a bad line kept in its error.
+pub const EXCERPT_BYTES: usize = 256;
+
+fn excerpt(line: &str) -> String {
+    let mut end = line.len().min(EXCERPT_BYTES);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_string()
 }
 
 impl fmt::Display for LineError {
@@ -244,6 +275,7 @@ pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn SchemaLookup) 
                             at: bad - line_start,
                             problem: Problem::InvalidUtf8,
                         },
+                        &String::from_utf8_lossy(line),
                     );
                 }
                 line_no += 1;
@@ -276,7 +308,6 @@ impl Run<'_> {
         let bytes = text.as_bytes();
         let mut line = Line::default();
         let mut start = 0;
-        let multiplier = self.opts.precision.multiplier();
         while start < bytes.len() {
             let end = parse::find_newline(text, start);
             let content_end = parse::content_end(bytes, start, end);
@@ -294,7 +325,7 @@ impl Run<'_> {
                     at: self.opts.max_line_bytes,
                     problem: Problem::LineTooLong(self.opts.max_line_bytes),
                 };
-                self.error(line_no, fault);
+                self.error(line_no, fault, &text[start..content_end]);
                 start = end + 1;
                 line_no += 1;
                 continue;
@@ -305,7 +336,7 @@ impl Run<'_> {
             let result = scanned.result.and_then(|()| {
                 let time_ns = match line.timestamp {
                     None => self.opts.default_time_ns,
-                    Some((value, at)) => value.checked_mul(multiplier).ok_or(Fault {
+                    Some((value, at)) => self.opts.precision.to_nanos(value).ok_or(Fault {
                         at,
                         problem: Problem::TimestampOutOfRange {
                             value,
@@ -320,7 +351,7 @@ impl Run<'_> {
                     self.out.lines += 1;
                     self.out.fields += fields;
                 }
-                Err(fault) => self.error(line_no, fault),
+                Err(fault) => self.error(line_no, fault, &text[start..content_end]),
             }
             start = scanned.next;
             line_no += 1 + scanned.extra_newlines;
@@ -328,13 +359,14 @@ impl Run<'_> {
         line_no
     }
 
-    fn error(&mut self, line: usize, fault: Fault<'_>) {
+    fn error(&mut self, line: usize, fault: Fault<'_>, source: &str) {
         self.out.error_count += 1;
         if self.out.errors.len() < self.opts.max_errors {
             self.out.errors.push(LineError {
                 line,
                 column: fault.at + 1,
                 message: fault.problem.to_string(),
+                original: excerpt(source),
             });
         }
     }
@@ -366,6 +398,32 @@ mod tests {
 
     fn errors(p: &ParsedBody) -> Vec<String> {
         p.errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn auto_precision_guesses_by_magnitude() {
+        let auto = Precision::Auto;
+        assert_eq!(
+            auto.to_nanos(1_641_024_000),
+            Some(1_641_024_000_000_000_000)
+        );
+        assert_eq!(
+            auto.to_nanos(1_641_024_000_123),
+            Some(1_641_024_000_123_000_000)
+        );
+        assert_eq!(
+            auto.to_nanos(1_641_024_000_123_456),
+            Some(1_641_024_000_123_456_000)
+        );
+        assert_eq!(
+            auto.to_nanos(1_641_024_000_123_456_789),
+            Some(1_641_024_000_123_456_789)
+        );
+        assert_eq!(
+            auto.to_nanos(-1_641_024_000),
+            Some(-1_641_024_000_000_000_000)
+        );
+        assert_eq!(Precision::Hour.to_nanos(i64::MAX), None);
     }
 
     #[test]
@@ -567,12 +625,61 @@ mod tests {
         assert!(!p.is_empty());
     }
 
+    /// Random edits of valid lines: never a panic, errors in line order, and
+    /// every point either accepted or reported.
+    #[test]
+    fn mutated_bodies_never_panic() {
+        const SEED: &str = "cpu,host=a\\ b,r=w\\,x usage=1.5,n=-3i,u=4u,s=\"q\\\"\\\\\",b=T 1700000000\r\n\
+                            # comment\n\
+                            mem,host=a free=2e3,s=\"line\none\" -5\n\
+                            \n\
+                            disk,d=é used=.5,ok=false";
+        const BYTES: &[u8] = b"\\,= \"\n\r#tiue-.0x\xff\xc3\xa9";
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let opts = ParseOptions::new(Precision::Second, NOW);
+        let p = parse_lines(SEED.as_bytes(), &opts, &EmptySchema);
+        assert_eq!((p.lines, p.error_count), (3, 0), "{:?}", p.errors);
+        for _ in 0..5_000 {
+            let mut body = SEED.as_bytes().to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % (body.len() + 1);
+                let byte = BYTES[(next() as usize) % BYTES.len()];
+                match next() % 3 {
+                    0 => body.insert(at, byte),
+                    1 if at < body.len() => body[at] = byte,
+                    _ if at < body.len() => {
+                        body.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let p = parse_lines(&body, &opts, &EmptySchema);
+            let physical = body.iter().filter(|&&b| b == b'\n').count() + 1;
+            assert!(
+                p.lines + p.error_count <= physical,
+                "{:?}",
+                String::from_utf8_lossy(&body)
+            );
+            assert!(p.errors.windows(2).all(|w| w[0].line < w[1].line));
+            assert!(p.errors.iter().all(|e| e.line <= physical && e.column >= 1));
+            let rows: usize = p.tables.iter().map(|t| t.batch.num_rows()).sum();
+            assert_eq!(rows, p.lines);
+        }
+    }
+
     #[test]
     fn line_error_display() {
         let e = LineError {
             line: 3,
             column: 17,
             message: "bad".into(),
+            original: "m f=1".into(),
         };
         assert_eq!(e.to_string(), "line 3, column 17: bad");
     }

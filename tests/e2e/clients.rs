@@ -12,12 +12,17 @@ fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
-    assert!(venv.exists(), "no Python venv with the client libraries: run tests/run.sh (it installs them)");
+    assert!(
+        venv.exists(),
+        "no Python venv with the client libraries: run tests/run.sh (it installs them)"
+    );
     venv
 }
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(name)
 }
 
 /// The official Python `influxdb-client` writes 100,000 points with gzip and its
@@ -53,7 +58,10 @@ async fn python_influxdb_client_writes_100k_points() {
             ("count", i.to_string()),
             ("ok", (i % 3 == 0).to_string()),
             ("msg", format!("m{i} \"q\" \\ é")),
-            ("time", (1_700_000_000_000_000_000i64 + i as i64 * 1000).to_string()),
+            (
+                "time",
+                (1_700_000_000_000_000_000i64 + i as i64 * 1000).to_string(),
+            ),
         ];
         for (k, v) in &expected {
             assert_eq!(&r[*k], v, "point {i}, column {k}: {r:?}");

@@ -18,14 +18,21 @@ async fn kill_9_loses_no_acknowledged_point_and_duplicates_none() {
         let body: String = (0..LINES)
             .map(|l| {
                 let i = b * LINES + l;
-                format!("crash,host=h{},batch=b{b} v={i}i,f={i}.5 {}\n", i % 10, 1_600_000_000_000_000_000i64 + i as i64)
+                format!(
+                    "crash,host=h{},batch=b{b} v={i}i,f={i}.5 {}\n",
+                    i % 10,
+                    1_600_000_000_000_000_000i64 + i as i64
+                )
             })
             .collect();
         let r = write(&server, "bucket=db", ADMIN_TOKEN, body).await;
         assert_eq!(r.status, 204, "batch {b}: {:?}", r.body);
     }
     server.kill9();
-    assert!(!files_under(dir.path(), "/wal/").is_empty() || !files_under(dir.path(), ".parquet").is_empty());
+    assert!(
+        !files_under(dir.path(), "/wal/").is_empty()
+            || !files_under(dir.path(), ".parquet").is_empty()
+    );
 
     let restarted = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
     assert!(restarted.stop().success());
@@ -41,7 +48,10 @@ async fn kill_9_loses_no_acknowledged_point_and_duplicates_none() {
     let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dupes.is_empty(), "points stored twice: {dupes:?}");
     assert_eq!(seen.len(), BATCHES * LINES, "acknowledged points lost");
-    assert!(files_under(dir.path(), "/wal/").is_empty(), "replayed WAL snapshotted and deleted");
+    assert!(
+        files_under(dir.path(), "/wal/").is_empty(),
+        "replayed WAL snapshotted and deleted"
+    );
 }
 
 /// A graceful stop, a restart, more writes, a kill: each point once.
@@ -49,10 +59,20 @@ async fn kill_9_loses_no_acknowledged_point_and_duplicates_none() {
 async fn replay_after_restart_skips_what_snapshots_cover() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
-    assert_eq!(write(&s, "bucket=db&precision=s", ADMIN_TOKEN, "r,k=a v=1i 1").await.status, 204);
+    assert_eq!(
+        write(&s, "bucket=db&precision=s", ADMIN_TOKEN, "r,k=a v=1i 1")
+            .await
+            .status,
+        204
+    );
     assert!(s.stop().success());
     let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
-    assert_eq!(write(&s, "bucket=db&precision=s", ADMIN_TOKEN, "r,k=b v=2i 2").await.status, 204);
+    assert_eq!(
+        write(&s, "bucket=db&precision=s", ADMIN_TOKEN, "r,k=b v=2i 2")
+            .await
+            .status,
+        204
+    );
     s.kill9();
     let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
     assert!(s.stop().success());
@@ -85,7 +105,14 @@ async fn later_write_of_a_point_replaces_the_fields_it_sets() {
         rows,
         vec![
             row(&[("a", "1"), ("x", "9"), ("time", "10000000000")]),
-            row(&[("a", "1"), ("b", "2"), ("x", "1"), ("y", "2"), ("z", "3"), ("time", "10000000000")]),
+            row(&[
+                ("a", "1"),
+                ("b", "2"),
+                ("x", "1"),
+                ("y", "2"),
+                ("z", "3"),
+                ("time", "10000000000")
+            ]),
         ]
     );
 }

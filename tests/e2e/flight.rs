@@ -14,8 +14,17 @@ use tonic::transport::Endpoint;
 
 use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, row};
 
-async fn put(server: &Server, token: Option<&str>, path: &[&str], batch: RecordBatch) -> Result<Vec<WriteAck>, tonic::Status> {
-    let channel = Endpoint::from_shared(server.base.clone()).unwrap().connect().await.unwrap();
+async fn put(
+    server: &Server,
+    token: Option<&str>,
+    path: &[&str],
+    batch: RecordBatch,
+) -> Result<Vec<WriteAck>, tonic::Status> {
+    let channel = Endpoint::from_shared(server.base.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = FlightServiceClient::new(channel);
     let descriptor = FlightDescriptor::new_path(path.iter().map(|s| s.to_string()).collect());
     let data: Vec<FlightData> = FlightDataEncoderBuilder::new()
@@ -26,7 +35,9 @@ async fn put(server: &Server, token: Option<&str>, path: &[&str], batch: RecordB
         .unwrap();
     let mut request = tonic::Request::new(futures::stream::iter(data));
     if let Some(t) = token {
-        request.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
     }
     let mut results = client.do_put(request).await?.into_inner();
     let mut acks = Vec::new();
@@ -38,9 +49,18 @@ async fn put(server: &Server, token: Option<&str>, path: &[&str], batch: RecordB
 
 fn cpu_batch() -> RecordBatch {
     RecordBatch::try_from_iter([
-        ("host", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
-        ("usage", Arc::new(Float64Array::from(vec![0.5, 1.5])) as ArrayRef),
-        ("time", Arc::new(TimestampMillisecondArray::from(vec![1_000, 2_000])) as ArrayRef),
+        (
+            "host",
+            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        ),
+        (
+            "usage",
+            Arc::new(Float64Array::from(vec![0.5, 1.5])) as ArrayRef,
+        ),
+        (
+            "time",
+            Arc::new(TimestampMillisecondArray::from(vec![1_000, 2_000])) as ArrayRef,
+        ),
     ])
     .unwrap()
 }
@@ -51,24 +71,42 @@ fn cpu_batch() -> RecordBatch {
 async fn producers_put_arrow_on_the_http_port() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
-    let acks = put(&server, Some(ADMIN_TOKEN), &["prod", "cpu"], cpu_batch()).await.unwrap();
+    let acks = put(&server, Some(ADMIN_TOKEN), &["prod", "cpu"], cpu_batch())
+        .await
+        .unwrap();
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0].write_id, 1);
-    assert!(matches!(acks[0].outcome, Some(write_ack::Outcome::WalSegment(_))));
+    assert!(matches!(
+        acks[0].outcome,
+        Some(write_ack::Outcome::WalSegment(_))
+    ));
 
-    let status = put(&server, None, &["prod", "cpu"], cpu_batch()).await.unwrap_err();
+    let status = put(&server, None, &["prod", "cpu"], cpu_batch())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    let status = put(&server, Some(ADMIN_TOKEN), &["prod"], cpu_batch()).await.unwrap_err();
+    let status = put(&server, Some(ADMIN_TOKEN), &["prod"], cpu_batch())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     // `usage` is a float: an integer column of that name conflicts.
     let conflicting = RecordBatch::try_from_iter([
         ("usage", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
-        ("time", Arc::new(TimestampMillisecondArray::from(vec![3_000])) as ArrayRef),
+        (
+            "time",
+            Arc::new(TimestampMillisecondArray::from(vec![3_000])) as ArrayRef,
+        ),
     ])
     .unwrap();
-    let status = put(&server, Some(ADMIN_TOKEN), &["prod", "cpu"], conflicting).await.unwrap_err();
+    let status = put(&server, Some(ADMIN_TOKEN), &["prod", "cpu"], conflicting)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("float") && status.message().contains("integer"), "{}", status.message());
+    assert!(
+        status.message().contains("float") && status.message().contains("integer"),
+        "{}",
+        status.message()
+    );
 
     assert!(server.stop().success());
     let mut rows = parquet_rows(dir.path(), "prod", "cpu").await;

@@ -62,7 +62,11 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child: Some(child), base, stdout_lines: seen }
+        Self {
+            child: Some(child),
+            base,
+            stdout_lines: seen,
+        }
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -116,29 +120,56 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
 /// Sends one request; `headers` are (name, value) pairs.
-pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response {
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut builder = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    let response = client.request(builder.body(Full::new(body.into())).expect("request")).await.expect("response");
+    let response = client
+        .request(builder.body(Full::new(body.into())).expect("request"))
+        .await
+        .expect("response");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
-    Response { status, headers, body }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// POST to the v2 write endpoint with `Authorization: Token …`.
 pub async fn write(server: &Server, query: &str, token: &str, body: impl Into<Bytes>) -> Response {
     let auth = format!("Token {token}");
-    request("POST", &server.url(&format!("/api/v2/write?{query}")), &[("authorization", &auth)], body).await
+    request(
+        "POST",
+        &server.url(&format!("/api/v2/write?{query}")),
+        &[("authorization", &auth)],
+        body,
+    )
+    .await
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
@@ -151,13 +182,29 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// Creates a token with the real CLI against the server's data dir.
 pub fn create_token(data_dir: &Path, database: &str, permission: &str) -> String {
     let out = Command::new(binary())
-        .args(["token", "create", "--database", database, "--permission", permission, "--data-dir"])
+        .args([
+            "token",
+            "create",
+            "--database",
+            database,
+            "--permission",
+            permission,
+            "--data-dir",
+        ])
         .arg(data_dir)
         .output()
         .expect("inflow token create runs");
-    assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout.lines().last().expect("token on the last line").to_string()
+    stdout
+        .lines()
+        .last()
+        .expect("token on the last line")
+        .to_string()
 }
 
 /// One row as column name → displayed value (nulls left out).
@@ -166,14 +213,28 @@ pub type Row = BTreeMap<String, String>;
 /// Every row of `table` in `database`, read from the Parquet files the catalog
 /// registers (the server must be stopped: what is still only in the WAL is not here).
 pub async fn parquet_rows(data_dir: &Path, database: &str, table: &str) -> Vec<Row> {
-    let catalog = Catalog::load(Store::local(data_dir).unwrap()).await.unwrap();
+    let catalog = Catalog::load(Store::local(data_dir).unwrap())
+        .await
+        .unwrap();
     let state = catalog.state();
-    let Some(db) = state.database(database) else { return vec![] };
-    let Some(t) = db.table(table) else { return vec![] };
+    let Some(db) = state.database(database) else {
+        return vec![];
+    };
+    let Some(t) = db.table(table) else {
+        return vec![];
+    };
     let mut rows = Vec::new();
-    for f in catalog.files().into_iter().filter(|f| f.database == db.id && f.table == t.id) {
-        let file = std::fs::File::open(data_dir.join(&f.path)).unwrap_or_else(|e| panic!("{}: {e}", f.path));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    for f in catalog
+        .files()
+        .into_iter()
+        .filter(|f| f.database == db.id && f.table == t.id)
+    {
+        let file = std::fs::File::open(data_dir.join(&f.path))
+            .unwrap_or_else(|e| panic!("{}: {e}", f.path));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             for r in 0..batch.num_rows() {
@@ -182,7 +243,10 @@ pub async fn parquet_rows(data_dir: &Path, database: &str, table: &str) -> Vec<R
                     let col = batch.column(i);
                     if col.is_valid(r) {
                         let v = if field.name() == "time" {
-                            let t = col.as_any().downcast_ref::<arrow::array::TimestampNanosecondArray>().unwrap();
+                            let t = col
+                                .as_any()
+                                .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+                                .unwrap();
                             t.value(r).to_string()
                         } else {
                             array_value_to_string(col, r).unwrap()
@@ -198,7 +262,10 @@ pub async fn parquet_rows(data_dir: &Path, database: &str, table: &str) -> Vec<R
 }
 
 pub fn row(pairs: &[(&str, &str)]) -> Row {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Files below `dir` whose path contains `part`.

@@ -3,6 +3,7 @@
 
 mod clients;
 mod durability;
+mod endpoints;
 mod flight;
 mod harness;
 mod write_contract;

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::harness::{ADMIN_TOKEN, Server, create_token, files_under, gzip, parquet_rows, request, row, write};
+use crate::harness::{
+    ADMIN_TOKEN, Server, create_token, files_under, gzip, parquet_rows, request, row, write,
+};
 
 const SEED_LINE: &str = "home,room=kitchen temp=72 1641024000";
 
@@ -15,24 +17,54 @@ async fn seed_curl_examples_are_durable_then_in_parquet() {
     let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
     for scheme in ["Bearer", "Token"] {
         let out = std::process::Command::new("curl")
-            .args(["--silent", "--show-error", "--write-out", "%{http_code}", "--request", "post"])
+            .args([
+                "--silent",
+                "--show-error",
+                "--write-out",
+                "%{http_code}",
+                "--request",
+                "post",
+            ])
             .arg(server.url("/api/v2/write?bucket=DATABASE_NAME&precision=s"))
-            .args(["--header", &format!("Authorization: {scheme} {ADMIN_TOKEN}")])
+            .args([
+                "--header",
+                &format!("Authorization: {scheme} {ADMIN_TOKEN}"),
+            ])
             .args(["--data-binary", SEED_LINE])
             .output()
             .expect("curl runs");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "204", "{scheme}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "204",
+            "{scheme}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Durable before the 204: the segment is a file on disk right now.
         let wal = files_under(dir.path(), "/wal/");
         assert!(!wal.is_empty(), "no WAL segment on disk after the 204");
     }
-    assert!(parquet_rows(dir.path(), "DATABASE_NAME", "home").await.is_empty(), "no snapshot yet");
+    assert!(
+        parquet_rows(dir.path(), "DATABASE_NAME", "home")
+            .await
+            .is_empty(),
+        "no snapshot yet"
+    );
     assert!(server.stop().success());
 
-    assert!(files_under(dir.path(), "/wal/").is_empty(), "covered WAL segments are deleted");
+    assert!(
+        files_under(dir.path(), "/wal/").is_empty(),
+        "covered WAL segments are deleted"
+    );
     let rows = parquet_rows(dir.path(), "DATABASE_NAME", "home").await;
     // The same point written twice is one point.
-    assert_eq!(rows, vec![row(&[("room", "kitchen"), ("temp", "72.0"), ("time", "1641024000000000000")])]);
+    assert_eq!(
+        rows,
+        vec![row(&[
+            ("room", "kitchen"),
+            ("temp", "72.0"),
+            ("time", "1641024000000000000")
+        ])]
+    );
     assert_eq!(files_under(dir.path(), ".parquet").len(), 1);
 }
 
@@ -42,9 +74,18 @@ async fn seed_error_examples_byte_for_byte() {
     let server = Server::start(dir.path(), &[]);
     let r = write(&server, "precision=s", ADMIN_TOKEN, SEED_LINE).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json(), json!({"code": "invalid", "message": "missing bucket value"}));
+    assert_eq!(
+        r.json(),
+        json!({"code": "invalid", "message": "missing bucket value"})
+    );
     let r = write(&server, "bucket=&precision=s", ADMIN_TOKEN, SEED_LINE).await;
-    assert_eq!((r.status, r.json()), (400, json!({"code": "invalid", "message": "missing bucket value"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            400,
+            json!({"code": "invalid", "message": "missing bucket value"})
+        )
+    );
 
     let r = write(&server, "bucket=db&precision=u", ADMIN_TOKEN, SEED_LINE).await;
     assert_eq!(r.status, 400);
@@ -61,10 +102,22 @@ async fn authentication_and_permissions() {
     let server = Server::start(dir.path(), &[]);
     let url = server.url("/api/v2/write?bucket=db");
     let unauthorized = json!({"code": "unauthorized", "message": "unauthorized access"});
-    for auth in [None, Some("Token nope"), Some("Bearer nope"), Some("Basic dXNlcjpwYXNz"), Some("Token"), Some("Token "), Some(ADMIN_TOKEN)] {
+    for auth in [
+        None,
+        Some("Token nope"),
+        Some("Bearer nope"),
+        Some("Basic dXNlcjpwYXNz"),
+        Some("Token"),
+        Some("Token "),
+        Some(ADMIN_TOKEN),
+    ] {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
         let r = request("POST", &url, &headers, SEED_LINE).await;
-        assert_eq!((r.status, r.json()), (401, unauthorized.clone()), "auth {auth:?}");
+        assert_eq!(
+            (r.status, r.json()),
+            (401, unauthorized.clone()),
+            "auth {auth:?}"
+        );
     }
 
     // Tokens made by the CLI while the server runs work without a restart.
@@ -73,7 +126,13 @@ async fn authentication_and_permissions() {
     assert!(writer.starts_with("inflow_") && writer != reader);
     let r = write(&server, "bucket=db&precision=s", &writer, SEED_LINE).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
-    let r = request("POST", &url, &[("authorization", &format!("Bearer {writer}"))], SEED_LINE).await;
+    let r = request(
+        "POST",
+        &url,
+        &[("authorization", &format!("Bearer {writer}"))],
+        SEED_LINE,
+    )
+    .await;
     assert_eq!(r.status, 204, "Bearer and Token are equivalent");
 
     let r = write(&server, "bucket=db", &reader, SEED_LINE).await;
@@ -81,7 +140,10 @@ async fn authentication_and_permissions() {
     assert_eq!(r.json()["code"], "forbidden");
     let r = write(&server, "bucket=other", &writer, SEED_LINE).await;
     assert_eq!(r.status, 403);
-    assert_eq!(r.json(), json!({"code": "forbidden", "message": "token does not have write permission on database \"other\""}));
+    assert_eq!(
+        r.json(),
+        json!({"code": "forbidden", "message": "token does not have write permission on database \"other\""})
+    );
     // Credentials are checked before anything else.
     let r = request("POST", &server.url("/api/v2/write?precision=u"), &[], "").await;
     assert_eq!(r.status, 401);
@@ -91,32 +153,68 @@ async fn authentication_and_permissions() {
 async fn org_is_ignored_but_not_empty() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let r = write(&server, "bucket=db&org=anything&orgID=123", ADMIN_TOKEN, SEED_LINE).await;
+    let r = write(
+        &server,
+        "bucket=db&org=anything&orgID=123",
+        ADMIN_TOKEN,
+        SEED_LINE,
+    )
+    .await;
     assert_eq!(r.status, 204);
     let r = write(&server, "bucket=db&org=", ADMIN_TOKEN, SEED_LINE).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json(), json!({"code": "invalid", "message": "invalid org value: org must not be empty"}));
+    assert_eq!(
+        r.json(),
+        json!({"code": "invalid", "message": "invalid org value: org must not be empty"})
+    );
 }
 
 #[tokio::test]
 async fn all_six_precisions_scale_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let cases = [("ns", 1i64), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)];
+    let cases = [
+        ("ns", 1i64),
+        ("us", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
     for (p, _) in cases {
-        let r = write(&server, &format!("bucket=db&precision={p}"), ADMIN_TOKEN, format!("prec,p={p} v=1i 2")).await;
+        let r = write(
+            &server,
+            &format!("bucket=db&precision={p}"),
+            ADMIN_TOKEN,
+            format!("prec,p={p} v=1i 2"),
+        )
+        .await;
         assert_eq!(r.status, 204, "{p}");
     }
     // Default is ns.
-    assert_eq!(write(&server, "bucket=db", ADMIN_TOKEN, "prec,p=default v=1i 5").await.status, 204);
+    assert_eq!(
+        write(&server, "bucket=db", ADMIN_TOKEN, "prec,p=default v=1i 5")
+            .await
+            .status,
+        204
+    );
     // Overflow for the precision is a bad line, not a wrap.
-    let r = write(&server, "bucket=db&precision=h", ADMIN_TOKEN, "prec,p=big v=1i 9223372036854775807").await;
+    let r = write(
+        &server,
+        "bucket=db&precision=h",
+        ADMIN_TOKEN,
+        "prec,p=big v=1i 9223372036854775807",
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["line"], 1);
     assert!(server.stop().success());
     let mut rows = parquet_rows(dir.path(), "db", "prec").await;
     rows.sort_by_key(|r| r["time"].parse::<i64>().unwrap());
-    let mut expected: Vec<_> = cases.iter().map(|(p, m)| row(&[("p", p), ("v", "1"), ("time", &(2 * m).to_string())])).collect();
+    let mut expected: Vec<_> = cases
+        .iter()
+        .map(|(p, m)| row(&[("p", p), ("v", "1"), ("time", &(2 * m).to_string())]))
+        .collect();
     expected.insert(0, row(&[("p", "default"), ("v", "1"), ("time", "5")]));
     expected.sort_by_key(|r| r["time"].parse::<i64>().unwrap());
     assert_eq!(rows, expected);
@@ -129,28 +227,63 @@ async fn gzip_identity_and_unknown_encodings() {
     let url = server.url("/api/v2/write?bucket=db&precision=s");
     let auth = ("authorization", "Token test-admin-token");
 
-    let r = request("POST", &url, &[auth, ("content-encoding", "gzip")], gzip(b"enc,k=gzip v=1i 1\n")).await;
+    let r = request(
+        "POST",
+        &url,
+        &[auth, ("content-encoding", "gzip")],
+        gzip(b"enc,k=gzip v=1i 1\n"),
+    )
+    .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     let mut two = gzip(b"enc,k=member1 v=1i 1\n");
     two.extend(gzip(b"enc,k=member2 v=2i 1\n"));
     let r = request("POST", &url, &[auth, ("content-encoding", "gzip")], two).await;
     assert_eq!(r.status, 204, "multi-member gzip");
-    let r = request("POST", &url, &[auth, ("content-encoding", "identity")], "enc,k=identity v=1i 1").await;
+    let r = request(
+        "POST",
+        &url,
+        &[auth, ("content-encoding", "identity")],
+        "enc,k=identity v=1i 1",
+    )
+    .await;
     assert_eq!(r.status, 204);
 
-    let r = request("POST", &url, &[auth, ("content-encoding", "br")], "enc v=1i").await;
+    let r = request(
+        "POST",
+        &url,
+        &[auth, ("content-encoding", "br")],
+        "enc v=1i",
+    )
+    .await;
     assert_eq!(r.status, 415);
-    assert_eq!(r.json(), json!({"code": "unsupported media type", "message": "unsupported Content-Encoding \"br\": use gzip or identity"}));
+    assert_eq!(
+        r.json(),
+        json!({"code": "unsupported media type", "message": "unsupported Content-Encoding \"br\": use gzip or identity"})
+    );
 
     let whole = gzip(b"enc,k=trunc v=1i 1\n");
-    for (what, body) in [("corrupt", b"definitely not gzip".to_vec()), ("truncated", whole[..whole.len() - 8].to_vec())] {
+    for (what, body) in [
+        ("corrupt", b"definitely not gzip".to_vec()),
+        ("truncated", whole[..whole.len() - 8].to_vec()),
+    ] {
         let r = request("POST", &url, &[auth, ("content-encoding", "gzip")], body).await;
         assert_eq!(r.status, 400, "{what}");
         assert_eq!(r.json()["code"], "invalid");
-        assert!(r.json()["message"].as_str().unwrap().starts_with("invalid gzip request body"), "{what}: {}", r.json());
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid gzip request body"),
+            "{what}: {}",
+            r.json()
+        );
     }
     assert!(server.stop().success());
-    let mut keys: Vec<String> = parquet_rows(dir.path(), "db", "enc").await.into_iter().map(|r| r["k"].clone()).collect();
+    let mut keys: Vec<String> = parquet_rows(dir.path(), "db", "enc")
+        .await
+        .into_iter()
+        .map(|r| r["k"].clone())
+        .collect();
     keys.sort();
     assert_eq!(keys, ["gzip", "identity", "member1", "member2"]);
 }
@@ -158,7 +291,15 @@ async fn gzip_identity_and_unknown_encodings() {
 #[tokio::test]
 async fn body_limits_answer_413_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--max-request-bytes", "1000", "--max-decompressed-bytes", "2000"]);
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--max-request-bytes",
+            "1000",
+            "--max-decompressed-bytes",
+            "2000",
+        ],
+    );
     let url = server.url("/api/v2/write?bucket=db");
     let auth = ("authorization", "Token test-admin-token");
     let big: String = (0..200).map(|i| format!("big,n={i} v=1i {i}\n")).collect();
@@ -172,8 +313,19 @@ async fn body_limits_answer_413_and_write_nothing() {
     );
     // Same body through curl, which streams it: the client gets the 413.
     let out = std::process::Command::new("curl")
-        .args(["--silent", "--write-out", "\n%{http_code}", "--header", "Authorization: Token test-admin-token"])
-        .args(["--header", "Transfer-Encoding: chunked", "--data-binary", &big])
+        .args([
+            "--silent",
+            "--write-out",
+            "\n%{http_code}",
+            "--header",
+            "Authorization: Token test-admin-token",
+        ])
+        .args([
+            "--header",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &big,
+        ])
         .arg(&url)
         .output()
         .unwrap();
@@ -209,19 +361,41 @@ async fn bad_lines_are_named_and_good_lines_written() {
 
     for (body, what) in [("", "empty"), ("# only\n\n# comments\n", "comments")] {
         let r = write(&server, "bucket=db", ADMIN_TOKEN, body).await;
-        assert_eq!((r.status, r.json()), (400, json!({"code": "invalid", "message": "no line protocol in request body"})), "{what}");
+        assert_eq!(
+            (r.status, r.json()),
+            (
+                400,
+                json!({"code": "invalid", "message": "no line protocol in request body"})
+            ),
+            "{what}"
+        );
     }
 
     // A field whose type differs from the table's names line, column and both types.
-    let r = write(&server, "bucket=db", ADMIN_TOKEN, "m,t=e f=1i 5\nm,t=f f=2.5 6\n").await;
+    let r = write(
+        &server,
+        "bucket=db",
+        ADMIN_TOKEN,
+        "m,t=e f=1i 5\nm,t=f f=2.5 6\n",
+    )
+    .await;
     assert_eq!(r.status, 400);
     let j = r.json();
     assert_eq!(j["line"], 2);
     let message = j["message"].as_str().unwrap();
-    assert!(message.contains("line 2, column") && message.contains("float") && message.contains("integer"), "{message}");
+    assert!(
+        message.contains("line 2, column")
+            && message.contains("float")
+            && message.contains("integer"),
+        "{message}"
+    );
 
     assert!(server.stop().success());
-    let mut tags: Vec<String> = parquet_rows(dir.path(), "db", "m").await.into_iter().map(|r| r["t"].clone()).collect();
+    let mut tags: Vec<String> = parquet_rows(dir.path(), "db", "m")
+        .await
+        .into_iter()
+        .map(|r| r["t"].clone())
+        .collect();
     tags.sort();
     assert_eq!(tags, ["a", "c", "e"]);
 }
@@ -230,7 +404,13 @@ async fn bad_lines_are_named_and_good_lines_written() {
 async fn request_ids_health_ping_and_json_errors_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let r = request("GET", &server.url("/health"), &[("x-request-id", "abc-123")], "").await;
+    let r = request(
+        "GET",
+        &server.url("/health"),
+        &[("x-request-id", "abc-123")],
+        "",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-request-id"], "abc-123");
     assert_eq!(r.json()["status"], "pass");
@@ -239,12 +419,27 @@ async fn request_ids_health_ping_and_json_errors_everywhere() {
     let r = request("GET", &server.url("/ping"), &[], "").await;
     assert_eq!(r.status, 204);
     assert!(r.headers.contains_key("x-influxdb-version"));
-    assert!(!r.headers["x-request-id"].is_empty(), "generated when the client sent none");
+    assert!(
+        !r.headers["x-request-id"].is_empty(),
+        "generated when the client sent none"
+    );
 
     let r = request("GET", &server.url("/nope"), &[], "").await;
-    assert_eq!((r.status, r.json()), (404, json!({"code": "not found", "message": "path not found"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"code": "not found", "message": "path not found"})
+        )
+    );
     let r = request("GET", &server.url("/api/v2/write"), &[], "").await;
-    assert_eq!((r.status, r.json()), (405, json!({"code": "method not allowed", "message": "method not allowed"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            405,
+            json!({"code": "method not allowed", "message": "method not allowed"})
+        )
+    );
 }
 
 /// Without INFLOW_ADMIN_TOKEN the operator token is generated once into a 0600
@@ -256,12 +451,39 @@ async fn generated_admin_token_file() {
     let server = Server::start_with_env(dir.path(), &[], &[]);
     let path = dir.path().join("admin-token");
     let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let said = server.stdout_lines.join("\n");
     assert!(said.contains(&path.display().to_string()), "{said}");
     assert!(!said.contains(&token));
-    assert_eq!(write(&server, "bucket=db", &token, SEED_LINE).await.status, 204);
+    assert_eq!(
+        write(&server, "bucket=db", &token, SEED_LINE).await.status,
+        204
+    );
     assert!(server.stop().success());
     let again = Server::start_with_env(dir.path(), &[], &[]);
-    assert_eq!(write(&again, "bucket=db", &token, SEED_LINE).await.status, 204, "same token after restart");
+    assert_eq!(
+        write(&again, "bucket=db", &token, SEED_LINE).await.status,
+        204,
+        "same token after restart"
+    );
+}
+
+/// Overload: when the ingester's buffer is full the write is refused, and the
+/// client gets 503 with `Retry-After` (what Telegraf retries on), never a 500.
+#[tokio::test]
+async fn full_ingester_buffer_is_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--buffer-bytes", "1"]);
+    let r = write(&server, "bucket=db", ADMIN_TOKEN, SEED_LINE).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers["retry-after"], "1");
+    let j = r.json();
+    assert_eq!(j["code"], "unavailable");
+    assert!(
+        j["message"].as_str().unwrap().contains("buffer is full"),
+        "{j}"
+    );
 }
