@@ -20,8 +20,23 @@ pub struct Chunk {
 
 impl Chunk {
     pub fn bytes(&self) -> usize {
-        self.batch.get_array_memory_size()
+        batch_bytes(&self.batch)
     }
+}
+
+/// Bytes of data a batch holds. Not `get_array_memory_size`: a batch decoded
+/// from Flight or IPC has every column sliced from one message buffer, and that
+/// counts the whole buffer once per column.
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// (database, table) names.
@@ -108,6 +123,16 @@ mod tests {
             sequence: segment,
             batch,
         }
+    }
+
+    #[test]
+    fn shared_buffers_are_counted_once() {
+        let batch = chunk(1).batch;
+        let encoded = crate::ingester::wal::encode_batch(&batch).unwrap();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(encoded), None).unwrap();
+        let decoded = reader.into_iter().next().unwrap().unwrap();
+        assert_eq!(batch_bytes(&decoded), 16, "two i64 values");
     }
 
     #[test]

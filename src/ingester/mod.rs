@@ -161,7 +161,7 @@ impl Ingester {
                 "ingester is shutting down",
             ));
         }
-        let size = batch.get_array_memory_size();
+        let size = buffer::batch_bytes(&batch);
         let used =
             self.buffer.lock().bytes() + self.pending_bytes.fetch_add(size, Ordering::AcqRel);
         let _pending = PendingGuard {
