@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of inflow on a fresh machine: installs what the tests need
-# (a Python venv with the pinned client libraries, curl), then the Rust unit and
+# (a Python venv and npm packages with the pinned client libraries, curl), then the Rust unit and
 # end-to-end tests, which start the real binary on ephemeral loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,11 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 export INFLOW_TEST_PYTHON="$PWD/$venv/bin/python"
+
+if ! command -v node >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+(cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 
 # Unit tests, the end-to-end binary, and the benches compiled and run once.
 cargo test --all-targets

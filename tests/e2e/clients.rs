@@ -69,3 +69,73 @@ async fn python_influxdb_client_writes_100k_points() {
         assert_eq!(r.len(), expected.len(), "point {i}: {r:?}");
     }
 }
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?} runs: {e}"));
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// The npm `@influxdata/influxdb-client` (Node.js) writes with batching and gzip,
+/// including unsigned fields; every point is read back exactly.
+#[tokio::test]
+async fn npm_influxdb_client_writes() {
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--snapshot-interval", "2s"]);
+    let token = create_token(dir.path(), "jsdb", "write");
+    let clients = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    assert!(clients.join("node_modules/@influxdata/influxdb-client").exists(), "run tests/run.sh: it installs the npm client");
+    run(Command::new("node").current_dir(&clients).arg("js_v2_write.mjs").args([&server.base, &token, "jsdb", &N.to_string()]));
+    assert!(server.stop().success());
+
+    let mut rows = parquet_rows(dir.path(), "jsdb", "jsclient").await;
+    assert_eq!(rows.len(), N);
+    rows.sort_by_key(|r| r["count"].parse::<usize>().unwrap());
+    for (i, r) in rows.iter().enumerate() {
+        let expected = [
+            ("host", format!("h{}", i % 50)),
+            ("value", format!("{:?}", i as f64 + 0.5)),
+            ("count", i.to_string()),
+            ("big", i.to_string()),
+            ("ok", (i % 2 == 0).to_string()),
+            ("msg", format!("j{i}, \"x\"")),
+            ("time", (1_650_000_000_000_000_000i64 + i as i64).to_string()),
+        ];
+        assert_eq!(r, &expected.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), "point {i}");
+    }
+}
+
+/// `influxdb3-python` (InfluxDBClient3.write) and the `influx3` CLI the seed names,
+/// both against the v2 write endpoint they use.
+#[tokio::test]
+async fn influxdb3_python_and_influx3_cli_write() {
+    const N: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--snapshot-interval", "2s"]);
+    let token = create_token(dir.path(), "py3db", "write");
+    run(Command::new(python()).arg(script("python_v3_write.py")).args([&server.base, &token, "py3db", &N.to_string()]));
+
+    // influx3 keeps its configuration under $HOME: give it its own.
+    let home = tempfile::tempdir().unwrap();
+    let influx3 = python().with_file_name("influx3");
+    let cli = |args: &[&str]| run(Command::new(&influx3).env("HOME", home.path()).args(args));
+    cli(&["config", "create", "--name", "t", "--host", &server.base, "--token", &token, "--database", "py3db", "--org", "o", "--active"]);
+    let said = cli(&["write", "cli,via=influx3", "v=42i", "1700000000000000000"]);
+    assert!(!said.to_lowercase().contains("error"), "{said}");
+    assert!(server.stop().success());
+
+    let mut rows = parquet_rows(dir.path(), "py3db", "py3client").await;
+    assert_eq!(rows.len(), N);
+    rows.sort_by_key(|r| r["n"].parse::<usize>().unwrap());
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["sensor"], format!("s{}", i % 10), "point {i}");
+        assert_eq!(r["temp"], format!("{:?}", i as f64 / 4.0), "point {i}");
+        assert_eq!(r["time"], ((1_690_000_000 + i as i64) * 1_000_000_000).to_string(), "point {i}");
+    }
+    assert_eq!(
+        parquet_rows(dir.path(), "py3db", "cli").await,
+        vec![crate::harness::row(&[("via", "influx3"), ("v", "42"), ("time", "1700000000000000000")])]
+    );
+}
