@@ -41,6 +41,15 @@ pub enum CatalogError {
         existing: ColumnType,
         new: ColumnType,
     },
+    #[error(
+        "limit reached: {what} may number at most {limit}, there are {current}; cannot add {adding}"
+    )]
+    LimitExceeded {
+        what: String,
+        limit: usize,
+        current: usize,
+        adding: String,
+    },
     #[error("catalog storage: {0}")]
     Store(#[from] StoreError),
     #[error("catalog entry {path} is corrupt: {reason}")]
@@ -255,6 +264,21 @@ impl CatalogState {
     }
 }
 
+/// Per-database quotas, checked when a write would add tables or columns.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaLimits {
+    pub max_tables: usize,
+    /// Columns of a table, `time` included.
+    pub max_columns: usize,
+}
+
+impl SchemaLimits {
+    pub const UNLIMITED: Self = Self {
+        max_tables: usize::MAX,
+        max_columns: usize::MAX,
+    };
+}
+
 /// The columns one write needs in one table, in the write's order.
 pub struct TableColumns<'a> {
     pub table: &'a str,
@@ -426,6 +450,7 @@ impl Catalog {
         &self,
         database: &str,
         tables: &[TableColumns<'_>],
+        limits: SchemaLimits,
     ) -> Result<Arc<Database>, CatalogError> {
         let state = self
             .commit(|s| {
@@ -439,6 +464,15 @@ impl Catalog {
                     let table_id = match existing {
                         Some(table) => table.id,
                         None => {
+                            let current = (next_table - 1) as usize;
+                            if db.tables.len() + ops.len() >= limits.max_tables {
+                                return Err(CatalogError::LimitExceeded {
+                                    what: format!("tables in database \"{}\"", db.name),
+                                    limit: limits.max_tables,
+                                    current: current.min(db.tables.len()),
+                                    adding: format!("table \"{}\"", t.table),
+                                });
+                            }
                             let id = next_table;
                             next_table += 1;
                             ops.push(Op::CreateTable {
@@ -466,6 +500,15 @@ impl Catalog {
                                 ty,
                             }),
                         }
+                    }
+                    let current = existing.map_or(0, |table| table.columns.len());
+                    if current + new_columns.len() > limits.max_columns {
+                        return Err(CatalogError::LimitExceeded {
+                            what: format!("columns in table \"{}\"", t.table),
+                            limit: limits.max_columns,
+                            current,
+                            adding: format!("{} new columns", new_columns.len()),
+                        });
                     }
                     if !new_columns.is_empty() {
                         // Keep tags first and time last, as InfluxDB 3 orders columns.
@@ -594,6 +637,7 @@ mod tests {
                 table: "home",
                 columns: cols,
             }],
+            SchemaLimits::UNLIMITED,
         )
         .await
         .unwrap();
@@ -611,6 +655,7 @@ mod tests {
                     table: "home",
                     columns: bad,
                 }],
+                SchemaLimits::UNLIMITED,
             )
             .await
             .unwrap_err();
@@ -623,6 +668,44 @@ mod tests {
             dir.path()
                 .join("catalog/log/00000000000000000000.json")
                 .is_file()
+        );
+    }
+
+    #[tokio::test]
+    async fn table_and_column_limits_name_the_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(dir.path()).await;
+        c.create_database("db").await.unwrap();
+        let limits = SchemaLimits {
+            max_tables: 1,
+            max_columns: 2,
+        };
+        let t = |table, columns| TableColumns { table, columns };
+        c.ensure_schema(
+            "db",
+            &[t(
+                "a",
+                vec![("f", ColumnType::Float), ("time", ColumnType::Time)],
+            )],
+            limits,
+        )
+        .await
+        .unwrap();
+        let err = c
+            .ensure_schema("db", &[t("b", vec![("f", ColumnType::Float)])], limits)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "limit reached: tables in database \"db\" may number at most 1, there are 1; cannot add table \"b\""
+        );
+        let err = c
+            .ensure_schema("db", &[t("a", vec![("g", ColumnType::Float)])], limits)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "limit reached: columns in table \"a\" may number at most 2, there are 2; cannot add 1 new columns"
         );
     }
 

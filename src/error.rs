@@ -86,6 +86,10 @@ pub enum Error {
     #[error("schema conflict: {0}")]
     SchemaConflict(String),
 
+    /// A per-database quota (tables, columns) would be exceeded.
+    #[error("{0}")]
+    LimitExceeded(String),
+
     #[error("database \"{0}\" not found")]
     DatabaseNotFound(String),
 
@@ -127,6 +131,7 @@ impl Error {
             Self::BodyTooLarge { .. } | Self::DecompressedTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            Self::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::DatabaseNotFound(_) | Self::PathNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -143,6 +148,7 @@ impl Error {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
             StatusCode::PAYLOAD_TOO_LARGE => "request too large",
             StatusCode::NOT_FOUND => "not found",
+            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable entity",
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "internal error",
@@ -171,6 +177,7 @@ impl Error {
             Self::BodyTooLarge { .. } | Self::DecompressedTooLarge { .. } => {
                 Code::ResourceExhausted
             }
+            Self::LimitExceeded(_) => Code::FailedPrecondition,
             Self::DatabaseNotFound(_) | Self::PathNotFound => Code::NotFound,
             Self::MethodNotAllowed => Code::Unimplemented,
             Self::Unavailable(_) => Code::Unavailable,
@@ -314,6 +321,7 @@ impl From<CatalogError> for Error {
         match e {
             CatalogError::DatabaseNotFound(name) => Self::DatabaseNotFound(name),
             CatalogError::Conflict { .. } => Self::SchemaConflict(e.to_string()),
+            CatalogError::LimitExceeded { .. } => Self::LimitExceeded(e.to_string()),
             CatalogError::Store(_) => Self::Unavailable(format!("catalog unavailable: {e}")),
             CatalogError::Corrupt { .. } | CatalogError::UnsupportedVersion { .. } => {
                 Self::Internal(e.to_string())

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::auth::{AdminTokenSource, Authorizer, admin_token, generate_token};
 use crate::catalog::Catalog;
-use crate::edge::{self, Edge, body::BodyLimits};
+use crate::edge::{self, Edge, body::Limits};
 use crate::ingester::flight::IngesterFlight;
 use crate::ingester::{Ingester, IngesterConfig};
 use crate::route::{IngesterClient, Router};
@@ -70,6 +70,15 @@ pub struct ServeArgs {
     /// Largest body after gzip inflation, in bytes (413 above it).
     #[arg(long, env = "INFLOW_MAX_DECOMPRESSED_BYTES", default_value_t = 10 << 20)]
     pub max_decompressed_bytes: usize,
+    /// Longest line accepted, in bytes (longer lines are rejected by number).
+    #[arg(long, env = "INFLOW_MAX_LINE_BYTES", default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
+    /// Most tables a database may have (422 for a write that would add more).
+    #[arg(long, env = "INFLOW_MAX_TABLES_PER_DATABASE", default_value_t = 2000)]
+    pub max_tables_per_database: usize,
+    /// Most columns a table may have, `time` included (422 above it).
+    #[arg(long, env = "INFLOW_MAX_COLUMNS_PER_TABLE", default_value_t = 500)]
+    pub max_columns_per_table: usize,
     /// Extra time the WAL waits to gather writes into one segment.
     #[arg(long, env = "INFLOW_WAL_FLUSH_INTERVAL", value_parser = duration, default_value = "0s")]
     pub wal_flush_interval: Duration,
@@ -182,9 +191,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         auth: Arc::new(Authorizer::new(&admin, Arc::clone(&catalog))),
         catalog: Arc::clone(&catalog),
         router: Arc::clone(&router),
-        limits: BodyLimits {
+        limits: Limits {
             max_request_bytes: args.max_request_bytes,
             max_decompressed_bytes: args.max_decompressed_bytes,
+            max_line_bytes: args.max_line_bytes,
+            max_tables_per_database: args.max_tables_per_database,
+            max_columns_per_table: args.max_columns_per_table,
         },
     });
     let listener = TcpListener::bind(args.http_bind)

@@ -14,10 +14,14 @@ use http_body_util::BodyExt;
 
 use crate::error::Error;
 
+/// Every limit a write is held to, each set by a `--max-…` flag.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
+pub struct Limits {
     pub max_request_bytes: usize,
     pub max_decompressed_bytes: usize,
+    pub max_line_bytes: usize,
+    pub max_tables_per_database: usize,
+    pub max_columns_per_table: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,14 +31,14 @@ use crate::auth::Authorizer;
 use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::route::Router as IngestRouter;
-use body::BodyLimits;
+use body::Limits;
 
 /// What every edge handler shares.
 pub struct Edge {
     pub auth: Arc<Authorizer>,
     pub catalog: Arc<Catalog>,
     pub router: Arc<IngestRouter>,
-    pub limits: BodyLimits,
+    pub limits: Limits,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

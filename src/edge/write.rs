@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::Edge;
 use super::body::{Encoding, content_encoding, gunzip, read_body};
 use crate::auth::Principal;
-use crate::catalog::{Database, TableColumns, table_columns};
+use crate::catalog::{Database, SchemaLimits, TableColumns, table_columns};
 use crate::error::Error;
 use crate::lineproto::{ParseOptions, ParsedBody, TableBatch, parse_lines};
 use crate::schema::{ColumnType, arrow_schema, project};
@@ -92,6 +92,9 @@ pub async fn write_lines(
     mode: WriteMode,
 ) -> Result<(), Error> {
     let max_decompressed = edge.limits.max_decompressed_bytes;
+    let mut opts = opts;
+    opts.max_line_bytes = edge.limits.max_line_bytes;
+    opts.max_columns_per_table = edge.limits.max_columns_per_table;
     let lookup = Arc::clone(&db);
     let parsed: ParsedBody = tokio::task::spawn_blocking(move || {
         let text = match encoding {
@@ -159,7 +162,14 @@ pub async fn commit_schema(
                 .collect(),
         })
         .collect();
-    let db = edge.catalog.ensure_schema(database, &wanted).await?;
+    let limits = SchemaLimits {
+        max_tables: edge.limits.max_tables_per_database,
+        max_columns: edge.limits.max_columns_per_table,
+    };
+    let db = edge
+        .catalog
+        .ensure_schema(database, &wanted, limits)
+        .await?;
     drop(wanted);
     tables
         .into_iter()

@@ -72,7 +72,11 @@ async fn python_influxdb_client_writes_100k_points() {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?} runs: {e}"));
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{cmd:?} failed:\n{text}");
     text
 }
@@ -86,8 +90,16 @@ async fn npm_influxdb_client_writes() {
     let server = Server::start(dir.path(), &["--snapshot-interval", "2s"]);
     let token = create_token(dir.path(), "jsdb", "write");
     let clients = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
-    assert!(clients.join("node_modules/@influxdata/influxdb-client").exists(), "run tests/run.sh: it installs the npm client");
-    run(Command::new("node").current_dir(&clients).arg("js_v2_write.mjs").args([&server.base, &token, "jsdb", &N.to_string()]));
+    assert!(
+        clients
+            .join("node_modules/@influxdata/influxdb-client")
+            .exists(),
+        "run tests/run.sh: it installs the npm client"
+    );
+    run(Command::new("node")
+        .current_dir(&clients)
+        .arg("js_v2_write.mjs")
+        .args([&server.base, &token, "jsdb", &N.to_string()]));
     assert!(server.stop().success());
 
     let mut rows = parquet_rows(dir.path(), "jsdb", "jsclient").await;
@@ -101,9 +113,19 @@ async fn npm_influxdb_client_writes() {
             ("big", i.to_string()),
             ("ok", (i % 2 == 0).to_string()),
             ("msg", format!("j{i}, \"x\"")),
-            ("time", (1_650_000_000_000_000_000i64 + i as i64).to_string()),
+            (
+                "time",
+                (1_650_000_000_000_000_000i64 + i as i64).to_string(),
+            ),
         ];
-        assert_eq!(r, &expected.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), "point {i}");
+        assert_eq!(
+            r,
+            &expected
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            "point {i}"
+        );
     }
 }
 
@@ -115,13 +137,29 @@ async fn influxdb3_python_and_influx3_cli_write() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--snapshot-interval", "2s"]);
     let token = create_token(dir.path(), "py3db", "write");
-    run(Command::new(python()).arg(script("python_v3_write.py")).args([&server.base, &token, "py3db", &N.to_string()]));
+    run(Command::new(python())
+        .arg(script("python_v3_write.py"))
+        .args([&server.base, &token, "py3db", &N.to_string()]));
 
     // influx3 keeps its configuration under $HOME: give it its own.
     let home = tempfile::tempdir().unwrap();
     let influx3 = python().with_file_name("influx3");
     let cli = |args: &[&str]| run(Command::new(&influx3).env("HOME", home.path()).args(args));
-    cli(&["config", "create", "--name", "t", "--host", &server.base, "--token", &token, "--database", "py3db", "--org", "o", "--active"]);
+    cli(&[
+        "config",
+        "create",
+        "--name",
+        "t",
+        "--host",
+        &server.base,
+        "--token",
+        &token,
+        "--database",
+        "py3db",
+        "--org",
+        "o",
+        "--active",
+    ]);
     let said = cli(&["write", "cli,via=influx3", "v=42i", "1700000000000000000"]);
     assert!(!said.to_lowercase().contains("error"), "{said}");
     assert!(server.stop().success());
@@ -132,10 +170,18 @@ async fn influxdb3_python_and_influx3_cli_write() {
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r["sensor"], format!("s{}", i % 10), "point {i}");
         assert_eq!(r["temp"], format!("{:?}", i as f64 / 4.0), "point {i}");
-        assert_eq!(r["time"], ((1_690_000_000 + i as i64) * 1_000_000_000).to_string(), "point {i}");
+        assert_eq!(
+            r["time"],
+            ((1_690_000_000 + i as i64) * 1_000_000_000).to_string(),
+            "point {i}"
+        );
     }
     assert_eq!(
         parquet_rows(dir.path(), "py3db", "cli").await,
-        vec![crate::harness::row(&[("via", "influx3"), ("v", "42"), ("time", "1700000000000000000")])]
+        vec![crate::harness::row(&[
+            ("via", "influx3"),
+            ("v", "42"),
+            ("time", "1700000000000000000")
+        ])]
     );
 }

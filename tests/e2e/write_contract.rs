@@ -487,3 +487,47 @@ async fn full_ingester_buffer_is_503_with_retry_after() {
         "{j}"
     );
 }
+
+/// Each limit is a flag and gives a clear 4xx: quotas 422 naming the limit and
+/// the count, a too-long line 400 naming the line.
+#[tokio::test]
+async fn table_column_and_line_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--max-tables-per-database",
+            "2",
+            "--max-columns-per-table",
+            "3",
+            "--max-line-bytes",
+            "40",
+        ],
+    );
+    let w = |body: String| write(&server, "bucket=db", ADMIN_TOKEN, body);
+    assert_eq!(w("a,t=x f=1i 1".into()).await.status, 204);
+    assert_eq!(w("b f=1i 1".into()).await.status, 204);
+    let r = w("c f=1i 1".into()).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json(),
+        json!({"code": "unprocessable entity", "message": "limit reached: tables in database \"db\" may number at most 2, there are 2; cannot add table \"c\""})
+    );
+    // `a` has t, f and time: a fourth column is refused.
+    let r = w("a,t=x g=1i 2".into()).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "limit reached: columns in table \"a\" may number at most 3, there are 3; cannot add 1 new columns"
+    );
+
+    let long = format!("a,t={} f=2i 3", "x".repeat(50));
+    let r = w(format!("a,t=y f=3i 4\n{long}\n")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["line"], 2);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("40"),
+        "{}",
+        r.json()
+    );
+}
