@@ -13,7 +13,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Edge;
-use super::write::{WriteMode, write_request};
+use super::write::{QueryParams, WriteMode, write_request};
 use crate::auth::v1_token;
 use crate::error::{Error, V1Error};
 use crate::lineproto::{ParseOptions, Precision};
@@ -28,14 +28,8 @@ pub struct V1Params {
 
 impl V1Params {
     pub fn parse(query: Option<&str>) -> Result<Self, Error> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
-            .map_err(|e| Error::InvalidQueryString(e.to_string()))?;
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let query = QueryParams::parse(query)?;
+        let get = |k: &str| query.get(k);
         let precision = match get("precision") {
             None | Some("") => Precision::Nanosecond,
             Some(p) => v1_precision(p).ok_or_else(|| Error::InvalidV1Precision(p.to_string()))?,

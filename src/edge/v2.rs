@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Edge;
-use super::write::{WriteMode, write_request};
+use super::write::{QueryParams, WriteMode, write_request};
 use crate::error::Error;
 use crate::lineproto::{ParseOptions, Precision};
 
@@ -25,14 +25,8 @@ impl V2Params {
     /// Validates in InfluxDB Clustered's order: precision (a deserialisation
     /// error there), then org, then bucket.
     pub fn parse(query: Option<&str>) -> Result<Self, Error> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
-            .map_err(|e| Error::InvalidQueryString(e.to_string()))?;
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let query = QueryParams::parse(query)?;
+        let get = |k: &str| query.get(k);
         let precision = match get("precision") {
             None => Precision::Nanosecond,
             Some(p) => v2_precision(p).ok_or_else(|| Error::InvalidPrecision(p.to_string()))?,

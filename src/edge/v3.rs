@@ -13,7 +13,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Edge;
-use super::write::{WriteMode, write_request};
+use super::write::{QueryParams, WriteMode, write_request};
 use crate::error::{Error, V3Error};
 use crate::lineproto::{ParseOptions, Precision};
 
@@ -37,14 +37,8 @@ fn flag(value: Option<&str>, name: &str, default: bool) -> Result<bool, Error> {
 
 impl V3Params {
     pub fn parse(query: Option<&str>) -> Result<Self, Error> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
-            .map_err(|e| Error::InvalidQueryString(e.to_string()))?;
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let query = QueryParams::parse(query)?;
+        let get = |k: &str| query.get(k);
         let database = get("db")
             .filter(|d| !d.is_empty())
             .ok_or(Error::MissingDb)?

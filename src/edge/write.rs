@@ -41,6 +41,24 @@ pub async fn database_for_write(
         .ok_or_else(|| Error::Internal(format!("database \"{name}\" vanished after creation")))
 }
 
+/// A request's query string, decoded; the first value of a repeated key wins.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(query: Option<&str>) -> Result<Self, Error> {
+        serde_urlencoded::from_str(query.unwrap_or_default())
+            .map(Self)
+            .map_err(|e| Error::InvalidQueryString(e.to_string()))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// How a write endpoint wants bad lines and durability handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteMode {
