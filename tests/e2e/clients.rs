@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::harness::{Server, create_token, parquet_rows};
 
 /// The venv's Python: `INFLOW_TEST_PYTHON`, else the venv `tests/run.sh` makes.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("INFLOW_TEST_PYTHON") {
         return PathBuf::from(p);
     }
@@ -19,7 +19,7 @@ fn python() -> PathBuf {
     venv
 }
 
-fn script(name: &str) -> PathBuf {
+pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(name)

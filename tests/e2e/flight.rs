@@ -119,3 +119,42 @@ async fn producers_put_arrow_on_the_http_port() {
         ]
     );
 }
+
+/// A real Flight client, `pyarrow.flight`, puts Arrow tables with a dictionary
+/// tag, a plain string tag and a millisecond timestamp; every row lands in ns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyarrow_flight_producer() {
+    const N: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    let token = crate::harness::create_token(dir.path(), "arrowdb", "write");
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let out = std::process::Command::new(crate::clients::python())
+        .arg(crate::clients::script("pyarrow_flight_put.py"))
+        .args([&addr, &token, "arrowdb", "metrics", &N.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.stop().success());
+    let mut rows = parquet_rows(dir.path(), "arrowdb", "metrics").await;
+    assert_eq!(rows.len(), N);
+    rows.sort_by_key(|r| r["hits"].parse::<usize>().unwrap());
+    for (i, r) in rows.iter().enumerate() {
+        let expected = row(&[
+            ("region", &format!("reg{}", i % 3)),
+            ("host", &format!("p{}", i % 5)),
+            ("load", &format!("{:?}", i as f64 * 1.5)),
+            ("hits", &i.to_string()),
+            (
+                "time",
+                &((1_680_000_000_000 + i as i64) * 1_000_000).to_string(),
+            ),
+        ]);
+        assert_eq!(r, &expected, "row {i}");
+    }
+}
