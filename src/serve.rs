@@ -186,7 +186,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         Arc::clone(&cluster_token),
         args.write_timeout,
     );
-    let router = Arc::new(Router::new(vec![client]));
+    let router = Arc::new(Router::new(vec![client], 1));
     let edge = Arc::new(Edge {
         auth: Arc::new(Authorizer::new(&admin, Arc::clone(&catalog))),
         catalog: Arc::clone(&catalog),

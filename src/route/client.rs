@@ -1,16 +1,16 @@
-//! Routing: stamps each write with a sequence, picks the ingester for each table's
-//! batch, and sends it over a long-lived Flight `DoPut` stream, waiting for its ack.
+//! The client side of one ingester: a long-lived Flight `DoPut` stream, and a
+//! circuit breaker that keeps the router from waiting on an ingester that is down.
 //!
 //! One stream per ingester is shared by every request: a write is its schema,
 //! dictionaries and record batch, queued as one unit so writes never interleave,
 //! with a `WriteBatch` in the batch's `app_metadata`. A task reads the acks and
-//! wakes the waiting writer. A broken stream fails its waiting writes (the client
-//! gets a 503 and retries) and is reopened by the next write.
+//! wakes the waiting writer. A broken stream fails its waiting writes and is
+//! reopened by the next write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
 use arrow::record_batch::RecordBatch;
@@ -23,47 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use super::RouteError;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
-use crate::lineproto::TableBatch;
 use crate::proto::refusal::Reason;
 use crate::proto::{FORMAT_VERSION, WriteAck, WriteBatch, write_ack};
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RouteError {
-    #[error("ingester {ingester} unavailable: {reason}")]
-    Unavailable { ingester: String, reason: String },
-    #[error("ingester {ingester} did not acknowledge within {timeout:?}")]
-    Timeout { ingester: String, timeout: Duration },
-    #[error("ingester {ingester} refused the write: {message}")]
-    Refused {
-        ingester: String,
-        reason: Reason,
-        message: String,
-    },
-    #[error("encoding a batch for Flight: {0}")]
-    Encode(String),
-    #[error("no ingester configured")]
-    NoIngesters,
-}
-
-/// A hybrid logical clock: wall-clock nanoseconds, but strictly increasing.
-#[derive(Debug, Default)]
-pub struct HybridClock {
-    last: AtomicU64,
-}
-
-impl HybridClock {
-    pub fn next(&self) -> u64 {
-        let now = crate::auth::now_ns().max(0) as u64;
-        let prev = self
-            .last
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                Some(now.max(last + 1))
-            })
-            .unwrap_or_default();
-        now.max(prev + 1)
-    }
-}
 
 /// Encodes one write as Flight messages: schema, dictionaries, then the batch
 /// carrying `meta`. Dictionaries are sent as such (tags stay dictionaries).
@@ -94,8 +57,40 @@ struct PutStream {
     closed: Arc<AtomicBool>,
 }
 
+/// Keeps the router from waiting on an ingester that keeps failing: it opens
+/// after a few consecutive failures, and once open for a while lets writes
+/// through again to probe (a success closes it).
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failures: AtomicU32,
+    open_until: Mutex<Option<Instant>>,
+}
+
+impl Breaker {
+    const FAILURES_TO_OPEN: u32 = 3;
+    const OPEN_FOR: Duration = Duration::from_secs(2);
+
+    /// Whether writes should go to this ingester now.
+    pub fn allows(&self) -> bool {
+        self.open_until.lock().is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        *self.open_until.lock() = None;
+    }
+
+    fn failure(&self) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= Self::FAILURES_TO_OPEN {
+            *self.open_until.lock() = Some(Instant::now() + Self::OPEN_FOR);
+        }
+    }
+}
+
 /// The client side of one ingester.
 pub struct IngesterClient {
+    pub breaker: Breaker,
     addr: String,
     cluster_token: Arc<str>,
     ack_timeout: Duration,
@@ -104,8 +99,13 @@ pub struct IngesterClient {
 }
 
 impl IngesterClient {
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     pub fn new(addr: String, cluster_token: Arc<str>, ack_timeout: Duration) -> Self {
         Self {
+            breaker: Breaker::default(),
             addr,
             cluster_token,
             ack_timeout,
@@ -127,7 +127,11 @@ impl IngesterClient {
         if let Some(s) = guard.as_ref().filter(|s| !s.closed.load(Ordering::Acquire)) {
             return Ok(Arc::clone(s));
         }
-        let stream = Arc::new(self.connect().await?);
+        // Bounded: a stopped (not dead) ingester accepts TCP but never answers.
+        let stream = match tokio::time::timeout(self.ack_timeout, self.connect()).await {
+            Ok(s) => Arc::new(s?),
+            Err(_) => return Err(self.unavailable("connecting timed out")),
+        };
         *guard = Some(Arc::clone(&stream));
         Ok(stream)
     }
@@ -196,8 +200,26 @@ impl IngesterClient {
         })
     }
 
-    /// Sends one table's batch and waits until the ingester has made it durable.
+    /// Sends one table's batch and waits until the ingester has made it durable;
+    /// the outcome feeds the breaker.
     pub async fn write(
+        &self,
+        database: &str,
+        table: &str,
+        sequence: u64,
+        batch: &RecordBatch,
+        no_sync: bool,
+    ) -> Result<(), RouteError> {
+        let result = self.send(database, table, sequence, batch, no_sync).await;
+        match &result {
+            Ok(()) => self.breaker.success(),
+            Err(e) if e.is_retryable() && !e.is_busy() => self.breaker.failure(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn send(
         &self,
         database: &str,
         table: &str,
@@ -247,110 +269,5 @@ impl IngesterClient {
     /// Ends the stream so the ingester sees the end of its input.
     pub async fn close(&self) {
         self.stream.lock().await.take();
-    }
-}
-
-/// Sends writes to the ingesters.
-pub struct Router {
-    ingesters: Vec<IngesterClient>,
-    clock: HybridClock,
-}
-
-impl Router {
-    pub fn new(ingesters: Vec<IngesterClient>) -> Self {
-        Self {
-            ingesters,
-            clock: HybridClock::default(),
-        }
-    }
-
-    /// Writes every table of a request with one sequence stamp, concurrently;
-    /// succeeds only when every part is durable.
-    pub async fn write(
-        &self,
-        database: &str,
-        tables: &[TableBatch],
-        no_sync: bool,
-    ) -> Result<(), RouteError> {
-        if self.ingesters.is_empty() {
-            return Err(RouteError::NoIngesters);
-        }
-        let sequence = self.clock.next();
-        let parts = tables.iter().map(|t| {
-            let ingester = &self.ingesters[self.pick(database, &t.table)];
-            ingester.write(database, &t.table, sequence, &t.batch, no_sync)
-        });
-        for result in futures::future::join_all(parts).await {
-            result?;
-        }
-        Ok(())
-    }
-
-    /// A stable choice of ingester per (database, table).
-    fn pick(&self, database: &str, table: &str) -> usize {
-        let mut h = Fnv::default();
-        h.write(database.as_bytes());
-        h.write(&[0xff]);
-        h.write(table.as_bytes());
-        (h.0 % self.ingesters.len() as u64) as usize
-    }
-
-    pub async fn close(&self) {
-        for i in &self.ingesters {
-            i.close().await;
-        }
-    }
-}
-
-/// FNV-1a: stable across processes and releases, unlike `DefaultHasher`.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_unreachable_ingester_is_unavailable_not_a_hang() {
-        // Bind then drop: nothing listens on this port any more.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let client = IngesterClient::new(addr.to_string(), "t".into(), Duration::from_secs(1));
-        let batch = RecordBatch::try_from_iter([(
-            "x",
-            std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef,
-        )])
-        .unwrap();
-        let err = client.write("db", "t", 1, &batch, false).await.unwrap_err();
-        assert!(matches!(err, RouteError::Unavailable { .. }), "{err}");
-        let status = crate::error::Error::from(err).status();
-        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
-    }
-
-    #[test]
-    fn clock_is_strictly_increasing() {
-        let c = HybridClock::default();
-        let mut last = 0;
-        for _ in 0..10_000 {
-            let n = c.next();
-            assert!(n > last);
-            last = n;
-        }
     }
 }

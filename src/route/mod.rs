@@ -1,0 +1,232 @@
+//! Routing: stamps each write with a sequence, spreads each table's rows over the
+//! ingesters by a stable hash of their series, and waits until every part is
+//! durable on as many ingesters as `--write-replicas` asks.
+//!
+//! ```text
+//!  request ─► sequence (HLC) ─► per table: rows split by hash(db, table, tag set)
+//!                                   │ part for shard k
+//!                                   ▼
+//!               ingesters k, k+1, … (ring order), skipping open breakers,
+//!               until `replicas` of them acknowledged ─► all parts ok ─► 204
+//! ```
+//!
+//! A part whose ingester fails or times out goes to the next healthy one; a part
+//! that no ingester takes fails the request with 503, and the client retries the
+//! whole request (harmless: same points, same fields).
+
+pub mod client;
+pub mod shard;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+
+pub use client::{IngesterClient, encode_write};
+
+use crate::lineproto::TableBatch;
+use crate::proto::refusal::Reason;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouteError {
+    #[error("ingester {ingester} unavailable: {reason}")]
+    Unavailable { ingester: String, reason: String },
+    #[error("ingester {ingester} did not acknowledge within {timeout:?}")]
+    Timeout { ingester: String, timeout: Duration },
+    #[error("ingester {ingester} refused the write: {message}")]
+    Refused {
+        ingester: String,
+        reason: Reason,
+        message: String,
+    },
+    #[error("encoding a batch for Flight: {0}")]
+    Encode(String),
+    #[error("no ingester configured")]
+    NoIngesters,
+}
+
+/// A hybrid logical clock: wall-clock nanoseconds, but strictly increasing.
+#[derive(Debug, Default)]
+pub struct HybridClock {
+    last: AtomicU64,
+}
+
+impl HybridClock {
+    pub fn next(&self) -> u64 {
+        let now = crate::auth::now_ns().max(0) as u64;
+        let prev = self
+            .last
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or_default();
+        now.max(prev + 1)
+    }
+}
+
+impl RouteError {
+    /// Whether another ingester might take the write.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } | Self::Timeout { .. } => true,
+            Self::Refused { reason, .. } => {
+                matches!(
+                    reason,
+                    Reason::BufferFull | Reason::ShuttingDown | Reason::Storage
+                )
+            }
+            Self::Encode(_) | Self::NoIngesters => false,
+        }
+    }
+
+    /// Alive but overloaded: not a reason to open its breaker.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused {
+                reason: Reason::BufferFull,
+                ..
+            }
+        )
+    }
+}
+
+/// Sends writes to the ingesters.
+pub struct Router {
+    ingesters: Vec<IngesterClient>,
+    replicas: usize,
+    clock: HybridClock,
+}
+
+impl Router {
+    /// `replicas`: how many ingesters must acknowledge each part (at most all).
+    pub fn new(ingesters: Vec<IngesterClient>, replicas: usize) -> Self {
+        let replicas = replicas.clamp(1, ingesters.len().max(1));
+        Self {
+            ingesters,
+            replicas,
+            clock: HybridClock::default(),
+        }
+    }
+
+    /// Writes every table of a request with one sequence stamp; each table's rows
+    /// are split by series over the ingesters and the parts sent concurrently.
+    /// Succeeds only when every part is durable on `replicas` ingesters.
+    pub async fn write(
+        &self,
+        database: &str,
+        tables: &[TableBatch],
+        no_sync: bool,
+    ) -> Result<(), RouteError> {
+        if self.ingesters.is_empty() {
+            return Err(RouteError::NoIngesters);
+        }
+        let sequence = self.clock.next();
+        let mut parts = Vec::new();
+        for t in tables {
+            let split = shard::split(database, &t.table, &t.batch, self.ingesters.len())
+                .map_err(|e| RouteError::Encode(e.to_string()))?;
+            for (shard, batch) in split {
+                parts.push(self.write_part(shard, database, &t.table, sequence, batch, no_sync));
+            }
+        }
+        for result in futures::future::join_all(parts).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Sends one part to its shard's ingester and the ones after it in ring order,
+    /// healthy ones first, until `replicas` have acknowledged it.
+    async fn write_part(
+        &self,
+        shard: usize,
+        database: &str,
+        table: &str,
+        sequence: u64,
+        batch: RecordBatch,
+        no_sync: bool,
+    ) -> Result<(), RouteError> {
+        let n = self.ingesters.len();
+        let ring = (0..n).map(|i| (shard + i) % n);
+        let (healthy, tripped): (Vec<usize>, Vec<usize>) =
+            ring.partition(|&i| self.ingesters[i].breaker.allows());
+        let mut candidates = healthy.into_iter().chain(tripped);
+        let mut acked = 0;
+        let mut last_error = None;
+        while acked < self.replicas {
+            let round: Vec<usize> = candidates.by_ref().take(self.replicas - acked).collect();
+            if round.is_empty() {
+                return Err(last_error.unwrap_or(RouteError::NoIngesters));
+            }
+            let sends = round
+                .iter()
+                .map(|&i| self.ingesters[i].write(database, table, sequence, &batch, no_sync));
+            for result in futures::future::join_all(sends).await {
+                match result {
+                    Ok(()) => acked += 1,
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(error = %e, "write part failed over to the next ingester");
+                        last_error = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any ingester is taking writes (for `/ready`).
+    pub fn any_ingester_allowed(&self) -> bool {
+        self.ingesters.iter().any(|i| i.breaker.allows())
+    }
+
+    pub async fn close(&self) {
+        for i in &self.ingesters {
+            i.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_ingester_is_unavailable_not_a_hang() {
+        // Bind then drop: nothing listens on this port any more.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = IngesterClient::new(addr.to_string(), "t".into(), Duration::from_secs(1));
+        let batch = RecordBatch::try_from_iter([(
+            "x",
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let err = client.write("db", "t", 1, &batch, false).await.unwrap_err();
+        assert!(matches!(err, RouteError::Unavailable { .. }), "{err}");
+        let status = crate::error::Error::from(err).status();
+        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+        // Three failures open the breaker; the router then skips it.
+        assert!(client.breaker.allows());
+        for _ in 0..2 {
+            let _ = client.write("db", "t", 1, &batch, false).await;
+        }
+        assert!(!client.breaker.allows());
+        let router = Router::new(vec![client], 1);
+        assert!(!router.any_ingester_allowed());
+    }
+
+    #[test]
+    fn clock_is_strictly_increasing() {
+        let c = HybridClock::default();
+        let mut last = 0;
+        for _ in 0..10_000 {
+            let n = c.next();
+            assert!(n > last);
+            last = n;
+        }
+    }
+}
