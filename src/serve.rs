@@ -4,6 +4,7 @@
 //! the edge still reaches the ingester over Flight on loopback, the same path a
 //! split deployment uses.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,9 +52,16 @@ pub struct ServeArgs {
     /// HTTP (and gRPC) listener of the edge; health everywhere.
     #[arg(long, env = "INFLOW_HTTP_BIND", default_value = "0.0.0.0:8086")]
     pub http_bind: SocketAddr,
-    /// An ingester's Flight listener (in `all`, loopback on an ephemeral port).
+    /// An ingester's Flight listener (default 0.0.0.0:8087; in `all`, loopback
+    /// on an ephemeral port).
     #[arg(long, env = "INFLOW_GRPC_BIND")]
     pub grpc_bind: Option<SocketAddr>,
+    /// For routers: the ingesters, comma-separated `host:port`.
+    #[arg(long, env = "INFLOW_INGESTERS")]
+    pub ingesters: Option<String>,
+    /// For routers: how many ingesters must acknowledge each part of a write.
+    #[arg(long, env = "INFLOW_WRITE_REPLICAS", default_value_t = 1)]
+    pub write_replicas: usize,
     /// Stable id of this ingester (default: from the id file in the data dir).
     #[arg(long, env = "INFLOW_INGESTER_ID")]
     pub ingester_id: Option<String>,
@@ -103,8 +111,12 @@ pub struct ServeArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("role {0:?} is not available in this build yet; use --role all")]
+    #[error("role {0:?} is not available in this build yet")]
     RoleNotAvailable(Role),
+    #[error("{flag} is required for --role {role:?}")]
+    Missing { flag: &'static str, role: Role },
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -127,70 +139,182 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
-    if args.role != Role::All {
-        return Err(ServeError::RoleNotAvailable(args.role));
-    }
     let shutdown = shutdown_signal()?;
     let store = Store::local(&args.data_dir)?;
     let catalog = Catalog::load(store.clone()).await?;
+    match args.role {
+        Role::All => run_all(&args, store, catalog, shutdown).await,
+        Role::Router => run_router(&args, catalog, shutdown).await,
+        Role::Ingester => run_ingester(&args, store, catalog, shutdown).await,
+        Role::Querier => Err(ServeError::RoleNotAvailable(args.role)),
+    }
+}
+
+/// Everything in one process; the edge still reaches its ingester over Flight.
+async fn run_all(
+    args: &ServeArgs,
+    store: Store,
+    catalog: Arc<Catalog>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let cluster_token = match &args.cluster_token_file {
+        Some(path) => read_cluster_token(path)?,
+        None => generate_token().into(),
+    };
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let ingester = IngesterRole::start(
+        args,
+        store,
+        Arc::clone(&catalog),
+        &cluster_token,
+        args.grpc_bind.unwrap_or(loopback),
+    )
+    .await?;
+    let client = IngesterClient::new(ingester.addr.to_string(), cluster_token, args.write_timeout);
+    let router = Arc::new(Router::new(vec![client], 1));
+    serve_edge(args, catalog, Arc::clone(&router), shutdown).await?;
+    router.close().await;
+    ingester.stop(args.shutdown_timeout).await
+}
+
+/// The edge and a router to remote ingesters (`--ingesters`).
+async fn run_router(
+    args: &ServeArgs,
+    catalog: Arc<Catalog>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let cluster_token = read_cluster_token(args.cluster_token_file.as_deref().ok_or(
+        ServeError::Missing {
+            flag: "--cluster-token-file",
+            role: Role::Router,
+        },
+    )?)?;
+    let addrs = ingester_addrs(args.ingesters.as_deref().unwrap_or_default())?;
+    let clients = addrs
+        .into_iter()
+        .map(|a| IngesterClient::new(a, Arc::clone(&cluster_token), args.write_timeout))
+        .collect();
+    let router = Arc::new(Router::new(clients, args.write_replicas));
+    serve_edge(args, catalog, Arc::clone(&router), shutdown).await?;
+    router.close().await;
+    Ok(())
+}
+
+/// An ingester: Flight on `--grpc-bind`, health on `--http-bind`.
+async fn run_ingester(
+    args: &ServeArgs,
+    store: Store,
+    catalog: Arc<Catalog>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let cluster_token = read_cluster_token(args.cluster_token_file.as_deref().ok_or(
+        ServeError::Missing {
+            flag: "--cluster-token-file",
+            role: Role::Ingester,
+        },
+    )?)?;
+    if args.ingester_id.is_none() {
+        return Err(ServeError::Missing {
+            flag: "--ingester-id",
+            role: Role::Ingester,
+        });
+    }
+    let bind = args
+        .grpc_bind
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8087)));
+    let ingester = IngesterRole::start(args, store, catalog, &cluster_token, bind).await?;
+    println!(
+        "inflow: ingester {} taking writes on grpc://{}",
+        ingester.ingester.id(),
+        ingester.addr
+    );
+    let listener = bind_http(args).await?;
+    edge::serve(listener, edge::ops_app(), shutdown, args.shutdown_timeout).await;
+    ingester.stop(args.shutdown_timeout).await
+}
+
+/// A running ingester and its Flight server.
+struct IngesterRole {
+    ingester: Arc<Ingester>,
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl IngesterRole {
+    async fn start(
+        args: &ServeArgs,
+        store: Store,
+        catalog: Arc<Catalog>,
+        cluster_token: &Arc<str>,
+        bind: SocketAddr,
+    ) -> Result<Self, ServeError> {
+        let config = IngesterConfig {
+            id: ingester_id(args)?,
+            buffer_bytes: args.buffer_bytes,
+            wal_flush_interval: args.wal_flush_interval,
+            snapshot_interval: args.snapshot_interval,
+        };
+        let ingester = Ingester::start(config, store, catalog).await?;
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(io(format!("binding {bind}")))?;
+        let addr = listener.local_addr().map_err(io("grpc listener address"))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let flight =
+            IngesterFlight::new(Arc::clone(&ingester), Arc::clone(cluster_token)).into_server();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        tracing::info!(%addr, ingester = ingester.id(), "ingester serving Flight");
+        Ok(Self {
+            ingester,
+            addr,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops taking writes (open streams get `deadline`), then flushes the WAL and
+    /// snapshots everything to Parquet.
+    async fn stop(self, deadline: Duration) -> Result<(), ServeError> {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(deadline, self.server).await.is_err() {
+            tracing::warn!("ingester gRPC server did not stop before the deadline");
+        }
+        self.ingester.shutdown().await?;
+        tracing::info!("ingester shut down");
+        Ok(())
+    }
+}
+
+/// Serves the edge (HTTP and producer Flight) until `shutdown`, then drains.
+async fn serve_edge(
+    args: &ServeArgs,
+    catalog: Arc<Catalog>,
+    router: Arc<Router>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let env_token = std::env::var("INFLOW_ADMIN_TOKEN").ok();
     let (admin, source) = admin_token(env_token, args.admin_token_file.as_deref(), &args.data_dir)?;
     match &source {
         AdminTokenSource::Env => println!("inflow: operator token from INFLOW_ADMIN_TOKEN"),
         AdminTokenSource::File(p) => println!("inflow: operator token read from {}", p.display()),
-        AdminTokenSource::Generated(p) => println!(
-            "inflow: operator token generated and written to {}",
-            p.display()
-        ),
+        AdminTokenSource::Generated(p) => {
+            println!(
+                "inflow: operator token generated and written to {}",
+                p.display()
+            )
+        }
     }
-
-    let cluster_token: Arc<str> = match &args.cluster_token_file {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(io(format!("reading {}", p.display())))?
-            .trim()
-            .into(),
-        None => generate_token().into(),
-    };
-    let ingester_id = ingester_id(&args)?;
-    let config = IngesterConfig {
-        id: ingester_id,
-        buffer_bytes: args.buffer_bytes,
-        wal_flush_interval: args.wal_flush_interval,
-        snapshot_interval: args.snapshot_interval,
-    };
-    let ingester = Ingester::start(config, store.clone(), Arc::clone(&catalog)).await?;
-
-    // The ingester's Flight port: loopback only in `all`.
-    let grpc_bind = args
-        .grpc_bind
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let grpc_listener = TcpListener::bind(grpc_bind)
-        .await
-        .map_err(io(format!("binding {grpc_bind}")))?;
-    let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(io("grpc listener address"))?;
-    let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let flight =
-        IngesterFlight::new(Arc::clone(&ingester), Arc::clone(&cluster_token)).into_server();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(flight)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
-                let _ = grpc_stop_rx.await;
-            }),
-    );
-
-    let client = IngesterClient::new(
-        grpc_addr.to_string(),
-        Arc::clone(&cluster_token),
-        args.write_timeout,
-    );
-    let router = Arc::new(Router::new(vec![client], 1));
     let edge = Arc::new(Edge {
         auth: Arc::new(Authorizer::new(&admin, Arc::clone(&catalog))),
-        catalog: Arc::clone(&catalog),
-        router: Arc::clone(&router),
+        catalog,
+        router,
         limits: Limits {
             max_request_bytes: args.max_request_bytes,
             max_decompressed_bytes: args.max_decompressed_bytes,
@@ -198,17 +322,17 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             max_tables_per_database: args.max_tables_per_database,
             max_columns_per_table: args.max_columns_per_table,
         },
+        stopping: Default::default(),
     });
-    let listener = TcpListener::bind(args.http_bind)
-        .await
-        .map_err(io(format!("binding {}", args.http_bind)))?;
-    let http_addr = listener.local_addr().map_err(io("http listener address"))?;
-    println!(
-        "inflow: listening on http://{http_addr} (data in {})",
-        args.data_dir.display()
-    );
-    tracing::info!(%http_addr, %grpc_addr, ingester = ingester.id(), "serving");
-
+    let listener = bind_http(args).await?;
+    let stopping = Arc::clone(&edge);
+    let shutdown = async move {
+        shutdown.await;
+        // Fail readiness first, so load balancers stop sending.
+        stopping
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+    };
     edge::serve(
         listener,
         edge::EdgeService::new(edge),
@@ -216,18 +340,55 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         args.shutdown_timeout,
     )
     .await;
-    tracing::info!("HTTP stopped; flushing ingester");
-    router.close().await;
-    let _ = grpc_stop_tx.send(());
-    if tokio::time::timeout(args.shutdown_timeout, grpc)
-        .await
-        .is_err()
-    {
-        tracing::warn!("ingester gRPC server did not stop before the deadline");
-    }
-    ingester.shutdown().await?;
-    tracing::info!("shutdown complete");
+    tracing::info!("edge stopped");
     Ok(())
+}
+
+async fn bind_http(args: &ServeArgs) -> Result<TcpListener, ServeError> {
+    let listener = TcpListener::bind(args.http_bind)
+        .await
+        .map_err(io(format!("binding {}", args.http_bind)))?;
+    let addr = listener.local_addr().map_err(io("http listener address"))?;
+    println!(
+        "inflow: listening on http://{addr} (role {:?}, data in {})",
+        args.role,
+        args.data_dir.display()
+    );
+    Ok(listener)
+}
+
+fn read_cluster_token(path: &std::path::Path) -> Result<Arc<str>, ServeError> {
+    let token = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ServeError::Io {
+            what: format!("reading {}", path.display()),
+            source: std::io::Error::other("the cluster token file is empty"),
+        });
+    }
+    Ok(token.into())
+}
+
+/// `host:port,host:port`; a `dns:` name is not resolved by this build yet.
+fn ingester_addrs(list: &str) -> Result<Vec<String>, ServeError> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    if addrs.is_empty() {
+        return Err(ServeError::Missing {
+            flag: "--ingesters",
+            role: Role::Router,
+        });
+    }
+    if let Some(dns) = addrs.iter().find(|a| a.starts_with("dns:")) {
+        return Err(ServeError::Unsupported(format!(
+            "{dns}: DNS discovery of ingesters is not implemented yet; list host:port"
+        )));
+    }
+    Ok(addrs)
 }
 
 /// `--ingester-id`, else the id file in the data dir, else a new id saved there.

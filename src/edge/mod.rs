@@ -39,6 +39,8 @@ pub struct Edge {
     pub catalog: Arc<Catalog>,
     pub router: Arc<IngestRouter>,
     pub limits: Limits,
+    /// Set at shutdown: `/ready` fails so load balancers stop sending.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -48,11 +50,11 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .route("/api/v2/write", post(v2::write))
         .route("/write", post(v1::write))
         .route("/api/v3/write_lp", post(v3::write))
-        .route("/health", get(health))
-        .route("/ping", get(ping).head(ping))
+        .route("/ready", get(ready))
+        .with_state(edge)
+        .merge(ops_routes())
         .fallback(|| async { Error::PathNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .with_state(edge)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -68,6 +70,39 @@ pub fn normalize_method<B>(mut request: http::Request<B>) -> http::Request<B> {
         *request.method_mut() = upper;
     }
     request
+}
+
+/// Routes every role serves: health and ping.
+fn ops_routes() -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ping", get(ping).head(ping))
+}
+
+/// The HTTP service of roles without an edge (ingesters): health and ping.
+pub fn ops_app() -> Router {
+    ops_routes()
+        .route(
+            "/ready",
+            get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
+        )
+        .fallback(|| async { Error::PathNotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Ready when not shutting down and some ingester is taking writes.
+async fn ready(
+    axum::extract::State(edge): axum::extract::State<Arc<Edge>>,
+) -> Result<Response, Error> {
+    if edge.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(Error::Unavailable("shutting down".into()));
+    }
+    if !edge.router.any_ingester_allowed() {
+        return Err(Error::Unavailable("no ingester is taking writes".into()));
+    }
+    Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
 }
 
 /// The v2 `/health` body.
@@ -143,12 +178,21 @@ impl Service<http::Request<hyper::body::Incoming>> for EdgeService {
 
 /// Serves HTTP/1.1 and h2 on `listener` until `shutdown` resolves, then stops
 /// accepting and gives open connections `grace` to finish their requests.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    service: EdgeService,
+    service: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) {
+) where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);

@@ -2,6 +2,7 @@
 //! its own data directory. One test binary, so the crate links once.
 
 mod clients;
+mod cluster;
 mod durability;
 mod endpoints;
 mod flight;

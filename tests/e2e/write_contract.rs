@@ -416,6 +416,9 @@ async fn request_ids_health_ping_and_json_errors_everywhere() {
     assert_eq!(r.json()["status"], "pass");
     assert_eq!(r.json()["name"], "inflow");
 
+    let r = request("GET", &server.url("/ready"), &[], "").await;
+    assert_eq!((r.status, r.json()), (200, json!({"status": "ready"})));
+
     let r = request("GET", &server.url("/ping"), &[], "").await;
     assert_eq!(r.status, 204);
     assert!(r.headers.contains_key("x-influxdb-version"));
