@@ -31,6 +31,14 @@ pub enum Role {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectStoreKind {
+    /// A local directory: `--data-dir`.
+    File,
+    /// S3 or an S3-compatible server; credentials from the usual `AWS_*` variables.
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -49,6 +57,18 @@ pub struct ServeArgs {
     /// Root of the local object store.
     #[arg(long, env = "INFLOW_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Where WAL, catalog and Parquet live.
+    #[arg(long, env = "INFLOW_OBJECT_STORE", value_enum, default_value = "file")]
+    pub object_store: ObjectStoreKind,
+    /// S3 bucket (with `--object-store s3`).
+    #[arg(long, env = "INFLOW_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL, for S3-compatible servers (default: AWS).
+    #[arg(long, env = "INFLOW_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "INFLOW_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
     /// HTTP (and gRPC) listener of the edge; health everywhere.
     #[arg(long, env = "INFLOW_HTTP_BIND", default_value = "0.0.0.0:8086")]
     pub http_bind: SocketAddr,
@@ -140,7 +160,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = shutdown_signal()?;
-    let store = Store::local(&args.data_dir)?;
+    let store = object_store(&args)?;
     let catalog = Catalog::load(store.clone()).await?;
     match args.role {
         Role::All => run_all(&args, store, catalog, shutdown).await,
@@ -389,6 +409,32 @@ fn ingester_addrs(list: &str) -> Result<Vec<String>, ServeError> {
         )));
     }
     Ok(addrs)
+}
+
+fn object_store(args: &ServeArgs) -> Result<Store, ServeError> {
+    match args.object_store {
+        ObjectStoreKind::File => Ok(Store::local(&args.data_dir)?),
+        ObjectStoreKind::S3 => {
+            let bucket = args.s3_bucket.as_deref().ok_or(ServeError::Missing {
+                flag: "--s3-bucket",
+                role: args.role,
+            })?;
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(&args.s3_region);
+            if let Some(endpoint) = &args.s3_endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_virtual_hosted_style_request(false);
+            }
+            let s3 = builder.build().map_err(|e| ServeError::Store(e.into()))?;
+            // The data dir still holds this process's own files (token, id).
+            std::fs::create_dir_all(&args.data_dir)
+                .map_err(io(format!("creating {}", args.data_dir.display())))?;
+            Ok(Store::remote(Arc::new(s3)))
+        }
+    }
 }
 
 /// `--ingester-id`, else the id file in the data dir, else a new id saved there.

@@ -9,9 +9,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, request};
+use inflow::store::Store;
+
+use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, parquet_rows_in, request};
 
 struct Cluster {
+    /// Object store flags and environment every process gets.
+    store_args: Vec<String>,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     token_file: std::path::PathBuf,
     ingesters: Vec<Mutex<Option<Server>>>,
@@ -20,22 +25,41 @@ struct Cluster {
     router_urls: Vec<Mutex<String>>,
 }
 
-fn start_ingester(dir: &Path, token_file: &Path, id: &str, grpc: &str) -> (Server, String) {
-    let server = Server::start(
-        dir,
-        &[
-            "--role",
-            "ingester",
-            "--ingester-id",
-            id,
-            "--grpc-bind",
-            grpc,
-            "--cluster-token-file",
-            token_file.to_str().unwrap(),
-            "--snapshot-interval",
-            "1s",
-        ],
-    );
+fn start_role(
+    dir: &Path,
+    args: &[&str],
+    store_args: &[String],
+    env: &[(String, String)],
+) -> Server {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(store_args.iter().map(String::as_str));
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("INFLOW_ADMIN_TOKEN", ADMIN_TOKEN));
+    Server::start_with_env(dir, &all, &env)
+}
+
+fn start_ingester(
+    dir: &Path,
+    token_file: &Path,
+    id: &str,
+    grpc: &str,
+    store_args: &[String],
+    env: &[(String, String)],
+) -> (Server, String) {
+    let token = token_file.to_str().unwrap();
+    let args = [
+        "--role",
+        "ingester",
+        "--ingester-id",
+        id,
+        "--grpc-bind",
+        grpc,
+        "--cluster-token-file",
+        token,
+        "--snapshot-interval",
+        "1s",
+    ];
+    let server = start_role(dir, &args, store_args, env);
     let addr = server
         .stdout_lines
         .iter()
@@ -45,24 +69,39 @@ fn start_ingester(dir: &Path, token_file: &Path, id: &str, grpc: &str) -> (Serve
     (server, addr)
 }
 
-fn start_router(dir: &Path, token_file: &Path, ingesters: &str) -> Server {
-    Server::start(
-        dir,
-        &[
-            "--role",
-            "router",
-            "--ingesters",
-            ingesters,
-            "--cluster-token-file",
-            token_file.to_str().unwrap(),
-            "--write-timeout",
-            "2s",
-        ],
-    )
+fn start_router(
+    dir: &Path,
+    token_file: &Path,
+    ingesters: &str,
+    store_args: &[String],
+    env: &[(String, String)],
+) -> Server {
+    let token = token_file.to_str().unwrap();
+    let args = [
+        "--role",
+        "router",
+        "--ingesters",
+        ingesters,
+        "--cluster-token-file",
+        token,
+        "--write-timeout",
+        "2s",
+    ];
+    start_role(dir, &args, store_args, env)
 }
 
 impl Cluster {
+    /// On the local filesystem store under the cluster's temp dir.
     fn start(ingesters: usize, routers: usize) -> Self {
+        Self::start_on(ingesters, routers, vec![], vec![])
+    }
+
+    fn start_on(
+        ingesters: usize,
+        routers: usize,
+        store_args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("cluster-token");
         std::fs::write(&token_file, "cluster-secret\n").unwrap();
@@ -70,15 +109,24 @@ impl Cluster {
         let mut servers = Vec::new();
         let mut addrs = Vec::new();
         for i in 0..ingesters {
-            let (s, a) = start_ingester(&data, &token_file, &format!("ing-{i}"), "127.0.0.1:0");
+            let (s, a) = start_ingester(
+                &data,
+                &token_file,
+                &format!("ing-{i}"),
+                "127.0.0.1:0",
+                &store_args,
+                &env,
+            );
             servers.push(Mutex::new(Some(s)));
             addrs.push(a);
         }
         let list = addrs.join(",");
         let routers: Vec<Server> = (0..routers)
-            .map(|_| start_router(&data, &token_file, &list))
+            .map(|_| start_router(&data, &token_file, &list, &store_args, &env))
             .collect();
         Self {
+            store_args,
+            env,
             router_urls: routers.iter().map(|r| Mutex::new(r.base.clone())).collect(),
             routers: routers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
             dir,
@@ -106,6 +154,8 @@ impl Cluster {
                 &self.token_file,
                 &format!("ing-{i}"),
                 &self.ingester_addrs[i],
+                &self.store_args,
+                &self.env,
             );
             *slot = Some(s);
         }
@@ -119,6 +169,8 @@ impl Cluster {
             &self.data(),
             &self.token_file,
             &self.ingester_addrs.join(","),
+            &self.store_args,
+            &self.env,
         );
         *self.router_urls[i].lock() = r.base.clone();
         *self.routers[i].lock() = Some(r);
@@ -200,9 +252,112 @@ async fn routers_spread_series_over_ingesters() {
 /// every line of every acknowledged batch is read back with its values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_when_processes_die() {
+    let cluster = Arc::new(Cluster::start(3, 2));
+    let store = Store::local(&cluster.data()).unwrap();
+    chaos(cluster, store).await;
+}
+
+/// The same chaos against S3: a real S3-compatible server (moto, pinned in
+/// tests/clients/requirements.txt) on 127.0.0.1, conditional puts and all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_on_s3() {
+    let s3 = MotoServer::start().await;
+    let store_args = vec![
+        "--object-store".to_string(),
+        "s3".into(),
+        "--s3-bucket".into(),
+        s3.bucket.clone(),
+        "--s3-endpoint".into(),
+        s3.endpoint.clone(),
+    ];
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+    ];
+    let cluster = Arc::new(Cluster::start_on(3, 2, store_args, env));
+    chaos(Arc::clone(&cluster), s3.store()).await;
+    // Nothing of it is on the local disk: the data dir holds no WAL or Parquet.
+    assert!(crate::harness::files_under(&cluster.data(), ".parquet").is_empty());
+    assert!(crate::harness::files_under(&cluster.data(), "/wal/").is_empty());
+}
+
+/// A moto S3 server on an ephemeral loopback port, with one bucket.
+struct MotoServer {
+    child: std::process::Child,
+    endpoint: String,
+    bucket: String,
+}
+
+impl MotoServer {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child =
+            std::process::Command::new(crate::clients::python().with_file_name("moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("moto_server starts (tests/run.sh installs it)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = "inflow-test".to_string();
+        let started = Instant::now();
+        loop {
+            if try_put(&format!("{endpoint}/{bucket}")).await == Some(200) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            child,
+            endpoint,
+            bucket,
+        }
+    }
+
+    fn store(&self) -> Store {
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&self.bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap();
+        Store::remote(Arc::new(s3))
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates the bucket (moto takes an unsigned `PUT /bucket`).
+async fn try_put(url: &str) -> Option<u16> {
+    use http_body_util::Full;
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let req = http::Request::put(url)
+        .body(Full::new(bytes::Bytes::new()))
+        .ok()?;
+    Some(client.request(req).await.ok()?.status().as_u16())
+}
+
+async fn chaos(cluster: Arc<Cluster>, store: Store) {
     const BATCHES: usize = 600;
     const LINES: usize = 200;
-    let cluster = Arc::new(Cluster::start(3, 2));
     let done = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -285,7 +440,7 @@ async fn no_acknowledged_write_is_lost_when_processes_die() {
     }
     cluster.stop();
 
-    let rows = parquet_rows(&cluster.data(), "chaos", "chaos").await;
+    let rows = parquet_rows_in(&store, "chaos", "chaos").await;
     let mut by_point: BTreeMap<(String, String, String), Vec<&BTreeMap<String, String>>> =
         BTreeMap::new();
     for r in &rows {

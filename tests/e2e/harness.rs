@@ -38,7 +38,8 @@ impl Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-bind", "127.0.0.1:0", "--log-filter", "warn"])
+            .args(["--http-bind", "127.0.0.1:0", "--log-filter"])
+            .arg(std::env::var("INFLOW_TEST_LOG").unwrap_or_else(|_| "error".into()))
             .args(extra)
             .env_remove("INFLOW_ADMIN_TOKEN")
             .stdout(Stdio::piped())
@@ -213,9 +214,12 @@ pub type Row = BTreeMap<String, String>;
 /// Every row of `table` in `database`, read from the Parquet files the catalog
 /// registers (the server must be stopped: what is still only in the WAL is not here).
 pub async fn parquet_rows(data_dir: &Path, database: &str, table: &str) -> Vec<Row> {
-    let catalog = Catalog::load(Store::local(data_dir).unwrap())
-        .await
-        .unwrap();
+    parquet_rows_in(&Store::local(data_dir).unwrap(), database, table).await
+}
+
+/// [`parquet_rows`] from any object store (S3 too).
+pub async fn parquet_rows_in(store: &Store, database: &str, table: &str) -> Vec<Row> {
+    let catalog = Catalog::load(store.clone()).await.unwrap();
     let state = catalog.state();
     let Some(db) = state.database(database) else {
         return vec![];
@@ -229,7 +233,9 @@ pub async fn parquet_rows(data_dir: &Path, database: &str, table: &str) -> Vec<R
         .into_iter()
         .filter(|f| f.database == db.id && f.table == t.id)
     {
-        let file = std::fs::File::open(data_dir.join(&f.path))
+        let file = store
+            .get(&f.path.as_str().into())
+            .await
             .unwrap_or_else(|e| panic!("{}: {e}", f.path));
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
