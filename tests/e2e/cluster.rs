@@ -494,3 +494,33 @@ async fn try_request(url: &str, auth: &str, body: String) -> Option<u16> {
     let _ = resp.into_body().collect().await;
     Some(status)
 }
+
+/// An ingester's port takes writes only with the cluster token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingesters_refuse_writes_without_the_cluster_token() {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::{FlightData, FlightDescriptor};
+    let cluster = Cluster::start(1, 0);
+    let endpoint = format!("http://{}", cluster.ingester_addrs[0]);
+    for auth in [None, Some("Bearer wrong"), Some("Bearer cluster-secre")] {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = FlightServiceClient::new(channel);
+        let open = FlightData {
+            flight_descriptor: Some(FlightDescriptor::new_path(vec!["x".into()])),
+            ..Default::default()
+        };
+        let mut request = tonic::Request::new(futures::stream::iter([open]));
+        if let Some(a) = auth {
+            request
+                .metadata_mut()
+                .insert("authorization", a.parse().unwrap());
+        }
+        let status = client.do_put(request).await.err().expect("refused");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{auth:?}");
+    }
+    cluster.stop();
+}
