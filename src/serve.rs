@@ -209,12 +209,22 @@ async fn run_router(
             role: Role::Router,
         },
     )?)?;
-    let addrs = ingester_addrs(args.ingesters.as_deref().unwrap_or_default())?;
-    let clients = addrs
-        .into_iter()
-        .map(|a| IngesterClient::new(a, Arc::clone(&cluster_token), args.write_timeout))
-        .collect();
+    let source = IngesterSource::parse(args.ingesters.as_deref().unwrap_or_default())?;
+    let (timeout, token) = (args.write_timeout, Arc::clone(&cluster_token));
+    let new_client = move |addr: String| IngesterClient::new(addr, Arc::clone(&token), timeout);
+    let clients = match &source {
+        IngesterSource::Static(addrs) => addrs.iter().cloned().map(&new_client).collect(),
+        IngesterSource::Dns { .. } => Vec::new(),
+    };
     let router = Arc::new(Router::new(clients, args.write_replicas));
+    if let IngesterSource::Dns { name, port } = source {
+        tokio::spawn(resolve_ingesters(
+            Arc::clone(&router),
+            name,
+            port,
+            new_client,
+        ));
+    }
     serve_edge(args, catalog, Arc::clone(&router), shutdown).await?;
     router.close().await;
     Ok(())
@@ -389,26 +399,61 @@ fn read_cluster_token(path: &std::path::Path) -> Result<Arc<str>, ServeError> {
     Ok(token.into())
 }
 
-/// `host:port,host:port`; a `dns:` name is not resolved by this build yet.
-fn ingester_addrs(list: &str) -> Result<Vec<String>, ServeError> {
-    let addrs: Vec<String> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(str::to_string)
-        .collect();
-    if addrs.is_empty() {
-        return Err(ServeError::Missing {
-            flag: "--ingesters",
-            role: Role::Router,
-        });
+/// Where a router finds its ingesters.
+#[derive(Debug, PartialEq)]
+enum IngesterSource {
+    /// `host:port,host:port`
+    Static(Vec<String>),
+    /// `dns:NAME:PORT`, re-resolved every few seconds (a Kubernetes headless Service).
+    Dns { name: String, port: u16 },
+}
+
+impl IngesterSource {
+    fn parse(list: &str) -> Result<Self, ServeError> {
+        let list = list.trim();
+        if let Some(rest) = list.strip_prefix("dns:") {
+            let (name, port) = rest
+                .rsplit_once(':')
+                .and_then(|(n, p)| Some((n.to_string(), p.parse().ok()?)))
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| {
+                    ServeError::Unsupported(format!("--ingesters {list}: expected dns:NAME:PORT"))
+                })?;
+            return Ok(Self::Dns { name, port });
+        }
+        let addrs: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        if addrs.is_empty() {
+            return Err(ServeError::Missing {
+                flag: "--ingesters",
+                role: Role::Router,
+            });
+        }
+        Ok(Self::Static(addrs))
     }
-    if let Some(dns) = addrs.iter().find(|a| a.starts_with("dns:")) {
-        return Err(ServeError::Unsupported(format!(
-            "{dns}: DNS discovery of ingesters is not implemented yet; list host:port"
-        )));
+}
+
+/// Keeps the router's ingester set equal to what `name` resolves to.
+async fn resolve_ingesters(
+    router: Arc<Router>,
+    name: String,
+    port: u16,
+    new_client: impl Fn(String) -> IngesterClient,
+) {
+    const EVERY: Duration = Duration::from_secs(5);
+    loop {
+        match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(found) => router.set_ingesters(found.map(|a| a.to_string()).collect(), &new_client),
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "resolving ingesters failed; keeping the last set")
+            }
+        }
+        tokio::time::sleep(EVERY).await;
     }
-    Ok(addrs)
 }
 
 fn object_store(args: &ServeArgs) -> Result<Store, ServeError> {
@@ -469,4 +514,26 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingester_sources() {
+        assert_eq!(
+            IngesterSource::parse("a:1, b:2").unwrap(),
+            IngesterSource::Static(vec!["a:1".into(), "b:2".into()])
+        );
+        assert_eq!(
+            IngesterSource::parse("dns:inflow-ingester.ns.svc:8087").unwrap(),
+            IngesterSource::Dns {
+                name: "inflow-ingester.ns.svc".into(),
+                port: 8087
+            }
+        );
+        assert!(IngesterSource::parse("dns:nope").is_err());
+        assert!(IngesterSource::parse("").is_err());
+    }
 }

@@ -17,10 +17,12 @@
 pub mod client;
 pub mod shard;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
+use parking_lot::RwLock;
 
 pub use client::{IngesterClient, encode_write};
 
@@ -91,9 +93,13 @@ impl RouteError {
     }
 }
 
+type Ingesters = Arc<Vec<Arc<IngesterClient>>>;
+
 /// Sends writes to the ingesters.
 pub struct Router {
-    ingesters: Vec<IngesterClient>,
+    /// Sorted by address, so every router has the same ring; replaced whole when
+    /// discovery finds a different set.
+    ingesters: RwLock<Ingesters>,
     replicas: usize,
     clock: HybridClock,
 }
@@ -101,12 +107,48 @@ pub struct Router {
 impl Router {
     /// `replicas`: how many ingesters must acknowledge each part (at most all).
     pub fn new(ingesters: Vec<IngesterClient>, replicas: usize) -> Self {
-        let replicas = replicas.clamp(1, ingesters.len().max(1));
+        let mut ingesters: Vec<Arc<IngesterClient>> = ingesters.into_iter().map(Arc::new).collect();
+        ingesters.sort_by(|a, b| a.addr().cmp(b.addr()));
         Self {
-            ingesters,
-            replicas,
+            ingesters: RwLock::new(Arc::new(ingesters)),
+            replicas: replicas.max(1),
             clock: HybridClock::default(),
         }
+    }
+
+    fn ingesters(&self) -> Ingesters {
+        Arc::clone(&self.ingesters.read())
+    }
+
+    /// Replaces the ingester set (DNS discovery), keeping the clients, streams
+    /// and breakers of addresses that stay.
+    pub fn set_ingesters(
+        &self,
+        mut addrs: Vec<String>,
+        new_client: impl Fn(String) -> IngesterClient,
+    ) {
+        addrs.sort();
+        addrs.dedup();
+        let current = self.ingesters();
+        if current
+            .iter()
+            .map(|c| c.addr())
+            .eq(addrs.iter().map(String::as_str))
+        {
+            return;
+        }
+        let next: Vec<Arc<IngesterClient>> = addrs
+            .into_iter()
+            .map(|a| {
+                current
+                    .iter()
+                    .find(|c| c.addr() == a)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(new_client(a)))
+            })
+            .collect();
+        tracing::info!(ingesters = ?next.iter().map(|c| c.addr()).collect::<Vec<_>>(), "ingester set changed");
+        *self.ingesters.write() = Arc::new(next);
     }
 
     /// Writes every table of a request with one sequence stamp; each table's rows
@@ -118,16 +160,19 @@ impl Router {
         tables: &[TableBatch],
         no_sync: bool,
     ) -> Result<(), RouteError> {
-        if self.ingesters.is_empty() {
+        let ingesters = self.ingesters();
+        if ingesters.is_empty() {
             return Err(RouteError::NoIngesters);
         }
         let sequence = self.clock.next();
         let mut parts = Vec::new();
         for t in tables {
-            let split = shard::split(database, &t.table, &t.batch, self.ingesters.len())
+            let split = shard::split(database, &t.table, &t.batch, ingesters.len())
                 .map_err(|e| RouteError::Encode(e.to_string()))?;
             for (shard, batch) in split {
-                parts.push(self.write_part(shard, database, &t.table, sequence, batch, no_sync));
+                parts.push(self.write_part(
+                    &ingesters, shard, database, &t.table, sequence, batch, no_sync,
+                ));
             }
         }
         for result in futures::future::join_all(parts).await {
@@ -138,8 +183,10 @@ impl Router {
 
     /// Sends one part to its shard's ingester and the ones after it in ring order,
     /// healthy ones first, until `replicas` have acknowledged it.
+    #[allow(clippy::too_many_arguments)]
     async fn write_part(
         &self,
+        ingesters: &[Arc<IngesterClient>],
         shard: usize,
         database: &str,
         table: &str,
@@ -147,21 +194,22 @@ impl Router {
         batch: RecordBatch,
         no_sync: bool,
     ) -> Result<(), RouteError> {
-        let n = self.ingesters.len();
+        let n = ingesters.len();
+        let replicas = self.replicas.min(n);
         let ring = (0..n).map(|i| (shard + i) % n);
         let (healthy, tripped): (Vec<usize>, Vec<usize>) =
-            ring.partition(|&i| self.ingesters[i].breaker.allows());
+            ring.partition(|&i| ingesters[i].breaker.allows());
         let mut candidates = healthy.into_iter().chain(tripped);
         let mut acked = 0;
         let mut last_error = None;
-        while acked < self.replicas {
-            let round: Vec<usize> = candidates.by_ref().take(self.replicas - acked).collect();
+        while acked < replicas {
+            let round: Vec<usize> = candidates.by_ref().take(replicas - acked).collect();
             if round.is_empty() {
                 return Err(last_error.unwrap_or(RouteError::NoIngesters));
             }
             let sends = round
                 .iter()
-                .map(|&i| self.ingesters[i].write(database, table, sequence, &batch, no_sync));
+                .map(|&i| ingesters[i].write(database, table, sequence, &batch, no_sync));
             for result in futures::future::join_all(sends).await {
                 match result {
                     Ok(()) => acked += 1,
@@ -178,11 +226,11 @@ impl Router {
 
     /// Whether any ingester is taking writes (for `/ready`).
     pub fn any_ingester_allowed(&self) -> bool {
-        self.ingesters.iter().any(|i| i.breaker.allows())
+        self.ingesters().iter().any(|i| i.breaker.allows())
     }
 
     pub async fn close(&self) {
-        for i in &self.ingesters {
+        for i in self.ingesters().iter() {
             i.close().await;
         }
     }

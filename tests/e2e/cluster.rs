@@ -524,3 +524,47 @@ async fn ingesters_refuse_writes_without_the_cluster_token() {
     }
     cluster.stop();
 }
+
+/// `--ingesters dns:NAME:PORT`: the router resolves the name (here `localhost`,
+/// which may also give `::1`, where nothing listens: that address fails over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_find_ingesters_by_dns() {
+    let cluster = Cluster::start(1, 0);
+    let port = cluster.ingester_addrs[0]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let router = start_router(
+        &cluster.data(),
+        &cluster.token_file,
+        &format!("dns:localhost:{port}"),
+        &[],
+        &[],
+    );
+    let started = Instant::now();
+    while request("GET", &router.url("/ready"), &[], "").await.status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "router never found its ingester"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let auth = format!("Token {ADMIN_TOKEN}");
+    for k in 0..3 {
+        let r = request(
+            "POST",
+            &router.url("/api/v2/write?bucket=dns"),
+            &[("authorization", &auth)],
+            batch_body(k, 50),
+        )
+        .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+    }
+    assert!(router.stop().success());
+    cluster.stop();
+    assert_eq!(
+        parquet_rows(&cluster.data(), "dns", "chaos").await.len(),
+        150
+    );
+}
