@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::auth::{AdminTokenSource, Authorizer, admin_token, generate_token};
@@ -291,12 +292,19 @@ impl IngesterRole {
             .map_err(io(format!("binding {bind}")))?;
         let addr = listener.local_addr().map_err(io("grpc listener address"))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Acks are small writes on a busy stream: without TCP_NODELAY, Nagle and
+        // delayed ACKs hold every second one back ~40 ms.
+        let incoming = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
         let flight =
             IngesterFlight::new(Arc::clone(&ingester), Arc::clone(cluster_token)).into_server();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(flight)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
         );
