@@ -11,7 +11,10 @@ use parking_lot::Mutex;
 
 use inflow::store::Store;
 
-use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, parquet_rows_in, request};
+/// (host, batch, time): a point's identity in the chaos table.
+type PointKey = (String, String, String);
+
+use crate::harness::{ADMIN_TOKEN, Row, Server, parquet_rows, parquet_rows_in, request};
 
 struct Cluster {
     /// Object store flags and environment every process gets.
@@ -441,8 +444,7 @@ async fn chaos(cluster: Arc<Cluster>, store: Store) {
     cluster.stop();
 
     let rows = parquet_rows_in(&store, "chaos", "chaos").await;
-    let mut by_point: BTreeMap<(String, String, String), Vec<&BTreeMap<String, String>>> =
-        BTreeMap::new();
+    let mut by_point: BTreeMap<PointKey, Vec<&Row>> = BTreeMap::new();
     for r in &rows {
         by_point
             .entry((r["host"].clone(), r["batch"].clone(), r["time"].clone()))
@@ -519,7 +521,7 @@ async fn ingesters_refuse_writes_without_the_cluster_token() {
                 .metadata_mut()
                 .insert("authorization", a.parse().unwrap());
         }
-        let status = client.do_put(request).await.err().expect("refused");
+        let status = client.do_put(request).await.expect_err("refused");
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{auth:?}");
     }
     cluster.stop();
