@@ -1,4 +1,6 @@
-//! Throughput of `lineproto::parse_lines` on generated, deterministic bodies.
+//! Throughput of `lineproto::parse_lines` (into Arrow batches) against
+//! InfluxData's `influxdb-line-protocol` crate (into its parsed lines, every
+//! field value read), on the same generated, deterministic bodies in one run.
 //!
 //! `telegraf_cpu`: 5,000 lines like Telegraf's `cpu` input with ten tags and ten
 //! float fields from ~100 hosts. `mixed_types`: the same series with integer,
@@ -113,9 +115,36 @@ fn mixed_types() -> Vec<u8> {
     body.into_bytes()
 }
 
+/// Parses with InfluxData's crate and reads every value, so that nothing it
+/// produces lazily is left out.
+fn theirs(text: &str) -> u64 {
+    use influxdb_line_protocol::FieldValue;
+    let lines: Vec<_> = influxdb_line_protocol::parse_lines(text)
+        .collect::<Result<_, _>>()
+        .expect("the corpus is valid");
+    let mut sum = 0u64;
+    for line in &lines {
+        sum = sum.wrapping_add(line.series.measurement.len() as u64);
+        for (k, v) in line.series.tag_set.iter().flatten() {
+            sum = sum.wrapping_add((k.len() + v.len()) as u64);
+        }
+        for (k, v) in &line.field_set {
+            sum = sum.wrapping_add(k.len() as u64);
+            sum = sum.wrapping_add(match v {
+                FieldValue::I64(v) => *v as u64,
+                FieldValue::U64(v) => *v,
+                FieldValue::F64(v) => v.to_bits(),
+                FieldValue::String(s) => s.len() as u64,
+                FieldValue::Boolean(b) => u64::from(*b),
+            });
+        }
+        sum = sum.wrapping_add(line.timestamp.unwrap_or_default() as u64);
+    }
+    sum
+}
+
 fn bench(c: &mut Criterion) {
     let opts = ParseOptions::new(Precision::Nanosecond, START_NS);
-    let mut group = c.benchmark_group("lineproto");
     for (name, body) in [
         ("telegraf_cpu", telegraf_cpu()),
         ("mixed_types", mixed_types()),
@@ -123,17 +152,23 @@ fn bench(c: &mut Criterion) {
         let parsed = parse_lines(&body, &opts, &EmptySchema);
         assert_eq!(parsed.error_count, 0, "{:?}", parsed.errors.first());
         assert_eq!(parsed.lines, LINES);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert_eq!(influxdb_line_protocol::parse_lines(text).count(), LINES);
         eprintln!(
             "{name}: {} bytes, {LINES} lines, {:.1} bytes/line",
             body.len(),
             body.len() as f64 / LINES as f64
         );
+        let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_function(name, |b| {
+        group.bench_function("inflow_to_arrow", |b| {
             b.iter(|| parse_lines(black_box(&body), &opts, &EmptySchema))
         });
+        group.bench_function("influxdb_line_protocol", |b| {
+            b.iter(|| theirs(black_box(text)))
+        });
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group! {

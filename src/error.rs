@@ -357,6 +357,11 @@ fn line_errors_message(errors: &[LineError], total: usize) -> String {
     for e in errors {
         message.push('\n');
         message.push_str(&e.to_string());
+        // The line as sent, and a caret under the column.
+        for excerpt_line in e.caret().lines() {
+            message.push_str("\n    ");
+            message.push_str(excerpt_line);
+        }
     }
     if total > errors.len() {
         message.push_str(&format!("\n(and {} more errors)", total - errors.len()));
@@ -376,6 +381,28 @@ mod tests {
             "failed to deserialize org/bucket/precision in request: unknown variant `u`, expected one of `s`, `ms`, `us`, `ns`"
         );
         assert_eq!(Error::MissingBucket.v2_code(), "invalid");
+    }
+
+    #[test]
+    fn line_errors_name_line_column_reason_and_point_at_it() {
+        let e = LineError {
+            line: 2,
+            column: 9,
+            message: "bad value".into(),
+            original: "m,t=b f=oops 2".into(),
+        };
+        let error = Error::LineErrors {
+            errors: vec![e.clone(), e],
+            total: 5,
+            written: true,
+        };
+        assert_eq!(
+            error.to_string(),
+            "failed to parse line protocol: errors encountered on line(s):\n\
+             line 2, column 9: bad value\n    m,t=b f=oops 2\n            ^\n\
+             line 2, column 9: bad value\n    m,t=b f=oops 2\n            ^\n\
+             (and 3 more errors)"
+        );
     }
 
     #[test]

@@ -108,6 +108,13 @@ pub struct ServeArgs {
     /// Most columns a table may have, `time` included (422 above it).
     #[arg(long, env = "INFLOW_MAX_COLUMNS_PER_TABLE", default_value_t = 500)]
     pub max_columns_per_table: usize,
+    /// Longest measurement, tag key, tag value or field key, in bytes (as
+    /// InfluxDB 3: 64 KiB); longer lines are rejected by number.
+    #[arg(long, env = "INFLOW_MAX_TAG_BYTES", default_value_t = 64 << 10)]
+    pub max_tag_bytes: usize,
+    /// Longest string field value, in bytes (as InfluxDB 3: 64 KiB).
+    #[arg(long, env = "INFLOW_MAX_STRING_BYTES", default_value_t = 64 << 10)]
+    pub max_string_bytes: usize,
     /// Extra time the WAL waits to gather writes into one segment.
     #[arg(long, env = "INFLOW_WAL_FLUSH_INTERVAL", value_parser = duration, default_value = "0s")]
     pub wal_flush_interval: Duration,
@@ -359,6 +366,8 @@ async fn serve_edge(
             max_line_bytes: args.max_line_bytes,
             max_tables_per_database: args.max_tables_per_database,
             max_columns_per_table: args.max_columns_per_table,
+            max_tag_bytes: args.max_tag_bytes,
+            max_string_bytes: args.max_string_bytes,
         },
         stopping: Default::default(),
     });

@@ -21,5 +21,9 @@ if ! command -v node >/dev/null; then
 fi
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 
-# Unit tests, the end-to-end binary, and the benches compiled and run once.
-cargo test --all-targets
+# Unit tests, the end-to-end binary, and the benches compiled and run once;
+# then one closing line summing every test binary's result.
+log=$(mktemp)
+cargo test --all-targets 2>&1 | tee "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"

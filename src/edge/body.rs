@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_line_bytes: usize,
     pub max_tables_per_database: usize,
     pub max_columns_per_table: usize,
+    pub max_tag_bytes: usize,
+    pub max_string_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,6 +113,8 @@ pub async fn write_lines(
     let mut opts = opts;
     opts.max_line_bytes = edge.limits.max_line_bytes;
     opts.max_columns_per_table = edge.limits.max_columns_per_table;
+    opts.max_tag_bytes = edge.limits.max_tag_bytes;
+    opts.max_string_bytes = edge.limits.max_string_bytes;
     let lookup = Arc::clone(&db);
     let parsed: ParsedBody = tokio::task::spawn_blocking(move || {
         let text = match encoding {

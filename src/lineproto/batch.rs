@@ -9,21 +9,34 @@
 //! set gets a null. Padding is lazy: each column remembers its length and is
 //! topped up with nulls when it is next written or when the batch is finished.
 //!
-//! Fast paths for the common shape of a body (runs of lines of one measurement,
-//! each with the same columns in the same order): the table of the previous line
-//! is compared by name before any hashing, and each table remembers which column
-//! the i-th tag/field of its previous line went to, so a line usually resolves
-//! with one string comparison per column.
+//! Fast paths for the common shape of a body (many lines of few series, each
+//! with the same columns in the same order):
+//!
+//! - Series cache: the series of an accepted line (its measurement and tag set,
+//!   as written, up to the first unescaped space) is remembered with its table
+//!   and the column and dictionary key of each tag. A later line with the same
+//!   bytes there skips parsing and resolving its tags: its keys are appended as
+//!   they are. Only lines that were accepted are remembered, so a hit is valid.
+//! - Tags are dictionary-encoded by our own builder ([`Dict`]), which appends a
+//!   known key without hashing the value again.
+//! - The table of the previous line is compared by name before any hashing, and
+//!   each table remembers which column the i-th tag and i-th field of its
+//!   previous line went to, so a line usually resolves with one string
+//!   comparison per field.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-    StringDictionaryBuilder, TimestampNanosecondBuilder, UInt64Builder,
+    ArrayBuilder, ArrayRef, ArrowPrimitiveType, BooleanBufferBuilder, BooleanBuilder,
+    DictionaryArray, Int32Builder, PrimitiveArray, StringBuilder,
 };
-use arrow::datatypes::{Int32Type, Schema};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
+use arrow::datatypes::{
+    Float64Type, Int32Type, Int64Type, Schema, TimestampNanosecondType, UInt64Type,
+};
 use arrow::record_batch::RecordBatch;
 
 use super::parse::{Fault, FieldValue, Line, Problem};
@@ -33,8 +46,8 @@ use crate::schema::{ColumnType, TIME_COLUMN};
 /// Marks a tag/field of a line that is not written (an earlier duplicate field).
 const SKIP: usize = usize::MAX;
 
-/// The builders of every table of one request body.
-pub(crate) struct Tables {
+/// The builders of every table of one request body (`'b`: the body).
+pub(crate) struct Tables<'b> {
     tables: Vec<TableBuilder>,
     by_name: HashMap<String, usize>,
     /// The table of the previous line.
@@ -47,6 +60,19 @@ pub(crate) struct Tables {
     /// New columns the line being resolved would add, in order.
     pending: Vec<Pending>,
     max_columns: usize,
+    /// Series text (see the module docs) → index into `series_info`.
+    series: HashMap<&'b str, u32>,
+    series_info: Vec<Series>,
+    /// The (column, dictionary key) of each tag of each series, back to back.
+    series_tags: Vec<(usize, i32)>,
+    /// The (column, key) of each tag of the line committed last.
+    committed_tags: Vec<(usize, i32)>,
+}
+
+/// A remembered series: its table and its tags in `series_tags`.
+struct Series {
+    table: usize,
+    tags: Range<usize>,
 }
 
 /// A column the current line would create.
@@ -62,10 +88,11 @@ struct TableBuilder {
     columns: Vec<Column>,
     /// Column index by name; also holds pending columns while a line resolves.
     by_name: HashMap<String, usize>,
-    time: TimestampNanosecondBuilder,
-    /// Column of the i-th item (tags, then fields) of the previous line: a guess
-    /// checked by name before falling back to `by_name`.
-    order: Vec<usize>,
+    time: Prim<TimestampNanosecondType>,
+    /// Column of the i-th tag and of the i-th field of the previous line: a
+    /// guess checked by name before falling back to `by_name`.
+    tag_order: Vec<usize>,
+    field_order: Vec<usize>,
 }
 
 struct Column {
@@ -76,13 +103,26 @@ struct Column {
     stamp: u64,
     /// Which item of that line.
     item: usize,
+    /// Rows written to `data`, nulls included (kept here to skip the builder).
+    len: usize,
+}
+
+impl Column {
+    /// Pads with nulls up to `rows`, before a value for row `rows` is appended.
+    #[inline]
+    fn start_row(&mut self, rows: usize) {
+        if self.len < rows {
+            self.data.append_nulls(rows - self.len);
+        }
+        self.len = rows + 1;
+    }
 }
 
 enum Builder {
-    Tag(StringDictionaryBuilder<Int32Type>),
-    Float(Float64Builder),
-    Integer(Int64Builder),
-    UInteger(UInt64Builder),
+    Tag(Dict),
+    Float(Prim<Float64Type>),
+    Integer(Prim<Int64Type>),
+    UInteger(Prim<UInt64Type>),
     String(StringBuilder),
     Boolean(BooleanBuilder),
 }
@@ -112,7 +152,7 @@ fn item<'l>(line: &'l Line<'_>, i: usize) -> Item<'l> {
     }
 }
 
-impl Tables {
+impl<'b> Tables<'b> {
     pub(crate) fn new(max_columns: usize) -> Self {
         Self {
             tables: Vec::new(),
@@ -122,18 +162,53 @@ impl Tables {
             targets: Vec::new(),
             pending: Vec::new(),
             max_columns,
+            series: HashMap::new(),
+            series_info: Vec::new(),
+            series_tags: Vec::new(),
+            committed_tags: Vec::new(),
         }
+    }
+
+    /// The remembered series whose text is `text`, if any.
+    #[inline]
+    pub(crate) fn series(&self, text: &str) -> Option<u32> {
+        self.series.get(text).copied()
+    }
+
+    /// Remembers `text` as the series of the line just appended (which must
+    /// have been parsed in full, not through a remembered series).
+    pub(crate) fn remember(&mut self, text: &'b str) {
+        let Ok(id) = u32::try_from(self.series_info.len()) else {
+            return;
+        };
+        let start = self.series_tags.len();
+        self.series_tags.extend_from_slice(&self.committed_tags);
+        self.series_info.push(Series {
+            table: self.last,
+            tags: start..self.series_tags.len(),
+        });
+        self.series.insert(text, id);
     }
 
     /// Appends one parsed line with its time in ns; returns the number of field
     /// values written, or why the line was rejected (then nothing was written).
+    /// With `series`, the line's measurement and tags were not parsed: they are
+    /// those of that remembered series.
     pub(crate) fn append<'l>(
         &mut self,
         line: &'l Line<'_>,
+        series: Option<u32>,
         time_ns: i64,
         schema: &dyn SchemaLookup,
     ) -> Result<usize, Fault<'l>> {
-        let t = self.table(&line.measurement);
+        let t = match series {
+            Some(id) => {
+                let t = self.series_info[id as usize].table;
+                self.last = t;
+                t
+            }
+            None => self.table(&line.measurement),
+        };
         self.stamp += 1;
         if let Err(fault) = self.resolve(t, line, schema) {
             // Forget the pending columns registered while resolving.
@@ -143,7 +218,7 @@ impl Tables {
             }
             return Err(fault);
         }
-        Ok(self.commit(t, line, time_ns))
+        Ok(self.commit(t, line, series, time_ns))
     }
 
     /// The index of the table named `name`, created if new.
@@ -181,17 +256,25 @@ impl Tables {
         let pending = &mut self.pending;
         targets.clear();
         pending.clear();
-        let n = line.tags.len() + line.fields.len();
-        if table.order.len() < n {
-            table.order.resize(n, SKIP);
+        let ntags = line.tags.len();
+        let n = ntags + line.fields.len();
+        if table.tag_order.len() < ntags {
+            table.tag_order.resize(ntags, SKIP);
+        }
+        if table.field_order.len() < n - ntags {
+            table.field_order.resize(n - ntags, SKIP);
         }
         let existing = table.columns.len();
 
         for i in 0..n {
             let it = item(line, i);
-            let guess = table.order[i];
+            let guess = if i < ntags {
+                table.tag_order[i]
+            } else {
+                table.field_order[i - ntags]
+            };
             let c = match table.columns.get(guess) {
-                Some(col) if col.name == it.name => guess,
+                Some(col) if same_name(&col.name, it.name) => guess,
                 _ => match table.by_name.get(it.name) {
                     Some(&c) => c,
                     None => {
@@ -214,13 +297,13 @@ impl Tables {
                         let c = existing + pending.len();
                         pending.push(Pending { item: i, ty: it.ty });
                         table.by_name.insert(it.name.to_owned(), c);
-                        table.order[i] = c;
+                        set_order(table, i, ntags, c);
                         targets.push(c);
                         continue;
                     }
                 },
             };
-            table.order[i] = c;
+            set_order(table, i, ntags, c);
 
             // An existing column, or one this line already added.
             let (ty, seen) = match table.columns.get_mut(c) {
@@ -268,8 +351,9 @@ impl Tables {
         Ok(())
     }
 
-    /// Creates the pending columns and appends the resolved line.
-    fn commit(&mut self, t: usize, line: &Line<'_>, time_ns: i64) -> usize {
+    /// Creates the pending columns and appends the resolved line (with the tags
+    /// of `series` if it is one).
+    fn commit(&mut self, t: usize, line: &Line<'_>, series: Option<u32>, time_ns: i64) -> usize {
         let table = &mut self.tables[t];
         for p in &self.pending {
             table.columns.push(Column {
@@ -278,26 +362,38 @@ impl Tables {
                 data: Builder::new(p.ty),
                 stamp: self.stamp,
                 item: p.item,
+                len: 0,
             });
         }
         let rows = table.rows;
         let ntags = line.tags.len();
         let mut fields = 0;
+        self.committed_tags.clear();
+        if let Some(id) = series {
+            for &(c, key) in &self.series_tags[self.series_info[id as usize].tags.clone()] {
+                let column = &mut table.columns[c];
+                column.start_row(rows);
+                column.data.append_key(key);
+            }
+        }
         for (i, &c) in self.targets.iter().enumerate() {
             if c == SKIP {
                 continue;
             }
             let column = &mut table.columns[c];
-            column.data.pad(rows);
+            column.start_row(rows);
             match line.tags.get(i) {
-                Some(tag) => column.data.append_tag(&tag.value),
+                Some(tag) => {
+                    let key = column.data.append_tag(&tag.value);
+                    self.committed_tags.push((c, key));
+                }
                 None => {
                     column.data.append_field(&line.fields[i - ntags].value);
                     fields += 1;
                 }
             }
         }
-        table.time.append_value(time_ns);
+        table.time.push(time_ns);
         table.rows += 1;
         fields
     }
@@ -310,6 +406,33 @@ impl Tables {
             .filter(|t| t.rows > 0)
             .map(TableBuilder::finish)
             .collect()
+    }
+}
+
+/// `a == b`, inline for the short names of columns (the library call costs
+/// more than the comparison).
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    match n {
+        // Two overlapping words cover 8 to 16 bytes.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
+#[inline]
+fn set_order(table: &mut TableBuilder, i: usize, ntags: usize, c: usize) {
+    if i < ntags {
+        table.tag_order[i] = c;
+    } else {
+        table.field_order[i - ntags] = c;
     }
 }
 
@@ -332,8 +455,9 @@ impl TableBuilder {
             rows: 0,
             columns: Vec::new(),
             by_name: HashMap::new(),
-            time: TimestampNanosecondBuilder::new(),
-            order: Vec::new(),
+            time: Prim::default(),
+            tag_order: Vec::new(),
+            field_order: Vec::new(),
         }
     }
 
@@ -360,10 +484,10 @@ impl TableBuilder {
 impl Builder {
     fn new(ty: ColumnType) -> Self {
         match ty {
-            ColumnType::Tag => Self::Tag(StringDictionaryBuilder::new()),
-            ColumnType::Float => Self::Float(Float64Builder::new()),
-            ColumnType::Integer => Self::Integer(Int64Builder::new()),
-            ColumnType::UInteger => Self::UInteger(UInt64Builder::new()),
+            ColumnType::Tag => Self::Tag(Dict::default()),
+            ColumnType::Float => Self::Float(Prim::default()),
+            ColumnType::Integer => Self::Integer(Prim::default()),
+            ColumnType::UInteger => Self::UInteger(Prim::default()),
             ColumnType::String => Self::String(StringBuilder::new()),
             ColumnType::Boolean => Self::Boolean(BooleanBuilder::new()),
             ColumnType::Time => unreachable!("time is not a tag or field column"),
@@ -372,7 +496,7 @@ impl Builder {
 
     fn len(&self) -> usize {
         match self {
-            Self::Tag(b) => b.len(),
+            Self::Tag(b) => b.keys.len(),
             Self::Float(b) => b.len(),
             Self::Integer(b) => b.len(),
             Self::UInteger(b) => b.len(),
@@ -382,39 +506,49 @@ impl Builder {
     }
 
     /// Appends nulls up to `rows`.
-    #[inline]
     fn pad(&mut self, rows: usize) {
         let len = self.len();
-        if len >= rows {
-            return;
+        if len < rows {
+            self.append_nulls(rows - len);
         }
-        let n = rows - len;
+    }
+
+    #[cold]
+    fn append_nulls(&mut self, n: usize) {
         match self {
-            Self::Tag(b) => b.append_nulls(n),
-            Self::Float(b) => b.append_nulls(n),
-            Self::Integer(b) => b.append_nulls(n),
-            Self::UInteger(b) => b.append_nulls(n),
+            Self::Tag(b) => b.keys.append_nulls(n),
+            Self::Float(b) => b.push_nulls(n),
+            Self::Integer(b) => b.push_nulls(n),
+            Self::UInteger(b) => b.push_nulls(n),
             Self::String(b) => b.append_nulls(n),
             Self::Boolean(b) => b.append_nulls(n),
         }
     }
 
+    /// Appends a tag value; returns its dictionary key.
     #[inline]
-    fn append_tag(&mut self, value: &str) {
+    fn append_tag(&mut self, value: &str) -> i32 {
         match self {
-            // Key overflow would need 2^31 distinct values in one body, far
-            // beyond any request size limit.
-            Self::Tag(b) => b.append_value(value),
+            Self::Tag(b) => b.append(value),
             _ => unreachable!("resolve checked the column type"),
+        }
+    }
+
+    /// Appends a tag value by its dictionary key.
+    #[inline]
+    fn append_key(&mut self, key: i32) {
+        match self {
+            Self::Tag(b) => b.keys.append_value(key),
+            _ => unreachable!("series tags are tag columns"),
         }
     }
 
     #[inline]
     fn append_field(&mut self, value: &FieldValue<'_>) {
         match (self, value) {
-            (Self::Float(b), FieldValue::Float(v)) => b.append_value(*v),
-            (Self::Integer(b), FieldValue::Integer(v)) => b.append_value(*v),
-            (Self::UInteger(b), FieldValue::UInteger(v)) => b.append_value(*v),
+            (Self::Float(b), FieldValue::Float(v)) => b.push(*v),
+            (Self::Integer(b), FieldValue::Integer(v)) => b.push(*v),
+            (Self::UInteger(b), FieldValue::UInteger(v)) => b.push(*v),
             (Self::String(b), FieldValue::String(v)) => b.append_value(v),
             (Self::Boolean(b), FieldValue::Boolean(v)) => b.append_value(*v),
             _ => unreachable!("resolve checked the column type"),
@@ -433,6 +567,87 @@ impl Builder {
     }
 }
 
+/// A primitive column: the values in a `Vec` (pushed inline, unlike Arrow's
+/// builders, whose calls cost more than the push), validity only from the
+/// first null on.
+struct Prim<T: ArrowPrimitiveType> {
+    values: Vec<T::Native>,
+    nulls: Option<BooleanBufferBuilder>,
+}
+
+impl<T: ArrowPrimitiveType> Default for Prim<T> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            nulls: None,
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Prim<T> {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    #[inline]
+    fn push(&mut self, value: T::Native) {
+        self.values.push(value);
+        if let Some(nulls) = &mut self.nulls {
+            nulls.append(true);
+        }
+    }
+
+    fn push_nulls(&mut self, n: usize) {
+        let len = self.values.len();
+        let nulls = self.nulls.get_or_insert_with(|| {
+            let mut valid = BooleanBufferBuilder::new(len + n);
+            valid.append_n(len, true);
+            valid
+        });
+        nulls.append_n(n, false);
+        self.values.resize(len + n, T::Native::default());
+    }
+
+    fn finish(&mut self) -> PrimitiveArray<T> {
+        let values = ScalarBuffer::from(std::mem::take(&mut self.values));
+        let nulls = self.nulls.take().map(|mut b| NullBuffer::new(b.finish()));
+        PrimitiveArray::new(values, nulls)
+    }
+}
+
+/// A `Dictionary(Int32, Utf8)` builder that hands out its keys, so that a
+/// value seen before can be appended by key without hashing it again.
+#[derive(Default)]
+struct Dict {
+    keys: Int32Builder,
+    values: StringBuilder,
+    index: HashMap<Box<str>, i32>,
+}
+
+impl Dict {
+    #[inline]
+    fn append(&mut self, value: &str) -> i32 {
+        let key = match self.index.get(value) {
+            Some(&key) => key,
+            None => {
+                // Overflow would need 2^31 distinct values in one body, far
+                // beyond any request size limit.
+                let key = i32::try_from(self.values.len()).expect("under 2^31 tag values");
+                self.values.append_value(value);
+                self.index.insert(value.into(), key);
+                key
+            }
+        };
+        self.keys.append_value(key);
+        key
+    }
+
+    fn finish(&mut self) -> DictionaryArray<Int32Type> {
+        DictionaryArray::try_new(self.keys.finish(), Arc::new(self.values.finish()))
+            .expect("every key indexes a value")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -445,6 +660,7 @@ mod tests {
     use super::super::{
         EmptySchema, ParseOptions, ParsedBody, Precision, SchemaLookup, parse_lines,
     };
+    use super::same_name;
     use crate::schema::{COLUMN_KIND_KEY, ColumnType};
 
     fn parse_with(body: &str, schema: &dyn SchemaLookup) -> ParsedBody {
@@ -744,6 +960,101 @@ mod tests {
         assert_eq!(p.lines, 3);
         assert_eq!(column_names(&p, 0), ["t", "a", "b", "time"]);
         assert_eq!(column_names(&p, 1), ["a", "b", "c", "time"]);
+    }
+
+    #[test]
+    fn remembered_series_give_the_same_rows_as_parsing() {
+        // Lines 3, 5, 6 and 8 reuse the series of lines 1 and 2; some add
+        // fields, one fails on a field, one sets a field named like a tag.
+        let body = "m,a=1,b=x f=1 1\n\
+                    m,b=y g=2i 2\n\
+                    m,a=1,b=x f=3,g=4i 3\n\
+                    n,a=1,b=x f=1 4\n\
+                    m,b=y g=bad 5\n\
+                    m,a=1,b=x a=1 6\n\
+                    m,a=1,b=x time=1 7\n\
+                    m,b=y  h=\"s\"  8\n\
+                    m,a=1,b=x f=5";
+        let p = parse(body);
+        assert_eq!(
+            messages(&p),
+            [
+                "line 5, column 9: invalid field value \"bad\" for field \"g\"",
+                "line 6, column 11: field \"a\" is float but column \"a\" of table \"m\" is tag",
+                "line 7, column 11: invalid field name: input field \"time\" on measurement \"m\" is invalid",
+            ]
+        );
+        assert_eq!(column_names(&p, 0), ["a", "b", "f", "g", "h", "time"]);
+        let a = [
+            Some("1".into()),
+            None,
+            Some("1".into()),
+            None,
+            Some("1".into()),
+        ];
+        assert_eq!(tags(&p, 0, "a"), a);
+        let b: Vec<Option<String>> = ["x", "y", "x", "y", "x"]
+            .iter()
+            .map(|v| Some(v.to_string()))
+            .collect();
+        assert_eq!(tags(&p, 0, "b"), b);
+        assert_eq!(
+            floats(&p, 0, "f"),
+            [Some(1.0), None, Some(3.0), None, Some(5.0)]
+        );
+        let g = p.tables[0].batch.column(3).as_primitive::<Int64Type>();
+        assert_eq!(
+            g.iter().collect::<Vec<_>>(),
+            [None, Some(2), Some(4), None, None]
+        );
+        assert_eq!(tags(&p, 1, "b"), [Some("x".into())]);
+        // Each distinct value is in the dictionary once.
+        let dict = p.tables[0].batch.column(1);
+        let dict = dict
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .unwrap();
+        assert_eq!(dict.values().len(), 2);
+    }
+
+    #[test]
+    fn series_with_escaped_spaces_are_told_apart() {
+        let p = parse("m,t=a\\ b f=1\nm,t=a\\\\ b=1\nm,t=a\\ b f=2\nm,t=a\\\\ b=2");
+        assert_eq!(p.error_count, 0, "{:?}", p.errors);
+        assert_eq!(
+            tags(&p, 0, "t"),
+            [
+                Some("a b".into()),
+                Some("a\\".into()),
+                Some("a b".into()),
+                Some("a\\".into())
+            ]
+        );
+        assert_eq!(floats(&p, 0, "b"), [None, Some(1.0), None, Some(2.0)]);
+    }
+
+    #[test]
+    fn same_name_is_equality() {
+        let names = [
+            "",
+            "a",
+            "ab",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefgi",
+            "bbcdefgh",
+            "usage_user",
+            "usage_usez",
+            "usage_guest_nice",
+            "usage_guest_nicf",
+            "usage_guest_nice!",
+            "é✓",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

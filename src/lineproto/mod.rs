@@ -18,14 +18,30 @@
 //! - Escapes: in the measurement `\,` `\ ` and `\\`; in tag keys, tag values and
 //!   field keys `\,` `\=` `\ ` and `\\` (as InfluxDB 3 reads them). A backslash
 //!   before any other byte is kept as it is. `=` needs no escape in a measurement
-//!   or a tag value. A line may not end in a lone backslash.
+//!   or a tag value. A backslash right before the `\n` in a name escapes the
+//!   newline as InfluxDB 3 does: both are kept in the name and the line goes on
+//!   (before `\r\n`, or at the end of the body, it is an error: "line ends with
+//!   a backslash").
 //! - Field values: float (`1`, `-1.5`, `1e3`, `1.`, `.5`, `1E10`; never NaN or
 //!   infinity), integer `1i` (i64), unsigned `1u` (u64), string `"…"` (with `\"`
 //!   and `\\`; other backslashes are kept), boolean `t T true True TRUE f F false
 //!   False FALSE`.
 //! - Timestamp: a signed 64-bit integer in the request's [`Precision`], converted
 //!   to ns with checked arithmetic; absent → [`ParseOptions::default_time_ns`].
-//! - `time` is not a valid tag or field key.
+//! - A tag named `time` is an error; a field named `time` is dropped and the
+//!   rest of the line written, unless it was the only field (an error). Both as
+//!   InfluxDB 3 (`core/mutable_batch_lp`, `write_line`), with InfluxDB 1.x's
+//!   messages.
+//! - Size limits ([`ParseOptions`]): line length, and the length of each name,
+//!   tag value and string value (64 KiB each by default, as InfluxDB 3).
+//!
+//! ## Where we knowingly differ from InfluxDB 3's parser
+//!
+//! We accept a few things that `influxdb_line_protocol` rejects, since the
+//! intent is clear and rejecting loses data: lines ending in `\r\n` (it reads
+//! the `\r` as content), floats written `1.` or `.5` (as the Go parser of
+//! InfluxDB 1.x/2.x), and trailing spaces after a field set with no timestamp.
+//! We reject values that overflow `f64` (it stores infinity).
 //!
 //! # Newlines inside string values
 //!
@@ -73,7 +89,12 @@
 //! valid stretches in between are parsed as usual.
 
 mod batch;
+#[cfg(test)]
+mod corners;
 mod parse;
+#[cfg(test)]
+mod props;
+mod scan;
 
 use std::fmt;
 
@@ -154,6 +175,13 @@ pub struct ParseOptions {
     pub max_columns_per_table: usize,
     /// Most errors kept with details; the rest are only counted (default 100).
     pub max_errors: usize,
+    /// Longest tag key or tag value in bytes after unescaping (default 64 KiB,
+    /// InfluxDB 3's limit). As in InfluxDB, where one limit covers every name,
+    /// it also bounds measurement names and field keys. Longer is a line error.
+    pub max_tag_bytes: usize,
+    /// Longest string field value in bytes after unescaping (default 64 KiB, as
+    /// InfluxDB 3). Longer is a line error.
+    pub max_string_bytes: usize,
 }
 
 impl ParseOptions {
@@ -164,9 +192,23 @@ impl ParseOptions {
             max_line_bytes: 1 << 20,
             max_columns_per_table: 1000,
             max_errors: 100,
+            max_tag_bytes: INFLUXDB_STRING_LIMIT,
+            max_string_bytes: INFLUXDB_STRING_LIMIT,
+        }
+    }
+
+    fn limits(&self) -> parse::Limits {
+        parse::Limits {
+            line: self.max_line_bytes,
+            name: self.max_tag_bytes,
+            string: self.max_string_bytes,
         }
     }
 }
+
+/// InfluxDB 3's `STRING_LENGTH_LIMIT_IN_BYTES` (`influxdb_line_protocol`): the
+/// longest measurement, tag key, tag value, field key or string value it takes.
+const INFLUXDB_STRING_LIMIT: usize = 64 << 10;
 
 /// Why one line of the body was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +232,31 @@ fn excerpt(line: &str) -> String {
         end -= 1;
     }
     line[..end].to_string()
+}
+
+impl LineError {
+    /// The excerpt with a caret under the column on a second line:
+    ///
+    /// ```text
+    /// m,t=b f=oops 2
+    ///         ^
+    /// ```
+    ///
+    /// The caret is placed by characters, not bytes, so it lines up under
+    /// multibyte text (tabs in the excerpt are repeated in the padding); a
+    /// column past the excerpt points just after its end.
+    pub fn caret(&self) -> String {
+        let text = &self.original;
+        let mut byte = self.column.saturating_sub(1).min(text.len());
+        while !text.is_char_boundary(byte) {
+            byte -= 1;
+        }
+        let pad: String = text[..byte]
+            .chars()
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        format!("{text}\n{pad}^")
+    }
 }
 
 impl fmt::Display for LineError {
@@ -261,7 +328,11 @@ pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn SchemaLookup) 
                     .map_or(0, |i| i + 1);
                 let valid = std::str::from_utf8(&rest[..line_start])
                     .expect("a prefix of the valid part is valid UTF-8");
-                line_no = run.text(valid, line_no);
+                run.text(valid, line_no);
+                // Counted here, not taken from `text`: a line there that ends
+                // in an escaped `\n` runs on into the empty line after the
+                // last one, which is really the start of the bad line.
+                line_no += valid.bytes().filter(|&b| b == b'\n').count();
                 let line_end = rest[bad..]
                     .iter()
                     .position(|&b| b == b'\n')
@@ -293,20 +364,21 @@ pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn SchemaLookup) 
     out
 }
 
-/// The state of one [`parse_lines`] call.
-struct Run<'o> {
+/// The state of one [`parse_lines`] call on a body that lives for `'b`.
+struct Run<'o, 'b> {
     opts: &'o ParseOptions,
     schema: &'o dyn SchemaLookup,
-    tables: Tables,
+    tables: Tables<'b>,
     out: ParsedBody,
 }
 
-impl Run<'_> {
+impl<'b> Run<'_, 'b> {
     /// Parses valid UTF-8 text whose first line is number `line_no`; returns the
     /// number of the line after its last `\n`.
-    fn text(&mut self, text: &str, mut line_no: usize) -> usize {
+    fn text(&mut self, text: &'b str, mut line_no: usize) -> usize {
         let bytes = text.as_bytes();
         let mut line = Line::default();
+        let limits = self.opts.limits();
         let mut start = 0;
         while start < bytes.len() {
             let end = parse::find_newline(text, start);
@@ -331,32 +403,73 @@ impl Run<'_> {
                 continue;
             }
 
-            let scanned =
-                parse::parse_line(text, start, from, end, self.opts.max_line_bytes, &mut line);
-            let result = scanned.result.and_then(|()| {
-                let time_ns = match line.timestamp {
-                    None => self.opts.default_time_ns,
-                    Some((value, at)) => self.opts.precision.to_nanos(value).ok_or(Fault {
-                        at,
-                        problem: Problem::TimestampOutOfRange {
-                            value,
-                            precision: self.opts.precision,
-                        },
-                    })?,
-                };
-                self.tables.append(&line, time_ns, self.schema)
-            });
-            match result {
+            // A line whose series was seen in an accepted line skips it.
+            let series = parse::series_end(text, from, content_end);
+            let cached = series.and_then(|e| self.tables.series(&text[from..e]));
+            let scanned = parse::parse_line(
+                text,
+                start,
+                from,
+                end,
+                limits,
+                cached.and(series),
+                &mut line,
+            );
+            let (mut next, mut extra) = (scanned.next, scanned.extra_newlines);
+            let retry = match self.finish(&line, cached, scanned.result) {
                 Ok(fields) => {
                     self.out.lines += 1;
                     self.out.fields += fields;
+                    if let (None, Some(e)) = (cached, series) {
+                        self.tables.remember(&text[from..e]);
+                    }
+                    false
                 }
-                Err(fault) => self.error(line_no, fault, &text[start..content_end]),
+                Err(fault) if cached.is_none() => {
+                    self.error(line_no, fault, &text[start..content_end]);
+                    false
+                }
+                Err(_) => true,
+            };
+            if retry {
+                // Parse the failed line in full, for an error that can name
+                // its measurement (the same error otherwise).
+                let scanned = parse::parse_line(text, start, from, end, limits, None, &mut line);
+                (next, extra) = (scanned.next, scanned.extra_newlines);
+                match self.finish(&line, None, scanned.result) {
+                    Ok(fields) => {
+                        self.out.lines += 1;
+                        self.out.fields += fields;
+                    }
+                    Err(fault) => self.error(line_no, fault, &text[start..content_end]),
+                }
             }
-            start = scanned.next;
-            line_no += 1 + scanned.extra_newlines;
+            start = next;
+            line_no += 1 + extra;
         }
         line_no
+    }
+
+    /// Converts the timestamp and appends a parsed line.
+    #[inline]
+    fn finish<'l>(
+        &mut self,
+        line: &'l Line<'_>,
+        series: Option<u32>,
+        parsed: Result<(), Fault<'l>>,
+    ) -> Result<usize, Fault<'l>> {
+        parsed?;
+        let time_ns = match line.timestamp {
+            None => self.opts.default_time_ns,
+            Some((value, at)) => self.opts.precision.to_nanos(value).ok_or(Fault {
+                at,
+                problem: Problem::TimestampOutOfRange {
+                    value,
+                    precision: self.opts.precision,
+                },
+            })?,
+        };
+        self.tables.append(line, series, time_ns, self.schema)
     }
 
     fn error(&mut self, line: usize, fault: Fault<'_>, source: &str) {
@@ -614,6 +727,26 @@ mod tests {
         let f = p.tables[0].batch.column(0).as_primitive::<Float64Type>();
         assert_eq!(f.values().to_vec(), [1.0, 3.0, 4.0]);
         assert_eq!(f.null_count(), 0);
+    }
+
+    /// Found by fuzzing: a line ending in an escaped `\n` right before a line
+    /// with invalid UTF-8 made that line's number one too high.
+    #[test]
+    fn escaped_newline_before_invalid_utf8_keeps_line_numbers() {
+        let body = b"m f=1\nm\\\nx\xff f=1\nm f=oops";
+        let p = parse_lines(
+            body,
+            &ParseOptions::new(Precision::Nanosecond, NOW),
+            &EmptySchema,
+        );
+        assert_eq!(
+            errors(&p),
+            [
+                "line 2, column 4: missing field set",
+                "line 3, column 2: invalid UTF-8",
+                "line 4, column 5: invalid field value \"oops\" for field \"f\"",
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::Precision;
+use super::{Precision, scan};
 use crate::schema::{ColumnType, TIME_COLUMN};
 
 /// A field value as written in the line, already converted.
@@ -100,7 +100,19 @@ pub(crate) enum Problem<'a> {
     UnterminatedString(Cow<'a, str>),
     AfterString(Cow<'a, str>),
     TrailingBackslash,
-    TimeKey(&'static str),
+    /// A tag named `time` (on the measurement).
+    TimeTag(Cow<'a, str>),
+    /// A line whose only fields are named `time` (on the measurement).
+    TimeOnlyField(Cow<'a, str>),
+    /// A token longer than its limit: what it is (and its key), its length
+    /// after unescaping, the limit and the option that sets it.
+    TooLong {
+        what: &'static str,
+        key: Option<Cow<'a, str>>,
+        len: usize,
+        limit: usize,
+        option: &'static str,
+    },
     InvalidTimestamp(&'a str),
     TimestampOutOfRange {
         value: i64,
@@ -201,7 +213,30 @@ impl fmt::Display for Problem<'_> {
                 Snip(k)
             ),
             Self::TrailingBackslash => f.write_str("line ends with a backslash"),
-            Self::TimeKey(kind) => write!(f, "\"{TIME_COLUMN}\" is not a valid {kind} key"),
+            // InfluxDB 1.x's wording, which InfluxDB 3 keeps on purpose.
+            Self::TimeTag(m) => write!(
+                f,
+                "input tag \"{TIME_COLUMN}\" on measurement {} is invalid",
+                Snip(m)
+            ),
+            Self::TimeOnlyField(m) => write!(
+                f,
+                "invalid field name: input field \"{TIME_COLUMN}\" on measurement {} is invalid",
+                Snip(m)
+            ),
+            Self::TooLong {
+                what,
+                key,
+                len,
+                limit,
+                option,
+            } => {
+                f.write_str(what)?;
+                if let Some(key) = key {
+                    write!(f, " {}", Snip(key))?;
+                }
+                write!(f, " is {len} bytes, over the limit of {limit} ({option})")
+            }
             Self::InvalidTimestamp(v) => write!(f, "invalid timestamp {}", Snip(v)),
             Self::TimestampOutOfRange { value, precision } => write!(
                 f,
@@ -252,24 +287,30 @@ impl fmt::Display for Problem<'_> {
 const MEASUREMENT: u8 = 1;
 const KEY: u8 = 2;
 const TAG_VALUE: u8 = 4;
-/// Ends a number or boolean field value.
-const VALUE_END: u8 = 8;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
-    t[b',' as usize] = MEASUREMENT | KEY | TAG_VALUE | VALUE_END;
-    t[b' ' as usize] = MEASUREMENT | KEY | TAG_VALUE | VALUE_END;
+    t[b',' as usize] = MEASUREMENT | KEY | TAG_VALUE;
+    t[b' ' as usize] = MEASUREMENT | KEY | TAG_VALUE;
     t[b'\\' as usize] = MEASUREMENT | KEY | TAG_VALUE;
     t[b'=' as usize] = KEY;
     t
 };
 
 /// Index of the next `\n` at or after `from`, or `text.len()`.
-///
-/// `str::find` with an ASCII char uses the standard library's word-at-a-time
-/// memchr, much faster than a byte loop on long lines.
+#[inline]
 pub(crate) fn find_newline(text: &str, from: usize) -> usize {
-    text[from..].find('\n').map_or(text.len(), |i| from + i)
+    scan::find_byte(text.as_bytes(), from, text.len(), b'\n')
+}
+
+/// The bytes that end a token of class `stop` (see [`CLASS`]), for
+/// [`scan::find_any`].
+#[inline]
+const fn stop_set(stop: u8) -> [u8; 4] {
+    match stop {
+        KEY => *b", =\\",
+        _ => *b", \\\\", // MEASUREMENT, TAG_VALUE
+    }
 }
 
 /// The end of a line's content: `end` (a `\n` or the end of the body) less a `\r`
@@ -282,24 +323,62 @@ pub(crate) fn content_end(bytes: &[u8], start: usize, end: usize) -> usize {
     }
 }
 
+/// The size limits of [`super::ParseOptions`] that the parser enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Longest line in bytes (a string value may extend it over several).
+    pub line: usize,
+    /// Longest measurement, tag key, tag value or field key, unescaped.
+    pub name: usize,
+    /// Longest string field value, unescaped.
+    pub string: usize,
+}
+
 /// How far one call to [`parse_line`] got.
 #[derive(Debug)]
 pub(crate) struct Scanned<'a> {
     /// Where the next line starts (after this line's `\n`, or the body's end).
     pub next: usize,
-    /// `\n`s inside string values of this line (each counts as a line).
+    /// `\n`s inside this line (in string values, or escaped), each a line.
     pub extra_newlines: usize,
     pub result: Result<(), Fault<'a>>,
 }
 
+/// The end of the series (measurement and tag set) of the line whose content
+/// is `bytes[from..limit]`: its first space not escaped by a backslash. `None`
+/// if there is none before `limit`.
+#[inline]
+pub(crate) fn series_end(text: &str, from: usize, limit: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = from;
+    loop {
+        let space = scan::find_byte(bytes, at, limit, b' ');
+        if space == limit {
+            return None;
+        }
+        let backslashes = bytes[from..space]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 0 {
+            return Some(space);
+        }
+        at = space + 1;
+    }
+}
+
 /// Reads the line starting at `start` (its first non-blank byte at `from`) whose
-/// physical end is `end` (the `\n` or the body's end) into `out`.
+/// physical end is `end` (the `\n` or the body's end) into `out`. With
+/// `fields_at`, the series (up to that offset, see [`series_end`]) is known
+/// already and skipped: `out` gets no measurement and no tags.
 pub(crate) fn parse_line<'a>(
     text: &'a str,
     start: usize,
     from: usize,
     end: usize,
-    max_line_bytes: usize,
+    limits: Limits,
+    fields_at: Option<usize>,
     out: &mut Line<'a>,
 ) -> Scanned<'a> {
     out.clear();
@@ -312,9 +391,15 @@ pub(crate) fn parse_line<'a>(
         limit: content_end(bytes, start, end),
         end,
         extra_newlines: 0,
-        max_line_bytes,
+        limits,
     };
-    let result = cur.line(out);
+    let result = match fields_at {
+        Some(at) => {
+            cur.pos = at;
+            cur.after_series(out)
+        }
+        None => cur.line(out),
+    };
     Scanned {
         next: (cur.end + 1).min(text.len()),
         extra_newlines: cur.extra_newlines,
@@ -333,7 +418,7 @@ struct Cursor<'a> {
     /// Index of the `\n` ending the line, or the body's length.
     end: usize,
     extra_newlines: usize,
-    max_line_bytes: usize,
+    limits: Limits,
 }
 
 impl<'a> Cursor<'a> {
@@ -354,6 +439,27 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// A measurement, tag key, tag value or field key over the name limit.
+    #[cold]
+    fn name_too_long(
+        &self,
+        at: usize,
+        what: &'static str,
+        key: Option<Cow<'a, str>>,
+        len: usize,
+    ) -> Fault<'a> {
+        self.fault(
+            at,
+            Problem::TooLong {
+                what,
+                key,
+                len,
+                limit: self.limits.name,
+                option: "max_tag_bytes",
+            },
+        )
+    }
+
     fn line(&mut self, out: &mut Line<'a>) -> Result<(), Fault<'a>> {
         // Measurement.
         let at = self.pos;
@@ -361,13 +467,21 @@ impl<'a> Cursor<'a> {
         if out.measurement.is_empty() {
             return Err(self.fault(at, Problem::MissingMeasurement));
         }
+        if out.measurement.len() > self.limits.name {
+            return Err(self.name_too_long(at, "measurement", None, out.measurement.len()));
+        }
 
         // Tag set.
         if self.peek() == Some(b',') {
             self.pos += 1;
             self.tags(out)?;
         }
+        self.after_series(out)
+    }
 
+    /// The rest of the line after the series.
+    #[inline]
+    fn after_series(&mut self, out: &mut Line<'a>) -> Result<(), Fault<'a>> {
         // At least one space, then the field set.
         if self.peek() != Some(b' ') {
             return Err(self.fault(self.pos, Problem::MissingFieldSet));
@@ -391,11 +505,16 @@ impl<'a> Cursor<'a> {
             if key.is_empty() {
                 return Err(self.fault(at, Problem::MissingTagKey));
             }
+            if key.len() > self.limits.name {
+                let len = key.len();
+                return Err(self.name_too_long(at, "tag key", None, len));
+            }
             if self.peek() != Some(b'=') {
                 return Err(self.fault(self.pos, Problem::TagWithoutEquals(key)));
             }
             if key == TIME_COLUMN {
-                return Err(self.fault(at, Problem::TimeKey("tag")));
+                let m = out.measurement.clone();
+                return Err(self.fault(at, Problem::TimeTag(m)));
             }
             self.pos += 1;
             let value_at = self.pos;
@@ -403,6 +522,10 @@ impl<'a> Cursor<'a> {
             let value = self.ident(TAG_VALUE, KEY)?;
             if value.is_empty() {
                 return Err(self.fault(value_at, Problem::EmptyTagValue(key)));
+            }
+            if value.len() > self.limits.name {
+                let len = value.len();
+                return Err(self.name_too_long(value_at, "value of tag", Some(key), len));
             }
             out.tags.push(Tag {
                 key,
@@ -418,36 +541,73 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads the field set; returns whether a space (and so maybe a timestamp)
-    /// follows it.
+    /// follows it. A field named `time` is dropped, as InfluxDB does (see the
+    /// module docs); a line with no other field is an error.
     fn fields(&mut self, out: &mut Line<'a>) -> Result<bool, Fault<'a>> {
+        let mut time_at = None;
         loop {
             let at = self.pos;
             let key = self.ident(KEY, KEY)?;
             if key.is_empty() {
                 return Err(self.fault(at, Problem::MissingFieldKey));
             }
+            if key.len() > self.limits.name {
+                let len = key.len();
+                return Err(self.name_too_long(at, "field key", None, len));
+            }
             if self.peek() != Some(b'=') {
                 return Err(self.fault(self.pos, Problem::FieldWithoutEquals(key)));
             }
-            if key == TIME_COLUMN {
-                return Err(self.fault(at, Problem::TimeKey("field")));
-            }
             self.pos += 1;
-            let (value, key) = self.field_value(key)?;
-            out.fields.push(Field {
-                key,
-                value,
-                at: at - self.start,
-            });
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b' ') => return Ok(true),
-                None => return Ok(false),
-                // Only a string value can be followed by something else.
-                Some(_) => {
-                    let key = out.fields.pop().map(|f| f.key).unwrap_or_default();
-                    return Err(self.fault(self.pos, Problem::AfterString(key)));
+            // The common float, written straight into the line.
+            if let Some(&(b'0'..=b'9' | b'-' | b'.')) = self.bytes.get(self.pos)
+                && self.pos < self.limit
+                && key != TIME_COLUMN
+                && let Some((v, end)) = fast_float(self.bytes, self.pos, self.limit)
+            {
+                self.pos = end;
+                out.fields.push(Field {
+                    key,
+                    value: FieldValue::Float(v),
+                    at: at - self.start,
+                });
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        continue;
+                    }
+                    Some(_) => return Ok(true), // a space: `fast_float` stops on `,` or ` `
+                    None => return Ok(false),
                 }
+            }
+            let (value, key) = self.field_value(key)?;
+            let more = match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    None
+                }
+                Some(b' ') => Some(true),
+                None => Some(false),
+                // Only a string value can be followed by something else.
+                Some(_) => return Err(self.fault(self.pos, Problem::AfterString(key))),
+            };
+            if key == TIME_COLUMN {
+                time_at.get_or_insert(at);
+            } else {
+                out.fields.push(Field {
+                    key,
+                    value,
+                    at: at - self.start,
+                });
+            }
+            if let Some(more) = more {
+                if out.fields.is_empty()
+                    && let Some(at) = time_at
+                {
+                    let m = out.measurement.clone();
+                    return Err(self.fault(at, Problem::TimeOnlyField(m)));
+                }
+                return Ok(more);
             }
         }
     }
@@ -462,11 +622,7 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
         }
         let raw = &self.text[at..self.pos];
-        let digits = raw.strip_prefix('-').unwrap_or(raw);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(self.fault(at, Problem::InvalidTimestamp(raw)));
-        }
-        let Ok(value) = raw.parse::<i64>() else {
+        let Digits::Value(value) = signed(raw.as_bytes()) else {
             return Err(self.fault(at, Problem::InvalidTimestamp(raw)));
         };
         out.timestamp = Some((value, at - self.start));
@@ -486,10 +642,7 @@ impl<'a> Cursor<'a> {
         let begin = self.pos;
         let bytes = self.bytes;
         let limit = self.limit;
-        let mut pos = begin;
-        while pos < limit && CLASS[bytes[pos] as usize] & stop == 0 {
-            pos += 1;
-        }
+        let pos = scan::find_any(bytes, begin, limit, stop_set(stop));
         if pos == limit || bytes[pos] != b'\\' {
             self.pos = pos;
             return Ok(Cow::Borrowed(&self.text[begin..pos]));
@@ -507,14 +660,18 @@ impl<'a> Cursor<'a> {
         escapable: u8,
     ) -> Result<Cow<'a, str>, Fault<'a>> {
         let bytes = self.bytes;
-        let limit = self.limit;
         let mut owned = String::new();
         let mut segment = begin;
-        while pos < limit && bytes[pos] == b'\\' {
-            let Some(&next) = bytes.get(pos + 1).filter(|_| pos + 1 < limit) else {
-                return Err(self.fault(pos, Problem::TrailingBackslash));
-            };
-            if next == b'\\' || CLASS[next as usize] & escapable != 0 {
+        while pos < self.limit && bytes[pos] == b'\\' {
+            if pos + 1 == self.limit {
+                // A backslash before the `\n` (not `\r\n`) escapes it, as in
+                // InfluxDB: both stay in the name and the line goes on.
+                if self.limit == self.end && self.extend() {
+                    pos += 2;
+                } else {
+                    return Err(self.fault(pos, Problem::TrailingBackslash));
+                }
+            } else if bytes[pos + 1] == b'\\' || CLASS[bytes[pos + 1] as usize] & escapable != 0 {
                 // Drop the backslash; the escaped byte starts the next segment.
                 owned.push_str(&self.text[segment..pos]);
                 segment = pos + 1;
@@ -522,9 +679,7 @@ impl<'a> Cursor<'a> {
             } else {
                 pos += 1; // a literal backslash
             }
-            while pos < limit && CLASS[bytes[pos] as usize] & stop == 0 {
-                pos += 1;
-            }
+            pos = scan::find_any(bytes, pos, self.limit, stop_set(stop));
         }
         owned.push_str(&self.text[segment..pos]);
         self.pos = pos;
@@ -544,14 +699,21 @@ impl<'a> Cursor<'a> {
         };
         if first == b'"' {
             return match self.string() {
+                Ok(s) if s.len() > self.limits.string => {
+                    let len = s.len();
+                    Err(self.string_too_long(at, key, len))
+                }
                 Ok(s) => Ok((FieldValue::String(s), key)),
                 Err(problem_at) => Err(self.fault(problem_at, Problem::UnterminatedString(key))),
             };
         }
-        let mut pos = at;
-        while pos < self.limit && CLASS[self.bytes[pos] as usize] & VALUE_END == 0 {
-            pos += 1;
+        if matches!(first, b'0'..=b'9' | b'-' | b'.')
+            && let Some((v, end)) = fast_float(self.bytes, at, self.limit)
+        {
+            self.pos = end;
+            return Ok((FieldValue::Float(v), key));
         }
+        let pos = scan::find_any(self.bytes, at, self.limit, *b", , ");
         self.pos = pos;
         let raw = &self.text[at..pos];
         let value = match first {
@@ -585,29 +747,41 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[cold]
+    fn string_too_long(&self, at: usize, key: Cow<'a, str>, len: usize) -> Fault<'a> {
+        self.fault(
+            at,
+            Problem::TooLong {
+                what: "string value of field",
+                key: Some(key),
+                len,
+                limit: self.limits.string,
+                option: "max_string_bytes",
+            },
+        )
+    }
+
     /// Reads a quoted string starting on its `"`. `\"` and `\\` are unescaped;
     /// any other backslash is kept. A raw newline inside the quotes is part of
     /// the value: the line is extended to the next `\n`. On failure returns the
-    /// offset of the opening quote, with the line reset to its physical end so
-    /// that parsing resumes on the next physical line.
+    /// offset of the opening quote, with the line reset to where it ended when
+    /// the string began, so that parsing resumes on the next physical line.
     fn string(&mut self) -> Result<Cow<'a, str>, usize> {
         let quote = self.pos;
-        let (first_limit, first_end) = (self.limit, self.end);
+        let (first_limit, first_end, first_extra) = (self.limit, self.end, self.extra_newlines);
         let bytes = self.bytes;
         let mut pos = quote + 1;
         let mut segment = pos;
         let mut owned: Option<String> = None;
         loop {
-            while pos < self.limit && bytes[pos] != b'"' && bytes[pos] != b'\\' {
-                pos += 1;
-            }
+            pos = scan::find_any(bytes, pos, self.limit, *b"\"\\\"\\");
             if pos == self.limit {
                 if self.extend() {
                     continue;
                 }
                 self.limit = first_limit;
                 self.end = first_end;
-                self.extra_newlines = 0;
+                self.extra_newlines = first_extra;
                 self.pos = first_limit;
                 return Err(quote);
             }
@@ -644,7 +818,7 @@ impl<'a> Cursor<'a> {
         }
         let end = find_newline(self.text, self.end + 1);
         let limit = content_end(self.bytes, self.end + 1, end);
-        if limit - self.start > self.max_line_bytes {
+        if limit - self.start > self.limits.line {
             return false;
         }
         self.end = end;
@@ -663,30 +837,82 @@ enum NumberError {
 #[inline]
 fn number(raw: &str) -> Result<FieldValue<'static>, NumberError> {
     let b = raw.as_bytes();
-    match b[b.len() - 1] {
-        b'i' => {
-            let digits = &raw[..raw.len() - 1];
-            let unsigned = digits.strip_prefix('-').unwrap_or(digits);
-            if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(NumberError::Invalid("integer"));
-            }
-            // Only digits are left, so the only failure is overflow.
-            digits
-                .parse()
-                .map(FieldValue::Integer)
-                .map_err(|_| NumberError::OutOfRange("integer"))
-        }
-        b'u' => {
-            let digits = &raw[..raw.len() - 1];
-            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(NumberError::Invalid("unsigned"));
-            }
-            digits
-                .parse()
-                .map(FieldValue::UInteger)
-                .map_err(|_| NumberError::OutOfRange("unsigned"))
-        }
+    let (last, digits) = b.split_last().expect("a value is not empty");
+    match last {
+        b'i' => match signed(digits) {
+            Digits::Value(v) => Ok(FieldValue::Integer(v)),
+            Digits::Invalid => Err(NumberError::Invalid("integer")),
+            Digits::Overflow => Err(NumberError::OutOfRange("integer")),
+        },
+        b'u' => match unsigned(digits) {
+            Digits::Value(v) => Ok(FieldValue::UInteger(v)),
+            Digits::Invalid => Err(NumberError::Invalid("unsigned")),
+            Digits::Overflow => Err(NumberError::OutOfRange("unsigned")),
+        },
         _ => parse_float(raw).map(FieldValue::Float),
+    }
+}
+
+/// An integer as written, read in one pass.
+enum Digits<T> {
+    Value(T),
+    /// Not `-?[0-9]+` (or `[0-9]+` for unsigned).
+    Invalid,
+    /// Well formed but out of range.
+    Overflow,
+}
+
+/// `[0-9]+` as a `u64`.
+#[inline]
+fn unsigned(b: &[u8]) -> Digits<u64> {
+    if b.is_empty() {
+        return Digits::Invalid;
+    }
+    let mut v: u64 = 0;
+    if b.len() <= 19 {
+        // Below 10^19 < 2^64: no overflow possible.
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return Digits::Invalid;
+            }
+            v = v * 10 + u64::from(d);
+        }
+        return Digits::Value(v);
+    }
+    let mut overflow = false;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return Digits::Invalid;
+        }
+        match v.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))) {
+            Some(n) => v = n,
+            None => overflow = true,
+        }
+    }
+    if overflow {
+        Digits::Overflow
+    } else {
+        Digits::Value(v)
+    }
+}
+
+/// `-?[0-9]+` as an `i64`.
+#[inline]
+fn signed(b: &[u8]) -> Digits<i64> {
+    let (negative, b) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    match unsigned(b) {
+        Digits::Value(v) if negative && v <= 1 << 63 => {
+            // 2^63 wraps to i64::MIN, which is what it is negated.
+            Digits::Value(0i64.wrapping_sub(v as i64))
+        }
+        Digits::Value(v) if !negative && v <= i64::MAX as u64 => Digits::Value(v as i64),
+        Digits::Value(_) | Digits::Overflow => Digits::Overflow,
+        Digits::Invalid => Digits::Invalid,
     }
 }
 
@@ -695,7 +921,7 @@ fn number(raw: &str) -> Result<FieldValue<'static>, NumberError> {
 /// and `inf` never get through; an exponent too large for `f64` is out of range.
 #[inline]
 fn parse_float(raw: &str) -> Result<f64, NumberError> {
-    if let Some(v) = fast_float(raw.as_bytes()) {
+    if let Some((v, _)) = fast_float(raw.as_bytes(), 0, raw.len()) {
         return Ok(v);
     }
     if !raw
@@ -712,62 +938,69 @@ fn parse_float(raw: &str) -> Result<f64, NumberError> {
     }
 }
 
-/// Exact powers of ten that an `f64` holds.
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+/// The powers of ten that an `f64` holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// The common shape `-?d+(.d*)?` with at most 15 significant digits. The
-/// mantissa and the power of ten are then both exact in an `f64`, so one
-/// correctly rounded division gives the correctly rounded result (Clinger's
-/// fast path, the same one `str::parse` starts with). Anything else: `None`.
+/// Reads the common shape `-?d*(.d*)?` from `b[start..limit]` in one pass,
+/// up to the `,` or space (or `limit`) that ends it; returns the value and
+/// where it ends. Only when the digits make an integer mantissa of at most
+/// 2^53 and there are at most 22 after the point: both are then exact in an
+/// `f64`, so one correctly rounded division gives the correctly rounded result
+/// (Clinger's fast path, the one `str::parse` starts with). Anything else
+/// (exponents, more digits, other bytes): `None`, and the caller takes the
+/// general path.
 #[inline]
-fn fast_float(b: &[u8]) -> Option<f64> {
-    let (negative, digits) = match b.first()? {
-        b'-' => (true, &b[1..]),
-        _ => (false, b),
-    };
-    let mut mantissa: u64 = 0;
-    let mut count = 0usize; // digits taken into the mantissa
-    let mut scale = 0usize; // digits after the point
-    let mut seen_point = false;
-    let mut seen_digit = false;
-    for &c in digits {
-        match c {
-            b'0'..=b'9' => {
-                seen_digit = true;
-                if mantissa == 0 && c == b'0' {
-                    // Leading zeros are not significant.
-                } else {
-                    count += 1;
-                    if count > 15 {
-                        return None;
-                    }
-                    mantissa = mantissa * 10 + u64::from(c - b'0');
-                }
-                if seen_point {
-                    scale += 1;
-                }
-            }
-            b'.' if !seen_point => seen_point = true,
-            _ => return None,
-        }
+fn fast_float(b: &[u8], start: usize, limit: usize) -> Option<(f64, usize)> {
+    let mut i = start;
+    let negative = i < limit && b[i] == b'-';
+    if negative {
+        i += 1;
     }
-    if !seen_digit || scale >= POW10.len() {
+    let digits_start = i;
+    let mut mantissa: u64 = 0;
+    let mut point = None;
+    while i < limit {
+        let c = b[i];
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            // Wraps only past 19 digits, which are refused below.
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        } else if c == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if i < limit && b[i] != b',' && b[i] != b' ' {
+        return None;
+    }
+    let digits = i - digits_start - usize::from(point.is_some());
+    let scale = point.map_or(0, |p| i - p - 1);
+    if digits == 0 || digits > 19 || mantissa > 1 << 53 || scale >= POW10.len() {
         return None;
     }
     let v = mantissa as f64 / POW10[scale];
-    Some(if negative { -v } else { v })
+    Some((if negative { -v } else { v }, i))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const LIMITS: Limits = Limits {
+        line: 1 << 20,
+        name: 1 << 16,
+        string: 1 << 16,
+    };
+
     fn parse(s: &str) -> Result<Line<'_>, Fault<'_>> {
         let mut line = Line::default();
         let end = find_newline(s, 0);
-        let scanned = parse_line(s, 0, 0, end, 1 << 20, &mut line);
+        let scanned = parse_line(s, 0, 0, end, LIMITS, None, &mut line);
         scanned.result.map(|()| line)
     }
 
@@ -868,9 +1101,99 @@ mod tests {
             let frac = (x >> 20) % 1_000_000_000;
             let s = format!("{int}.{frac:09}");
             assert_eq!(
-                fast_float(s.as_bytes()),
+                fast_float(s.as_bytes(), 0, s.len()).map(|(v, _)| v),
                 Some(s.parse::<f64>().unwrap()),
                 "{s}"
+            );
+            // Any digits, any point, any sign: when it answers, it is exact.
+            let len = 1 + (x % 24) as usize;
+            let mut digits: Vec<u8> = (0..len)
+                .map(|i| b'0' + ((x >> (i % 60)) % 10) as u8)
+                .collect();
+            if x & 1 == 1 {
+                let at = (x >> 7) as usize % (len + 1);
+                digits.insert(at, b'.');
+            }
+            if x & 2 == 2 {
+                digits.insert(0, b'-');
+            }
+            let s = String::from_utf8(digits).unwrap();
+            let std = s.parse::<f64>().ok();
+            let end = s.len();
+            let mut with_tail = s.clone();
+            with_tail.push_str(",x=1");
+            for text in [&s, &with_tail] {
+                if let Some((v, at)) = fast_float(text.as_bytes(), 0, text.len()) {
+                    assert_eq!(Some(v.to_bits()), std.map(f64::to_bits), "{text}");
+                    assert_eq!(at, end, "{text}");
+                } else {
+                    assert!(len > 15 || std.is_none(), "{text}");
+                }
+            }
+        }
+        assert_eq!(fast_float(b"1.5e3", 0, 5), None);
+        assert_eq!(fast_float(b"12i", 0, 3), None);
+        assert_eq!(fast_float(b"1.2.3", 0, 5), None);
+        assert_eq!(fast_float(b"1.5 7", 0, 5), Some((1.5, 3)));
+    }
+
+    #[test]
+    fn one_pass_integers_agree_with_std() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "00000000000000000000000001",
+            "-00000000000000000000009223372036854775808",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "1000000000000000000",
+            "",
+            "-",
+            "+1",
+            "1a",
+            "a1",
+            "--1",
+            "1 ",
+            "١",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push((x >> (x % 64)).to_string());
+            cases.push(format!("-{}", x >> (x % 61)));
+        }
+        for case in &cases {
+            let b = case.as_bytes();
+            let want_u = case.parse::<u64>().ok();
+            let got_u = match unsigned(b) {
+                Digits::Value(v) => Some(v),
+                _ => None,
+            };
+            if !case.starts_with('+') {
+                assert_eq!(got_u, want_u, "{case:?}");
+            }
+            let want_i = case.parse::<i64>().ok().filter(|_| !case.starts_with('+'));
+            let got_i = match signed(b) {
+                Digits::Value(v) => Some(v),
+                _ => None,
+            };
+            assert_eq!(got_i, want_i, "{case:?}");
+            let digits = case.strip_prefix('-').unwrap_or(case);
+            let well_formed = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
+            assert_eq!(
+                matches!(signed(b), Digits::Invalid),
+                !well_formed,
+                "{case:?}"
             );
         }
     }
@@ -977,7 +1300,7 @@ mod tests {
         let body = "m s=\"one\ntwo\r\nthree\",x=1 5\nnext f=1";
         let mut line = Line::default();
         let end = find_newline(body, 0);
-        let scanned = parse_line(body, 0, 0, end, 1 << 20, &mut line);
+        let scanned = parse_line(body, 0, 0, end, LIMITS, None, &mut line);
         scanned.result.unwrap();
         assert_eq!(scanned.extra_newlines, 2);
         assert_eq!(&body[scanned.next..], "next f=1");
@@ -992,7 +1315,7 @@ mod tests {
     fn unterminated_string_resumes_on_the_next_physical_line() {
         let body = "m s=\"open\nnext f=1";
         let mut line = Line::default();
-        let scanned = parse_line(body, 0, 0, find_newline(body, 0), 1 << 20, &mut line);
+        let scanned = parse_line(body, 0, 0, find_newline(body, 0), LIMITS, None, &mut line);
         assert!(scanned.result.is_err());
         assert_eq!(scanned.extra_newlines, 0);
         assert_eq!(&body[scanned.next..], "next f=1");
@@ -1047,11 +1370,17 @@ mod tests {
         );
         assert_eq!(
             fault("m,time=1 f=1"),
-            (3, "\"time\" is not a valid tag key".into())
+            (
+                3,
+                "input tag \"time\" on measurement \"m\" is invalid".into()
+            )
         );
         assert_eq!(
-            fault("m f=1,time=1"),
-            (7, "\"time\" is not a valid field key".into())
+            fault("m time=1"),
+            (
+                3,
+                "invalid field name: input field \"time\" on measurement \"m\" is invalid".into()
+            )
         );
         assert_eq!(fault("m f=1 12x"), (7, "invalid timestamp \"12x\"".into()));
         assert_eq!(fault("m f=1 -"), (7, "invalid timestamp \"-\"".into()));

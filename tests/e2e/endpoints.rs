@@ -6,6 +6,9 @@ use serde_json::json;
 
 use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, request, row, write};
 
+/// (path and query, headers, body)
+type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'static str);
+
 const BAD_BODY: &str = "m,t=a f=1i 1\nm,t=b f=oops 2\n";
 
 #[tokio::test]
@@ -17,24 +20,24 @@ async fn v1_write_accepts_every_credential_form_and_maps_rp() {
         base64::engine::general_purpose::STANDARD.encode(format!("telegraf:{ADMIN_TOKEN}"))
     );
     let token = format!("Token {ADMIN_TOKEN}");
-    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    let cases: [Case<'_>; 4] = [
         (
-            "/write?db=tg&precision=s",
+            "/write?db=tg&precision=s".into(),
             vec![("authorization", token.as_str())],
             "cpu,via=token v=1i 1",
         ),
         (
-            "/write?db=tg&precision=s",
+            "/write?db=tg&precision=s".into(),
             vec![("authorization", basic.as_str())],
             "cpu,via=basic v=1i 1",
         ),
         (
-            &format!("/write?db=tg&precision=s&u=x&p={ADMIN_TOKEN}"),
+            format!("/write?db=tg&precision=s&u=x&p={ADMIN_TOKEN}"),
             vec![],
             "cpu,via=query v=1i 1",
         ),
         (
-            "/write?db=tg&rp=weekly&precision=n",
+            "/write?db=tg&rp=weekly&precision=n".into(),
             vec![("authorization", token.as_str())],
             "cpu,via=rp v=1i 1000000000",
         ),
@@ -87,7 +90,7 @@ async fn v1_write_accepts_every_credential_form_and_maps_rp() {
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
-        json!({"error": "failed to parse line protocol: errors encountered on line(s):\nline 2, column 9: invalid field value \"oops\" for field \"f\""})
+        json!({"error": "failed to parse line protocol: errors encountered on line(s):\nline 2, column 9: invalid field value \"oops\" for field \"f\"\n    m,t=b f=oops 2\n            ^"})
     );
     assert!(server.stop().success());
 
@@ -189,6 +192,25 @@ async fn dry_run_checks_without_writing() {
     assert!(r.json()["message"].as_str().unwrap().contains("integer"));
     let r = write(&server, "bucket=dry&dry_run=true", ADMIN_TOKEN, "t g=1i 4").await;
     assert_eq!(r.status, 204);
+    // The same on v1 and v3.
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let r = request(
+        "POST",
+        &server.url("/write?db=dry&dry_run=true"),
+        &[("authorization", &auth)],
+        "t f=9i 9",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let r = request(
+        "POST",
+        &server.url("/api/v3/write_lp?db=dry&dry_run=true"),
+        &[("authorization", &auth)],
+        "t f=9.5 9",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "parsing failed for write_lp endpoint");
     assert!(server.stop().success());
     assert_eq!(
         parquet_rows(dir.path(), "dry", "t").await,

@@ -505,6 +505,10 @@ async fn table_column_and_line_limits() {
             "3",
             "--max-line-bytes",
             "40",
+            "--max-tag-bytes",
+            "8",
+            "--max-string-bytes",
+            "4",
         ],
     );
     let w = |body: String| write(&server, "bucket=db", ADMIN_TOKEN, body);
@@ -530,6 +534,22 @@ async fn table_column_and_line_limits() {
     assert_eq!(r.json()["line"], 2);
     assert!(
         r.json()["message"].as_str().unwrap().contains("40"),
+        "{}",
+        r.json()
+    );
+
+    // Tag and string lengths, each a bad line named with its number.
+    let r = w("a,t=123456789 f=4i 5\na,t=z f=5i 6\n".into()).await;
+    assert_eq!((r.status, r.json()["line"].clone()), (400, json!(1)));
+    assert!(
+        r.json()["message"].as_str().unwrap().contains('8'),
+        "{}",
+        r.json()
+    );
+    let r = w("b f=1i,s=\"12345\" 7\n".into()).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains('4'),
         "{}",
         r.json()
     );
