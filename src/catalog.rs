@@ -604,6 +604,48 @@ impl Catalog {
     pub fn files(&self) -> Vec<ParquetFile> {
         self.files.lock().files.clone()
     }
+
+    /// Reads the file registrations other processes made since the last look,
+    /// so a querier sees snapshots taken after it started: each ingester's log
+    /// is read forward from its next number until one is missing. (Query-side
+    /// stand-in for a general `refresh_files`; kept separate to merge cleanly.)
+    pub async fn refresh_file_logs(&self) -> Result<(), CatalogError> {
+        let prefix = Path::from("catalog/files");
+        let listing = self
+            .store
+            .object_store()
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(StoreError::from)?;
+        for dir in listing.common_prefixes {
+            let Some(ingester) = dir.filename() else {
+                continue;
+            };
+            self.read_files_log_forward(ingester).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_files_log_forward(&self, ingester: &str) -> Result<(), CatalogError> {
+        loop {
+            let n = self.files.lock().logs.get(ingester).map_or(0, |l| l.0);
+            let path = files_log_path(ingester, n);
+            let bytes = match self.store.get(&path).await {
+                Ok(bytes) => bytes,
+                Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let entry: FilesEntry = decode(&path, &bytes)?;
+            let mut state = self.files.lock();
+            let log = state.logs.entry(ingester.to_string()).or_default();
+            // Another task may have applied entry n meanwhile.
+            if log.0 == n {
+                log.0 = n + 1;
+                log.1 = log.1.max(Some(entry.covered_segment));
+                state.files.extend(entry.files);
+            }
+        }
+    }
 }
 
 /// The Arrow column order of a catalog table: its columns as created, `time` last.
@@ -745,6 +787,33 @@ mod tests {
         let again = catalog(dir.path()).await;
         assert_eq!(again.covered_segment("i1"), Some(9));
         assert_eq!(again.files(), vec![f]);
+    }
+
+    #[tokio::test]
+    async fn a_reader_picks_up_files_registered_after_it_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = catalog(dir.path()).await;
+        let reader = catalog(dir.path()).await;
+        let f = |path: &str| ParquetFile {
+            path: path.into(),
+            database: 1,
+            table: 1,
+            partition: "2022-01-01".into(),
+            min_time: 0,
+            max_time: 1,
+            rows: 2,
+            size_bytes: 3,
+        };
+        writer.register_files("i1", 1, vec![f("a")]).await.unwrap();
+        writer.register_files("i2", 4, vec![f("b")]).await.unwrap();
+        assert!(reader.files().is_empty());
+        reader.refresh_file_logs().await.unwrap();
+        writer.register_files("i1", 2, vec![f("c")]).await.unwrap();
+        reader.refresh_file_logs().await.unwrap();
+        let mut paths: Vec<_> = reader.files().into_iter().map(|f| f.path).collect();
+        paths.sort();
+        assert_eq!(paths, vec!["a", "b", "c"]);
+        assert_eq!(reader.covered_segment("i1"), Some(2));
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
 use crate::lineproto::LineError;
+use crate::query::QueryError;
 use crate::route::RouteError;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,17 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
 
+    #[error("{0}")]
+    TableNotFound(String),
+
+    /// A query that does not parse or plan: DataFusion's message.
+    #[error("{0}")]
+    InvalidQuery(String),
+
+    /// A query feature not built yet (InfluxQL, query parameters).
+    #[error("{0}")]
+    NotImplemented(String),
+
     #[error("path not found")]
     PathNotFound,
 
@@ -126,14 +138,18 @@ impl Error {
             | Self::EmptyBody
             | Self::InvalidFlightData(_)
             | Self::SchemaConflict(_)
+            | Self::InvalidQuery(_)
             | Self::LineErrors { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } | Self::DecompressedTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::DatabaseNotFound(_) | Self::PathNotFound => StatusCode::NOT_FOUND,
+            Self::DatabaseNotFound(_) | Self::TableNotFound(_) | Self::PathNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -151,6 +167,7 @@ impl Error {
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable entity",
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::NOT_IMPLEMENTED => "not implemented",
             _ => "internal error",
         }
     }
@@ -173,13 +190,16 @@ impl Error {
             | Self::EmptyBody
             | Self::InvalidFlightData(_)
             | Self::SchemaConflict(_)
+            | Self::InvalidQuery(_)
             | Self::LineErrors { .. } => Code::InvalidArgument,
             Self::BodyTooLarge { .. } | Self::DecompressedTooLarge { .. } => {
                 Code::ResourceExhausted
             }
             Self::LimitExceeded(_) => Code::FailedPrecondition,
-            Self::DatabaseNotFound(_) | Self::PathNotFound => Code::NotFound,
-            Self::MethodNotAllowed => Code::Unimplemented,
+            Self::DatabaseNotFound(_) | Self::TableNotFound(_) | Self::PathNotFound => {
+                Code::NotFound
+            }
+            Self::MethodNotAllowed | Self::NotImplemented(_) => Code::Unimplemented,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         };
@@ -351,6 +371,19 @@ impl From<RouteError> for Error {
     }
 }
 
+impl From<QueryError> for Error {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::DatabaseNotFound(name) => Self::DatabaseNotFound(name),
+            QueryError::TableNotFound { .. } => Self::TableNotFound(e.to_string()),
+            QueryError::Invalid(m) => Self::InvalidQuery(m),
+            QueryError::NotImplemented(m) => Self::NotImplemented(m),
+            QueryError::Unavailable(m) => Self::Unavailable(m),
+            QueryError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
 /// One entry per rejected line, bounded: the rest are counted.
 fn line_errors_message(errors: &[LineError], total: usize) -> String {
     let mut message = String::from("failed to parse line protocol: errors encountered on line(s):");
@@ -410,6 +443,48 @@ mod tests {
         let r = Error::Unavailable("x".into()).into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn query_errors_keep_their_kind() {
+        let cases = [
+            (
+                QueryError::DatabaseNotFound("d".into()),
+                tonic::Code::NotFound,
+                404,
+            ),
+            (
+                QueryError::TableNotFound {
+                    database: "d".into(),
+                    table: "t".into(),
+                },
+                tonic::Code::NotFound,
+                404,
+            ),
+            (
+                QueryError::Invalid("bad".into()),
+                tonic::Code::InvalidArgument,
+                400,
+            ),
+            (
+                QueryError::NotImplemented("x".into()),
+                tonic::Code::Unimplemented,
+                501,
+            ),
+            (
+                QueryError::Unavailable("x".into()),
+                tonic::Code::Unavailable,
+                503,
+            ),
+        ];
+        for (q, code, status) in cases {
+            let e = Error::from(q);
+            assert_eq!(
+                (e.to_grpc().code(), e.status().as_u16()),
+                (code, status),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -14,11 +14,13 @@
 pub mod auth;
 pub mod bench;
 pub mod catalog;
+pub mod dedup;
 pub mod edge;
 pub mod error;
 pub mod ingester;
 pub mod lineproto;
 pub mod proto;
+pub mod query;
 pub mod route;
 pub mod schema;
 pub mod serve;

@@ -21,6 +21,19 @@ pub const TIME_COLUMN: &str = "time";
 /// Arrow field metadata key naming a column's kind: `tag`, `field` or `time`.
 pub const COLUMN_KIND_KEY: &str = "inflow.column";
 
+/// Hidden column of Parquet files and of ingester reads: the write sequence of
+/// each row (for a row merged from several writes, the latest), so a query can
+/// order the versions of a point found in different files and buffers. Never
+/// shown to users.
+pub const SEQUENCE_COLUMN: &str = "_inflow_seq";
+
+/// The Arrow field of [`SEQUENCE_COLUMN`]; its kind is `sequence`, so it is
+/// never taken for a tag or a field.
+pub fn sequence_field() -> Field {
+    let metadata = HashMap::from([(COLUMN_KIND_KEY.to_string(), "sequence".to_string())]);
+    Field::new(SEQUENCE_COLUMN, DataType::UInt64, false).with_metadata(metadata)
+}
+
 /// The type of a column, fixed by the first write that creates it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -20,6 +20,8 @@ use crate::catalog::Catalog;
 use crate::edge::{self, Edge, body::Limits};
 use crate::ingester::flight::IngesterFlight;
 use crate::ingester::{Ingester, IngesterConfig};
+use crate::query::frontend::QueryFrontend;
+use crate::query::{FlightIngesters, Querier};
 use crate::route::{IngesterClient, Router};
 use crate::store::Store;
 
@@ -77,7 +79,8 @@ pub struct ServeArgs {
     /// on an ephemeral port).
     #[arg(long, env = "INFLOW_GRPC_BIND")]
     pub grpc_bind: Option<SocketAddr>,
-    /// For routers: the ingesters, comma-separated `host:port`.
+    /// For routers and queriers: the ingesters, comma-separated `host:port`, or
+    /// `dns:NAME:PORT`.
     #[arg(long, env = "INFLOW_INGESTERS")]
     pub ingesters: Option<String>,
     /// For routers: how many ingesters must acknowledge each part of a write.
@@ -135,6 +138,10 @@ pub struct ServeArgs {
     /// tracing filter, e.g. `info,inflow=debug`.
     #[arg(long, env = "INFLOW_LOG_FILTER", default_value = "info")]
     pub log_filter: String,
+    /// For queriers: how long to wait for an ingester's buffered rows before the
+    /// query fails with UNAVAILABLE (never a partial answer).
+    #[arg(long, env = "INFLOW_QUERY_INGESTER_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub query_ingester_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +181,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         Role::All => run_all(&args, store, catalog, shutdown).await,
         Role::Router => run_router(&args, catalog, shutdown).await,
         Role::Ingester => run_ingester(&args, store, catalog, shutdown).await,
-        Role::Querier => Err(ServeError::RoleNotAvailable(args.role)),
+        Role::Querier => run_querier(&args, store, catalog, shutdown).await,
     }
 }
 
@@ -192,15 +199,23 @@ async fn run_all(
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let ingester = IngesterRole::start(
         args,
-        store,
+        store.clone(),
         Arc::clone(&catalog),
         &cluster_token,
         args.grpc_bind.unwrap_or(loopback),
     )
     .await?;
-    let client = IngesterClient::new(ingester.addr.to_string(), cluster_token, args.write_timeout);
+    let addr = ingester.addr.to_string();
+    // Queries reach the embedded ingester over loopback too: one code path.
+    let buffers = FlightIngesters::new(
+        vec![addr.clone()],
+        Arc::clone(&cluster_token),
+        args.query_ingester_timeout,
+    );
+    let querier = Arc::new(Querier::new(Arc::clone(&catalog), store, Arc::new(buffers)));
+    let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
     let router = Arc::new(Router::new(vec![client], 1));
-    serve_edge(args, catalog, Arc::clone(&router), shutdown).await?;
+    serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
     router.close().await;
     ingester.stop(args.shutdown_timeout).await
 }
@@ -233,9 +248,69 @@ async fn run_router(
             new_client,
         ));
     }
-    serve_edge(args, catalog, Arc::clone(&router), shutdown).await?;
+    serve_edge(args, catalog, Arc::clone(&router), None, shutdown).await?;
     router.close().await;
     Ok(())
+}
+
+/// A querier: SQL over Flight on `--http-bind`, reading the catalog's Parquet
+/// files and the buffered rows of `--ingesters`.
+async fn run_querier(
+    args: &ServeArgs,
+    store: Store,
+    catalog: Arc<Catalog>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let missing = |flag| ServeError::Missing {
+        flag,
+        role: Role::Querier,
+    };
+    let cluster_token = read_cluster_token(
+        args.cluster_token_file
+            .as_deref()
+            .ok_or(missing("--cluster-token-file"))?,
+    )?;
+    let source = IngesterSource::parse(args.ingesters.as_deref().ok_or(missing("--ingesters"))?)?;
+    let addrs = match &source {
+        IngesterSource::Static(addrs) => addrs.clone(),
+        IngesterSource::Dns { .. } => Vec::new(),
+    };
+    let buffers = Arc::new(FlightIngesters::new(
+        addrs,
+        cluster_token,
+        args.query_ingester_timeout,
+    ));
+    if let IngesterSource::Dns { name, port } = source {
+        tokio::spawn(resolve_query_ingesters(Arc::clone(&buffers), name, port));
+    }
+    let auth = operator_auth(args, Arc::clone(&catalog))?;
+    let querier = Arc::new(Querier::new(catalog, store, buffers));
+    let frontend = Arc::new(QueryFrontend::new(auth, querier));
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = bind_http(args).await?;
+    let flag = Arc::clone(&stopping);
+    let shutdown = async move {
+        shutdown.await;
+        flag.store(true, std::sync::atomic::Ordering::Release);
+    };
+    let service = edge::EdgeService::querier(frontend, stopping);
+    edge::serve(listener, service, shutdown, args.shutdown_timeout).await;
+    tracing::info!("querier stopped");
+    Ok(())
+}
+
+/// Keeps a querier's ingester set equal to what `name` resolves to.
+async fn resolve_query_ingesters(ingesters: Arc<FlightIngesters>, name: String, port: u16) {
+    const EVERY: Duration = Duration::from_secs(5);
+    loop {
+        match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(found) => ingesters.set_addrs(found.map(|a| a.to_string()).collect()),
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "resolving ingesters failed; keeping the last set")
+            }
+        }
+        tokio::time::sleep(EVERY).await;
+    }
 }
 
 /// An ingester: Flight on `--grpc-bind`, health on `--http-bind`.
@@ -337,27 +412,17 @@ impl IngesterRole {
     }
 }
 
-/// Serves the edge (HTTP and producer Flight) until `shutdown`, then drains.
+/// Serves the edge (HTTP, producer Flight, and queries when `querier` is given)
+/// until `shutdown`, then drains.
 async fn serve_edge(
     args: &ServeArgs,
     catalog: Arc<Catalog>,
     router: Arc<Router>,
+    querier: Option<Arc<Querier>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let env_token = std::env::var("INFLOW_ADMIN_TOKEN").ok();
-    let (admin, source) = admin_token(env_token, args.admin_token_file.as_deref(), &args.data_dir)?;
-    match &source {
-        AdminTokenSource::Env => println!("inflow: operator token from INFLOW_ADMIN_TOKEN"),
-        AdminTokenSource::File(p) => println!("inflow: operator token read from {}", p.display()),
-        AdminTokenSource::Generated(p) => {
-            println!(
-                "inflow: operator token generated and written to {}",
-                p.display()
-            )
-        }
-    }
     let edge = Arc::new(Edge {
-        auth: Arc::new(Authorizer::new(&admin, Arc::clone(&catalog))),
+        auth: operator_auth(args, Arc::clone(&catalog))?,
         catalog,
         router,
         limits: Limits {
@@ -380,15 +445,34 @@ async fn serve_edge(
             .stopping
             .store(true, std::sync::atomic::Ordering::Release);
     };
+    let query = querier.map(|q| Arc::new(QueryFrontend::new(Arc::clone(&edge.auth), q)));
     edge::serve(
         listener,
-        edge::EdgeService::new(edge),
+        edge::EdgeService::with_query(edge, query),
         shutdown,
         args.shutdown_timeout,
     )
     .await;
     tracing::info!("edge stopped");
     Ok(())
+}
+
+/// The authorizer of an entry point: the operator token (announced on stdout)
+/// plus the catalog's tokens.
+fn operator_auth(args: &ServeArgs, catalog: Arc<Catalog>) -> Result<Arc<Authorizer>, ServeError> {
+    let env_token = std::env::var("INFLOW_ADMIN_TOKEN").ok();
+    let (admin, source) = admin_token(env_token, args.admin_token_file.as_deref(), &args.data_dir)?;
+    match &source {
+        AdminTokenSource::Env => println!("inflow: operator token from INFLOW_ADMIN_TOKEN"),
+        AdminTokenSource::File(p) => println!("inflow: operator token read from {}", p.display()),
+        AdminTokenSource::Generated(p) => {
+            println!(
+                "inflow: operator token generated and written to {}",
+                p.display()
+            )
+        }
+    }
+    Ok(Arc::new(Authorizer::new(&admin, catalog)))
 }
 
 async fn bind_http(args: &ServeArgs) -> Result<TcpListener, ServeError> {

@@ -13,7 +13,7 @@ venv=target/test-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 export INFLOW_TEST_PYTHON="$PWD/$venv/bin/python"
 
 if ! command -v node >/dev/null; then

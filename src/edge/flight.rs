@@ -1,4 +1,6 @@
-//! Arrow Flight on the edge's port, for internal producers that already have Arrow.
+//! Arrow Flight on the edge's port: queries (the InfluxDB 3 JSON ticket and
+//! Flight SQL, see `crate::query`) and, for internal producers that already have
+//! Arrow, writes.
 //!
 //! `DoPut` with a token in `authorization` metadata; the descriptor's `path` is
 //! `[database, table]`. Columns are told apart by Arrow field metadata
@@ -30,19 +32,40 @@ use crate::error::Error;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
 use crate::lineproto::TableBatch;
 use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
+use crate::query::flight_sql;
+use crate::query::frontend::QueryFrontend;
+use crate::query::ticket::{self, InfluxTicket};
 use crate::schema::{ColumnType, TIME_COLUMN, arrow_schema};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// Flight on the edge's port. A router has `edge` (writes), a querier `query`,
+/// the one-process mode both; what a role lacks answers `UNIMPLEMENTED`.
 pub struct EdgeFlight {
-    edge: Arc<Edge>,
+    edge: Option<Arc<Edge>>,
+    query: Option<Arc<QueryFrontend>>,
 }
 
 impl EdgeFlight {
-    pub fn server(edge: Arc<Edge>) -> FlightServiceServer<Self> {
-        FlightServiceServer::new(Self { edge })
+    pub fn server(
+        edge: Option<Arc<Edge>>,
+        query: Option<Arc<QueryFrontend>>,
+    ) -> FlightServiceServer<Self> {
+        FlightServiceServer::new(Self { edge, query })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn query(&self) -> Result<&QueryFrontend, Status> {
+        self.query.as_deref().ok_or_else(|| {
+            Status::unimplemented("queries are served by the querier role, not by a router")
+        })
+    }
+
+    fn edge(&self) -> Result<&Arc<Edge>, Status> {
+        self.edge.as_ref().ok_or_else(|| {
+            Status::unimplemented("writes are served by the router role, not by a querier")
+        })
     }
 }
 
@@ -119,12 +142,12 @@ impl FlightService for EdgeFlight {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        let edge = Arc::clone(self.edge()?);
         let auth = request
             .metadata()
             .get("authorization")
             .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
-        let principal = self
-            .edge
+        let principal = edge
             .auth
             .authenticate(auth.as_ref())
             .await
@@ -152,7 +175,7 @@ impl FlightService for EdgeFlight {
             ));
             return Err(e.to_grpc());
         }
-        let db = database_for_write(&self.edge, &principal, &database)
+        let db = database_for_write(&edge, &principal, &database)
             .await
             .map_err(|e| e.to_grpc())?;
         let first =
@@ -160,7 +183,6 @@ impl FlightService for EdgeFlight {
                 futures::future::ready(r.as_ref().is_ok_and(|d| !d.data_header.is_empty()))
             });
         let mut decoder = FlightDataDecoder::new(first.chain(input));
-        let edge = Arc::clone(&self.edge);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             let mut write_id = 0;
@@ -217,11 +239,13 @@ impl FlightService for EdgeFlight {
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
         unimplemented("ListFlights")
     }
+    /// Flight SQL: statements, prepared statements, metadata commands.
     async fn get_flight_info(
         &self,
-        _: Request<FlightDescriptor>,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        unimplemented("GetFlightInfo")
+        let info = flight_sql::get_flight_info(self.query()?, request).await?;
+        Ok(Response::new(info))
     }
     async fn poll_flight_info(
         &self,
@@ -235,8 +259,23 @@ impl FlightService for EdgeFlight {
     ) -> Result<Response<SchemaResult>, Status> {
         unimplemented("GetSchema")
     }
-    async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        unimplemented("DoGet")
+    /// The InfluxDB 3 JSON ticket, or a Flight SQL ticket (protobuf `Any`).
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        let query = self.query()?;
+        let stream = if ticket::is_json(&request.get_ref().ticket) {
+            let t = InfluxTicket::parse(&request.get_ref().ticket)
+                .map_err(|e| Error::from(e).to_grpc())?;
+            query
+                .run(request.metadata(), &t.database, &t.sql)
+                .await
+                .map_err(|e| e.to_grpc())?
+        } else {
+            flight_sql::do_get(query, request).await?
+        };
+        Ok(Response::new(stream))
     }
     async fn do_exchange(
         &self,
@@ -244,16 +283,22 @@ impl FlightService for EdgeFlight {
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
         unimplemented("DoExchange")
     }
+    /// Flight SQL prepared statements.
     async fn do_action(
         &self,
-        _: Request<Action>,
+        request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        unimplemented("DoAction")
+        let results = flight_sql::do_action(self.query()?, request).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            results.into_iter().map(Ok),
+        ))))
     }
     async fn list_actions(
         &self,
         _: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        unimplemented("ListActions")
+        self.query()?;
+        let actions = flight_sql::list_actions().into_iter().map(Ok);
+        Ok(Response::new(Box::pin(futures::stream::iter(actions))))
     }
 }

@@ -1,4 +1,5 @@
-//! The edge: HTTP (axum) on one port, serving the write endpoints, health and ping.
+//! The edge: HTTP (axum) and gRPC on one port, serving the write endpoints,
+//! Flight (queries, producer writes), health and ping.
 //!
 //! Every handler returns `crate::error::Error` on failure, so every error, even
 //! for unknown paths and methods, is the same JSON shape. Each response carries an
@@ -13,6 +14,7 @@ pub mod write;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
@@ -30,6 +32,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::auth::Authorizer;
 use crate::catalog::Catalog;
 use crate::error::Error;
+use crate::query::frontend::QueryFrontend;
 use crate::route::Router as IngestRouter;
 use body::Limits;
 
@@ -137,10 +140,39 @@ pub struct EdgeService {
 }
 
 impl EdgeService {
+    /// A router's edge: writes only.
     pub fn new(edge: Arc<Edge>) -> Self {
+        Self::with_query(edge, None)
+    }
+
+    /// Writes, and queries too when `query` is given (the one-process mode).
+    pub fn with_query(edge: Arc<Edge>, query: Option<Arc<QueryFrontend>>) -> Self {
         Self {
             http: app(Arc::clone(&edge)),
-            grpc: flight::EdgeFlight::server(edge),
+            grpc: flight::EdgeFlight::server(Some(edge), query),
+        }
+    }
+
+    /// A querier's edge: queries over Flight, health and readiness over HTTP.
+    pub fn querier(query: Arc<QueryFrontend>, stopping: Arc<AtomicBool>) -> Self {
+        let ready = move || {
+            let stopping = Arc::clone(&stopping);
+            async move {
+                if stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    return Err(Error::Unavailable("shutting down".into()));
+                }
+                Ok(axum::Json(serde_json::json!({"status": "ready"})))
+            }
+        };
+        let http = ops_routes()
+            .route("/ready", get(ready))
+            .fallback(|| async { Error::PathNotFound })
+            .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+        Self {
+            http,
+            grpc: flight::EdgeFlight::server(None, Some(query)),
         }
     }
 }

@@ -88,6 +88,11 @@ impl Buffer {
             .collect()
     }
 
+    /// Every chunk of one table, in commit order (for queries).
+    pub fn table_chunks(&self, key: &TableKey) -> Vec<Arc<Chunk>> {
+        self.tables.get(key).cloned().unwrap_or_default()
+    }
+
     /// Drops what a registered snapshot covers.
     pub fn remove_up_to(&mut self, segment: u64) {
         let mut freed = 0;

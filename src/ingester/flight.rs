@@ -5,11 +5,15 @@
 //! answered by one `PutResult` whose `app_metadata` is a `WriteAck`, in whatever
 //! order they become durable. A gRPC status ends the stream only for faults of the
 //! stream itself (bad auth, undecodable data).
+//!
+//! `DoGet` serves queriers: the buffered (not yet persisted) rows of one table,
+//! with their write sequences, so a point is queryable as soon as it is acked.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
@@ -23,9 +27,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::read::{TimeRange, buffered_batches};
 use super::{Ingester, Refused};
 use crate::proto::refusal::Reason;
-use crate::proto::{FORMAT_VERSION, Refusal, WriteAck, WriteBatch, write_ack};
+use crate::proto::{FORMAT_VERSION, ReadBuffer, Refusal, WriteAck, WriteBatch, write_ack};
 
 /// Largest gRPC message the ingester accepts: one write of the largest request.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
@@ -209,8 +214,35 @@ impl FlightService for IngesterFlight {
     ) -> Result<Response<SchemaResult>, Status> {
         unimplemented("GetSchema")
     }
-    async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        unimplemented("DoGet")
+    /// A querier asks for one table's buffered rows (ticket: a `ReadBuffer`).
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        self.check_cluster_token(&request)?;
+        let read = ReadBuffer::decode(request.get_ref().ticket.clone())
+            .map_err(|e| Status::invalid_argument(format!("bad ReadBuffer ticket: {e}")))?;
+        if read.format_version > FORMAT_VERSION {
+            return Err(Status::invalid_argument(format!(
+                "ReadBuffer format version {} is newer than this ingester's {FORMAT_VERSION}",
+                read.format_version
+            )));
+        }
+        let chunks = self.ingester.buffered_chunks(&read.database, &read.table);
+        let range = TimeRange {
+            min: read.min_time,
+            max: read.max_time,
+        };
+        let (schema, batches) =
+            tokio::task::spawn_blocking(move || buffered_batches(&chunks, range))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(format!("reading the buffer: {e}")))?;
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+            .map_err(|e| Status::internal(e.to_string()));
+        Ok(Response::new(Box::pin(stream)))
     }
     async fn do_exchange(
         &self,

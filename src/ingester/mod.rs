@@ -15,6 +15,7 @@
 
 pub mod buffer;
 pub mod flight;
+pub mod read;
 pub mod snapshot;
 pub mod wal;
 
@@ -364,6 +365,15 @@ impl Ingester {
         }
         self.snapshot().await?;
         Ok(())
+    }
+
+    /// The buffered (not yet persisted) chunks of one table, for a querier. A
+    /// snapshot drops chunks only after registering their files, so a querier
+    /// that asks here first and reads the catalog afterwards misses nothing.
+    pub fn buffered_chunks(&self, database: &str, table: &str) -> Vec<Arc<Chunk>> {
+        self.buffer
+            .lock()
+            .table_chunks(&(Arc::from(database), Arc::from(table)))
     }
 }
 

@@ -1,19 +1,18 @@
 //! Turns buffered chunks of one table into Parquet files, one per day.
 //!
-//! Rows are sorted by (tags, time) and deduplicated by point identity: a point is
-//! (table, tag set, time), a missing tag being null. When a point was written more
-//! than once, each field takes the value of the latest write that set it, "latest"
-//! being the router's sequence and then the row order within a write.
+//! Rows are sorted by (tags, time) and deduplicated by point identity (see
+//! [`crate::dedup`]). Each file also holds the hidden [`SEQUENCE_COLUMN`], the
+//! latest write sequence of each row, which queries use to order versions of a
+//! point found in several files (after a failover) and in ingester buffers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, TimestampNanosecondArray, UInt32Array};
+use arrow::array::{Array, TimestampNanosecondArray, UInt32Array, UInt64Array};
 use arrow::compute::{concat_batches, take};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -21,7 +20,8 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use super::buffer::Chunk;
-use crate::schema::{ColumnType, TIME_COLUMN, project};
+use crate::dedup::{dedup, key_columns_by_kind};
+use crate::schema::{ColumnType, TIME_COLUMN, project, sequence_field};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
@@ -66,7 +66,9 @@ pub fn target_schema<'a>(
     Arc::new(Schema::new(fields))
 }
 
-/// Merges chunks (in commit order) into one sorted, deduplicated batch.
+/// Merges chunks into one deduplicated batch sorted by (tags, time), with the
+/// hidden [`SEQUENCE_COLUMN`] last: each row's latest write sequence, so that a
+/// query can order this file's rows against other files and buffers.
 pub fn merge(schema: &SchemaRef, chunks: &[Arc<Chunk>]) -> Result<RecordBatch, SnapshotError> {
     let mut ordered: Vec<&Arc<Chunk>> = chunks.iter().collect();
     // Stable: chunks of equal sequence keep their commit order.
@@ -76,73 +78,19 @@ pub fn merge(schema: &SchemaRef, chunks: &[Arc<Chunk>]) -> Result<RecordBatch, S
         .map(|c| project(&c.batch, schema))
         .collect::<Result<Vec<_>, _>>()?;
     let all = concat_batches(schema, &widened)?;
-    dedup_sorted(&all)
-}
-
-/// Sorts rows by (tags, time) keeping arrival order among equals, then folds each
-/// run of equal keys into one row: tags and time from the run, each field from the
-/// last row of the run where it is not null.
-fn dedup_sorted(batch: &RecordBatch) -> Result<RecordBatch, SnapshotError> {
-    let schema = batch.schema();
-    let kinds: Vec<Option<ColumnType>> = schema
-        .fields()
+    let sequences: UInt64Array = ordered
         .iter()
-        .map(|f| ColumnType::from_arrow_field(f))
+        .flat_map(|c| std::iter::repeat_n(c.sequence, c.batch.num_rows()))
         .collect();
-    let key_idx: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| matches!(kinds[i], Some(ColumnType::Tag)))
-        .chain(schema.index_of(TIME_COLUMN).ok())
-        .collect();
-    let converter = RowConverter::new(
-        key_idx
-            .iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-            .collect(),
-    )?;
-    let key_columns: Vec<ArrayRef> = key_idx
-        .iter()
-        .map(|&i| Arc::clone(batch.column(i)))
-        .collect();
-    let rows = converter.convert_columns(&key_columns)?;
-
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-
-    // Runs of equal keys.
-    let mut runs: Vec<(usize, usize)> = Vec::with_capacity(order.len());
-    let mut start = 0;
-    for i in 1..=order.len() {
-        if i == order.len() || rows.row(order[i] as usize) != rows.row(order[start] as usize) {
-            runs.push((start, i));
-            start = i;
-        }
-    }
-
-    let columns = batch
-        .columns()
-        .iter()
-        .enumerate()
-        .map(|(i, col)| {
-            let is_field = kinds[i].is_some_and(ColumnType::is_field) || kinds[i].is_none();
-            let pick: UInt32Array = runs
-                .iter()
-                .map(|&(s, e)| {
-                    let run = &order[s..e];
-                    if is_field {
-                        run.iter()
-                            .rev()
-                            .find(|&&r| col.is_valid(r as usize))
-                            .copied()
-                            .or(run.last().copied())
-                    } else {
-                        Some(run[0])
-                    }
-                })
-                .collect();
-            take(col.as_ref(), &pick, None)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema, columns)?)
+    let deduped = dedup(&all, &key_columns_by_kind(schema), &sequences)?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(sequence_field());
+    let mut columns = deduped.batch.columns().to_vec();
+    columns.push(Arc::new(deduped.sequences));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Splits a merged batch by day and encodes each day as Parquet.
@@ -209,7 +157,7 @@ fn partition_name(day: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::arrow_schema;
+    use crate::schema::{SEQUENCE_COLUMN, arrow_schema};
     use arrow::array::{Float64Array, Int64Array, StringDictionaryBuilder};
     use arrow::datatypes::Int32Type;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -285,6 +233,17 @@ mod tests {
             vec![Some(5.0), Some(2.0), None]
         );
         assert_eq!(n.iter().collect::<Vec<_>>(), vec![None, Some(7), Some(8)]);
+        let seq = merged
+            .column_by_name(SEQUENCE_COLUMN)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap();
+        assert_eq!(
+            seq.values().to_vec(),
+            vec![1, 2, 1],
+            "latest write of each row"
+        );
     }
 
     #[test]

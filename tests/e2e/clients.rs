@@ -185,3 +185,64 @@ async fn influxdb3_python_and_influx3_cli_write() {
         ])]
     );
 }
+
+/// `influxdb3-python` writes, then queries with SQL over its Flight ticket: the
+/// exact values and Arrow types come back (tags as strings, `time` as
+/// `timestamp[ns]`), and `SHOW TABLES` lists the table.
+#[tokio::test]
+async fn influxdb3_python_queries_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    let token = create_token(dir.path(), "q3db", "read,write");
+    let out = run(Command::new(python())
+        .arg(script("python_v3_query.py"))
+        .args([&server.base, &token, "q3db"]));
+    let json_line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("JSON output");
+    let got: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    let expected = serde_json::json!({
+        "types": {
+            "host": "string", "region": "string", "f": "double", "i": "int64",
+            "u": "uint64", "b": "bool", "s": "string", "time": "timestamp[ns]"
+        },
+        "rows": [
+            {"host": "a", "region": "eu", "f": 1.5, "i": -2, "u": 3, "b": true,
+             "s": "x \"y\"", "time": 1_700_000_000_000_000_001i64},
+            {"host": "b", "region": null, "f": 2.25, "i": 4, "u": null, "b": null,
+             "s": null, "time": 1_700_000_000_000_000_002i64}
+        ],
+        "tables": ["q3"]
+    });
+    assert_eq!(got, expected);
+    assert!(server.stop().success());
+}
+
+/// ADBC's Flight SQL driver (pinned): a statement, a prepared statement, the
+/// table list (`adbc_get_objects`) and a table's schema.
+#[tokio::test]
+async fn adbc_flight_sql_queries_and_lists_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    let body = "cpu,host=a usage=1.5 1\ncpu,host=b usage=2.5 2\nmem,host=a free=3i 1\n";
+    let r = crate::harness::write(&server, "bucket=adb", crate::harness::ADMIN_TOKEN, body).await;
+    assert_eq!(r.status, 204);
+    let token = create_token(dir.path(), "adb", "read");
+    let out = run(Command::new(python())
+        .arg(script("adbc_flightsql.py"))
+        .args([&server.base, &token, "adb"]));
+    let json_line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("JSON output");
+    let got: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    let expected = serde_json::json!({
+        "rows": [{"host": "a", "usage": 1.5}, {"host": "b", "usage": 2.5}],
+        "prepared": [{"n": 2, "top": 2.5}],
+        "tables": ["cpu", "mem"],
+        "schema": {"host": "string", "usage": "double", "time": "timestamp[ns]"}
+    });
+    assert_eq!(got, expected);
+    assert!(server.stop().success());
+}

@@ -610,3 +610,91 @@ async fn writes_keep_succeeding_with_an_ingester_dead() {
         80 * 100
     );
 }
+
+fn start_querier(dir: &Path, token_file: &Path, ingesters: &str) -> Server {
+    let token = token_file.to_str().unwrap();
+    let args = [
+        "--role",
+        "querier",
+        "--ingesters",
+        ingesters,
+        "--cluster-token-file",
+        token,
+        "--query-ingester-timeout",
+        "3s",
+    ];
+    start_role(dir, &args, &[], &[])
+}
+
+/// Split mode: router, two ingesters and a querier in separate processes. Rows
+/// written through the router are visible through the querier whether they sit
+/// in an ingester's buffer or in Parquet; with an ingester gone the querier
+/// answers UNAVAILABLE rather than a partial result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn querier_sees_buffered_and_persisted_rows_and_refuses_partial_answers() {
+    let cluster = Cluster::start(2, 1);
+    let url = cluster.router_urls[0].lock().clone();
+    let querier = start_querier(
+        &cluster.data(),
+        &cluster.token_file,
+        &cluster.ingester_addrs.join(","),
+    );
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let body: String = (0..50)
+        .map(|i| format!("sq,host=h{i} v={i}i 1000\n"))
+        .collect();
+    let r = request(
+        "POST",
+        &format!("{url}/api/v2/write?bucket=db"),
+        &[("authorization", &auth)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let sql = "SELECT count(*) AS n, sum(v) AS total, count(DISTINCT host) AS hosts FROM sq";
+    let expected = vec![crate::harness::row(&[
+        ("n", "50"),
+        ("total", "1225"),
+        ("hosts", "50"),
+    ])];
+    // At once (buffers), and again once the 1 s snapshots have run (Parquet),
+    // with an overwrite of one point in a buffer on top.
+    assert_eq!(
+        crate::query::query_rows(&querier.base, "db", sql).await,
+        expected
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!crate::harness::files_under(&cluster.data(), ".parquet").is_empty());
+    let r = request(
+        "POST",
+        &format!("{url}/api/v2/write?bucket=db"),
+        &[("authorization", &auth)],
+        "sq,host=h0 v=100i 1000\n",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let expected = vec![crate::harness::row(&[
+        ("n", "50"),
+        ("total", "1325"),
+        ("hosts", "50"),
+    ])];
+    assert_eq!(
+        crate::query::query_rows(&querier.base, "db", sql).await,
+        expected
+    );
+
+    cluster.kill_ingester(1);
+    let err = crate::query::query(&querier.base, Some(ADMIN_TOKEN), "db", sql)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("unavailable"), "{}", err.message());
+    // The router serves no queries; the querier no writes.
+    let e = crate::query::query(&url, Some(ADMIN_TOKEN), "db", sql)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    assert!(querier.stop().success());
+    cluster.restart_ingester(1);
+    cluster.stop();
+}

@@ -246,6 +246,10 @@ pub async fn parquet_rows_in(store: &Store, database: &str, table: &str) -> Vec<
             for r in 0..batch.num_rows() {
                 let mut row = Row::new();
                 for (i, field) in batch.schema().fields().iter().enumerate() {
+                    // The hidden write sequence is not user data.
+                    if field.name() == inflow::schema::SEQUENCE_COLUMN {
+                        continue;
+                    }
                     let col = batch.column(i);
                     if col.is_valid(r) {
                         let v = if field.name() == "time" {

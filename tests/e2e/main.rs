@@ -7,4 +7,5 @@ mod durability;
 mod endpoints;
 mod flight;
 mod harness;
+mod query;
 mod write_contract;

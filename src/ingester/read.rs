@@ -1,0 +1,124 @@
+//! What an ingester answers a querier: the buffered rows of one table, laid out
+//! in one schema (the union of its chunks' columns, `time` last) plus the hidden
+//! sequence column, so the querier can deduplicate them against Parquet files.
+
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, TimestampNanosecondArray, UInt64Array};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use super::buffer::Chunk;
+use super::snapshot::target_schema;
+use crate::schema::{TIME_COLUMN, project, sequence_field};
+
+/// Inclusive time bounds in nanoseconds; `None` is unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+}
+
+impl TimeRange {
+    pub fn contains(&self, t: i64) -> bool {
+        self.min.is_none_or(|m| t >= m) && self.max.is_none_or(|m| t <= m)
+    }
+
+    /// Whether `[min, max]` overlaps this range.
+    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+        self.min.is_none_or(|m| max >= m) && self.max.is_none_or(|m| min <= m)
+    }
+
+    pub fn is_unbounded(&self) -> bool {
+        self.min.is_none() && self.max.is_none()
+    }
+}
+
+/// The chunks' rows within `range`, one batch per chunk, all in one schema with
+/// the sequence column last. Returns that schema too (for an empty answer).
+pub fn buffered_batches(
+    chunks: &[Arc<Chunk>],
+    range: TimeRange,
+) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    let schema = target_schema([], chunks);
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(sequence_field());
+    let out = Arc::new(Schema::new(fields));
+    let mut batches = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let batch = filter_time(&project(&chunk.batch, &schema)?, range)?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let seq = UInt64Array::from(vec![chunk.sequence; batch.num_rows()]);
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(seq));
+        batches.push(RecordBatch::try_new(Arc::clone(&out), columns)?);
+    }
+    Ok((out, batches))
+}
+
+/// The rows of `batch` whose time is in `range`.
+pub fn filter_time(batch: &RecordBatch, range: TimeRange) -> Result<RecordBatch, ArrowError> {
+    if range.is_unbounded() {
+        return Ok(batch.clone());
+    }
+    let time = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| ArrowError::SchemaError("batch has no nanosecond time column".into()))?;
+    let keep: BooleanArray = time
+        .values()
+        .iter()
+        .map(|&t| Some(range.contains(t)))
+        .collect();
+    filter_record_batch(batch, &keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnType, SEQUENCE_COLUMN, arrow_schema};
+    use arrow::array::{Array, Float64Array};
+
+    fn chunk(sequence: u64, with_y: bool, times: Vec<i64>) -> Arc<Chunk> {
+        let mut cols = vec![("x", ColumnType::Float)];
+        if with_y {
+            cols.push(("y", ColumnType::Float));
+        }
+        cols.push(("time", ColumnType::Time));
+        let n = times.len();
+        let mut arrays: Vec<arrow::array::ArrayRef> =
+            vec![Arc::new(Float64Array::from(vec![1.0; n]))];
+        if with_y {
+            arrays.push(Arc::new(Float64Array::from(vec![2.0; n])));
+        }
+        arrays.push(Arc::new(TimestampNanosecondArray::from(times)));
+        let batch = RecordBatch::try_new(arrow_schema(cols), arrays).unwrap();
+        Arc::new(Chunk {
+            segment: sequence,
+            sequence,
+            batch,
+        })
+    }
+
+    #[test]
+    fn chunks_share_one_schema_and_carry_their_sequence() {
+        let chunks = vec![chunk(7, false, vec![1, 50]), chunk(9, true, vec![2, 3])];
+        let range = TimeRange {
+            min: Some(2),
+            max: Some(10),
+        };
+        let (schema, batches) = buffered_batches(&chunks, range).unwrap();
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, vec!["x", "y", "time", SEQUENCE_COLUMN]);
+        assert_eq!(batches.len(), 1, "the first chunk has no row in range");
+        let b = &batches[0];
+        assert_eq!(b.num_rows(), 2);
+        let seq = b.column(3).as_any().downcast_ref::<UInt64Array>().unwrap();
+        assert_eq!(seq.values().to_vec(), vec![9, 9]);
+        assert_eq!(b.column(1).null_count(), 0);
+    }
+}

@@ -1,0 +1,373 @@
+//! Queries: SQL (DataFusion) over what was written, served over Arrow Flight
+//! (the InfluxDB 3 ticket) and Flight SQL.
+//!
+//! ```text
+//!  ticket / Flight SQL ─► Querier::plan (one SessionContext per query, a table
+//!                          provider per catalog table, information_schema on)
+//!                              │ scan of a table
+//!                              ▼
+//!        1. ingesters: buffered rows (Flight DoGet, cluster token)
+//!        2. then catalog files: Parquet on the object store
+//!                              │ both carry each row's write sequence
+//!                              ▼
+//!        dedup by point identity (crate::dedup) ─► MemTable ─► DataFusion
+//! ```
+//!
+//! The order of 1 and 2 is what makes a snapshot in between harmless: an
+//! ingester drops buffered rows only after their file is registered, so a row
+//! missing from the buffer answer is in the files read afterwards; a row in both
+//! is folded by the deduplication.
+
+pub mod flight_sql;
+pub mod frontend;
+pub mod ingesters;
+pub mod table;
+pub mod ticket;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+
+use crate::catalog::{Catalog, CatalogError, Database};
+use crate::store::Store;
+pub use ingesters::{BufferSource, FlightIngesters};
+use table::{InflowTable, Sources};
+
+/// The catalog and schema every table is in, as InfluxDB 3 names them.
+pub const CATALOG_NAME: &str = "public";
+pub const SCHEMA_NAME: &str = "iox";
+const INFORMATION_SCHEMA: &str = "information_schema";
+
+/// Why a query failed. Cloneable and string-based so it can travel inside a
+/// `DataFusionError::External` and be recovered for its status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    #[error("database \"{0}\" not found")]
+    DatabaseNotFound(String),
+    #[error("table \"{table}\" not found in database \"{database}\"")]
+    TableNotFound { database: String, table: String },
+    /// The SQL does not parse or plan: DataFusion's message.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    /// An ingester or the object store could not be read: no partial answers.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CatalogError> for QueryError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::DatabaseNotFound(name) => Self::DatabaseNotFound(name),
+            CatalogError::Store(_) => Self::Unavailable(format!("catalog unavailable: {e}")),
+            CatalogError::Conflict { .. }
+            | CatalogError::LimitExceeded { .. }
+            | CatalogError::Corrupt { .. }
+            | CatalogError::UnsupportedVersion { .. } => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    /// Our own errors come back out of `External`; the rest are classified by
+    /// the innermost DataFusion error, with the whole message.
+    fn from(e: DataFusionError) -> Self {
+        if let Some(ours) = find_query_error(&e) {
+            return ours.clone();
+        }
+        let message = e.strip_backtrace();
+        match e.find_root() {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::Configuration(_)
+            | DataFusionError::Execution(_)
+            | DataFusionError::ArrowError(..) => Self::Invalid(message),
+            DataFusionError::NotImplemented(_) => Self::NotImplemented(message),
+            DataFusionError::ResourcesExhausted(_) => Self::Unavailable(message),
+            _ => Self::Internal(message),
+        }
+    }
+}
+
+fn find_query_error(e: &DataFusionError) -> Option<&QueryError> {
+    let mut current: &(dyn std::error::Error + 'static) = e;
+    loop {
+        if let Some(q) = current.downcast_ref::<QueryError>() {
+            return Some(q);
+        }
+        current = current.source()?;
+    }
+}
+
+/// A planned query: its result schema and a way to run it.
+pub struct Planned {
+    frame: DataFrame,
+}
+
+impl Planned {
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.frame.schema().as_arrow().clone())
+    }
+
+    /// Runs the query: this is when tables are read (ingesters, then files).
+    pub async fn execute(self) -> Result<SendableRecordBatchStream, QueryError> {
+        Ok(self.frame.execute_stream().await?)
+    }
+}
+
+/// Plans and runs SQL against one database.
+#[derive(Debug)]
+pub struct Querier {
+    sources: Arc<Sources>,
+}
+
+impl Querier {
+    pub fn new(catalog: Arc<Catalog>, store: Store, ingesters: Arc<dyn BufferSource>) -> Self {
+        Self {
+            sources: Arc::new(Sources {
+                catalog,
+                store,
+                ingesters,
+            }),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.sources.catalog
+    }
+
+    /// The database as the catalog has it now (other processes may have added
+    /// tables and columns since the last look).
+    pub async fn database(&self, name: &str) -> Result<Arc<Database>, QueryError> {
+        let state = self.sources.catalog.refresh().await?;
+        state
+            .database(name)
+            .cloned()
+            .ok_or_else(|| QueryError::DatabaseNotFound(name.to_string()))
+    }
+
+    /// Parses and plans `sql`; reads no data. Unknown tables are `NOT_FOUND`;
+    /// DDL, DML and `SET` are refused.
+    pub async fn plan(&self, database: &str, sql: &str) -> Result<Planned, QueryError> {
+        let db = self.database(database).await?;
+        let ctx = self.context(&db)?;
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        for reference in state.resolve_table_references(&statement)? {
+            check_table(&db, &reference)?;
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        let frame = ctx.execute_logical_plan(plan).await?;
+        Ok(Planned { frame })
+    }
+
+    /// A context for one query: every table of `db` under `public.iox`.
+    fn context(&self, db: &Arc<Database>) -> Result<SessionContext, QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME);
+        let ctx = SessionContext::new_with_config(config);
+        for table in db.tables() {
+            let provider = InflowTable::new(Arc::clone(db), Arc::clone(table), &self.sources);
+            ctx.register_table(
+                TableReference::bare(table.name.as_str()),
+                Arc::new(provider),
+            )?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// A table the query names must be one of the database's (or an
+/// `information_schema` view).
+fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryError> {
+    let not_found = || QueryError::TableNotFound {
+        database: db.name.clone(),
+        table: reference.to_string(),
+    };
+    if reference.schema() == Some(INFORMATION_SCHEMA) {
+        return Ok(());
+    }
+    if reference.catalog().is_some_and(|c| c != CATALOG_NAME)
+        || reference.schema().is_some_and(|s| s != SCHEMA_NAME)
+    {
+        return Err(not_found());
+    }
+    db.table(reference.table())
+        .map(|_| ())
+        .ok_or_else(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ParquetFile, SchemaLimits, TableColumns};
+    use crate::ingester::buffer::Chunk;
+    use crate::ingester::read::{TimeRange, buffered_batches};
+    use crate::ingester::snapshot::{day_files, merge, target_schema};
+    use crate::schema::{ColumnType, arrow_schema};
+    use crate::store::Put;
+    use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use arrow::util::pretty::pretty_format_batches;
+    use futures::TryStreamExt;
+
+    const COLUMNS: [(&str, ColumnType); 4] = [
+        ("host", ColumnType::Tag),
+        ("x", ColumnType::Float),
+        ("y", ColumnType::Float),
+        ("time", ColumnType::Time),
+    ];
+
+    fn chunk(sequence: u64, rows: &[(&str, Option<f64>, Option<f64>, i64)]) -> Arc<Chunk> {
+        let host: StringArray = rows.iter().map(|r| Some(r.0)).collect();
+        let host = arrow::compute::cast(&host, &ColumnType::Tag.arrow_type()).unwrap();
+        let batch = RecordBatch::try_new(
+            arrow_schema(COLUMNS),
+            vec![
+                host,
+                Arc::new(rows.iter().map(|r| r.1).collect::<Float64Array>()),
+                Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
+                Arc::new(TimestampNanosecondArray::from(
+                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        Arc::new(Chunk {
+            segment: sequence,
+            sequence,
+            batch,
+        })
+    }
+
+    #[derive(Debug)]
+    struct Buffered(Vec<Arc<Chunk>>);
+
+    #[tonic::async_trait]
+    impl BufferSource for Buffered {
+        async fn fetch(
+            &self,
+            _: &str,
+            _: &str,
+            range: TimeRange,
+        ) -> Result<Vec<RecordBatch>, QueryError> {
+            Ok(buffered_batches(&self.0, range).unwrap().1)
+        }
+    }
+
+    /// Persists `chunk` as if ingester `owner` had snapshotted it.
+    async fn persist(catalog: &Catalog, store: &Store, owner: &str, chunk: Arc<Chunk>) {
+        let db = catalog.state().database("db").cloned().unwrap();
+        let table = db.table("m").cloned().unwrap();
+        let schema = target_schema(crate::catalog::table_columns(&table), &[Arc::clone(&chunk)]);
+        let merged = merge(&schema, &[chunk]).unwrap();
+        let mut files = Vec::new();
+        for f in day_files(&merged).unwrap() {
+            let path = format!("{}/{}/{}/{owner}.parquet", db.id, table.id, f.partition);
+            store
+                .put(&path.as_str().into(), f.bytes.clone(), Put::Overwrite)
+                .await
+                .unwrap();
+            files.push(ParquetFile {
+                path,
+                database: db.id,
+                table: table.id,
+                partition: f.partition,
+                min_time: f.min_time,
+                max_time: f.max_time,
+                rows: f.rows,
+                size_bytes: f.bytes.len() as u64,
+            });
+        }
+        catalog.register_files(owner, 1, files).await.unwrap();
+    }
+
+    async fn sql(querier: &Querier, sql: &str) -> String {
+        let planned = querier.plan("db", sql).await.unwrap();
+        let batches: Vec<RecordBatch> = planned
+            .execute()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        pretty_format_batches(&batches).unwrap().to_string()
+    }
+
+    /// Two files of the same point from different ingesters (a failover) and a
+    /// buffered version: per field, the latest write sequence wins.
+    #[tokio::test]
+    async fn versions_across_files_and_buffers_fold_by_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let catalog = Catalog::load(store.clone()).await.unwrap();
+        catalog.create_database("db").await.unwrap();
+        let table = TableColumns {
+            table: "m",
+            columns: COLUMNS.to_vec(),
+        };
+        catalog
+            .ensure_schema("db", &[table], SchemaLimits::UNLIMITED)
+            .await
+            .unwrap();
+        persist(
+            &catalog,
+            &store,
+            "i1",
+            chunk(5, &[("a", Some(1.0), Some(1.0), 10)]),
+        )
+        .await;
+        let failover = chunk(7, &[("a", Some(2.0), None, 10), ("b", Some(3.0), None, 20)]);
+        persist(&catalog, &store, "i2", failover).await;
+        let buffered = vec![
+            chunk(8, &[("a", None, Some(9.0), 10)]),
+            chunk(6, &[("b", Some(4.0), Some(4.0), 20)]),
+        ];
+        // A querier in another process: it must find the files by itself.
+        let reader = Catalog::load(store.clone()).await.unwrap();
+        let querier = Querier::new(reader, store, Arc::new(Buffered(buffered)));
+        let all = sql(&querier, "SELECT * FROM m ORDER BY host").await;
+        let expected = "\
++------+-----+-----+-------------------------------+
+| host | x   | y   | time                          |
++------+-----+-----+-------------------------------+
+| a    | 2.0 | 9.0 | 1970-01-01T00:00:00.000000010 |
+| b    | 3.0 | 4.0 | 1970-01-01T00:00:00.000000020 |
++------+-----+-----+-------------------------------+";
+        assert_eq!(all, expected);
+        let late = sql(
+            &querier,
+            "SELECT host, x FROM m WHERE time >= to_timestamp_nanos(15)",
+        )
+        .await;
+        assert!(
+            late.contains("| b    | 3.0 |") && !late.contains("| a "),
+            "{late}"
+        );
+
+        let e = querier
+            .plan("db", "SELECT * FROM nope")
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, QueryError::TableNotFound { .. }), "{e}");
+        let e = querier.plan("db", "SELEC 1").await.err().unwrap();
+        assert!(matches!(e, QueryError::Invalid(_)), "{e}");
+        let e = querier.plan("nodb", "SELECT 1").await.err().unwrap();
+        assert!(matches!(e, QueryError::DatabaseNotFound(_)), "{e}");
+    }
+}
