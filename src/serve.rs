@@ -212,11 +212,18 @@ async fn run_all(
         Arc::clone(&cluster_token),
         args.query_ingester_timeout,
     );
-    let querier = Arc::new(Querier::new(Arc::clone(&catalog), store, Arc::new(buffers)));
+    let buffers = Arc::new(buffers);
+    let querier = Arc::new(Querier::new(
+        Arc::clone(&catalog),
+        store,
+        Arc::clone(&buffers) as Arc<dyn crate::query::BufferSource>,
+    ));
     let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
     let router = Arc::new(Router::new(vec![client], 1));
     serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
     router.close().await;
+    // Our query connections to the ingester would hold its shutdown back.
+    buffers.close();
     ingester.stop(args.shutdown_timeout).await
 }
 

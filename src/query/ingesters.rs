@@ -66,6 +66,12 @@ impl FlightIngesters {
         }
     }
 
+    /// Drops the connections, so an ingester stopping in the same process is
+    /// not kept waiting for them to close.
+    pub fn close(&self) {
+        self.channels.lock().clear();
+    }
+
     /// A channel per address, connected lazily and reused.
     fn channel(&self, addr: &str) -> Result<Channel, QueryError> {
         if let Some(c) = self.channels.lock().get(addr) {

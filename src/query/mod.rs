@@ -162,10 +162,18 @@ impl Querier {
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect)?;
-        for reference in state.resolve_table_references(&statement)? {
-            check_table(&db, &reference)?;
-        }
-        let plan = state.statement_to_plan(statement).await?;
+        let references = state.resolve_table_references(&statement)?;
+        // A plan that fails because it names an unknown table is NOT_FOUND; a
+        // `CREATE TABLE x` plans fine and is refused below as DDL.
+        let plan = match state.statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                for reference in &references {
+                    check_table(&db, reference)?;
+                }
+                return Err(e.into());
+            }
+        };
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -90,7 +90,7 @@ pub async fn query_rows(base: &str, database: &str, sql: &str) -> Vec<Row> {
 /// a snapshot (only in Parquet), after a restart, and when its versions are split
 /// between Parquet and the buffer: always exactly once, with the later write's
 /// fields on top of the earlier ones.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn written_points_are_visible_at_once_after_snapshot_and_restart_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
@@ -179,7 +179,7 @@ async fn written_points_are_visible_at_once_after_snapshot_and_restart_exactly_o
 /// The overwrite rule from DESIGN.md §2 through a query, within the buffer: a
 /// field not set by the later write keeps its earlier value; a missing tag is
 /// part of the identity (null), tag order is not.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overwrite_of_one_field_keeps_the_other_fields() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
@@ -210,7 +210,7 @@ async fn an_overwrite_of_one_field_keeps_the_other_fields() {
 }
 
 /// Tokens: read permission is needed; errors carry the right gRPC code.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_and_errors_have_their_codes() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
@@ -294,7 +294,7 @@ async fn permissions_and_errors_have_their_codes() {
 }
 
 /// information_schema, SHOW TABLES and SHOW COLUMNS, as InfluxDB 3 users expect.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_introspection_over_sql() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
