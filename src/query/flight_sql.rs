@@ -121,7 +121,7 @@ pub async fn get_flight_info(
             flight_info(&planned.schema(), cmd.as_any().encode_to_vec(), descriptor)
         }
         Command::CommandGetCatalogs(cmd) => {
-            let schema = cmd.clone().into_builder().schema();
+            let schema = cmd.into_builder().schema();
             flight_info(&schema, cmd.as_any().encode_to_vec(), descriptor)
         }
         Command::CommandGetDbSchemas(cmd) => {
@@ -133,7 +133,7 @@ pub async fn get_flight_info(
             flight_info(&schema, cmd.as_any().encode_to_vec(), descriptor)
         }
         Command::CommandGetTableTypes(cmd) => {
-            let schema = cmd.clone().into_builder().schema();
+            let schema = cmd.into_builder().schema();
             flight_info(&schema, cmd.as_any().encode_to_vec(), descriptor)
         }
         Command::CommandGetSqlInfo(cmd) => {

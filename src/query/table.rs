@@ -24,6 +24,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::QueryError;
@@ -79,7 +80,9 @@ impl InflowTable {
     }
 
     /// The table's points in `range`: ingesters first, then the catalog's files.
-    async fn gather(&self, range: TimeRange) -> Result<RecordBatch, QueryError> {
+    /// Only the key and the `needed` columns are read and folded (a field does
+    /// not affect another field's value); the others come back null.
+    async fn gather(&self, range: TimeRange, needed: &[usize]) -> Result<RecordBatch, QueryError> {
         let buffered = self
             .sources
             .ingesters
@@ -88,16 +91,33 @@ impl InflowTable {
         self.sources.catalog.refresh_file_logs().await?;
         let files = self.files(range);
         let store = self.sources.store.clone();
+        let key = self.key_columns();
+        let mut columns: Vec<usize> = key.iter().chain(needed).copied().collect();
+        columns.sort_unstable();
+        columns.dedup();
+        let reduced = Arc::new(self.schema.project(&columns).map_err(internal)?);
+        let names: Arc<Vec<String>> = Arc::new(
+            reduced
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .chain([SEQUENCE_COLUMN.to_string()])
+                .collect(),
+        );
         let persisted: Vec<Vec<RecordBatch>> = futures::stream::iter(files)
-            .map(|f| read_parquet(store.clone(), f, range))
+            .map(|f| read_parquet(store.clone(), f, range, Arc::clone(&names)))
             .buffer_unordered(PARALLEL_FILE_READS)
             .try_collect()
             .await?;
-        let schema = Arc::clone(&self.schema);
-        let key = self.key_columns();
+        let key: Vec<usize> = key
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| c == k))
+            .collect();
+        let full = Arc::clone(&self.schema);
         tokio::task::spawn_blocking(move || {
             let all = persisted.into_iter().flatten().chain(buffered);
-            points(&schema, &key, all.collect())
+            let points = points(&reduced, &key, all.collect())?;
+            project(&points, &full).map_err(internal)
         })
         .await
         .map_err(|e| QueryError::Internal(e.to_string()))?
@@ -153,8 +173,10 @@ impl TableProvider for InflowTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let range = time_range(filters);
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let needed = projection.map_or(all.as_slice(), Vec::as_slice);
         let batch = self
-            .gather(range)
+            .gather(range, needed)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let partitions = split(&batch, state.config().target_partitions());
@@ -183,25 +205,31 @@ async fn read_parquet(
     store: Store,
     file: ParquetFile,
     range: TimeRange,
+    columns: Arc<Vec<String>>,
 ) -> Result<Vec<RecordBatch>, QueryError> {
     let bytes = store
         .get(&file.path.as_str().into())
         .await
         .map_err(|e| QueryError::Unavailable(format!("reading {}: {e}", file.path)))?;
-    tokio::task::spawn_blocking(move || decode_parquet(&file.path, bytes, range))
+    tokio::task::spawn_blocking(move || decode_parquet(&file.path, bytes, range, &columns))
         .await
         .map_err(|e| QueryError::Internal(e.to_string()))?
 }
 
+/// Decodes the named columns (those the file has) of the rows in `range`.
 fn decode_parquet(
     path: &str,
     bytes: Bytes,
     range: TimeRange,
+    columns: &[String],
 ) -> Result<Vec<RecordBatch>, QueryError> {
     let corrupt =
         |e: &dyn std::fmt::Display| QueryError::Internal(format!("Parquet file {path}: {e}"));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| corrupt(&e))?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| corrupt(&e))?;
+    let mask =
+        ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
+    let reader = builder
+        .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| corrupt(&e))?;
@@ -221,7 +249,6 @@ fn points(
     key: &[usize],
     batches: Vec<RecordBatch>,
 ) -> Result<RecordBatch, QueryError> {
-    let internal = |e: arrow::error::ArrowError| QueryError::Internal(e.to_string());
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(SEQUENCE_COLUMN, DataType::UInt64, true));
     let with_seq = Arc::new(Schema::new(fields));
@@ -237,6 +264,10 @@ fn points(
     data.remove_column(seq_index);
     let deduped = dedup(&data, key, &sequences).map_err(internal)?;
     Ok(deduped.batch)
+}
+
+fn internal(e: arrow::error::ArrowError) -> QueryError {
+    QueryError::Internal(e.to_string())
 }
 
 /// Files written before sequences were stored have none: they count as oldest.
