@@ -366,6 +366,18 @@ mod tests {
             late.contains("| b    | 3.0 |") && !late.contains("| a "),
             "{late}"
         );
+        // A tag filter applies before the fold; a field filter only after it:
+        // host a's x is 2.0 now, its older version 1.0 must not match.
+        let b = sql(&querier, "SELECT host, y FROM m WHERE host = 'b'").await;
+        assert!(b.contains("| b    | 4.0 |") && !b.contains("| a "), "{b}");
+        let old = sql(&querier, "SELECT host FROM m WHERE x = 1.0").await;
+        assert!(!old.contains("| a "), "{old}");
+        let new = sql(
+            &querier,
+            "SELECT host, y FROM m WHERE x = 2.0 AND host = 'a'",
+        )
+        .await;
+        assert!(new.contains("| a    | 9.0 |"), "{new}");
 
         let e = querier
             .plan("db", "SELECT * FROM nope")

@@ -11,17 +11,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
-use arrow::compute::concat_batches;
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
 use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
 };
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ProjectionMask;
@@ -80,9 +82,9 @@ impl InflowTable {
     }
 
     /// The table's points in `range`: ingesters first, then the catalog's files.
-    /// Only the key and the `needed` columns are read and folded (a field does
+    /// Only the key and the `scan.columns` are read and folded (a field does
     /// not affect another field's value); the others come back null.
-    async fn gather(&self, range: TimeRange, needed: &[usize]) -> Result<RecordBatch, QueryError> {
+    async fn gather(&self, range: TimeRange, scan: ScanColumns) -> Result<RecordBatch, QueryError> {
         let buffered = self
             .sources
             .ingesters
@@ -91,11 +93,11 @@ impl InflowTable {
         self.sources.catalog.refresh_file_logs().await?;
         let files = self.files(range);
         let store = self.sources.store.clone();
-        let key = self.key_columns();
-        let mut columns: Vec<usize> = key.iter().chain(needed).copied().collect();
-        columns.sort_unstable();
-        columns.dedup();
-        let reduced = Arc::new(self.schema.project(&columns).map_err(internal)?);
+        let ScanColumns {
+            reduced,
+            key,
+            predicate,
+        } = scan;
         let names: Arc<Vec<String>> = Arc::new(
             reduced
                 .fields()
@@ -109,14 +111,10 @@ impl InflowTable {
             .buffer_unordered(PARALLEL_FILE_READS)
             .try_collect()
             .await?;
-        let key: Vec<usize> = key
-            .iter()
-            .filter_map(|k| columns.iter().position(|c| c == k))
-            .collect();
         let full = Arc::clone(&self.schema);
         tokio::task::spawn_blocking(move || {
             let all = persisted.into_iter().flatten().chain(buffered);
-            let points = points(&reduced, &key, all.collect())?;
+            let points = points(&reduced, &key, predicate.as_deref(), all.collect())?;
             project(&points, &full).map_err(internal)
         })
         .await
@@ -134,6 +132,54 @@ impl InflowTable {
             .filter(|f| range.overlaps(f.min_time, f.max_time))
             .filter(|f| seen.insert(f.path.clone()))
             .collect()
+    }
+
+    /// What a scan reads: the key and the projected columns, and the filters
+    /// that use only key columns (tags, time). Those can be applied before the
+    /// versions of a point are folded, since every version has the same key.
+    fn scan_columns(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> datafusion::error::Result<ScanColumns> {
+        let key = self.key_columns();
+        let mut columns: Vec<usize> = match projection {
+            Some(p) => key.iter().chain(p).copied().collect(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        columns.sort_unstable();
+        columns.dedup();
+        let reduced = Arc::new(self.schema.project(&columns)?);
+        let key_names: HashSet<&str> = key
+            .iter()
+            .map(|&k| self.schema.field(k).name().as_str())
+            .collect();
+        let on_key = filters
+            .iter()
+            .filter(|f| {
+                !f.is_volatile()
+                    && f.column_refs()
+                        .iter()
+                        .all(|c| key_names.contains(c.name.as_str()))
+            })
+            .map(|f| unqualified(f.clone()))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let predicate = match conjunction(on_key) {
+            Some(p) => Some(
+                state.create_physical_expr(p, &DFSchema::try_from(reduced.as_ref().clone())?)?,
+            ),
+            None => None,
+        };
+        let key = key
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| c == k))
+            .collect();
+        Ok(ScanColumns {
+            reduced,
+            key,
+            predicate,
+        })
     }
 
     /// Indexes of the tags and `time` in the query schema: a point's identity.
@@ -173,16 +219,36 @@ impl TableProvider for InflowTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let range = time_range(filters);
-        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
-        let needed = projection.map_or(all.as_slice(), Vec::as_slice);
+        let columns = self.scan_columns(state, projection, filters)?;
         let batch = self
-            .gather(range, needed)
+            .gather(range, columns)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let partitions = split(&batch, state.config().target_partitions());
         let table = MemTable::try_new(Arc::clone(&self.schema), partitions)?;
         table.scan(state, projection, filters, limit).await
     }
+}
+
+/// The columns a scan reads and folds; see [`InflowTable::scan_columns`].
+struct ScanColumns {
+    /// The table schema restricted to the key and the projected columns.
+    reduced: SchemaRef,
+    /// The key columns' indexes in `reduced`.
+    key: Vec<usize>,
+    /// Filters on key columns only, bound to `reduced`.
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// The expression with its columns unqualified, to bind to a plain schema.
+fn unqualified(expr: Expr) -> datafusion::error::Result<Expr> {
+    expr.transform(|e| match e {
+        Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+            c.name,
+        )))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 /// Splits a batch into `n` partitions of contiguous rows, so the plan runs on
@@ -247,6 +313,7 @@ fn decode_parquet(
 fn points(
     schema: &SchemaRef,
     key: &[usize],
+    predicate: Option<&dyn PhysicalExpr>,
     batches: Vec<RecordBatch>,
 ) -> Result<RecordBatch, QueryError> {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -254,9 +321,14 @@ fn points(
     let with_seq = Arc::new(Schema::new(fields));
     let projected = batches
         .iter()
-        .map(|b| project(b, &with_seq))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(internal)?;
+        .map(|b| {
+            let b = project(b, &with_seq).map_err(internal)?;
+            match predicate {
+                Some(p) => keep_matching(&b, p),
+                None => Ok(b),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let all = concat_batches(&with_seq, &projected).map_err(internal)?;
     let seq_index = schema.fields().len();
     let sequences = sequences(all.column(seq_index).as_primitive::<UInt64Type>());
@@ -264,6 +336,21 @@ fn points(
     data.remove_column(seq_index);
     let deduped = dedup(&data, key, &sequences).map_err(internal)?;
     Ok(deduped.batch)
+}
+
+/// The rows of `batch` for which `predicate` is true.
+fn keep_matching(
+    batch: &RecordBatch,
+    predicate: &dyn PhysicalExpr,
+) -> Result<RecordBatch, QueryError> {
+    let value = predicate
+        .evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(QueryError::from)?;
+    let mask = value
+        .as_boolean_opt()
+        .ok_or_else(|| QueryError::Internal("a filter did not evaluate to booleans".into()))?;
+    filter_record_batch(batch, mask).map_err(internal)
 }
 
 fn internal(e: arrow::error::ArrowError) -> QueryError {
