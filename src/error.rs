@@ -233,7 +233,7 @@ impl Error {
         match &self {
             Self::Unauthenticated(reason) => tracing::info!(%reason, "request not authenticated"),
             Self::Internal(_) => tracing::error!(error = %self, "internal error"),
-            Self::Unavailable(_) => tracing::warn!(error = %self, "write unavailable"),
+            Self::Unavailable(_) => tracing::warn!(error = %self, "unavailable"),
             _ => tracing::debug!(error = %self, %status, "request rejected"),
         }
         let body = match shape {

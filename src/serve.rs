@@ -146,8 +146,6 @@ pub struct ServeArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("role {0:?} is not available in this build yet")]
-    RoleNotAvailable(Role),
     #[error("{flag} is required for --role {role:?}")]
     Missing { flag: &'static str, role: Role },
     #[error("{0}")]

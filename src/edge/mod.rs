@@ -49,6 +49,11 @@ pub struct Edge {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn app(edge: Arc<Edge>) -> Router {
+    app_with(edge, Router::new())
+}
+
+/// The write routes plus `extra` (the query routes, in the one-process mode).
+fn app_with(edge: Arc<Edge>, extra: Router) -> Router {
     Router::new()
         .route("/api/v2/write", post(v2::write))
         .route("/write", post(v1::write))
@@ -56,6 +61,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .route("/ready", get(ready))
         .with_state(edge)
         .merge(ops_routes())
+        .merge(extra)
         .fallback(|| async { Error::PathNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -147,14 +153,19 @@ impl EdgeService {
 
     /// Writes, and queries too when `query` is given (the one-process mode).
     pub fn with_query(edge: Arc<Edge>, query: Option<Arc<QueryFrontend>>) -> Self {
+        let extra = query
+            .clone()
+            .map(crate::query::http::routes)
+            .unwrap_or_default();
         Self {
-            http: app(Arc::clone(&edge)),
+            http: app_with(Arc::clone(&edge), extra),
             grpc: flight::EdgeFlight::server(Some(edge), query),
         }
     }
 
     /// A querier's edge: queries over Flight, health and readiness over HTTP.
     pub fn querier(query: Arc<QueryFrontend>, stopping: Arc<AtomicBool>) -> Self {
+        let query_routes = crate::query::http::routes(Arc::clone(&query));
         let ready = move || {
             let stopping = Arc::clone(&stopping);
             async move {
@@ -166,6 +177,7 @@ impl EdgeService {
         };
         let http = ops_routes()
             .route("/ready", get(ready))
+            .merge(query_routes)
             .fallback(|| async { Error::PathNotFound })
             .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))

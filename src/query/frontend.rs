@@ -44,7 +44,16 @@ impl QueryFrontend {
         let header = metadata
             .get("authorization")
             .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
-        let principal = self.auth.authenticate(header.as_ref()).await?;
+        self.authorize(header.as_ref(), database).await
+    }
+
+    /// [`Self::authorize_read`] for an HTTP `Authorization` header.
+    pub async fn authorize(
+        &self,
+        header: Option<&http::HeaderValue>,
+        database: &str,
+    ) -> Result<(), Error> {
+        let principal = self.auth.authenticate(header).await?;
         if !principal.can_read(database) {
             return Err(Error::Forbidden(format!(
                 "token does not have read permission on database \"{database}\""

@@ -20,6 +20,7 @@
 
 pub mod flight_sql;
 pub mod frontend;
+pub mod http;
 pub mod ingesters;
 pub mod table;
 pub mod ticket;

@@ -689,6 +689,18 @@ async fn querier_sees_buffered_and_persisted_rows_and_refuses_partial_answers() 
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     assert!(err.message().contains("unavailable"), "{}", err.message());
+    let r = request(
+        "GET",
+        &format!(
+            "{}/api/v3/query_sql?db=db&q=SELECT%20count(*)%20FROM%20sq",
+            querier.base
+        ),
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.headers["retry-after"], "1");
     // The router serves no queries; the querier no writes.
     let e = crate::query::query(&url, Some(ADMIN_TOKEN), "db", sql)
         .await

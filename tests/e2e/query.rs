@@ -349,3 +349,72 @@ async fn schema_introspection_over_sql() {
     assert_eq!(types.len(), expected.len(), "no hidden column: {types:?}");
     assert!(s.stop().success());
 }
+
+/// InfluxDB 3's HTTP query API, `/api/v3/query_sql`: JSON, JSON lines and CSV,
+/// and the same error kinds as HTTP statuses with `{"error"}` bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_query_sql_answers_and_maps_errors() {
+    use crate::harness::request;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    let body = "h,host=a v=1.5,n=1i 1000000000\nh,host=b n=2i 2000000000\n";
+    assert_eq!(write(&s, "bucket=db", ADMIN_TOKEN, body).await.status, 204);
+    let reader = format!("Token {}", create_token(dir.path(), "db", "read"));
+    let writer = format!("Bearer {}", create_token(dir.path(), "db", "write"));
+    let get = |q: &str, auth: Option<&str>| {
+        let url = s.url(&format!("/api/v3/query_sql?{q}"));
+        let auth = auth.map(str::to_string);
+        async move {
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            request("GET", &url, &headers, "").await
+        }
+    };
+    let sql = "db=db&q=SELECT%20host%2C%20v%2C%20n%2C%20time%20FROM%20h%20ORDER%20BY%20host";
+    let r = get(sql, Some(&reader)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(
+        r.json(),
+        serde_json::json!([
+            {"host": "a", "v": 1.5, "n": 1, "time": "1970-01-01T00:00:01"},
+            {"host": "b", "n": 2, "time": "1970-01-01T00:00:02"}
+        ])
+    );
+    let r = get(&format!("{sql}&format=jsonl"), Some(&reader)).await;
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "{\"host\":\"a\",\"v\":1.5,\"n\":1,\"time\":\"1970-01-01T00:00:01\"}\n\
+         {\"host\":\"b\",\"n\":2,\"time\":\"1970-01-01T00:00:02\"}\n"
+    );
+    let r = request(
+        "POST",
+        &s.url("/api/v3/query_sql"),
+        &[("authorization", &reader)],
+        r#"{"db":"db","q":"SELECT host, n FROM h ORDER BY host","format":"csv"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.body).as_ref()),
+        (200, "host,n\na,1\nb,2\n")
+    );
+
+    let status = |r: crate::harness::Response| (r.status, r.json()["error"].is_string());
+    assert_eq!(status(get(sql, None).await), (401, true));
+    assert_eq!(status(get(sql, Some(&writer)).await), (403, true));
+    assert_eq!(
+        status(get("db=db&q=SELEC%201", Some(&reader)).await),
+        (400, true)
+    );
+    assert_eq!(
+        status(get("db=db&q=SELECT%20*%20FROM%20nope", Some(&reader)).await),
+        (404, true)
+    );
+    assert_eq!(
+        status(get("q=SELECT%201", Some(&reader)).await),
+        (400, true)
+    );
+    assert!(s.stop().success());
+}
