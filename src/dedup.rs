@@ -55,11 +55,14 @@ pub fn dedup(
     let rows = converter.convert_columns(&key_columns)?;
     let seq = sequences.values();
 
-    // Stable: rows of equal key and sequence keep their order.
+    // Rows of equal key and sequence keep their order (the order within a write).
     let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        rows.row(a).cmp(&rows.row(b)).then(seq[a].cmp(&seq[b]))
+    order.sort_unstable_by(|&a, &b| {
+        let (i, j) = (a as usize, b as usize);
+        rows.row(i)
+            .cmp(&rows.row(j))
+            .then(seq[i].cmp(&seq[j]))
+            .then(a.cmp(&b))
     });
 
     let mut runs: Vec<(usize, usize)> = Vec::with_capacity(order.len());
