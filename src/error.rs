@@ -341,7 +341,7 @@ impl From<RouteError> for Error {
             }
             | RouteError::Encode(_) => Self::Internal(e.to_string()),
             RouteError::Refused {
-                reason: Reason::BufferFull | Reason::Storage | Reason::ShuttingDown,
+                reason: Reason::BufferFull | Reason::Storage | Reason::ShuttingDown | Reason::Fenced,
                 ..
             }
             | RouteError::Unavailable { .. }

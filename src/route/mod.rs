@@ -74,7 +74,7 @@ impl RouteError {
             Self::Refused { reason, .. } => {
                 matches!(
                     reason,
-                    Reason::BufferFull | Reason::ShuttingDown | Reason::Storage
+                    Reason::BufferFull | Reason::ShuttingDown | Reason::Storage | Reason::Fenced
                 )
             }
             Self::Encode(_) | Self::NoIngesters => false,
