@@ -264,12 +264,6 @@ async fn run_ingester(
             role: Role::Ingester,
         },
     )?)?;
-    if args.ingester_id.is_none() {
-        return Err(ServeError::Missing {
-            flag: "--ingester-id",
-            role: Role::Ingester,
-        });
-    }
     let bind = args
         .grpc_bind
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8087)));
