@@ -82,6 +82,10 @@ impl Server {
         wait_timeout(&mut child, Duration::from_secs(60))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Sends a signal (`SIGSTOP` to pause the process, `SIGCONT` to resume it).
     pub fn signal(&self, signal: i32) {
         let child = self.child.as_ref().expect("running");
