@@ -213,7 +213,8 @@ impl Error {
         match &self {
             Self::Unauthenticated(reason) => tracing::info!(%reason, "request not authenticated"),
             Self::Internal(_) => tracing::error!(error = %self, "internal error"),
-            Self::Unavailable(_) => tracing::warn!(error = %self, "write unavailable"),
+            // Shed load is expected under overload: one line per 503 would flood the log.
+            Self::Unavailable(_) => tracing::debug!(error = %self, "write unavailable"),
             _ => tracing::debug!(error = %self, %status, "request rejected"),
         }
         let body = match shape {

@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// Longest string field value, in bytes (as InfluxDB 3: 64 KiB).
     #[arg(long, env = "INFLOW_MAX_STRING_BYTES", default_value_t = 64 << 10)]
     pub max_string_bytes: usize,
+    /// Write requests handled at once; more wait, unread, up to --write-timeout
+    /// and then get 503. Bounds the memory of requests in flight.
+    #[arg(long, env = "INFLOW_MAX_CONCURRENT_WRITES", default_value_t = 16)]
+    pub max_concurrent_writes: usize,
     /// Extra time the WAL waits to gather writes into one segment.
     #[arg(long, env = "INFLOW_WAL_FLUSH_INTERVAL", value_parser = duration, default_value = "0s")]
     pub wal_flush_interval: Duration,
@@ -378,8 +382,11 @@ async fn serve_edge(
             max_columns_per_table: args.max_columns_per_table,
             max_tag_bytes: args.max_tag_bytes,
             max_string_bytes: args.max_string_bytes,
+            max_concurrent_writes: args.max_concurrent_writes,
+            write_queue_timeout: args.write_timeout,
         },
         stopping: Default::default(),
+        write_slots: tokio::sync::Semaphore::new(args.max_concurrent_writes),
     });
     let listener = bind_http(args).await?;
     let stopping = Arc::clone(&edge);

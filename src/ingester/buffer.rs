@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::{MutableArrayData, make_array};
 use arrow::record_batch::RecordBatch;
 
 /// One write's batch for one table, as committed in a WAL segment.
@@ -37,6 +38,26 @@ pub fn batch_bytes(batch: &RecordBatch) -> usize {
                 .unwrap_or_else(|_| c.get_array_memory_size())
         })
         .sum()
+}
+
+/// A copy of `batch` in buffers of its own. A batch decoded from Flight shares
+/// the gRPC message's allocation (and copies only its misaligned columns), so
+/// keeping it would keep the whole message too: about twice what it holds.
+pub fn compact(batch: &RecordBatch) -> RecordBatch {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            let mut copy = MutableArrayData::new(vec![&data], false, data.len());
+            // Cannot overflow: the array being copied already fits its offsets.
+            match copy.try_extend(0, 0, data.len()) {
+                Ok(()) => make_array(copy.freeze()),
+                Err(_) => Arc::clone(c),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).expect("same schema, same lengths")
 }
 
 /// (database, table) names.
@@ -133,6 +154,20 @@ mod tests {
             arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(encoded), None).unwrap();
         let decoded = reader.into_iter().next().unwrap().unwrap();
         assert_eq!(batch_bytes(&decoded), 16, "two i64 values");
+    }
+
+    #[test]
+    fn compact_copies_only_the_slice_it_keeps() {
+        let big = RecordBatch::try_from_iter([(
+            "x",
+            Arc::new(Int64Array::from((0..1000).collect::<Vec<i64>>())) as _,
+        )])
+        .unwrap();
+        let slice = big.slice(10, 2);
+        let copy = compact(&slice);
+        assert_eq!(copy, slice);
+        let (kept, whole) = (copy.get_array_memory_size(), slice.get_array_memory_size());
+        assert!(kept < 200 && whole > 8000, "{kept} vs {whole}");
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl Ingester {
         if self.fenced.load(Ordering::Acquire) {
             return Err(self.fenced_refusal());
         }
+        let batch = buffer::compact(&batch);
         let size = buffer::batch_bytes(&batch);
         let used =
             self.buffer.lock().bytes() + self.pending_bytes.fetch_add(size, Ordering::AcqRel);
@@ -594,9 +595,16 @@ async fn claim_own(
     Ok((claimed.epoch, buffer, next))
 }
 
-/// Writes buffered chunks as Parquet (one file per table and day), named by the
-/// WAL prefix and the last segment they cover, so a snapshot redone after a
-/// crash overwrites its own earlier attempt instead of adding a copy.
+/// Most buffered bytes merged at once by a snapshot. Merging copies the data
+/// about three times (concatenated, sort keys, sorted), so this, not the buffer
+/// size, bounds the snapshot's extra memory.
+const SNAPSHOT_GROUP_BYTES: usize = 32 << 20;
+
+/// Writes buffered chunks as Parquet (per table, per group of at most
+/// [`SNAPSHOT_GROUP_BYTES`] in write order, one file per day), named by the WAL
+/// prefix and the last segment they cover, so a snapshot redone after a crash
+/// overwrites its own earlier attempt instead of adding a copy. A point written
+/// again in a later group is stored in both files; queries keep the later one.
 async fn persist(
     store: &Store,
     catalog: &Catalog,
@@ -622,30 +630,36 @@ async fn persist(
         };
         let db = state.database(&db_name).cloned().ok_or_else(unknown)?;
         let table = db.table(&table_name).cloned().ok_or_else(unknown)?;
-        let (table_id, day_files) = tokio::task::spawn_blocking(move || {
-            let schema = snapshot::target_schema(table_columns(&table), &chunks);
-            let merged = snapshot::merge(&schema, &chunks)?;
-            snapshot::day_files(&merged).map(|f| (table.id, f))
-        })
-        .await??;
-        for f in day_files {
-            let path = format!(
-                "{}/{}/{}/{}-{:020}.parquet",
-                db.id, table_id, f.partition, prefix, covered
-            );
-            store
-                .put(&Path::from(path.as_str()), f.bytes.clone(), Put::Overwrite)
-                .await?;
-            files.push(ParquetFile {
-                path,
-                database: db.id,
-                table: table_id,
-                partition: f.partition,
-                min_time: f.min_time,
-                max_time: f.max_time,
-                rows: f.rows,
-                size_bytes: f.bytes.len() as u64,
-            });
+        for (group, chunks) in snapshot::groups(chunks, SNAPSHOT_GROUP_BYTES)
+            .into_iter()
+            .enumerate()
+        {
+            let columns = Arc::clone(&table);
+            let day_files = tokio::task::spawn_blocking(move || {
+                let schema = snapshot::target_schema(table_columns(&columns), &chunks);
+                let merged = snapshot::merge(&schema, &chunks)?;
+                snapshot::day_files(&merged)
+            })
+            .await??;
+            for f in day_files {
+                let path = format!(
+                    "{}/{}/{}/{prefix}-{covered:020}-{group:04}.parquet",
+                    db.id, table.id, f.partition
+                );
+                store
+                    .put(&Path::from(path.as_str()), f.bytes.clone(), Put::Overwrite)
+                    .await?;
+                files.push(ParquetFile {
+                    path,
+                    database: db.id,
+                    table: table.id,
+                    partition: f.partition,
+                    min_time: f.min_time,
+                    max_time: f.max_time,
+                    rows: f.rows,
+                    size_bytes: f.bytes.len() as u64,
+                });
+            }
         }
     }
     Ok(files)
