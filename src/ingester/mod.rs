@@ -203,7 +203,7 @@ impl Ingester {
         if self.fenced.load(Ordering::Acquire) {
             return Err(self.fenced_refusal());
         }
-        let batch = buffer::compact(&batch);
+        let batch = buffer::compact(batch);
         let size = buffer::batch_bytes(&batch);
         let used =
             self.buffer.lock().bytes() + self.pending_bytes.fetch_add(size, Ordering::AcqRel);
