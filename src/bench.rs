@@ -5,6 +5,12 @@
 //! N connections. It reports lines/s, fields/s, MB/s, latency percentiles, and, when
 //! given the server's pid, the server's CPU seconds and peak RSS. Bounded in batches
 //! and in time; it only talks to the URL it is given.
+//!
+//! Without `--rate` every connection sends as fast as the server answers (closed
+//! loop: peak throughput). With `--rate` requests leave on a fixed schedule and
+//! latency counts from the scheduled time, so a slow server cannot hide its
+//! queueing (open loop, no coordinated omission). A 503 with `Retry-After` is
+//! load shedding, reported apart; any other failure fails the run.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -47,6 +53,10 @@ pub struct WriteBenchArgs {
     /// The server's pid, to report its CPU seconds and peak RSS (Linux /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Send at this many lines per second in all (open loop) instead of as
+    /// fast as the server answers.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +123,14 @@ fn gzip(text: &str) -> Bytes {
 
 struct Sample {
     latency: Duration,
-    ok: bool,
-    error: Option<String>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Accepted,
+    /// 503 with `Retry-After`: the server shed the load, as it should.
+    Shed,
+    Failed(String),
 }
 
 pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
@@ -159,6 +175,12 @@ pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + args.max_duration;
+    // Open loop: request i leaves at started + i * interval, whichever
+    // connection is free to send it.
+    let interval = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(args.lines_per_batch as f64 / r));
     let tasks: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
             let (bodies, next, uri, token) = (
@@ -177,37 +199,44 @@ pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
                     if i >= bodies.len() || Instant::now() >= deadline {
                         return samples;
                     }
+                    let t = match interval {
+                        Some(every) => {
+                            let at = started + every * i as u32;
+                            tokio::time::sleep_until(at.into()).await;
+                            at
+                        }
+                        None => Instant::now(),
+                    };
                     let request = hyper::Request::post(uri.clone())
                         .header("authorization", format!("Token {token}"))
                         .header("content-encoding", "gzip")
                         .header("content-type", "text/plain; charset=utf-8")
                         .body(Full::new(bodies[i].clone()))
                         .expect("valid request");
-                    let t = Instant::now();
-                    let (ok, error) = match client.request(request).await {
+                    let outcome = match client.request(request).await {
                         Ok(resp) => {
-                            let status = resp.status();
+                            let status = resp.status().as_u16();
+                            let retry_after = resp.headers().contains_key("retry-after");
                             let body = resp
                                 .into_body()
                                 .collect()
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            if status.as_u16() == 204 {
-                                (true, None)
-                            } else {
-                                (
-                                    false,
-                                    Some(format!("{status}: {}", String::from_utf8_lossy(&body))),
-                                )
+                            match status {
+                                204 => Outcome::Accepted,
+                                503 if retry_after => Outcome::Shed,
+                                _ => Outcome::Failed(format!(
+                                    "{status}: {}",
+                                    String::from_utf8_lossy(&body)
+                                )),
                             }
                         }
-                        Err(e) => (false, Some(e.to_string())),
+                        Err(e) => Outcome::Failed(e.to_string()),
                     };
                     samples.push(Sample {
                         latency: t.elapsed(),
-                        ok,
-                        error,
+                        outcome,
                     });
                 }
             })
@@ -224,18 +253,32 @@ pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
     };
     let rss = args.server_pid.and_then(peak_rss_bytes);
 
-    let failed: Vec<&Sample> = samples.iter().filter(|s| !s.ok).collect();
-    if !failed.is_empty() {
+    let failed: Vec<&str> = samples
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            Outcome::Failed(e) => Some(e.as_str()),
+            _ => None,
+        })
+        .collect();
+    if let Some(first) = failed.first() {
         return Err(BenchError::Failed {
             failed: failed.len(),
             sent: samples.len(),
-            first: failed[0].error.clone().unwrap_or_default(),
+            first: first.to_string(),
         });
     }
-    let sent = samples.len();
+    let shed = samples
+        .iter()
+        .filter(|s| matches!(s.outcome, Outcome::Shed))
+        .count();
+    let sent = samples.len() - shed;
     let lines = (sent * args.lines_per_batch) as f64;
     let raw_per_batch = raw_bytes as f64 / args.batches as f64;
-    let mut lat: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+    let mut lat: Vec<Duration> = samples
+        .iter()
+        .filter(|s| matches!(s.outcome, Outcome::Accepted))
+        .map(|s| s.latency)
+        .collect();
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -248,6 +291,10 @@ pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
         "requests: {sent} x {} lines over {} connections in {elapsed:.2}s",
         args.lines_per_batch, args.connections
     );
+    if let Some(rate) = args.rate {
+        let _ = writeln!(report, "offered: {rate:.0} lines/s (open loop)");
+    }
+    let _ = writeln!(report, "shed (503 + Retry-After): {shed}");
     let _ = writeln!(report, "lines/s: {:.0}", lines / elapsed);
     let _ = writeln!(
         report,

@@ -292,6 +292,19 @@ struct FilesState {
     files: Vec<ParquetFile>,
 }
 
+impl FilesState {
+    /// Applies entry `n` of a files log, unless another task already did.
+    fn apply(&mut self, n: u64, entry: FilesEntry) {
+        let log = self.logs.entry(entry.ingester_id).or_default();
+        if log.0 != n {
+            return;
+        }
+        log.0 = n + 1;
+        log.1 = log.1.max(Some(entry.covered_segment));
+        self.files.extend(entry.files);
+    }
+}
+
 #[derive(Debug)]
 pub struct Catalog {
     store: Store,
@@ -555,44 +568,61 @@ impl Catalog {
         for meta in objects {
             let bytes = self.store.get(&meta.location).await?;
             let entry: FilesEntry = decode(&meta.location, &bytes)?;
-            let log = files.logs.entry(entry.ingester_id).or_default();
-            log.0 += 1;
-            log.1 = log.1.max(Some(entry.covered_segment));
-            files.files.extend(entry.files);
+            let n = files.logs.get(&entry.ingester_id).map_or(0, |l| l.0);
+            files.apply(n, entry);
         }
         *self.files.lock() = files;
         Ok(())
     }
 
-    /// Registers a snapshot's files, covering the ingester's WAL up to `covered_segment`.
-    /// Only the owner of `ingester_id` calls this, so the entry number cannot contend.
+    /// Registers a snapshot's files, covering the WAL of `ingester_id` up to
+    /// `covered_segment`. Only the holder of that WAL's lease calls this; an entry
+    /// number taken meanwhile (a takeover, or a fenced old holder finishing a
+    /// snapshot) is read, and the next one tried.
     pub async fn register_files(
         &self,
         ingester_id: &str,
         covered_segment: u64,
         files: Vec<ParquetFile>,
     ) -> Result<(), CatalogError> {
-        let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
         let entry = FilesEntry {
             format_version: FORMAT_VERSION,
             ingester_id: ingester_id.to_string(),
             covered_segment,
             files,
         };
-        let bytes = serde_json::to_vec(&entry).expect("catalog entries serialize");
-        self.store
-            .put(
-                &files_log_path(ingester_id, n),
-                Bytes::from(bytes),
-                Put::Create,
-            )
-            .await?;
-        let mut state = self.files.lock();
-        let log = state.logs.entry(entry.ingester_id).or_default();
-        log.0 = n + 1;
-        log.1 = log.1.max(Some(covered_segment));
-        state.files.extend(entry.files);
-        Ok(())
+        let bytes = Bytes::from(serde_json::to_vec(&entry).expect("catalog entries serialize"));
+        loop {
+            let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
+            match self
+                .store
+                .put(&files_log_path(ingester_id, n), bytes.clone(), Put::Create)
+                .await
+            {
+                Ok(()) => {
+                    self.files.lock().apply(n, entry);
+                    return Ok(());
+                }
+                Err(StoreError::AlreadyExists(_)) => self.refresh_files_of(ingester_id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads the entries of one files log written since this process last looked.
+    pub async fn refresh_files_of(&self, ingester_id: &str) -> Result<(), CatalogError> {
+        loop {
+            let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
+            let path = files_log_path(ingester_id, n);
+            match self.store.get(&path).await {
+                Ok(bytes) => {
+                    let entry: FilesEntry = decode(&path, &bytes)?;
+                    self.files.lock().apply(n, entry);
+                }
+                Err(StoreError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The last WAL segment of an ingester that Parquet files cover.
@@ -606,9 +636,8 @@ impl Catalog {
     }
 
     /// Reads the file registrations other processes made since the last look,
-    /// so a querier sees snapshots taken after it started: each ingester's log
-    /// is read forward from its next number until one is missing. (Query-side
-    /// stand-in for a general `refresh_files`; kept separate to merge cleanly.)
+    /// so a querier sees snapshots taken after it started, including the logs
+    /// of ingesters it has not seen before.
     pub async fn refresh_file_logs(&self) -> Result<(), CatalogError> {
         let prefix = Path::from("catalog/files");
         let listing = self
@@ -618,33 +647,11 @@ impl Catalog {
             .await
             .map_err(StoreError::from)?;
         for dir in listing.common_prefixes {
-            let Some(ingester) = dir.filename() else {
-                continue;
-            };
-            self.read_files_log_forward(ingester).await?;
-        }
-        Ok(())
-    }
-
-    async fn read_files_log_forward(&self, ingester: &str) -> Result<(), CatalogError> {
-        loop {
-            let n = self.files.lock().logs.get(ingester).map_or(0, |l| l.0);
-            let path = files_log_path(ingester, n);
-            let bytes = match self.store.get(&path).await {
-                Ok(bytes) => bytes,
-                Err(StoreError::NotFound(_)) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
-            let entry: FilesEntry = decode(&path, &bytes)?;
-            let mut state = self.files.lock();
-            let log = state.logs.entry(ingester.to_string()).or_default();
-            // Another task may have applied entry n meanwhile.
-            if log.0 == n {
-                log.0 = n + 1;
-                log.1 = log.1.max(Some(entry.covered_segment));
-                state.files.extend(entry.files);
+            if let Some(ingester) = dir.filename() {
+                self.refresh_files_of(ingester).await?;
             }
         }
+        Ok(())
     }
 }
 

@@ -233,7 +233,8 @@ impl Error {
         match &self {
             Self::Unauthenticated(reason) => tracing::info!(%reason, "request not authenticated"),
             Self::Internal(_) => tracing::error!(error = %self, "internal error"),
-            Self::Unavailable(_) => tracing::warn!(error = %self, "unavailable"),
+            // Shed load is expected under overload: one line per 503 would flood the log.
+            Self::Unavailable(_) => tracing::debug!(error = %self, "unavailable"),
             _ => tracing::debug!(error = %self, %status, "request rejected"),
         }
         let body = match shape {
@@ -361,7 +362,7 @@ impl From<RouteError> for Error {
             }
             | RouteError::Encode(_) => Self::Internal(e.to_string()),
             RouteError::Refused {
-                reason: Reason::BufferFull | Reason::Storage | Reason::ShuttingDown,
+                reason: Reason::BufferFull | Reason::Storage | Reason::ShuttingDown | Reason::Fenced,
                 ..
             }
             | RouteError::Unavailable { .. }

@@ -118,12 +118,20 @@ pub struct ServeArgs {
     /// Longest string field value, in bytes (as InfluxDB 3: 64 KiB).
     #[arg(long, env = "INFLOW_MAX_STRING_BYTES", default_value_t = 64 << 10)]
     pub max_string_bytes: usize,
+    /// Write requests handled at once; more wait, unread, up to --write-timeout
+    /// and then get 503. Bounds the memory of requests in flight.
+    #[arg(long, env = "INFLOW_MAX_CONCURRENT_WRITES", default_value_t = 16)]
+    pub max_concurrent_writes: usize,
     /// Extra time the WAL waits to gather writes into one segment.
     #[arg(long, env = "INFLOW_WAL_FLUSH_INTERVAL", value_parser = duration, default_value = "0s")]
     pub wal_flush_interval: Duration,
     /// How often an ingester writes its buffer to Parquet.
     #[arg(long, env = "INFLOW_SNAPSHOT_INTERVAL", value_parser = duration, default_value = "30s")]
     pub snapshot_interval: Duration,
+    /// How long an ingester's WAL lease lives without a heartbeat; after that
+    /// another ingester takes its WAL over.
+    #[arg(long, env = "INFLOW_LEASE_TTL", value_parser = duration, default_value = "10s")]
+    pub lease_ttl: Duration,
     /// Most bytes an ingester buffers before refusing writes (503).
     #[arg(long, env = "INFLOW_BUFFER_BYTES", default_value_t = 1 << 30)]
     pub buffer_bytes: usize,
@@ -158,6 +166,8 @@ pub enum ServeError {
     AdminToken(#[from] crate::auth::AdminTokenError),
     #[error(transparent)]
     Ingester(#[from] crate::ingester::IngesterError),
+    #[error("data directory {0} is in use by another inflow process")]
+    DataDirInUse(PathBuf),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -194,6 +204,12 @@ async fn run_all(
         Some(path) => read_cluster_token(path)?,
         None => generate_token().into(),
     };
+    // Held until this function returns. It proves that no other process uses
+    // the directory, so the WAL lease a crashed previous run left is taken at once.
+    let data_dir_lock = match store.local_root() {
+        Some(root) => Some(lock_data_dir(root)?),
+        None => None,
+    };
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let ingester = IngesterRole::start(
         args,
@@ -201,6 +217,7 @@ async fn run_all(
         Arc::clone(&catalog),
         &cluster_token,
         args.grpc_bind.unwrap_or(loopback),
+        data_dir_lock.is_some(),
     )
     .await?;
     let addr = ingester.addr.to_string();
@@ -331,16 +348,10 @@ async fn run_ingester(
             role: Role::Ingester,
         },
     )?)?;
-    if args.ingester_id.is_none() {
-        return Err(ServeError::Missing {
-            flag: "--ingester-id",
-            role: Role::Ingester,
-        });
-    }
     let bind = args
         .grpc_bind
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8087)));
-    let ingester = IngesterRole::start(args, store, catalog, &cluster_token, bind).await?;
+    let ingester = IngesterRole::start(args, store, catalog, &cluster_token, bind, false).await?;
     println!(
         "inflow: ingester {} taking writes on grpc://{}",
         ingester.ingester.id(),
@@ -366,12 +377,15 @@ impl IngesterRole {
         catalog: Arc<Catalog>,
         cluster_token: &Arc<str>,
         bind: SocketAddr,
+        exclusive: bool,
     ) -> Result<Self, ServeError> {
         let config = IngesterConfig {
             id: ingester_id(args)?,
             buffer_bytes: args.buffer_bytes,
             wal_flush_interval: args.wal_flush_interval,
             snapshot_interval: args.snapshot_interval,
+            lease_ttl: args.lease_ttl,
+            exclusive,
         };
         let ingester = Ingester::start(config, store, catalog).await?;
         let listener = TcpListener::bind(bind)
@@ -438,8 +452,11 @@ async fn serve_edge(
             max_columns_per_table: args.max_columns_per_table,
             max_tag_bytes: args.max_tag_bytes,
             max_string_bytes: args.max_string_bytes,
+            max_concurrent_writes: args.max_concurrent_writes,
+            write_queue_timeout: args.write_timeout,
         },
         stopping: Default::default(),
+        write_slots: tokio::sync::Semaphore::new(args.max_concurrent_writes),
     });
     let listener = bind_http(args).await?;
     let stopping = Arc::clone(&edge);
@@ -586,6 +603,25 @@ fn object_store(args: &ServeArgs) -> Result<Store, ServeError> {
             Ok(Store::remote(Arc::new(s3)))
         }
     }
+}
+
+/// Takes an exclusive `flock` on `<root>/.lock`; the kernel drops it when the
+/// process dies, however it dies.
+fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, ServeError> {
+    use std::os::fd::AsRawFd;
+    let path = root.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(ServeError::DataDirInUse(root.to_path_buf()));
+    }
+    Ok(file)
 }
 
 /// `--ingester-id`, else the id file in the data dir, else a new id saved there.

@@ -126,6 +126,10 @@ impl Store {
         Ok(self.inner.get(path).await?.bytes().await?)
     }
 
+    pub async fn head(&self, path: &Path) -> Result<ObjectMeta, StoreError> {
+        Ok(self.inner.head(path).await?)
+    }
+
     /// Every object under `prefix`, sorted by path.
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StoreError> {
         let mut objects: Vec<ObjectMeta> = self.inner.list(Some(prefix)).try_collect().await?;

@@ -24,6 +24,11 @@ pub struct Limits {
     pub max_columns_per_table: usize,
     pub max_tag_bytes: usize,
     pub max_string_bytes: usize,
+    /// Write requests handled at once; more wait (their bodies unread) up to
+    /// `write_queue_timeout`, then get 503. Each one in flight holds its body, the
+    /// inflated text and its batches, so this bounds the edge's memory.
+    pub max_concurrent_writes: usize,
+    pub write_queue_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,6 +44,23 @@ pub struct Edge {
     pub limits: Limits,
     /// Set at shutdown: `/ready` fails so load balancers stop sending.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// One permit per write request in flight (`Limits::max_concurrent_writes`).
+    pub write_slots: tokio::sync::Semaphore,
+}
+
+impl Edge {
+    /// Waits for a write slot, or gives up with 503 + `Retry-After`.
+    pub async fn write_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
+        match tokio::time::timeout(self.limits.write_queue_timeout, self.write_slots.acquire())
+            .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(Error::Unavailable(format!(
+                "{} writes in flight and none finished within {:?}; retry later",
+                self.limits.max_concurrent_writes, self.limits.write_queue_timeout
+            ))),
+        }
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

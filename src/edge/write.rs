@@ -96,6 +96,7 @@ pub async fn write_request(
     }
     let encoding = content_encoding(headers)?;
     let db = database_for_write(edge, principal, database).await?;
+    let _slot = edge.write_slot().await?;
     let body = read_body(headers, body, edge.limits.max_request_bytes).await?;
     write_lines(edge, db, encoding, body, opts, mode).await
 }

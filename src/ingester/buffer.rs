@@ -7,6 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::{ArrayData, MutableArrayData, make_array};
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 /// One write's batch for one table, as committed in a WAL segment.
@@ -37,6 +40,39 @@ pub fn batch_bytes(batch: &RecordBatch) -> usize {
                 .unwrap_or_else(|_| c.get_array_memory_size())
         })
         .sum()
+}
+
+/// A copy of `batch` in buffers of its own. A batch decoded from Flight shares
+/// the gRPC message's allocation (copying only misaligned columns), and its
+/// dictionaries share that of the dictionary message, which tonic cut from the
+/// same receive buffer as its neighbours: keeping the batch would keep all of
+/// that, several times what the batch holds. Takes the batch so it is dropped
+/// now, not when the caller's write is finally acknowledged.
+pub fn compact(batch: RecordBatch) -> RecordBatch {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match copy(&c.to_data()) {
+            Ok(data) => make_array(data),
+            Err(_) => Arc::clone(c),
+        })
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).expect("same schema, same lengths")
+}
+
+/// Copies an array's buffers, and a dictionary's values too (a plain copy would
+/// share them).
+fn copy(data: &ArrayData) -> Result<ArrayData, ArrowError> {
+    let mut copied = MutableArrayData::new(vec![data], false, data.len());
+    copied.try_extend(0, 0, data.len())?;
+    let copied = copied.freeze();
+    match data.data_type() {
+        DataType::Dictionary(..) => {
+            let values = copy(&data.child_data()[0])?;
+            copied.into_builder().child_data(vec![values]).build()
+        }
+        _ => Ok(copied),
+    }
 }
 
 /// (database, table) names.
@@ -138,6 +174,40 @@ mod tests {
             arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(encoded), None).unwrap();
         let decoded = reader.into_iter().next().unwrap().unwrap();
         assert_eq!(batch_bytes(&decoded), 16, "two i64 values");
+    }
+
+    #[test]
+    fn compact_copies_only_the_slice_it_keeps() {
+        let big = RecordBatch::try_from_iter([(
+            "x",
+            Arc::new(Int64Array::from((0..1000).collect::<Vec<i64>>())) as _,
+        )])
+        .unwrap();
+        let slice = big.slice(10, 2);
+        let copy = compact(slice.clone());
+        assert_eq!(copy, slice);
+        let (kept, whole) = (copy.get_array_memory_size(), slice.get_array_memory_size());
+        assert!(kept < 200 && whole > 8000, "{kept} vs {whole}");
+    }
+
+    #[test]
+    fn compact_copies_dictionary_values_too() {
+        use arrow::array::{Array, DictionaryArray, StringArray};
+        use arrow::datatypes::Int32Type;
+        let values: StringArray = (0..100).map(|i| Some(format!("host-{i}"))).collect();
+        let dict =
+            DictionaryArray::<Int32Type>::try_new(vec![3, 1, 3].into(), Arc::new(values)).unwrap();
+        let batch = RecordBatch::try_from_iter([("host", Arc::new(dict) as _)]).unwrap();
+        let copy = compact(batch.clone());
+        assert_eq!(copy, batch);
+        let (a, b) = (batch.column(0).to_data(), copy.column(0).to_data());
+        let ptr = |d: &ArrayData| d.child_data()[0].buffers()[1].as_ptr();
+        assert_ne!(ptr(&a), ptr(&b), "values copied, not shared");
+        assert_ne!(
+            a.buffers()[0].as_ptr(),
+            b.buffers()[0].as_ptr(),
+            "keys copied"
+        );
     }
 
     #[test]

@@ -12,15 +12,25 @@
 //! A write is acknowledged only after the segment holding it is durable. Snapshots
 //! register their files with the last segment they cover; replay on start skips
 //! what is covered, so no point is read twice.
+//!
+//! The WAL prefix `wal/<id>` is written only by the holder of its lease
+//! ([`lease`]). An ingester claims its own prefix at start (waiting for a
+//! previous holder to release it or expire), renews it every ttl/3, and takes
+//! over any other prefix whose lease expired: it fences the old epoch, replays
+//! the uncovered WAL into Parquet, registers the files in that prefix's files
+//! log and releases the lease. An ingester that finds itself fenced (a commit
+//! hits the fence, or a heartbeat finds a newer epoch) refuses writes until it
+//! has claimed its prefix again.
 
 pub mod buffer;
 pub mod flight;
+pub mod lease;
 pub mod read;
 pub mod snapshot;
 pub mod wal;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
@@ -30,8 +40,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::catalog::{Catalog, ParquetFile, table_columns};
 use crate::proto::refusal::Reason;
-use crate::store::{Put, Store};
+use crate::store::{Put, Store, StoreError};
 use buffer::{Buffer, Chunk, TableKey};
+use lease::{Claimed, Leases};
 use wal::EncodedEntry;
 
 #[derive(Debug, Clone)]
@@ -43,6 +54,12 @@ pub struct IngesterConfig {
     pub wal_flush_interval: Duration,
     /// How often buffered data is written to Parquet.
     pub snapshot_interval: Duration,
+    /// How long a WAL lease lives without a heartbeat.
+    pub lease_ttl: Duration,
+    /// No other process can hold this ingester's lease (this one holds the local
+    /// data directory's lock), so a lease its previous run left behind is taken
+    /// at once instead of after the ttl.
+    pub exclusive: bool,
 }
 
 /// Why a write was not acknowledged; travels back in the `WriteAck`.
@@ -78,6 +95,10 @@ pub enum IngesterError {
     UnknownTable { database: String, table: String },
     #[error("snapshot task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Lease(#[from] lease::LeaseError),
+    #[error("WAL segment {0} vanished before it was replayed and no snapshot covers it")]
+    SegmentLost(String),
 }
 
 struct WalWrite {
@@ -86,9 +107,22 @@ struct WalWrite {
     done: oneshot::Sender<Result<u64, Refused>>,
 }
 
+/// Where the next WAL commit goes. Held across each commit, and across a
+/// re-claim of the lease, so the two never interleave.
+#[derive(Debug)]
+struct WalPosition {
+    epoch: u64,
+    next: u64,
+}
+
 pub struct Ingester {
     config: IngesterConfig,
-    epoch: u64,
+    leases: Leases,
+    wal_position: tokio::sync::Mutex<WalPosition>,
+    /// The epoch of the lease held, for heartbeats and release.
+    epoch: AtomicU64,
+    /// Set when the lease was lost: writes are refused until it is claimed again.
+    fenced: AtomicBool,
     store: Store,
     catalog: Arc<Catalog>,
     buffer: Mutex<Buffer>,
@@ -116,10 +150,14 @@ impl Ingester {
         store: Store,
         catalog: Arc<Catalog>,
     ) -> Result<Arc<Self>, IngesterError> {
-        let (buffer, next_segment) = replay(&config.id, &store, &catalog).await?;
+        let leases = Leases::new(store.clone(), config.id.clone(), config.lease_ttl);
+        let (epoch, buffer, next) = claim_own(&config, &leases, &store, &catalog).await?;
         let (tx, rx) = mpsc::channel(4096);
         let ingester = Arc::new(Self {
-            epoch: 0,
+            leases,
+            wal_position: tokio::sync::Mutex::new(WalPosition { epoch, next }),
+            epoch: AtomicU64::new(epoch),
+            fenced: AtomicBool::new(false),
             store,
             catalog,
             buffer: Mutex::new(buffer),
@@ -131,9 +169,10 @@ impl Ingester {
             stopping: AtomicBool::new(false),
             config,
         });
-        let wal = tokio::spawn(Arc::clone(&ingester).wal_loop(rx, next_segment));
+        let wal = tokio::spawn(Arc::clone(&ingester).wal_loop(rx));
         *ingester.wal_task.lock() = Some(wal);
         tokio::spawn(Arc::clone(&ingester).snapshot_loop());
+        tokio::spawn(Arc::clone(&ingester).lease_loop());
         Ok(ingester)
     }
 
@@ -162,6 +201,10 @@ impl Ingester {
                 "ingester is shutting down",
             ));
         }
+        if self.fenced.load(Ordering::Acquire) {
+            return Err(self.fenced_refusal());
+        }
+        let batch = buffer::compact(batch);
         let size = buffer::batch_bytes(&batch);
         let used =
             self.buffer.lock().bytes() + self.pending_bytes.fetch_add(size, Ordering::AcqRel);
@@ -200,8 +243,18 @@ impl Ingester {
         rx.await.map_err(|_| stopped())?
     }
 
+    fn fenced_refusal(&self) -> Refused {
+        Refused::new(
+            Reason::Fenced,
+            format!(
+                "ingester {} lost its WAL lease and is claiming it again",
+                self.config.id
+            ),
+        )
+    }
+
     /// Group commit: each pass takes every write queued while the previous put ran.
-    async fn wal_loop(self: Arc<Self>, mut rx: mpsc::Receiver<WalWrite>, mut segment: u64) {
+    async fn wal_loop(self: Arc<Self>, mut rx: mpsc::Receiver<WalWrite>) {
         const MAX_SEGMENT_BYTES: usize = 64 << 20;
         while let Some(first) = rx.recv().await {
             let mut writes = vec![first];
@@ -218,38 +271,7 @@ impl Ingester {
                     Err(_) => break,
                 }
             }
-            let entries: Vec<EncodedEntry> = writes.iter().map(|w| w.entry.clone()).collect();
-            let body = wal::encode_segment(&self.config.id, self.epoch, segment, &entries);
-            let path = wal::segment_path(&self.config.id, self.epoch, segment);
-            let result = self.store.put(&path, body, Put::Create).await;
-            let outcome = match result {
-                Ok(()) => {
-                    let chunks: Vec<(TableKey, Chunk)> = writes
-                        .iter()
-                        .map(|w| {
-                            let key = (Arc::clone(&w.entry.database), Arc::clone(&w.entry.table));
-                            (
-                                key,
-                                Chunk {
-                                    segment,
-                                    sequence: w.entry.sequence,
-                                    batch: w.batch.clone(),
-                                },
-                            )
-                        })
-                        .collect();
-                    self.buffer.lock().insert_segment(segment, chunks);
-                    Ok(segment)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, %path, "WAL commit failed");
-                    Err(Refused::new(
-                        Reason::Storage,
-                        format!("WAL commit failed: {e}"),
-                    ))
-                }
-            };
-            segment += 1;
+            let outcome = self.commit(&writes).await;
             if self.buffer.lock().bytes() > self.config.buffer_bytes / 2 {
                 self.snapshot_wanted.notify_one();
             }
@@ -257,6 +279,202 @@ impl Ingester {
                 let _ = w.done.send(outcome.clone());
             }
         }
+    }
+
+    /// Writes one segment holding `writes` at the next number, then adds them to
+    /// the buffer. Numbers are never skipped: after a failed put the next commit
+    /// tries the same number again, so a fence placed after our last segment is
+    /// always the next number we try.
+    async fn commit(&self, writes: &[WalWrite]) -> Result<u64, Refused> {
+        let mut position = self.wal_position.lock().await;
+        if self.fenced.load(Ordering::Acquire) {
+            return Err(self.fenced_refusal());
+        }
+        let entries: Vec<EncodedEntry> = writes.iter().map(|w| w.entry.clone()).collect();
+        loop {
+            let (epoch, segment) = (position.epoch, position.next);
+            let body = wal::encode_segment(&self.config.id, epoch, segment, &entries);
+            let path = wal::segment_path(&self.config.id, epoch, segment);
+            match self.store.put(&path, body, Put::Create).await {
+                Ok(()) => {
+                    let chunks = writes.iter().map(|w| {
+                        let key = (Arc::clone(&w.entry.database), Arc::clone(&w.entry.table));
+                        let chunk = Chunk {
+                            segment,
+                            sequence: w.entry.sequence,
+                            batch: w.batch.clone(),
+                        };
+                        (key, chunk)
+                    });
+                    self.buffer.lock().insert_segment(segment, chunks);
+                    position.next += 1;
+                    return Ok(segment);
+                }
+                Err(StoreError::AlreadyExists(_)) => match self.adopt(&path, epoch).await {
+                    // Our own earlier put, reported failed but done: keep its
+                    // data and try the next number.
+                    Ok(true) => position.next += 1,
+                    Ok(false) => {
+                        tracing::warn!(%path, "WAL commit hit a fence: lease lost");
+                        self.fenced.store(true, Ordering::Release);
+                        return Err(self.fenced_refusal());
+                    }
+                    Err(e) => {
+                        return Err(Refused::new(
+                            Reason::Storage,
+                            format!("WAL commit failed: {e}"),
+                        ));
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, %path, "WAL commit failed");
+                    return Err(Refused::new(
+                        Reason::Storage,
+                        format!("WAL commit failed: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A segment found where we meant to write: if we wrote it in this epoch (a
+    /// put whose success was not reported), its data goes into the buffer and
+    /// `true` is returned; anything else there is a fence.
+    async fn adopt(&self, path: &Path, epoch: u64) -> Result<bool, IngesterError> {
+        let bytes = self.store.get(path).await?;
+        let (segment, entries) = wal::decode_segment(path, bytes)?;
+        if segment.ingester_id != self.config.id || segment.epoch != epoch {
+            return Ok(false);
+        }
+        let number = segment.segment;
+        self.buffer
+            .lock()
+            .insert_segment(number, replayed_chunks(number, entries));
+        Ok(true)
+    }
+
+    /// Renews the lease every ttl/3, claims it again after losing it, and takes
+    /// over the WAL of ingesters whose lease expired.
+    async fn lease_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.lease_ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            if !self.fenced.load(Ordering::Acquire) {
+                let epoch = self.epoch.load(Ordering::Acquire);
+                match self.leases.beat(&self.config.id, epoch).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(epoch, "WAL lease taken by another ingester: fenced");
+                        self.fenced.store(true, Ordering::Release);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "WAL lease heartbeat failed"),
+                }
+            }
+            if self.fenced.load(Ordering::Acquire) {
+                if let Err(e) = self.reclaim().await {
+                    tracing::warn!(error = %e, "claiming the WAL lease again failed; will retry");
+                }
+                continue;
+            }
+            if let Err(e) = self.take_over_expired().await {
+                tracing::warn!(error = %e, "taking over an expired WAL lease failed; will retry");
+            }
+        }
+    }
+
+    /// After a fence: waits for the lease, then starts a new epoch from what the
+    /// WAL and the catalog hold. Whatever the buffer had was committed before
+    /// the fence, so the ingester that took over has it.
+    async fn reclaim(&self) -> Result<(), IngesterError> {
+        let _no_snapshot = self.snapshot_lock.lock().await;
+        let mut position = self.wal_position.lock().await;
+        let (epoch, buffer, next) =
+            claim_own(&self.config, &self.leases, &self.store, &self.catalog).await?;
+        *position = WalPosition { epoch, next };
+        *self.buffer.lock() = buffer;
+        self.epoch.store(epoch, Ordering::Release);
+        self.fenced.store(false, Ordering::Release);
+        tracing::info!(epoch, next_segment = next, "WAL lease claimed again");
+        Ok(())
+    }
+
+    async fn take_over_expired(&self) -> Result<(), IngesterError> {
+        for prefix in self.leases.prefixes().await? {
+            if prefix == self.config.id || self.stopping.load(Ordering::Acquire) {
+                continue;
+            }
+            let Some(view) = self.leases.view(&prefix).await? else {
+                continue;
+            };
+            if view.released || !self.leases.is_free(&view).await? {
+                continue;
+            }
+            let Some(claimed) = self.leases.try_claim(&prefix).await? else {
+                continue;
+            };
+            tracing::warn!(
+                prefix,
+                previous_owner = view.owner,
+                epoch = claimed.epoch,
+                "WAL lease expired: taking over"
+            );
+            let heartbeat = {
+                let (leases, prefix) = (self.leases.clone(), prefix.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(leases.ttl() / 3).await;
+                        let _ = leases.beat(&prefix, claimed.epoch).await;
+                    }
+                })
+            };
+            let done = self.take_over(&prefix, claimed).await;
+            heartbeat.abort();
+            let files = done?;
+            self.leases.release(&prefix, claimed.epoch).await?;
+            tracing::info!(prefix, files, "took over WAL and released its lease");
+        }
+        Ok(())
+    }
+
+    /// Fences the dead holder of `prefix`, and moves its uncovered WAL into Parquet
+    /// registered in that prefix's files log.
+    async fn take_over(&self, prefix: &str, claimed: Claimed) -> Result<usize, IngesterError> {
+        self.catalog.refresh_files_of(prefix).await?;
+        let covered = self.catalog.covered_segment(prefix);
+        let fence = match claimed.unreleased {
+            Some(old) => Some(
+                lease::fence(
+                    &self.store,
+                    prefix,
+                    old,
+                    claimed.epoch,
+                    &self.config.id,
+                    covered,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let (buffer, _) = replay(prefix, &self.store, &self.catalog).await?;
+        let Some(last) = buffer.last_segment().max(fence) else {
+            return Ok(0);
+        };
+        let files = persist(
+            &self.store,
+            &self.catalog,
+            prefix,
+            last,
+            buffer.chunks_up_to(last),
+        )
+        .await?;
+        let n = files.len();
+        self.catalog.register_files(prefix, last, files).await?;
+        delete_covered(&self.store, prefix, last).await?;
+        Ok(n)
     }
 
     async fn snapshot_loop(self: Arc<Self>) {
@@ -280,6 +498,9 @@ impl Ingester {
     /// from the buffer and deletes the WAL segments it covers.
     pub async fn snapshot(&self) -> Result<usize, IngesterError> {
         let _one_at_a_time = self.snapshot_lock.lock().await;
+        if self.fenced.load(Ordering::Acquire) {
+            return Ok(0); // the ingester that took over the WAL persists it
+        }
         let (covered, tables) = {
             let buffer = self.buffer.lock();
             match buffer.last_segment() {
@@ -288,63 +509,13 @@ impl Ingester {
             }
         };
         let started = std::time::Instant::now();
-        let mut state = self.catalog.state();
-        let mut files = Vec::new();
-        for ((db_name, table_name), chunks) in tables {
-            if state
-                .database(&db_name)
-                .and_then(|d| d.table(&table_name))
-                .is_none()
-            {
-                state = self.catalog.refresh().await?;
-            }
-            // Writes reach an ingester only after the edge committed their schema,
-            // so this means a broken catalog: keep everything and retry later.
-            let unknown = || IngesterError::UnknownTable {
-                database: db_name.to_string(),
-                table: table_name.to_string(),
-            };
-            let db = state.database(&db_name).cloned().ok_or_else(unknown)?;
-            let table = db.table(&table_name).cloned().ok_or_else(unknown)?;
-            let day_files = tokio::task::spawn_blocking(move || {
-                let schema = snapshot::target_schema(table_columns(&table), &chunks);
-                let merged = snapshot::merge(&schema, &chunks)?;
-                snapshot::day_files(&merged).map(|f| (table.id, f))
-            })
-            .await??;
-            let (table_id, day_files) = day_files;
-            for f in day_files {
-                // Named by what it covers, so a snapshot redone after a crash
-                // overwrites its own earlier attempt instead of adding a copy.
-                let path = format!(
-                    "{}/{}/{}/{}-{:020}.parquet",
-                    db.id, table_id, f.partition, self.config.id, covered
-                );
-                self.store
-                    .put(&Path::from(path.as_str()), f.bytes.clone(), Put::Overwrite)
-                    .await?;
-                files.push(ParquetFile {
-                    path,
-                    database: db.id,
-                    table: table_id,
-                    partition: f.partition,
-                    min_time: f.min_time,
-                    max_time: f.max_time,
-                    rows: f.rows,
-                    size_bytes: f.bytes.len() as u64,
-                });
-            }
-        }
+        let files = persist(&self.store, &self.catalog, &self.config.id, covered, tables).await?;
         let n = files.len();
         self.catalog
             .register_files(&self.config.id, covered, files)
             .await?;
         self.buffer.lock().remove_up_to(covered);
-        for meta in self.store.list(&wal::prefix(&self.config.id)).await? {
-            if wal::segment_number(&meta.location).is_some_and(|s| s <= covered) {
-                self.store.delete(&meta.location).await?;
-            }
-        }
+        delete_covered(&self.store, &self.config.id, covered).await?;
         tracing::info!(
             files = n,
             covered_segment = covered,
@@ -354,7 +525,8 @@ impl Ingester {
         Ok(n)
     }
 
-    /// Stops taking writes, commits what is queued, and snapshots everything.
+    /// Stops taking writes, commits what is queued, snapshots everything, and
+    /// releases the lease so a restart or another ingester need not wait for it.
     pub async fn shutdown(&self) -> Result<(), IngesterError> {
         self.stopping.store(true, Ordering::Release);
         // Closing the channel ends the WAL task once the queued writes commit.
@@ -364,6 +536,11 @@ impl Ingester {
             task.await?;
         }
         self.snapshot().await?;
+        let _no_reclaim = self.wal_position.lock().await;
+        if !self.fenced.load(Ordering::Acquire) {
+            let epoch = self.epoch.load(Ordering::Acquire);
+            self.leases.release(&self.config.id, epoch).await?;
+        }
         Ok(())
     }
 
@@ -388,52 +565,217 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// Rebuilds the buffer from the WAL segments no snapshot covers, deleting covered
-/// ones left by a crash between registration and deletion. Returns the buffer and
-/// the next segment number.
+/// Claims this ingester's own WAL prefix (waiting for a previous holder unless
+/// `exclusive`), fences the epoch it ended without a release, and replays what
+/// no snapshot covers. Returns the epoch, the buffer, and the next segment.
+async fn claim_own(
+    config: &IngesterConfig,
+    leases: &Leases,
+    store: &Store,
+    catalog: &Catalog,
+) -> Result<(u64, Buffer, u64), IngesterError> {
+    let id = config.id.as_str();
+    let claimed = if config.exclusive {
+        loop {
+            if let Some(c) = leases.claim_exclusive(id).await? {
+                break c;
+            }
+        }
+    } else {
+        leases.acquire(id).await?
+    };
+    catalog.refresh_files_of(id).await?;
+    // An exclusive claimant knows the previous holder is dead: nothing to fence.
+    if let Some(old) = claimed.unreleased.filter(|_| !config.exclusive) {
+        let covered = catalog.covered_segment(id);
+        let at = lease::fence(store, id, old, claimed.epoch, id, covered).await?;
+        tracing::info!(
+            old_epoch = old,
+            fence_segment = at,
+            "fenced the previous run's WAL"
+        );
+    }
+    leases.prune(id, claimed.epoch).await?;
+    let (buffer, next) = replay(id, store, catalog).await?;
+    tracing::info!(
+        epoch = claimed.epoch,
+        next_segment = next,
+        "WAL lease claimed"
+    );
+    Ok((claimed.epoch, buffer, next))
+}
+
+/// Most buffered bytes merged at once by a snapshot. Merging copies the data
+/// about three times (concatenated, sort keys, sorted), so this, not the buffer
+/// size, bounds the snapshot's extra memory.
+const SNAPSHOT_GROUP_BYTES: usize = 32 << 20;
+
+/// Writes buffered chunks as Parquet (per table, per group of at most
+/// [`SNAPSHOT_GROUP_BYTES`] in write order, one file per day), named by the WAL
+/// prefix and the last segment they cover, so a snapshot redone after a crash
+/// overwrites its own earlier attempt instead of adding a copy. A point written
+/// again in a later group is stored in both files; queries keep the later one.
+async fn persist(
+    store: &Store,
+    catalog: &Catalog,
+    prefix: &str,
+    covered: u64,
+    tables: Vec<(TableKey, Vec<Arc<Chunk>>)>,
+) -> Result<Vec<ParquetFile>, IngesterError> {
+    let mut state = catalog.state();
+    let mut files = Vec::new();
+    for ((db_name, table_name), chunks) in tables {
+        if state
+            .database(&db_name)
+            .and_then(|d| d.table(&table_name))
+            .is_none()
+        {
+            state = catalog.refresh().await?;
+        }
+        // Writes reach an ingester only after the edge committed their schema,
+        // so this means a broken catalog: keep everything and retry later.
+        let unknown = || IngesterError::UnknownTable {
+            database: db_name.to_string(),
+            table: table_name.to_string(),
+        };
+        let db = state.database(&db_name).cloned().ok_or_else(unknown)?;
+        let table = db.table(&table_name).cloned().ok_or_else(unknown)?;
+        for (group, chunks) in snapshot::groups(chunks, SNAPSHOT_GROUP_BYTES)
+            .into_iter()
+            .enumerate()
+        {
+            let columns = Arc::clone(&table);
+            let day_files = tokio::task::spawn_blocking(move || {
+                let schema = snapshot::target_schema(table_columns(&columns), &chunks);
+                let merged = snapshot::merge(&schema, &chunks)?;
+                snapshot::day_files(&merged)
+            })
+            .await??;
+            for f in day_files {
+                let path = format!(
+                    "{}/{}/{}/{prefix}-{covered:020}-{group:04}.parquet",
+                    db.id, table.id, f.partition
+                );
+                store
+                    .put(&Path::from(path.as_str()), f.bytes.clone(), Put::Overwrite)
+                    .await?;
+                files.push(ParquetFile {
+                    path,
+                    database: db.id,
+                    table: table.id,
+                    partition: f.partition,
+                    min_time: f.min_time,
+                    max_time: f.max_time,
+                    rows: f.rows,
+                    size_bytes: f.bytes.len() as u64,
+                });
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Deletes the WAL segments of `prefix` that registered files cover.
+async fn delete_covered(store: &Store, prefix: &str, covered: u64) -> Result<(), IngesterError> {
+    for meta in store.list(&wal::prefix(prefix)).await? {
+        if wal::segment_number(&meta.location).is_some_and(|s| s <= covered) {
+            delete_unless_fence(store, &meta).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a covered segment, but never a fence: a paused old holder may wake
+/// up at any time and try that number, and must find it taken.
+async fn delete_unless_fence(
+    store: &Store,
+    meta: &object_store::ObjectMeta,
+) -> Result<(), IngesterError> {
+    if wal::may_be_fence(meta.size) {
+        let bytes = store.get(&meta.location).await?;
+        if wal::decode_segment(&meta.location, bytes)?.1.is_empty() {
+            return Ok(());
+        }
+    }
+    store.delete(&meta.location).await?;
+    Ok(())
+}
+
+fn replayed_chunks(
+    segment: u64,
+    entries: Vec<wal::ReplayedEntry>,
+) -> impl Iterator<Item = (TableKey, Chunk)> {
+    entries.into_iter().flat_map(move |e| {
+        let key: TableKey = (e.database.into(), e.table.into());
+        let sequence = e.sequence;
+        e.batches.into_iter().map(move |batch| {
+            (
+                key.clone(),
+                Chunk {
+                    segment,
+                    sequence,
+                    batch,
+                },
+            )
+        })
+    })
+}
+
+/// Rebuilds a buffer from the WAL segments of `prefix` (every epoch) that no
+/// snapshot covers, deleting covered ones left by a crash between registration
+/// and deletion. Returns the buffer and the next segment number.
 async fn replay(
-    id: &str,
+    prefix: &str,
     store: &Store,
     catalog: &Catalog,
 ) -> Result<(Buffer, u64), IngesterError> {
-    let covered = catalog.covered_segment(id);
+    let mut covered = catalog.covered_segment(prefix);
     let mut buffer = Buffer::default();
     let mut next = covered.map_or(0, |c| c + 1);
-    let mut segments: Vec<(u64, Path)> = store
-        .list(&wal::prefix(id))
+    let mut segments: Vec<(u64, object_store::ObjectMeta)> = store
+        .list(&wal::prefix(prefix))
         .await?
         .into_iter()
-        .filter_map(|m| wal::segment_number(&m.location).map(|s| (s, m.location)))
+        .filter_map(|m| wal::segment_number(&m.location).map(|s| (s, m)))
         .collect();
-    segments.sort();
+    segments.sort_by_key(|(s, _)| *s);
     let mut replayed = 0;
-    for (segment, path) in segments {
+    for (segment, meta) in segments {
+        next = next.max(segment + 1);
         if covered.is_some_and(|c| segment <= c) {
-            store.delete(&path).await?;
+            delete_unless_fence(store, &meta).await?;
             continue;
         }
-        let bytes = store.get(&path).await?;
+        let path = meta.location;
+        let bytes = match store.get(&path).await {
+            Ok(bytes) => bytes,
+            // Deleted since the listing: only a snapshot that covers it may do
+            // that (a fenced old holder finishing one), so it must be covered now.
+            Err(crate::store::StoreError::NotFound(_)) => {
+                catalog.refresh_files_of(prefix).await?;
+                covered = catalog.covered_segment(prefix);
+                if covered.is_some_and(|c| segment <= c) {
+                    continue;
+                }
+                return Err(IngesterError::SegmentLost(path.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (_, entries) = wal::decode_segment(&path, bytes)?;
-        let chunks = entries.into_iter().flat_map(|e| {
-            let key: TableKey = (e.database.into(), e.table.into());
-            let sequence = e.sequence;
-            e.batches.into_iter().map(move |batch| {
-                (
-                    key.clone(),
-                    Chunk {
-                        segment,
-                        sequence,
-                        batch,
-                    },
-                )
-            })
-        });
-        buffer.insert_segment(segment, chunks);
-        next = next.max(segment + 1);
+        buffer.insert_segment(segment, replayed_chunks(segment, entries));
         replayed += 1;
     }
+    if covered.is_some() {
+        // A covered segment may have been replayed before the refresh found it so.
+        buffer.remove_up_to(covered.unwrap_or_default());
+    }
     if replayed > 0 {
-        tracing::info!(segments = replayed, bytes = buffer.bytes(), "replayed WAL");
+        tracing::info!(
+            prefix,
+            segments = replayed,
+            bytes = buffer.bytes(),
+            "replayed WAL"
+        );
     }
     Ok((buffer, next))
 }

@@ -66,6 +66,27 @@ pub fn target_schema<'a>(
     Arc::new(Schema::new(fields))
 }
 
+/// Splits a table's chunks, ordered by write sequence, into runs of at most
+/// `max_bytes` each (a single larger chunk is a run of its own).
+pub fn groups(mut chunks: Vec<Arc<Chunk>>, max_bytes: usize) -> Vec<Vec<Arc<Chunk>>> {
+    // Stable: chunks of equal sequence keep their commit order.
+    chunks.sort_by_key(|c| c.sequence);
+    let mut out: Vec<Vec<Arc<Chunk>>> = Vec::new();
+    let mut bytes = 0;
+    for chunk in chunks {
+        let size = chunk.bytes();
+        match out.last_mut() {
+            Some(group) if bytes + size <= max_bytes => group.push(chunk),
+            _ => {
+                bytes = 0;
+                out.push(vec![chunk]);
+            }
+        }
+        bytes += size;
+    }
+    out
+}
+
 /// Merges chunks into one deduplicated batch sorted by (tags, time), with the
 /// hidden [`SEQUENCE_COLUMN`] last: each row's latest write sequence, so that a
 /// query can order this file's rows against other files and buffers.
@@ -194,6 +215,25 @@ mod tests {
             sequence,
             batch,
         })
+    }
+
+    #[test]
+    fn groups_are_bounded_and_in_sequence_order() {
+        let c = |seq| chunk(seq, &[Some("a")], &[Some(1.0)], &[Some(1)], &[1]);
+        let size = c(0).bytes();
+        let chunks = vec![c(5), c(1), c(4), c(2), c(3)];
+        let seqs = |g: &Vec<Arc<Chunk>>| g.iter().map(|c| c.sequence).collect::<Vec<_>>();
+        let groups = groups(chunks.clone(), 2 * size);
+        assert_eq!(
+            groups.iter().map(seqs).collect::<Vec<_>>(),
+            vec![vec![1, 2], vec![3, 4], vec![5]]
+        );
+        // A limit below one chunk still takes every chunk, one per group.
+        assert_eq!(groups_len(chunks, 1), 5);
+    }
+
+    fn groups_len(chunks: Vec<Arc<Chunk>>, max: usize) -> usize {
+        groups(chunks, max).len()
     }
 
     #[test]

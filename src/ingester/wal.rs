@@ -3,7 +3,8 @@
 //! A segment is one protobuf [`WalSegment`] object at
 //! `wal/<ingester-id>/<epoch>/<segment>`, written with `PutMode::Create` so that
 //! two writers can never both commit the same number. Segment numbers grow across
-//! epochs, so "covered up to segment S" is one number.
+//! epochs, so "covered up to segment S" is one number. A segment with no entries
+//! is a fence (see `lease`): it is never written by a commit and never deleted.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -35,6 +36,12 @@ pub fn prefix(ingester_id: &str) -> Path {
 
 pub fn segment_path(ingester_id: &str, epoch: u64, segment: u64) -> Path {
     Path::from(format!("wal/{ingester_id}/{epoch:020}/{segment:020}"))
+}
+
+/// Whether a segment of this size could be a fence (a segment with no entries,
+/// see `lease::fence`); a segment holding a write is always larger.
+pub fn may_be_fence(size: u64) -> bool {
+    size < 256
 }
 
 /// The segment number of a WAL object path, if it is one.

@@ -74,7 +74,7 @@ impl RouteError {
             Self::Refused { reason, .. } => {
                 matches!(
                     reason,
-                    Reason::BufferFull | Reason::ShuttingDown | Reason::Storage
+                    Reason::BufferFull | Reason::ShuttingDown | Reason::Storage | Reason::Fenced
                 )
             }
             Self::Encode(_) | Self::NoIngesters => false,
@@ -214,7 +214,13 @@ impl Router {
                 match result {
                     Ok(()) => acked += 1,
                     Err(e) if e.is_retryable() => {
-                        tracing::warn!(error = %e, "write part failed over to the next ingester");
+                        // A full buffer is load, not a fault: under overload it
+                        // would log on every request.
+                        if e.is_busy() {
+                            tracing::debug!(error = %e, "ingester busy: trying the next one");
+                        } else {
+                            tracing::warn!(error = %e, "write part failed over to the next ingester");
+                        }
                         last_error = Some(e);
                     }
                     Err(e) => return Err(e),

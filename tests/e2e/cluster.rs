@@ -19,6 +19,8 @@ use crate::harness::{ADMIN_TOKEN, Row, Server, parquet_rows, parquet_rows_in, re
 struct Cluster {
     /// Object store flags and environment every process gets.
     store_args: Vec<String>,
+    /// Flags every ingester gets.
+    ingester_args: Vec<String>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     token_file: std::path::PathBuf,
@@ -41,6 +43,10 @@ fn start_role(
     Server::start_with_env(dir, &all, &env)
 }
 
+/// Ingester flags of most tests: snapshots often, and a short lease so a killed
+/// ingester's WAL is taken over (or its restart claims it) within a second.
+const INGESTER_ARGS: [&str; 4] = ["--snapshot-interval", "1s", "--lease-ttl", "1s"];
+
 fn start_ingester(
     dir: &Path,
     token_file: &Path,
@@ -59,8 +65,6 @@ fn start_ingester(
         grpc,
         "--cluster-token-file",
         token,
-        "--snapshot-interval",
-        "1s",
     ];
     let server = start_role(dir, &args, store_args, env);
     let addr = server
@@ -105,19 +109,31 @@ impl Cluster {
         store_args: Vec<String>,
         env: Vec<(String, String)>,
     ) -> Self {
+        let ingester_args = INGESTER_ARGS.map(String::from).to_vec();
+        Self::start_with(ingesters, routers, store_args, ingester_args, env)
+    }
+
+    fn start_with(
+        ingesters: usize,
+        routers: usize,
+        store_args: Vec<String>,
+        ingester_args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("cluster-token");
         std::fs::write(&token_file, "cluster-secret\n").unwrap();
         let data = dir.path().join("data");
         let mut servers = Vec::new();
         let mut addrs = Vec::new();
+        let with_store = |extra: &[String]| [extra, &store_args].concat();
         for i in 0..ingesters {
             let (s, a) = start_ingester(
                 &data,
                 &token_file,
                 &format!("ing-{i}"),
                 "127.0.0.1:0",
-                &store_args,
+                &with_store(&ingester_args),
                 &env,
             );
             servers.push(Mutex::new(Some(s)));
@@ -129,6 +145,7 @@ impl Cluster {
             .collect();
         Self {
             store_args,
+            ingester_args,
             env,
             router_urls: routers.iter().map(|r| Mutex::new(r.base.clone())).collect(),
             routers: routers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
@@ -157,7 +174,7 @@ impl Cluster {
                 &self.token_file,
                 &format!("ing-{i}"),
                 &self.ingester_addrs[i],
-                &self.store_args,
+                &[&self.ingester_args[..], &self.store_args].concat(),
                 &self.env,
             );
             *slot = Some(s);
@@ -709,4 +726,178 @@ async fn querier_sees_buffered_and_persisted_rows_and_refuses_partial_answers() 
     assert!(querier.stop().success());
     cluster.restart_ingester(1);
     cluster.stop();
+}
+
+/// The points a WAL prefix holds in its segments with entries (not fences).
+async fn wal_points(store: &Store, prefix: &str) -> BTreeSet<PointKey> {
+    use arrow::array::{Array, TimestampNanosecondArray};
+    use arrow::util::display::array_value_to_string;
+    let mut points = BTreeSet::new();
+    for meta in store.list(&format!("wal/{prefix}").into()).await.unwrap() {
+        let bytes = store.get(&meta.location).await.unwrap();
+        let (_, entries) = inflow::ingester::wal::decode_segment(&meta.location, bytes).unwrap();
+        for batch in entries.iter().flat_map(|e| &e.batches) {
+            let col = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+            let (host, tag, time) = (col("host"), col("batch"), col("time"));
+            let time = time
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .unwrap();
+            for r in 0..batch.num_rows() {
+                points.insert((
+                    array_value_to_string(&host, r).unwrap(),
+                    array_value_to_string(&tag, r).unwrap(),
+                    time.value(r).to_string(),
+                ));
+            }
+        }
+    }
+    points
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An ingester paused (SIGSTOP) past its lease loses its WAL: the other one
+/// claims the expired lease, fences the old epoch, moves what the paused one had
+/// acknowledged into Parquet, and releases the lease; writes fail over meanwhile.
+/// Resumed (SIGCONT), the old holder cannot commit into its fenced epoch: it
+/// claims its lease again in a new epoch and takes writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_ingester_is_fenced_and_its_wal_taken_over() {
+    use inflow::ingester::lease::Leases;
+    let ingester_args = ["--snapshot-interval", "1h", "--lease-ttl", "1s"].map(String::from);
+    let cluster = Cluster::start_with(2, 1, vec![], ingester_args.to_vec(), vec![]);
+    let url = cluster.router_urls[0].lock().clone();
+    let write = |k: usize| {
+        let url = format!("{url}/api/v2/write?bucket=db");
+        async move {
+            let auth = format!("Token {ADMIN_TOKEN}");
+            request(
+                "POST",
+                &url,
+                &[("authorization", &auth)],
+                batch_body(k, 100),
+            )
+            .await
+            .status
+        }
+    };
+    for k in 0..10 {
+        assert_eq!(write(k).await, 204);
+    }
+    let store = Store::local(&cluster.data()).unwrap();
+    let held = wal_points(&store, "ing-0").await;
+    assert!(
+        !held.is_empty(),
+        "ing-0 took a share and has not snapshotted"
+    );
+    let leases = Leases::new(store.clone(), "test", Duration::from_secs(1));
+    let view = |prefix: &'static str| {
+        let leases = leases.clone();
+        async move { leases.view(prefix).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        (view("ing-0").await.epoch, view("ing-0").await.owner),
+        (1, "ing-0".into())
+    );
+
+    let ing0 = cluster.ingesters[0].lock().take().unwrap();
+    ing0.signal(libc::SIGSTOP);
+    // Writes fail over to ing-1 (after the router's 2 s deadline on ing-0).
+    for k in 10..15 {
+        assert_eq!(write(k).await, 204);
+    }
+    eventually(
+        Duration::from_secs(30),
+        "ing-1 takes over ing-0's WAL",
+        || async {
+            let v = view("ing-0").await;
+            (v.epoch, v.owner.as_str(), v.released) == (2, "ing-1", true)
+        },
+    )
+    .await;
+    // Exactly what ing-0 had acknowledged is now in Parquet (ing-1 has not
+    // snapshotted its own share yet), and ing-0's WAL holds only the fence.
+    let rows = parquet_rows_in(&store, "db", "chaos").await;
+    let in_parquet: BTreeSet<PointKey> = rows
+        .iter()
+        .map(|r| (r["host"].clone(), r["batch"].clone(), r["time"].clone()))
+        .collect();
+    assert_eq!(in_parquet, held);
+    assert_eq!(rows.len(), held.len(), "each point once");
+    let wal = store.list(&"wal/ing-0".into()).await.unwrap();
+    assert_eq!(wal.len(), 1, "{wal:?}");
+    let fence = &wal[0];
+    assert!(fence.location.as_ref().contains("/00000000000000000001/"));
+    let (segment, entries) = inflow::ingester::wal::decode_segment(
+        &fence.location,
+        store.get(&fence.location).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!((segment.ingester_id.as_str(), segment.epoch), ("ing-1", 2));
+    assert!(entries.is_empty());
+
+    // Resumed: ing-0 finds its lease gone, claims epoch 3, and commits there.
+    ing0.signal(libc::SIGCONT);
+    *cluster.ingesters[0].lock() = Some(ing0);
+    eventually(
+        Duration::from_secs(30),
+        "ing-0 claims its lease again",
+        || async {
+            let v = view("ing-0").await;
+            (v.epoch, v.owner.as_str(), v.released) == (3, "ing-0", false)
+        },
+    )
+    .await;
+    let mut k = 14; // the next batch is 15
+    eventually(Duration::from_secs(30), "ing-0 commits in epoch 3", || {
+        k += 1;
+        let sent = write(k);
+        let store = store.clone();
+        async move {
+            assert_eq!(sent.await, 204);
+            !store
+                .list(&"wal/ing-0/00000000000000000003".into())
+                .await
+                .unwrap()
+                .is_empty()
+        }
+    })
+    .await;
+    // Nothing was committed into the fenced epoch after the fence.
+    let epoch1 = store
+        .list(&"wal/ing-0/00000000000000000001".into())
+        .await
+        .unwrap();
+    assert_eq!(epoch1.len(), 1, "only the fence: {epoch1:?}");
+
+    cluster.stop();
+    let rows = parquet_rows_in(&store, "db", "chaos").await;
+    let points: BTreeSet<PointKey> = rows
+        .iter()
+        .map(|r| (r["host"].clone(), r["batch"].clone(), r["time"].clone()))
+        .collect();
+    for b in 0..=k {
+        for l in 0..100 {
+            let key = (
+                format!("h{}", l % 37),
+                format!("b{b}"),
+                (1_700_000_000_000_000_000i64 + l as i64).to_string(),
+            );
+            assert!(points.contains(&key), "acknowledged point {key:?} lost");
+        }
+    }
+    // Graceful stops release every lease.
+    assert!(view("ing-0").await.released && view("ing-1").await.released);
 }

@@ -82,6 +82,17 @@ impl Server {
         wait_timeout(&mut child, Duration::from_secs(60))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal (`SIGSTOP` to pause the process, `SIGCONT` to resume it).
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: kill(2) with a pid we own.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    }
+
     /// `kill -9`: no chance to flush or snapshot.
     pub fn kill9(mut self) {
         let mut child = self.child.take().expect("running");

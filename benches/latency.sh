@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Write latency at half of the peak rate: finds the peak with a closed-loop run,
+# then offers half of it on a fixed schedule (open loop, latency counted from each
+# request's scheduled time) and prints p50/p99. Server pinned to core 0, load to
+# core 1, --wal-flush-interval 0s (the target: p99 <= flush interval + 20 ms).
+#
+#   benches/latency.sh [LINES_PER_BATCH] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lines=${1:-5000}
+rounds=${2:-3}
+bin=target/release/inflow
+work=$(mktemp -d)
+trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+INFLOW_ADMIN_TOKEN=bench taskset -c 0 "$bin" serve --data-dir "$work/data" --http-bind 127.0.0.1:18191 \
+  --wal-flush-interval 0s --log-filter warn >"$work/log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18191/health && break; sleep 0.1; done
+load() { taskset -c 1 "$bin" bench write --url http://127.0.0.1:18191 --token bench \
+  --lines-per-batch "$lines" --batches $((1000000 / lines)) --max-duration 60s "$@"; }
+for r in $(seq "$rounds"); do
+  peak=$(load --connections 4 | awk '/^lines\/s/ {print $2}')
+  half=$((peak / 2))
+  echo "round $r: peak $peak lines/s; at $half lines/s (open loop):"
+  load --connections 8 --rate "$half" | grep -E 'latency|lines/s|shed'
+done
+kill -TERM "$pid"; wait "$pid"

@@ -1,0 +1,418 @@
+//! Who may write a WAL prefix: one lease per ingester id, with epochs and fencing.
+//!
+//! ```text
+//! catalog/leases/<id>/<epoch:020>.claim     Create  {"owner": ...}: first claimant of an epoch wins
+//! catalog/leases/<id>/<epoch:020>.beat      Overwrite, by the holder, every ttl/3
+//! catalog/leases/<id>/<epoch:020>.released  Create, by the holder when it is done
+//! catalog/clock/<id>                        Overwrite: how a process reads the store's clock
+//! ```
+//!
+//! The newest claim is the lease. It is alive while its last claim or beat is at
+//! most `ttl` old, measured against a clock object just written (the object
+//! store's time, never a local clock). When it is released or expired, anyone
+//! may claim the next epoch; if it expired, the new holder first *fences* the old
+//! epoch by writing an empty segment at the next free segment number of the old
+//! epoch's WAL directory with `PutMode::Create`. The old holder, if only paused,
+//! then fails its next commit (the number is taken) and must stop acknowledging.
+//! Fencing, not the clock, is what makes this safe: a late heartbeat can at worst
+//! delay a takeover.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use super::wal;
+use crate::store::{Put, Store, StoreError};
+
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("lease storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("lease claim {path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claim {
+    format_version: u32,
+    owner: String,
+}
+
+/// The newest claim on a prefix, as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub epoch: u64,
+    pub owner: String,
+    /// Store time of the last claim or heartbeat.
+    pub last_seen: DateTime<Utc>,
+    pub released: bool,
+}
+
+/// What a successful claim found before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    pub epoch: u64,
+    /// The previous epoch, when it ended without a release and must be fenced.
+    pub unreleased: Option<u64>,
+}
+
+/// Leases as seen by one process (`me`), which claims and heartbeats in its name.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    store: Store,
+    me: String,
+    ttl: Duration,
+}
+
+fn dir(prefix: &str) -> Path {
+    Path::from(format!("catalog/leases/{prefix}"))
+}
+
+fn object(prefix: &str, epoch: u64, kind: &str) -> Path {
+    Path::from(format!("catalog/leases/{prefix}/{epoch:020}.{kind}"))
+}
+
+impl Leases {
+    pub fn new(store: Store, me: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            store,
+            me: me.into(),
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The object store's current time: the modification time of an object
+    /// written just now.
+    pub async fn store_now(&self) -> Result<DateTime<Utc>, LeaseError> {
+        let path = Path::from(format!("catalog/clock/{}", self.me));
+        self.store.put(&path, Bytes::new(), Put::Overwrite).await?;
+        Ok(self.store.head(&path).await?.last_modified)
+    }
+
+    /// The newest claim on `prefix`, if it was ever claimed.
+    pub async fn view(&self, prefix: &str) -> Result<Option<View>, LeaseError> {
+        let objects = self.store.list(&dir(prefix)).await?;
+        let parsed = objects.iter().filter_map(|m| {
+            let name = m.location.filename()?;
+            let (epoch, kind) = name.split_once('.')?;
+            Some((epoch.parse::<u64>().ok()?, kind, m))
+        });
+        let Some(epoch) = parsed
+            .clone()
+            .filter(|(_, kind, _)| *kind == "claim")
+            .map(|(e, _, _)| e)
+            .max()
+        else {
+            return Ok(None);
+        };
+        let mut last_seen = DateTime::<Utc>::MIN_UTC;
+        let mut released = false;
+        for (_, kind, meta) in parsed.filter(|(e, _, _)| *e == epoch) {
+            match kind {
+                "claim" | "beat" => last_seen = last_seen.max(meta.last_modified),
+                "released" => released = true,
+                _ => {}
+            }
+        }
+        let path = object(prefix, epoch, "claim");
+        let bytes = self.store.get(&path).await?;
+        let claim: Claim = serde_json::from_slice(&bytes).map_err(|e| LeaseError::Corrupt {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(View {
+            epoch,
+            owner: claim.owner,
+            last_seen,
+            released,
+        }))
+    }
+
+    /// Whether the lease may be claimed now: released, or silent for over `ttl`.
+    pub async fn is_free(&self, view: &View) -> Result<bool, LeaseError> {
+        if view.released {
+            return Ok(true);
+        }
+        let now = self.store_now().await?;
+        Ok(now.signed_duration_since(view.last_seen) > chrono_ttl(self.ttl))
+    }
+
+    /// Claims the next epoch of `prefix` if its lease is free now; `None` if it
+    /// is held, or another claimant won the race.
+    pub async fn try_claim(&self, prefix: &str) -> Result<Option<Claimed>, LeaseError> {
+        let view = self.view(prefix).await?;
+        let (epoch, unreleased) = match &view {
+            None => (1, None),
+            Some(v) if self.is_free(v).await? => (v.epoch + 1, (!v.released).then_some(v.epoch)),
+            Some(_) => return Ok(None),
+        };
+        self.claim(prefix, epoch, unreleased).await
+    }
+
+    /// Claims the next epoch without waiting for the current holder to expire:
+    /// only for a process that knows no other can hold `prefix` (it holds the
+    /// local data directory's lock).
+    pub async fn claim_exclusive(&self, prefix: &str) -> Result<Option<Claimed>, LeaseError> {
+        let (epoch, unreleased) = match self.view(prefix).await? {
+            None => (1, None),
+            Some(v) => (v.epoch + 1, (!v.released).then_some(v.epoch)),
+        };
+        self.claim(prefix, epoch, unreleased).await
+    }
+
+    async fn claim(
+        &self,
+        prefix: &str,
+        epoch: u64,
+        unreleased: Option<u64>,
+    ) -> Result<Option<Claimed>, LeaseError> {
+        let claim = Claim {
+            format_version: FORMAT_VERSION,
+            owner: self.me.clone(),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&claim).expect("claims serialize"));
+        match self
+            .store
+            .put(&object(prefix, epoch, "claim"), bytes, Put::Create)
+            .await
+        {
+            Ok(()) => Ok(Some(Claimed { epoch, unreleased })),
+            Err(StoreError::AlreadyExists(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claims `prefix`, waiting for its current holder to release it or expire.
+    pub async fn acquire(&self, prefix: &str) -> Result<Claimed, LeaseError> {
+        let mut said = false;
+        loop {
+            if let Some(claimed) = self.try_claim(prefix).await? {
+                return Ok(claimed);
+            }
+            if !said {
+                tracing::info!(
+                    prefix,
+                    ttl = ?self.ttl,
+                    "WAL lease held by another process; waiting for it to be released or expire"
+                );
+                said = true;
+            }
+            tokio::time::sleep(self.ttl / 4).await;
+        }
+    }
+
+    /// Renews a held lease. Returns false, without renewing, when a newer epoch
+    /// was claimed: the lease is lost and the holder is fenced or about to be.
+    pub async fn beat(&self, prefix: &str, epoch: u64) -> Result<bool, LeaseError> {
+        match self.view(prefix).await? {
+            Some(v) if v.epoch == epoch && v.owner == self.me && !v.released => {}
+            _ => return Ok(false),
+        }
+        self.store
+            .put(&object(prefix, epoch, "beat"), Bytes::new(), Put::Overwrite)
+            .await?;
+        Ok(true)
+    }
+
+    /// Gives the lease up, so the next claimant need not wait for it to expire.
+    pub async fn release(&self, prefix: &str, epoch: u64) -> Result<(), LeaseError> {
+        match self
+            .store
+            .put(
+                &object(prefix, epoch, "released"),
+                Bytes::new(),
+                Put::Create,
+            )
+            .await
+        {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every prefix that has ever been claimed.
+    pub async fn prefixes(&self) -> Result<Vec<String>, LeaseError> {
+        let mut out: Vec<String> = self
+            .store
+            .list(&Path::from("catalog/leases"))
+            .await?
+            .iter()
+            .filter_map(|m| m.location.parts().nth(2).map(|p| p.as_ref().to_string()))
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Deletes the lease objects of epochs before `epoch`, which nobody reads again.
+    pub async fn prune(&self, prefix: &str, epoch: u64) -> Result<(), LeaseError> {
+        for meta in self.store.list(&dir(prefix)).await? {
+            let old = meta
+                .location
+                .filename()
+                .and_then(|n| n.split_once('.'))
+                .and_then(|(e, _)| e.parse::<u64>().ok())
+                .is_some_and(|e| e < epoch);
+            if old {
+                self.store.delete(&meta.location).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn chrono_ttl(ttl: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// Fences epoch `old` of `prefix`: writes an empty segment, in the new holder's
+/// name, at the first free segment number after every segment of the prefix.
+/// Returns that number. A commit of the old holder that wins the race for a
+/// number just moves the fence one further.
+pub async fn fence(
+    store: &Store,
+    prefix: &str,
+    old: u64,
+    new_epoch: u64,
+    by: &str,
+    covered: Option<u64>,
+) -> Result<u64, LeaseError> {
+    loop {
+        let mut next = covered.map_or(0, |c| c + 1);
+        for meta in store.list(&wal::prefix(prefix)).await? {
+            if let Some(s) = wal::segment_number(&meta.location) {
+                next = next.max(s + 1);
+            }
+        }
+        let body = wal::encode_segment(by, new_epoch, next, &[]);
+        match store
+            .put(&wal::segment_path(prefix, old, next), body, Put::Create)
+            .await
+        {
+            Ok(()) => return Ok(next),
+            Err(StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::local(dir).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_claimant_wins_each_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Leases::new(store(dir.path()), "a", Duration::from_secs(60));
+        let b = Leases::new(store(dir.path()), "b", Duration::from_secs(60));
+        let first = a.try_claim("p").await.unwrap();
+        assert_eq!(
+            first,
+            Some(Claimed {
+                epoch: 1,
+                unreleased: None
+            })
+        );
+        // Held and fresh: nobody else gets it.
+        assert_eq!(b.try_claim("p").await.unwrap(), None);
+        let view = b.view("p").await.unwrap().unwrap();
+        assert_eq!((view.epoch, view.owner.as_str()), (1, "a"));
+        // Two claimants racing for the same epoch: Create lets one through.
+        assert!(a.claim("q", 1, None).await.unwrap().is_some());
+        assert!(b.claim("q", 1, None).await.unwrap().is_none());
+        assert_eq!(a.prefixes().await.unwrap(), vec!["p", "q"]);
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_is_free_at_once_and_a_silent_one_after_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_millis(300);
+        let a = Leases::new(store(dir.path()), "a", ttl);
+        let b = Leases::new(store(dir.path()), "b", ttl);
+        a.try_claim("p").await.unwrap().unwrap();
+        a.release("p", 1).await.unwrap();
+        assert_eq!(
+            b.try_claim("p").await.unwrap(),
+            Some(Claimed {
+                epoch: 2,
+                unreleased: None
+            })
+        );
+        // b's lease is fresh; a heartbeat from a, who lost it, is refused.
+        assert!(!a.beat("p", 1).await.unwrap());
+        assert_eq!(a.try_claim("p").await.unwrap(), None);
+        // Heartbeats keep it alive past the ttl...
+        for _ in 0..4 {
+            tokio::time::sleep(ttl / 3).await;
+            assert!(b.beat("p", 2).await.unwrap());
+        }
+        assert_eq!(a.try_claim("p").await.unwrap(), None);
+        // ...silence lets it expire, and the next claim must fence epoch 2.
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        assert_eq!(
+            a.try_claim("p").await.unwrap(),
+            Some(Claimed {
+                epoch: 3,
+                unreleased: Some(2)
+            })
+        );
+        assert!(!b.beat("p", 2).await.unwrap());
+        a.prune("p", 3).await.unwrap();
+        assert_eq!(a.view("p").await.unwrap().unwrap().epoch, 3);
+        let left = store(dir.path()).list(&dir_path("p")).await.unwrap().len();
+        assert_eq!(left, 1, "only epoch 3's claim remains");
+    }
+
+    fn dir_path(prefix: &str) -> Path {
+        dir(prefix)
+    }
+
+    #[tokio::test]
+    async fn a_fence_takes_the_old_holders_next_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        for seg in [3, 4] {
+            let body = wal::encode_segment("old", 1, seg, &[]);
+            s.put(&wal::segment_path("p", 1, seg), body, Put::Create)
+                .await
+                .unwrap();
+        }
+        let at = fence(&s, "p", 1, 2, "new", Some(1)).await.unwrap();
+        assert_eq!(at, 5);
+        // The old holder's next commit is refused.
+        let late = s
+            .put(
+                &wal::segment_path("p", 1, 5),
+                wal::encode_segment("old", 1, 5, &[]),
+                Put::Create,
+            )
+            .await;
+        assert!(
+            matches!(late, Err(StoreError::AlreadyExists(_))),
+            "{late:?}"
+        );
+        let (seg, entries) = wal::decode_segment(
+            &wal::segment_path("p", 1, 5),
+            s.get(&wal::segment_path("p", 1, 5)).await.unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (seg.ingester_id.as_str(), seg.epoch, entries.len()),
+            ("new", 2, 0)
+        );
+        // With nothing in the WAL, the fence goes after what is covered.
+        assert_eq!(fence(&s, "q", 1, 2, "new", Some(9)).await.unwrap(), 10);
+    }
+}
