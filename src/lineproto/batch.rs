@@ -23,11 +23,15 @@
 //!   each table remembers which column the i-th tag and i-th field of its
 //!   previous line went to, so a line usually resolves with one string
 //!   comparison per field.
+//! - Maps use aHash: series keys are whole measurement-and-tags prefixes, and
+//!   SipHash over them cost more than the rest of the lookup.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
+
+/// A map with a fast, still DoS-resistant, hasher.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, ArrowPrimitiveType, BooleanBufferBuilder, BooleanBuilder,
@@ -156,13 +160,13 @@ impl<'b> Tables<'b> {
     pub(crate) fn new(max_columns: usize) -> Self {
         Self {
             tables: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             last: usize::MAX,
             stamp: 0,
             targets: Vec::new(),
             pending: Vec::new(),
             max_columns,
-            series: HashMap::new(),
+            series: HashMap::default(),
             series_info: Vec::new(),
             series_tags: Vec::new(),
             committed_tags: Vec::new(),
@@ -454,7 +458,7 @@ impl TableBuilder {
             name: name.to_owned(),
             rows: 0,
             columns: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             time: Prim::default(),
             tag_order: Vec::new(),
             field_order: Vec::new(),
