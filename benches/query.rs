@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Float64Array, RecordBatch, StringDictionaryBuilder, TimestampNanosecondArray};
 use arrow::datatypes::Int32Type;
 use futures::TryStreamExt;
-use inflow::catalog::{Catalog, ParquetFile, SchemaLimits, TableColumns};
+use inflow::catalog::{Catalog, SchemaLimits, TableColumns};
 use inflow::ingester::buffer::Chunk;
 use inflow::ingester::read::{TimeRange, buffered_batches};
 use inflow::ingester::snapshot::{day_files, merge, target_schema};
@@ -123,16 +123,7 @@ async fn corpus(dir: &std::path::Path, hosts: usize, hours: i64) -> Querier {
                 .put(&path.as_str().into(), f.bytes.clone(), Put::Overwrite)
                 .await
                 .expect("put");
-            files.push(ParquetFile {
-                path,
-                database: db.id,
-                table: table.id,
-                partition: f.partition,
-                min_time: f.min_time,
-                max_time: f.max_time,
-                rows: f.rows,
-                size_bytes: f.bytes.len() as u64,
-            });
+            files.push(f.entry(path, db.id, table.id));
         }
         catalog
             .register_files("bench-ingester", h as u64, files)

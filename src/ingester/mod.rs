@@ -659,16 +659,7 @@ async fn persist(
                 store
                     .put(&Path::from(path.as_str()), f.bytes.clone(), Put::Overwrite)
                     .await?;
-                files.push(ParquetFile {
-                    path,
-                    database: db.id,
-                    table: table.id,
-                    partition: f.partition,
-                    min_time: f.min_time,
-                    max_time: f.max_time,
-                    rows: f.rows,
-                    size_bytes: f.bytes.len() as u64,
-                });
+                files.push(f.entry(path, db.id, table.id));
             }
         }
     }

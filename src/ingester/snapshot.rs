@@ -20,6 +20,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use super::buffer::Chunk;
+use crate::catalog::{DbId, ParquetFile, TableId};
 use crate::dedup::{dedup, key_columns_by_kind};
 use crate::schema::{ColumnType, TIME_COLUMN, project, sequence_field};
 
@@ -42,6 +43,22 @@ pub struct DayFile {
     pub rows: u64,
     pub min_time: i64,
     pub max_time: i64,
+}
+
+impl DayFile {
+    /// Its catalog entry, once written at `path`.
+    pub fn entry(&self, path: String, database: DbId, table: TableId) -> ParquetFile {
+        ParquetFile {
+            path,
+            database,
+            table,
+            partition: self.partition.clone(),
+            min_time: self.min_time,
+            max_time: self.max_time,
+            rows: self.rows,
+            size_bytes: self.bytes.len() as u64,
+        }
+    }
 }
 
 /// The schema every chunk is widened to: the catalog's columns, then any a chunk

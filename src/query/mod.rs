@@ -224,7 +224,7 @@ fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{ParquetFile, SchemaLimits, TableColumns};
+    use crate::catalog::{SchemaLimits, TableColumns};
     use crate::ingester::buffer::Chunk;
     use crate::ingester::read::{TimeRange, buffered_batches};
     use crate::ingester::snapshot::{day_files, merge, target_schema};
@@ -291,16 +291,7 @@ mod tests {
                 .put(&path.as_str().into(), f.bytes.clone(), Put::Overwrite)
                 .await
                 .unwrap();
-            files.push(ParquetFile {
-                path,
-                database: db.id,
-                table: table.id,
-                partition: f.partition,
-                min_time: f.min_time,
-                max_time: f.max_time,
-                rows: f.rows,
-                size_bytes: f.bytes.len() as u64,
-            });
+            files.push(f.entry(path, db.id, table.id));
         }
         catalog.register_files(owner, 1, files).await.unwrap();
     }
