@@ -670,6 +670,19 @@ pub fn table_columns(table: &Table) -> impl Iterator<Item = (&str, ColumnType)> 
 mod tests {
     use super::*;
 
+    fn file(path: &str) -> ParquetFile {
+        ParquetFile {
+            path: path.into(),
+            database: 1,
+            table: 1,
+            partition: "2022-01-01".into(),
+            min_time: 0,
+            max_time: 1,
+            rows: 2,
+            size_bytes: 3,
+        }
+    }
+
     async fn catalog(dir: &std::path::Path) -> Arc<Catalog> {
         Catalog::load(Store::local(dir).unwrap()).await.unwrap()
     }
@@ -779,16 +792,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = catalog(dir.path()).await;
         assert_eq!(c.covered_segment("i1"), None);
-        let f = ParquetFile {
-            path: "1/1/2022-01-01/x.parquet".into(),
-            database: 1,
-            table: 1,
-            partition: "2022-01-01".into(),
-            min_time: 0,
-            max_time: 1,
-            rows: 2,
-            size_bytes: 3,
-        };
+        let f = file("1/1/2022-01-01/x.parquet");
         c.register_files("i1", 7, vec![f.clone()]).await.unwrap();
         c.register_files("i1", 9, vec![]).await.unwrap();
         let again = catalog(dir.path()).await;
@@ -801,21 +805,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let writer = catalog(dir.path()).await;
         let reader = catalog(dir.path()).await;
-        let f = |path: &str| ParquetFile {
-            path: path.into(),
-            database: 1,
-            table: 1,
-            partition: "2022-01-01".into(),
-            min_time: 0,
-            max_time: 1,
-            rows: 2,
-            size_bytes: 3,
-        };
-        writer.register_files("i1", 1, vec![f("a")]).await.unwrap();
-        writer.register_files("i2", 4, vec![f("b")]).await.unwrap();
+        writer
+            .register_files("i1", 1, vec![file("a")])
+            .await
+            .unwrap();
+        writer
+            .register_files("i2", 4, vec![file("b")])
+            .await
+            .unwrap();
         assert!(reader.files().is_empty());
         reader.refresh_file_logs().await.unwrap();
-        writer.register_files("i1", 2, vec![f("c")]).await.unwrap();
+        writer
+            .register_files("i1", 2, vec![file("c")])
+            .await
+            .unwrap();
         reader.refresh_file_logs().await.unwrap();
         let mut paths: Vec<_> = reader.files().into_iter().map(|f| f.path).collect();
         paths.sort();

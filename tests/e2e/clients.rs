@@ -194,14 +194,7 @@ async fn influxdb3_python_queries_what_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
     let token = create_token(dir.path(), "q3db", "read,write");
-    let out = run(Command::new(python())
-        .arg(script("python_v3_query.py"))
-        .args([&server.base, &token, "q3db"]));
-    let json_line = out
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .expect("JSON output");
-    let got: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    let got = python_json("python_v3_query.py", &[&server.base, &token, "q3db"]);
     let expected = serde_json::json!({
         "types": {
             "host": "string", "region": "string", "f": "double", "i": "int64",
@@ -229,14 +222,7 @@ async fn adbc_flight_sql_queries_and_lists_tables() {
     let r = crate::harness::write(&server, "bucket=adb", crate::harness::ADMIN_TOKEN, body).await;
     assert_eq!(r.status, 204);
     let token = create_token(dir.path(), "adb", "read");
-    let out = run(Command::new(python())
-        .arg(script("adbc_flightsql.py"))
-        .args([&server.base, &token, "adb"]));
-    let json_line = out
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .expect("JSON output");
-    let got: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    let got = python_json("adbc_flightsql.py", &[&server.base, &token, "adb"]);
     let expected = serde_json::json!({
         "rows": [{"host": "a", "usage": 1.5}, {"host": "b", "usage": 2.5}],
         "prepared": [{"n": 2, "top": 2.5}],
@@ -245,4 +231,14 @@ async fn adbc_flight_sql_queries_and_lists_tables() {
     });
     assert_eq!(got, expected);
     assert!(server.stop().success());
+}
+
+/// Runs one of the Python client scripts and parses the JSON line it prints.
+fn python_json(name: &str, args: &[&str]) -> serde_json::Value {
+    let out = run(Command::new(python()).arg(script(name)).args(args));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{name} printed no JSON line: {out}"));
+    serde_json::from_str(line).unwrap()
 }
