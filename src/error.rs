@@ -97,6 +97,10 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
 
+    /// A query needs more memory than the query memory pool has left.
+    #[error("{0}")]
+    QueryMemoryExhausted(String),
+
     #[error("{0}")]
     TableNotFound(String),
 
@@ -150,7 +154,7 @@ impl Error {
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::QueryMemoryExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -201,6 +205,7 @@ impl Error {
             }
             Self::MethodNotAllowed | Self::NotImplemented(_) => Code::Unimplemented,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::QueryMemoryExhausted(_) => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
         };
         tonic::Status::new(code, self.to_string())
@@ -380,6 +385,7 @@ impl From<QueryError> for Error {
             QueryError::Invalid(m) => Self::InvalidQuery(m),
             QueryError::NotImplemented(m) => Self::NotImplemented(m),
             QueryError::Unavailable(m) => Self::Unavailable(m),
+            QueryError::ResourcesExhausted(m) => Self::QueryMemoryExhausted(m),
             QueryError::Internal(m) => Self::Internal(m),
         }
     }
@@ -475,6 +481,11 @@ mod tests {
             (
                 QueryError::Unavailable("x".into()),
                 tonic::Code::Unavailable,
+                503,
+            ),
+            (
+                QueryError::ResourcesExhausted("x".into()),
+                tonic::Code::ResourceExhausted,
                 503,
             ),
         ];

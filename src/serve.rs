@@ -150,6 +150,10 @@ pub struct ServeArgs {
     /// query fails with UNAVAILABLE (never a partial answer).
     #[arg(long, env = "INFLOW_QUERY_INGESTER_TIMEOUT", value_parser = duration, default_value = "10s")]
     pub query_ingester_timeout: Duration,
+    /// For queriers: memory all running queries may hold between them; a query
+    /// that needs more fails with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "INFLOW_QUERY_MEMORY_BYTES", default_value_t = 1 << 30)]
+    pub query_memory_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,11 +232,12 @@ async fn run_all(
         args.query_ingester_timeout,
     );
     let buffers = Arc::new(buffers);
-    let querier = Arc::new(Querier::new(
+    let querier = Querier::new(
         Arc::clone(&catalog),
         store,
         Arc::clone(&buffers) as Arc<dyn crate::query::BufferSource>,
-    ));
+    );
+    let querier = Arc::new(querier.with_memory_limit(args.query_memory_bytes));
     let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
     let router = Arc::new(Router::new(vec![client], 1));
     serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
@@ -306,7 +311,8 @@ async fn run_querier(
         tokio::spawn(resolve_query_ingesters(Arc::clone(&buffers), name, port));
     }
     let auth = operator_auth(args, Arc::clone(&catalog))?;
-    let querier = Arc::new(Querier::new(catalog, store, buffers));
+    let querier = Querier::new(catalog, store, buffers).with_memory_limit(args.query_memory_bytes);
+    let querier = Arc::new(querier);
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = bind_http(args).await?;

@@ -162,6 +162,9 @@ pub fn day_files(batch: &RecordBatch) -> Result<Vec<DayFile>, SnapshotError> {
         .collect()
 }
 
+/// Rows per Parquet row group, the unit a query prunes by statistics.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 fn encode_day(day: i64, batch: &RecordBatch) -> Result<DayFile, SnapshotError> {
     let time = batch
         .column_by_name(TIME_COLUMN)
@@ -169,8 +172,11 @@ fn encode_day(day: i64, batch: &RecordBatch) -> Result<DayFile, SnapshotError> {
         .ok_or_else(|| ArrowError::SchemaError("batch has no nanosecond time column".into()))?;
     let min_time = time.values().iter().copied().min().unwrap_or_default();
     let max_time = time.values().iter().copied().max().unwrap_or_default();
+    // Rows are sorted by tags, so a row group covers a narrow range of series:
+    // its min/max statistics let a query on a few series skip the others.
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;

@@ -31,6 +31,8 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, UnboundedMemoryPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::catalog::{Catalog, CatalogError, Database};
@@ -59,6 +61,9 @@ pub enum QueryError {
     /// An ingester or the object store could not be read: no partial answers.
     #[error("{0}")]
     Unavailable(String),
+    /// The query needs more memory than `--query-memory-bytes` leaves it.
+    #[error("{0}")]
+    ResourcesExhausted(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -92,7 +97,7 @@ impl From<DataFusionError> for QueryError {
             | DataFusionError::Execution(_)
             | DataFusionError::ArrowError(..) => Self::Invalid(message),
             DataFusionError::NotImplemented(_) => Self::NotImplemented(message),
-            DataFusionError::ResourcesExhausted(_) => Self::Unavailable(message),
+            DataFusionError::ResourcesExhausted(_) => Self::ResourcesExhausted(message),
             _ => Self::Internal(message),
         }
     }
@@ -128,6 +133,8 @@ impl Planned {
 #[derive(Debug)]
 pub struct Querier {
     sources: Arc<Sources>,
+    /// Shared by every query, so its memory pool bounds them together.
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl Querier {
@@ -138,7 +145,16 @@ impl Querier {
                 store,
                 ingesters,
             }),
+            runtime: runtime(Arc::new(UnboundedMemoryPool::default())),
         }
+    }
+
+    /// Queries running at once may hold at most `bytes` of data between them
+    /// (scans and DataFusion's operators); past that a query fails with
+    /// `RESOURCE_EXHAUSTED` rather than the process running out of memory.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)));
+        self
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -189,7 +205,7 @@ impl Querier {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
         for table in db.tables() {
             let provider = InflowTable::new(Arc::clone(db), Arc::clone(table), &self.sources);
             ctx.register_table(
@@ -199,6 +215,14 @@ impl Querier {
         }
         Ok(ctx)
     }
+}
+
+fn runtime(pool: Arc<dyn MemoryPool>) -> Arc<RuntimeEnv> {
+    // Building a runtime from a pool and the default disk manager cannot fail.
+    RuntimeEnvBuilder::new()
+        .with_memory_pool(pool)
+        .build_arc()
+        .expect("default runtime environment")
 }
 
 /// A table the query names must be one of the database's (or an

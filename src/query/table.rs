@@ -1,11 +1,15 @@
 //! One catalog table as DataFusion sees it: its rows are the Parquet files the
 //! catalog registers plus the ingesters' buffered rows, one row per point.
 //!
-//! A scan gathers and deduplicates the rows in the query's time range, then
-//! hands them to a `MemTable`. That is simple and exact; it holds the table's
-//! rows in range in memory at once. Where this should become streaming: merge
-//! per series across time-sorted sources (the files are sorted by tags and
-//! time already) instead of one sort of everything.
+//! A scan gathers and deduplicates the rows that may match, then hands them to
+//! a `MemTable`. Files are pruned before they are read: by the catalog's time
+//! range, then by their row groups' statistics (tags and time) against the
+//! query's key predicates, fetching only the footer and the column chunks of
+//! the row groups kept. What the scan holds is counted against the query
+//! memory pool, so a query too large fails with `ResourcesExhausted` instead
+//! of taking the process down. It is not streaming: the rows that survive
+//! pruning are in memory at once. Where this should go next: merge per series
+//! across the sources (files are sorted by tags and time already).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,19 +19,29 @@ use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
 use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
 };
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::physical_plan::ExecutionPlan;
-use futures::{StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryFutureExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
 
 use super::QueryError;
 use super::ingesters::BufferSource;
@@ -84,19 +98,26 @@ impl InflowTable {
     /// The table's points in `range`: ingesters first, then the catalog's files.
     /// Only the key and the `scan.columns` are read and folded (a field does
     /// not affect another field's value); the others come back null.
-    async fn gather(&self, range: TimeRange, scan: ScanColumns) -> Result<RecordBatch, QueryError> {
+    async fn gather(
+        &self,
+        range: TimeRange,
+        scan: ScanColumns,
+        memory: Arc<MemoryReservation>,
+    ) -> Result<RecordBatch, QueryError> {
         let buffered = self
             .sources
             .ingesters
             .fetch(&self.database.name, &self.table.name, range)
             .await?;
+        count(&memory, &buffered)?;
         self.sources.catalog.refresh_file_logs().await?;
         let files = self.files(range);
-        let store = self.sources.store.clone();
+        let store = self.sources.store.object_store();
         let ScanColumns {
             reduced,
             key,
             predicate,
+            pruning,
         } = scan;
         let names: Arc<Vec<String>> = Arc::new(
             reduced
@@ -107,14 +128,23 @@ impl InflowTable {
                 .collect(),
         );
         let persisted: Vec<Vec<RecordBatch>> = futures::stream::iter(files)
-            .map(|f| read_parquet(store.clone(), f, range, Arc::clone(&names)))
+            .map(|file| {
+                let read = FileRead {
+                    store: Arc::clone(&store),
+                    range,
+                    columns: Arc::clone(&names),
+                    pruning: pruning.clone(),
+                    memory: Arc::clone(&memory),
+                };
+                read.batches(file)
+            })
             .buffer_unordered(PARALLEL_FILE_READS)
             .try_collect()
             .await?;
         let full = Arc::clone(&self.schema);
         tokio::task::spawn_blocking(move || {
             let all = persisted.into_iter().flatten().chain(buffered);
-            let points = points(&reduced, &key, predicate.as_deref(), all.collect())?;
+            let points = points(&reduced, &key, predicate.as_deref(), all.collect(), &memory)?;
             project(&points, &full).map_err(internal)
         })
         .await
@@ -171,6 +201,12 @@ impl InflowTable {
             ),
             None => None,
         };
+        // A predicate statistics cannot decide (e.g. a regex) prunes nothing.
+        let pruning = predicate.as_ref().and_then(|p| {
+            PruningPredicateBuilder::new()
+                .with_file_schema(Arc::clone(&reduced))
+                .build(Arc::clone(p))
+        });
         let key = key
             .iter()
             .filter_map(|k| columns.iter().position(|c| c == k))
@@ -179,6 +215,7 @@ impl InflowTable {
             reduced,
             key,
             predicate,
+            pruning,
         })
     }
 
@@ -220,8 +257,12 @@ impl TableProvider for InflowTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let range = time_range(filters);
         let columns = self.scan_columns(state, projection, filters)?;
+        let memory = Arc::new(
+            MemoryConsumer::new(format!("scan of {}", self.table.name))
+                .register(&state.runtime_env().memory_pool),
+        );
         let batch = self
-            .gather(range, columns)
+            .gather(range, columns, memory)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let partitions = split(&batch, state.config().target_partitions());
@@ -238,6 +279,8 @@ struct ScanColumns {
     key: Vec<usize>,
     /// Filters on key columns only, bound to `reduced`.
     predicate: Option<Arc<dyn PhysicalExpr>>,
+    /// The same filters, rewritten to decide on min/max statistics.
+    pruning: Option<Arc<PruningPredicate>>,
 }
 
 /// The expression with its columns unqualified, to bind to a plain schema.
@@ -266,46 +309,190 @@ fn split(batch: &RecordBatch, n: usize) -> Vec<Vec<RecordBatch>> {
     partitions
 }
 
-/// Reads one Parquet file's rows in `range`.
-async fn read_parquet(
-    store: Store,
-    file: ParquetFile,
+/// How a scan reads its files.
+struct FileRead {
+    store: Arc<dyn ObjectStore>,
     range: TimeRange,
+    /// The columns to decode (those a file lacks come back null later).
     columns: Arc<Vec<String>>,
-) -> Result<Vec<RecordBatch>, QueryError> {
-    let bytes = store
-        .get(&file.path.as_str().into())
-        .await
-        .map_err(|e| QueryError::Unavailable(format!("reading {}: {e}", file.path)))?;
-    tokio::task::spawn_blocking(move || decode_parquet(&file.path, bytes, range, &columns))
-        .await
-        .map_err(|e| QueryError::Internal(e.to_string()))?
+    pruning: Option<Arc<PruningPredicate>>,
+    memory: Arc<MemoryReservation>,
 }
 
-/// Decodes the named columns (those the file has) of the rows in `range`.
-fn decode_parquet(
-    path: &str,
-    bytes: Bytes,
-    range: TimeRange,
-    columns: &[String],
-) -> Result<Vec<RecordBatch>, QueryError> {
-    let corrupt =
-        |e: &dyn std::fmt::Display| QueryError::Internal(format!("Parquet file {path}: {e}"));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| corrupt(&e))?;
-    let mask =
-        ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| corrupt(&e))?;
-    reader
-        .map(|batch| {
-            let batch = batch.map_err(|e| corrupt(&e))?;
-            filter_time(&batch, range).map_err(|e| corrupt(&e))
-        })
-        .filter(|b| !matches!(b, Ok(b) if b.num_rows() == 0))
-        .collect()
+impl FileRead {
+    /// The rows of `file` in the time range, from the row groups whose
+    /// statistics may match: the footer first, then only those column chunks.
+    async fn batches(self, file: ParquetFile) -> Result<Vec<RecordBatch>, QueryError> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            QueryError::Unavailable(format!("reading {}: {e}", file.path))
+        };
+        let reader = StoreReader {
+            store: Arc::clone(&self.store),
+            path: file.path.as_str().into(),
+            size: file.size_bytes,
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let row_groups = self.row_groups(builder.metadata(), builder.schema());
+        if row_groups.is_empty() {
+            return Ok(vec![]);
+        }
+        let mask = ProjectionMask::columns(
+            builder.parquet_schema(),
+            self.columns.iter().map(String::as_str),
+        );
+        let mut stream = builder
+            .with_row_groups(row_groups)
+            .with_projection(mask)
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| unavailable(&e))?;
+            let batch = filter_time(&batch, self.range).map_err(internal)?;
+            if batch.num_rows() > 0 {
+                count(&self.memory, std::slice::from_ref(&batch))?;
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
+    }
+
+    /// The row groups the pruning predicate cannot rule out.
+    fn row_groups(&self, metadata: &ParquetMetaData, schema: &SchemaRef) -> Vec<usize> {
+        let all = 0..metadata.num_row_groups();
+        let Some(pruning) = &self.pruning else {
+            return all.collect();
+        };
+        let statistics = RowGroupStatistics { metadata, schema };
+        match pruning.prune(&statistics) {
+            Ok(keep) => all.filter(|&i| keep[i]).collect(),
+            Err(_) => all.collect(),
+        }
+    }
+}
+
+/// Counts `batches` against the query memory pool.
+fn count(memory: &MemoryReservation, batches: &[RecordBatch]) -> Result<(), QueryError> {
+    let bytes = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    memory.try_grow(bytes).map_err(QueryError::from)
+}
+
+/// A Parquet file on the object store, read by byte ranges. Its size comes
+/// from the catalog, so the footer is one bounded range request.
+struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+fn parquet_error(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for StoreReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.store
+            .get_range(&self.path, range)
+            .map_err(parquet_error)
+            .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(parquet_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        let size = self.size;
+        async move {
+            let metadata = ParquetMetaDataReader::new()
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// A file's row-group statistics as the pruning predicate asks for them, by
+/// column name; types come from the file's Arrow schema (dictionary tags
+/// yield their string values).
+struct RowGroupStatistics<'a> {
+    metadata: &'a ParquetMetaData,
+    schema: &'a SchemaRef,
+}
+
+impl RowGroupStatistics<'_> {
+    fn converter(&self, column: &Column) -> Option<StatisticsConverter<'_>> {
+        StatisticsConverter::try_new(
+            &column.name,
+            self.schema,
+            self.metadata.file_metadata().schema_descr(),
+        )
+        .ok()
+    }
+
+    fn row_groups(&self) -> impl Iterator<Item = &RowGroupMetaData> {
+        self.metadata.row_groups().iter()
+    }
+}
+
+impl PruningStatistics for RowGroupStatistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<arrow::array::ArrayRef> {
+        self.converter(column)?
+            .row_group_mins(self.row_groups())
+            .ok()
+    }
+
+    fn max_values(&self, column: &Column) -> Option<arrow::array::ArrayRef> {
+        self.converter(column)?
+            .row_group_maxes(self.row_groups())
+            .ok()
+    }
+
+    fn num_containers(&self) -> usize {
+        self.metadata.num_row_groups()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<arrow::array::ArrayRef> {
+        let counts = self
+            .converter(column)?
+            .row_group_null_counts(self.row_groups());
+        counts.ok().map(|c| Arc::new(c) as _)
+    }
+
+    fn row_counts(&self) -> Option<arrow::array::ArrayRef> {
+        let rows: UInt64Array = self
+            .row_groups()
+            .map(|r| Some(r.num_rows() as u64))
+            .collect();
+        Some(Arc::new(rows))
+    }
+
+    fn contained(
+        &self,
+        _column: &Column,
+        _values: &HashSet<ScalarValue>,
+    ) -> Option<arrow::array::BooleanArray> {
+        None
+    }
 }
 
 /// Lays every batch out in `schema` (plus its sequence), folds the versions of
@@ -315,6 +502,7 @@ fn points(
     key: &[usize],
     predicate: Option<&dyn PhysicalExpr>,
     batches: Vec<RecordBatch>,
+    memory: &MemoryReservation,
 ) -> Result<RecordBatch, QueryError> {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(SEQUENCE_COLUMN, DataType::UInt64, true));
@@ -329,7 +517,11 @@ fn points(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    drop(batches);
+    // The sources were counted as they were read; the fold adds a copy.
+    count(memory, &projected)?;
     let all = concat_batches(&with_seq, &projected).map_err(internal)?;
+    drop(projected);
     let seq_index = schema.fields().len();
     let sequences = sequences(all.column(seq_index).as_primitive::<UInt64Type>());
     let mut data = all;
@@ -464,6 +656,135 @@ mod tests {
         );
         let either = col("time").gt(ts(1)).or(col("time").lt(ts(0)));
         assert_eq!(time_range(&[either]), TimeRange::default());
+    }
+
+    /// A file of 10 hosts × 100 points, sorted by host, 100 rows per row group:
+    /// row group `i` holds host `h{i}` only.
+    async fn sorted_file(dir: &std::path::Path) -> (Store, ParquetFile) {
+        use arrow::array::{Float64Array, StringDictionaryBuilder, TimestampNanosecondArray};
+        use arrow::datatypes::Int32Type;
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let mut host = StringDictionaryBuilder::<Int32Type>::new();
+        let mut time = Vec::new();
+        for h in 0..10 {
+            for t in 0..100 {
+                host.append_value(format!("h{h}"));
+                time.push(t * 1_000 + h);
+            }
+        }
+        let n = time.len();
+        let batch = RecordBatch::try_from_iter([
+            ("host", Arc::new(host.finish()) as _),
+            ("usage", Arc::new(Float64Array::from(vec![1.5; n])) as _),
+            ("time", Arc::new(TimestampNanosecondArray::from(time)) as _),
+        ])
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(100))
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let store = Store::local(dir).unwrap();
+        let file = ParquetFile {
+            path: "f.parquet".into(),
+            database: Default::default(),
+            table: Default::default(),
+            partition: "1970-01-01".into(),
+            min_time: 0,
+            max_time: 99_009,
+            rows: n as u64,
+            size_bytes: bytes.len() as u64,
+        };
+        let path = file.path.as_str().into();
+        store
+            .put(&path, bytes.into(), crate::store::Put::Overwrite)
+            .await
+            .unwrap();
+        (store, file)
+    }
+
+    async fn read(
+        store: &Store,
+        file: &ParquetFile,
+        predicate: Option<Expr>,
+        memory: usize,
+    ) -> Result<(Vec<usize>, usize), QueryError> {
+        use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+        use datafusion::prelude::SessionContext;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("host", DataType::Utf8, true),
+            Field::new("usage", DataType::Float64, true),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+        ]));
+        let pruning = predicate.and_then(|p| {
+            let ctx = SessionContext::new();
+            let df_schema = DFSchema::try_from(schema.as_ref().clone()).unwrap();
+            let physical = ctx.create_physical_expr(p, &df_schema).unwrap();
+            let builder = PruningPredicateBuilder::new().with_file_schema(Arc::clone(&schema));
+            builder.build(physical)
+        });
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(memory));
+        let read = FileRead {
+            store: store.object_store(),
+            range: TimeRange::default(),
+            columns: Arc::new(vec!["host".into(), "usage".into(), "time".into()]),
+            pruning,
+            memory: Arc::new(MemoryConsumer::new("test").register(&pool)),
+        };
+        let reader = StoreReader {
+            store: store.object_store(),
+            path: file.path.as_str().into(),
+            size: file.size_bytes,
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.unwrap();
+        let groups = read.row_groups(builder.metadata(), builder.schema());
+        let rows = read.batches(file.clone()).await?;
+        Ok((groups, rows.iter().map(RecordBatch::num_rows).sum()))
+    }
+
+    #[tokio::test]
+    async fn row_group_statistics_prune_by_tag_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, file) = sorted_file(dir.path()).await;
+        let (all, rows) = read(&store, &file, None, usize::MAX).await.unwrap();
+        assert_eq!((all.len(), rows), (10, 1000));
+
+        let one = read(&store, &file, Some(col("host").eq(lit("h7"))), usize::MAX).await;
+        assert_eq!(one.unwrap(), (vec![7], 100));
+        let some = col("host").gt_eq(lit("h2")).and(col("host").lt(lit("h4")));
+        assert_eq!(
+            read(&store, &file, Some(some), usize::MAX).await.unwrap().0,
+            vec![2, 3]
+        );
+        let none = read(&store, &file, Some(col("host").eq(lit("zz"))), usize::MAX).await;
+        assert_eq!(none.unwrap(), (vec![], 0));
+        // Times end in the host number: t % 1000 == h, so `time <= 3` holds
+        // in hosts 0..=3 only (their first point).
+        let early = read(&store, &file, Some(col("time").lt_eq(ts(3))), usize::MAX).await;
+        assert_eq!(early.unwrap().0, vec![0, 1, 2, 3]);
+        // Statistics cannot decide a regex: nothing is pruned, nothing lost.
+        let regex = col("host").like(lit("h%"));
+        assert_eq!(
+            read(&store, &file, Some(regex), usize::MAX)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            10
+        );
+
+        let small = read(&store, &file, None, 1024).await;
+        assert!(
+            matches!(small, Err(QueryError::ResourcesExhausted(_))),
+            "{small:?}"
+        );
     }
 
     #[test]
