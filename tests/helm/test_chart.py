@@ -94,7 +94,7 @@ def merge(base, over):
     return out
 
 
-def run(argv, **kw):
+def run_cmd(argv, **kw):
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kw)
 
 
@@ -107,7 +107,7 @@ def helm(*args, values=None, env=None):
         tmp.close()
         argv += ["--values", tmp.name]
     try:
-        return run(argv, env={**os.environ, **(env or {})})
+        return run_cmd(argv, env={**os.environ, **(env or {})})
     finally:
         if tmp:
             os.unlink(tmp.name)
@@ -487,7 +487,7 @@ VALIDATE_SETS = [
 
 
 def validate(path, version):
-    return run([BIN_DIR / "kubernetes-validate", "--strict", "-k", version, path])
+    return run_cmd([BIN_DIR / "kubernetes-validate", "--strict", "-k", version, path])
 
 
 def test_manifests_validate_strict():
@@ -527,10 +527,10 @@ def test_chart_kube_version_floor():
 
 def test_dockerfile_hadolint():
     hadolint = BIN_DIR / "hadolint"
-    r = run([hadolint, ROOT / "Dockerfile"])
+    r = run_cmd([hadolint, ROOT / "Dockerfile"])
     assert r.returncode == 0, f"hadolint:\n{r.stdout}{r.stderr}"
     # hadolint does fail a Dockerfile that breaks its rules.
-    r = run([hadolint, "-"], input="FROM debian:latest\nRUN apt-get install curl\n")
+    r = run_cmd([hadolint, "-"], input="FROM debian:latest\nRUN apt-get install curl\n")
     assert r.returncode != 0 and "DL3007" in r.stdout, r.stdout
 
 
@@ -722,6 +722,17 @@ def test_rendered_standalone_runs_locally():
         write_and_read(run.url(pod), run.url(pod), token)
         out = run_notes(notes(values), rendered, {"demo-inflow": run.url(pod)}, token)
         assert "204" in out[0].splitlines()[0], out[0]
+        # A read token made against the running pod's data directory (README:
+        # `kubectl exec ... inflow token create --data-dir ...`) reads at once.
+        (data_dir,) = [a.split("=", 1)[1] for a in pod.argv if a.startswith("--data-dir=")]
+        made = run_cmd([INFLOW, "token", "create", "--data-dir", data_dir, "--database", "helm_e2e",
+                        "--permission", "read"])
+        assert made.returncode == 0, made.stderr
+        reader = made.stdout.strip().splitlines()[-1]
+        status, body = http("POST", f"{run.url(pod)}/api/v3/query_sql",
+                            json.dumps({"db": "helm_e2e", "q": QUERY}).encode(),
+                            {"Authorization": f"Token {reader}"})
+        assert status == 200 and json.loads(body)[:2] == EXPECTED, (status, body)
         code = run.stop(pod)
         assert code == 0, f"exit {code} after SIGTERM:\n{run.tail(pod)}"
         claim = run.claims[(pod.name, "data")]
