@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of inflow on a fresh machine: installs what the tests need
 # (a Python venv and npm packages with the pinned client libraries, curl), then the Rust unit and
-# end-to-end tests, which start the real binary on ephemeral loopback ports.
+# end-to-end tests, which start the real binary on ephemeral loopback ports, then the Helm
+# chart tests (tests/helm/run.sh, which installs the pinned Helm into target/tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +23,15 @@ fi
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 
 # Unit tests, the end-to-end binary, and the benches compiled and run once;
-# then one closing line summing every test binary's result.
+# then the Helm chart and Dockerfile tests (no cluster needed; they start the
+# debug binary cargo just built with the chart's rendered args); then one
+# closing line summing every result. A failure anywhere fails the script.
 log=$(mktemp)
-cargo test --all-targets 2>&1 | tee "$log"
-awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+status=0
+cargo test --all-targets 2>&1 | tee "$log" || status=1
+tests/helm/run.sh 2>&1 | tee -a "$log" || status=1
+awk '/^test result:/ { p += $4; f += $6 }
+     /^chart: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
+exit "$status"

@@ -1,0 +1,788 @@
+"""Tests of the Helm chart helm/inflow and the Dockerfile that need no cluster.
+
+Run by tests/helm/run.sh (which installs the pinned tools and sets HELM):
+helm lint, helm template with default and other values, the values schema,
+the Secrets' `lookup` against a fake API server, offline validation of every
+rendered manifest, hadolint, and the rendered pods started as local processes
+of the real binary, written to and read from.
+
+Closes with one line `chart: N passed, M failed`; exits non-zero on a failure.
+`python tests/helm/test_chart.py NAME...` runs the tests whose names contain
+one of the NAMEs.
+"""
+
+import base64
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fake_apiserver import FakeApiServer  # noqa: E402
+from local_run import LocalRun, Rendered, container_port, free_port, selects  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "inflow"
+HELM = os.environ.get("HELM", str(ROOT / "target" / "tools" / "helm"))
+BIN_DIR = Path(sys.executable).parent
+INFLOW = Path(os.environ.get("INFLOW_BIN", ROOT / "target" / "debug" / "inflow"))
+# The Kubernetes the Helm binary was built against, and the chart's minimum
+# (Chart.yaml kubeVersion); both are bundled by kubernetes-validate.
+KUBE_VERSIONS = ["1.35.0", "1.29.0"]
+RELEASE = "demo"
+NAMESPACE = "inflow-test"
+FULLNAME = "demo-inflow"
+
+# Cluster mode at its smallest valid values.
+CLUSTER = {
+    "mode": "cluster",
+    "objectStore": {"type": "s3", "s3": {"bucket": "inflow-data", "existingSecret": "inflow-s3"}},
+}
+
+# Everything away from its default.
+NON_DEFAULT = {
+    "mode": "cluster",
+    "fullnameOverride": "tsdb",
+    "clusterDomain": "k8s.internal",
+    "image": {"repository": "registry.example.com/inflow", "tag": "9.9.9", "pullPolicy": "Always"},
+    "auth": {"adminToken": {"existingSecret": "ops-token", "secretKey": "token"},
+             "clusterToken": {"existingSecret": "", "secretKey": "shared"}},
+    "objectStore": {"type": "s3", "s3": {
+        "bucket": "metrics-prod", "endpoint": "https://s3.storage.example.com", "region": "eu-west-1",
+        "existingSecret": "s3-keys", "accessKeyIdKey": "id", "secretAccessKeyKey": "secret"}},
+    "server": {"logFormat": "text", "logFilter": "info,inflow=debug", "shutdownTimeout": "45s"},
+    "edge": {"maxRequestBytes": 33554432, "maxDecompressedBytes": 67108864, "writeTimeout": "15s"},
+    "ingest": {"bufferBytes": 536870912, "snapshotInterval": "1m", "leaseTtl": "20s"},
+    "httpPort": 9086,
+    "router": {"writeReplicas": 2, "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7,
+                                                   "targetCPUUtilizationPercentage": 60},
+               "extraArgs": ["--max-line-bytes=2048"]},
+    "ingester": {"replicas": 4, "grpcPort": 9087, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2}},
+    "querier": {"replicas": 3, "podDisruptionBudget": {"enabled": False, "maxUnavailable": 1}},
+    "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"}],
+    "ingress": {"enabled": True, "className": "nginx", "hosts": ["tsdb.example.com"],
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "120"},
+                "tls": [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]},
+    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
+    "networkPolicy": {"clientFrom": [{"namespaceSelector": {"matchLabels": {"team": "telemetry"}}}],
+                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/tsdb"}},
+    "podAnnotations": {"team": "telemetry"},
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "ScheduleAnyway"}],
+    "priorityClassName": "high",
+}
+
+
+# --- helpers -------------------------------------------------------------------
+
+def merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def run_cmd(argv, **kw):
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kw)
+
+
+def helm(*args, values=None, env=None):
+    argv = [HELM, *args]
+    tmp = None
+    if values is not None:
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        yaml.safe_dump(values, tmp)
+        tmp.close()
+        argv += ["--values", tmp.name]
+    try:
+        return run_cmd(argv, env={**os.environ, **(env or {})})
+    finally:
+        if tmp:
+            os.unlink(tmp.name)
+
+
+def template_text(values=None, *extra):
+    r = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *extra, values=values)
+    assert r.returncode == 0, f"helm template failed ({r.returncode}):\n{r.stderr}"
+    return r.stdout
+
+
+def render(values=None, *extra):
+    text = template_text(values, *extra)
+    return Rendered(list(yaml.safe_load_all(text)), NAMESPACE, (values or {}).get("clusterDomain", "cluster.local"))
+
+
+def kinds(r):
+    return sorted(f"{d['kind']}/{d['metadata']['name']}" for d in r.docs)
+
+
+def args_of(workload):
+    return workload["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def flag(workload, name):
+    """The values of `--name=` in a workload's args."""
+    return [a.split("=", 1)[1] for a in args_of(workload) if a.startswith(f"--{name}=")]
+
+
+def http(method, url, body=None, headers=None, timeout=15):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def check_pod_hardening(r):
+    """Non-root, read-only root filesystem, and every path a container writes
+    to on a writable volume."""
+    for w in r.all("StatefulSet") + r.all("Deployment"):
+        name = w["metadata"]["name"]
+        spec = w["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+            assert "/tmp" in mounts and not mounts["/tmp"].get("readOnly"), f"{name}: /tmp is not writable"
+            data = flag(w, "data-dir")
+            assert data and data[0] in mounts and not mounts[data[0]].get("readOnly"), \
+                f"{name}: --data-dir {data} is not a writable mount"
+            for p in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert c[p]["httpGet"]["port"] == "http", f"{name}: {p}"
+            assert c["livenessProbe"]["httpGet"]["path"] == "/health", name
+            assert c["readinessProbe"]["httpGet"]["path"] == "/ready", name
+
+
+# --- lint and template -----------------------------------------------------------
+
+def test_helm_lint_strict():
+    for label, values in [("standalone", None), ("cluster", CLUSTER), ("non-default", NON_DEFAULT)]:
+        r = helm("lint", "--strict", CHART, values=values)
+        assert r.returncode == 0, f"helm lint --strict ({label}) failed:\n{r.stdout}{r.stderr}"
+        assert "0 chart(s) failed" in r.stdout, r.stdout
+
+
+def test_template_default_is_standalone():
+    r = render()
+    assert kinds(r) == [
+        "NetworkPolicy/demo-inflow-clients", "Secret/demo-inflow-admin-token",
+        "Secret/demo-inflow-cluster-token", "Service/demo-inflow", "ServiceAccount/demo-inflow",
+        "StatefulSet/demo-inflow",
+    ], kinds(r)
+    sts = r.one("StatefulSet", FULLNAME)
+    assert sts["spec"]["replicas"] == 1
+    assert args_of(sts)[:2] == ["serve", "--role=all"], args_of(sts)
+    assert flag(sts, "object-store") == ["file"]
+    assert flag(sts, "max-request-bytes") == ["10485760"]
+    assert flag(sts, "buffer-bytes") == ["1073741824"], "numbers must be printed as integers"
+    assert flag(sts, "admin-token-file") == ["/etc/inflow/secrets/admin-token"]
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    mounts = {m["name"]: m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["data"] == flag(sts, "data-dir")[0]
+    check_pod_hardening(r)
+    svc = r.one("Service", FULLNAME)
+    assert selects(svc["spec"]["selector"], sts["spec"]["template"]["metadata"]["labels"])
+
+
+def test_template_cluster_defaults():
+    r = render(CLUSTER)
+    assert kinds(r) == [
+        "Deployment/demo-inflow-querier", "Deployment/demo-inflow-router",
+        "HorizontalPodAutoscaler/demo-inflow-router", "NetworkPolicy/demo-inflow-clients",
+        "NetworkPolicy/demo-inflow-ingester", "PodDisruptionBudget/demo-inflow-ingester",
+        "PodDisruptionBudget/demo-inflow-querier", "PodDisruptionBudget/demo-inflow-router",
+        "Secret/demo-inflow-admin-token", "Secret/demo-inflow-cluster-token",
+        "Service/demo-inflow-ingester", "Service/demo-inflow-querier", "Service/demo-inflow-router",
+        "ServiceAccount/demo-inflow", "StatefulSet/demo-inflow-ingester",
+    ], kinds(r)
+    router = r.one("Deployment", "demo-inflow-router")
+    querier = r.one("Deployment", "demo-inflow-querier")
+    ingester = r.one("StatefulSet", "demo-inflow-ingester")
+    dns = "dns:demo-inflow-ingester.inflow-test.svc.cluster.local:8087"
+    assert flag(router, "ingesters") == [dns], flag(router, "ingesters")
+    assert flag(querier, "ingesters") == [dns], flag(querier, "ingesters")
+    assert flag(ingester, "grpc-bind") == ["0.0.0.0:8087"]
+    for w in (router, querier, ingester):
+        assert flag(w, "object-store") == ["s3"] and flag(w, "s3-bucket") == ["inflow-data"]
+        assert flag(w, "cluster-token-file") == ["/etc/inflow/secrets/cluster-token"]
+        env = {e["name"]: e for e in w["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "inflow-s3", "key": "AWS_ACCESS_KEY_ID"}
+    assert args_of(router)[:2] == ["serve", "--role=router"]
+    assert args_of(querier)[:2] == ["serve", "--role=querier"]
+    assert args_of(ingester)[:2] == ["serve", "--role=ingester"]
+    # Ingesters never authenticate clients: no operator token there.
+    assert flag(ingester, "admin-token-file") == []
+    env = {e["name"]: e for e in ingester["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["INFLOW_INGESTER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    headless = r.one("Service", "demo-inflow-ingester")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert ingester["spec"]["serviceName"] == "demo-inflow-ingester"
+    assert "replicas" not in router["spec"], "the HPA owns the router's replicas"
+    hpa = r.one("HorizontalPodAutoscaler", "demo-inflow-router")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo-inflow-router"}
+    check_pod_hardening(r)
+    # Every PDB selects exactly its own component's pods.
+    workloads = {w["metadata"]["name"]: w for w in r.all("Deployment") + r.all("StatefulSet")}
+    for pdb in r.all("PodDisruptionBudget"):
+        chosen = [n for n, w in workloads.items()
+                  if selects(pdb["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])]
+        assert chosen == [pdb["metadata"]["name"]], (pdb["metadata"]["name"], chosen)
+
+
+def test_template_non_default_values():
+    r = render(NON_DEFAULT)
+    router = r.one("Deployment", "tsdb-router")
+    querier = r.one("Deployment", "tsdb-querier")
+    ingester = r.one("StatefulSet", "tsdb-ingester")
+    dns = "dns:tsdb-ingester.inflow-test.svc.k8s.internal:9087"
+    assert flag(router, "ingesters") == [dns] and flag(querier, "ingesters") == [dns]
+    assert flag(ingester, "grpc-bind") == ["0.0.0.0:9087"]
+    headless = r.one("Service", "tsdb-ingester")
+    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {"grpc": 9087, "http": 9086}
+    assert ingester["spec"]["replicas"] == 4 and querier["spec"]["replicas"] == 3
+    for w in (router, querier, ingester):
+        c = w["spec"]["template"]["spec"]["containers"][0]
+        assert c["image"] == "registry.example.com/inflow:9.9.9" and c["imagePullPolicy"] == "Always"
+        assert flag(w, "http-bind") == ["0.0.0.0:9086"]
+        assert container_port(c, "http")["containerPort"] == 9086
+        assert flag(w, "s3-endpoint") == ["https://s3.storage.example.com"]
+        assert flag(w, "s3-region") == ["eu-west-1"] and flag(w, "s3-bucket") == ["metrics-prod"]
+        assert flag(w, "log-filter") == ["info,inflow=debug"] and flag(w, "shutdown-timeout") == ["45s"]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3-keys", "key": "secret"}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel:4317"
+        spec = w["spec"]["template"]["spec"]
+        assert spec["priorityClassName"] == "high"
+        (spread,) = spec["topologySpreadConstraints"]
+        assert selects(spread["labelSelector"], w["spec"]["template"]["metadata"]["labels"])
+        assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == \
+            w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    assert flag(router, "max-request-bytes") == ["33554432"]
+    assert flag(router, "max-decompressed-bytes") == ["67108864"]
+    assert flag(router, "write-replicas") == ["2"]
+    assert flag(router, "max-line-bytes") == ["1048576", "2048"], "extraArgs come last and win"
+    assert flag(ingester, "buffer-bytes") == ["536870912"] and flag(ingester, "lease-ttl") == ["20s"]
+    assert flag(querier, "max-request-bytes") == [], "edge flags belong to routers"
+    hpa = r.one("HorizontalPodAutoscaler", "tsdb-router")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 7)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    assert [p["metadata"]["name"] for p in r.all("PodDisruptionBudget")] == ["tsdb-router", "tsdb-ingester"]
+    assert r.one("PodDisruptionBudget", "tsdb-ingester")["spec"]["maxUnavailable"] == 2
+
+    # The operator token comes from the user's Secret: none rendered for it,
+    # and the pods mount that Secret's key; the cluster token is still generated.
+    secrets = [s["metadata"]["name"] for s in r.all("Secret")]
+    assert secrets == ["tsdb-cluster-token"], secrets
+    assert list(r.one("Secret", "tsdb-cluster-token")["data"]) == ["shared"]
+    vols = {v["name"]: v for v in router["spec"]["template"]["spec"]["volumes"]}
+    sources = [s["secret"] for s in vols["secrets"]["projected"]["sources"]]
+    assert sources == [
+        {"name": "ops-token", "items": [{"key": "token", "path": "admin-token"}]},
+        {"name": "tsdb-cluster-token", "items": [{"key": "shared", "path": "cluster-token"}]},
+    ], sources
+
+    # The Ingress: nginx's body limit is the router's --max-request-bytes.
+    ing = r.one("Ingress", "tsdb")
+    ann = ing["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == flag(router, "max-request-bytes")[0]
+    assert ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "120"
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["tls"] == [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]
+    (rule,) = ing["spec"]["rules"]
+    routes = [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in rule["http"]["paths"]]
+    assert routes == [("/api/v3/query_sql", "Exact", "tsdb-querier"), ("/", "Prefix", "tsdb-router")], routes
+    for p in rule["http"]["paths"]:
+        svc = r.one("Service", p["backend"]["service"]["name"])
+        assert p["backend"]["service"]["port"]["name"] in [sp["name"] for sp in svc["spec"]["ports"]]
+
+    # The ServiceMonitor scrapes /metrics on the port named http of every Service.
+    sm = r.one("ServiceMonitor", "tsdb")
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "scheme": "http",
+                                        "interval": "15s", "scrapeTimeout": "10s"}]
+    scraped = [s for s in r.all("Service") if selects(sm["spec"]["selector"], s["metadata"]["labels"])]
+    assert sorted(s["metadata"]["name"] for s in scraped) == ["tsdb-ingester", "tsdb-querier", "tsdb-router"]
+    for s in scraped:
+        assert "http" in [p["name"] for p in s["spec"]["ports"]]
+    sa = r.one("ServiceAccount", "tsdb")
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam")
+    check_pod_hardening(r)
+
+
+def test_network_policies():
+    """Clients reach routers and queriers (only from clientFrom when given);
+    ingesters only from routers and queriers, on the grpc port; nothing lets
+    ingesters reach each other (they share only the object store)."""
+    for values in (CLUSTER, NON_DEFAULT):
+        r = render(values)
+        pods_by = {w["metadata"]["labels"]["app.kubernetes.io/component"]: w["spec"]["template"]["metadata"]["labels"]
+                   for w in r.all("Deployment") + r.all("StatefulSet")}
+        policies = r.all("NetworkPolicy")
+        for component, labels in pods_by.items():
+            applying = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
+            assert len(applying) == 1, (component, [p["metadata"]["name"] for p in applying])
+            (policy,) = applying
+            assert policy["spec"]["policyTypes"] == ["Ingress"]
+            rules = policy["spec"]["ingress"]
+            if component in ("router", "querier"):
+                assert [p["port"] for p in rules[0]["ports"]] == ["http"]
+                assert rules[0].get("from", []) == values.get("networkPolicy", {}).get("clientFrom", [])
+                continue
+            grpc = [rule for rule in rules if [p["port"] for p in rule["ports"]] == ["grpc"]]
+            assert len(grpc) == 1, rules
+            allowed = {c for c, l in pods_by.items()
+                       for peer in grpc[0]["from"] if selects(peer["podSelector"], l)}
+            assert allowed == {"router", "querier"}, allowed
+            for rule in rules:
+                assert rule.get("from"), f"an ingester rule open to anyone: {rule}"
+                for peer in rule["from"]:
+                    if "podSelector" in peer:
+                        assert not selects(peer["podSelector"], pods_by["ingester"]), "ingester to ingester"
+            metrics = [rule for rule in rules if [p["port"] for p in rule["ports"]] == ["http"]]
+            assert [m["from"] for m in metrics] == ([values["networkPolicy"]["metricsFrom"]]
+                                                     if "networkPolicy" in values else [])
+    # Standalone: one policy for the one pod, its http port open.
+    r = render()
+    (policy,) = r.all("NetworkPolicy")
+    assert selects(policy["spec"]["podSelector"], r.one("StatefulSet", FULLNAME)["spec"]["template"]["metadata"]["labels"])
+    assert render({"networkPolicy": {"enabled": False}}).all("NetworkPolicy") == []
+
+
+def test_ingress_standalone_and_body_size_follows_limit():
+    r = render({"ingress": {"enabled": True}, "edge": {"maxRequestBytes": 1234567}})
+    sts = r.one("StatefulSet", FULLNAME)
+    ing = r.one("Ingress", FULLNAME)
+    assert flag(sts, "max-request-bytes") == ["1234567"]
+    assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "1234567"
+    paths = ing["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [("/", FULLNAME)]
+
+
+def test_standalone_variants():
+    r = render({"standalone": {"persistence": {"enabled": False}},
+                "objectStore": {"type": "s3", "s3": {"bucket": "small-bucket"}}})
+    sts = r.one("StatefulSet", FULLNAME)
+    assert "volumeClaimTemplates" not in sts["spec"]
+    vols = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert vols["data"] == {"name": "data", "emptyDir": {}}
+    assert flag(sts, "object-store") == ["s3"] and flag(sts, "s3-bucket") == ["small-bucket"]
+    env = sts["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    assert env == [], "no credentials Secret named: none mounted (a ServiceAccount role then)"
+    r = render({"standalone": {"persistence": {"existingClaim": "my-claim"}, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}}})
+    sts = r.one("StatefulSet", FULLNAME)
+    vols = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert vols["data"]["persistentVolumeClaim"] == {"claimName": "my-claim"}
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert r.one("PodDisruptionBudget", FULLNAME)["spec"]["maxUnavailable"] == 1
+
+
+# --- the values schema ------------------------------------------------------------
+
+SCHEMA_REJECTS = [
+    ({"mode": "distributed"}, "/mode"),
+    ({"mode": "cluster"}, "/objectStore/type"),  # cluster needs S3
+    ({"mode": "cluster", "objectStore": {"type": "s3"}}, "/objectStore/s3/bucket"),
+    ({"edge": {"maxRequestBytes": "10MB"}}, "/edge/maxRequestBytes"),
+    ({"edge": {"maxRequestBytes": 0}}, "/edge/maxRequestBytes"),
+    ({"ingest": {"snapshotInterval": "thirty seconds"}}, "/ingest/snapshotInterval"),
+    ({"server": {"logFormat": "xml"}}, "/server/logFormat"),
+    ({"edge": {"maxRequestByte": 10}}, "maxRequestByte"),  # a typo is not ignored
+    ({"replicas": 3}, "replicas"),
+    ({"router": {"extraArgs": ["--role", "all"]}}, "/router/extraArgs"),
+    ({"httpPort": 70000}, "/httpPort"),
+    ({"objectStore": {"s3": {"endpoint": "minio:9000"}}}, "/objectStore/s3/endpoint"),
+]
+
+
+def test_schema_rejects_bad_values():
+    for bad, where in SCHEMA_REJECTS:
+        r = helm("template", RELEASE, CHART, values=bad)
+        assert r.returncode != 0, f"accepted {bad}"
+        assert "don't meet the specifications of the schema" in r.stderr, r.stderr
+        assert where in r.stderr, f"{bad}: error does not name {where}:\n{r.stderr}"
+        # lint reads the same schema.
+        lint = helm("lint", "--strict", CHART, values=bad)
+        assert lint.returncode != 0, f"lint accepted {bad}"
+    # What the schema cannot say, the templates check.
+    r = helm("template", RELEASE, CHART, values=merge(CLUSTER, {"ingester": {"grpcPort": 8086}}))
+    assert r.returncode != 0 and "must differ" in r.stderr, r.stderr
+    r = helm("template", RELEASE, CHART,
+             values=merge(CLUSTER, {"router": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}))
+    assert r.returncode != 0 and "minReplicas" in r.stderr, r.stderr
+    # The same files with good values pass: the failures above are the values'.
+    assert helm("template", RELEASE, CHART, values=merge(CLUSTER, {"edge": {"maxRequestBytes": 1}})).returncode == 0
+
+
+# --- Secrets: generated once, kept by lookup --------------------------------------
+
+def test_tokens_generated_then_kept_by_lookup():
+    def secrets(r):
+        return {s["metadata"]["name"]: s["data"] for s in r.all("Secret")}
+
+    # No cluster to look in (helm template): a fresh random token each render.
+    a, b = secrets(render()), secrets(render())
+    for name in ("demo-inflow-admin-token", "demo-inflow-cluster-token"):
+        (key,) = a[name]
+        token = base64.b64decode(a[name][key]).decode()
+        assert re.fullmatch(r"[A-Za-z0-9]{48}", token), token
+        assert a[name] != b[name], "a token must be random, not fixed in the chart"
+
+    def against(existing):
+        with FakeApiServer(existing, RELEASE) as api:
+            r = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "--dry-run=server",
+                     "--disable-openapi-validation", "--kube-apiserver", api.url,
+                     env={"KUBECONFIG": os.devnull})
+            assert r.returncode == 0, r.stderr
+            looked = [p for m, p in api.requests if "/secrets/" in p]
+            writes = [(m, p) for m, p in api.requests if m != "GET"]
+        assert not writes, writes
+        return secrets(Rendered(list(yaml.safe_load_all(r.stdout)), NAMESPACE)), looked
+
+    # A first install: nothing there yet, so new tokens; and the chart did ask.
+    fresh, looked = against({})
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/demo-inflow-admin-token" in looked, looked
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/demo-inflow-cluster-token" in looked, looked
+    assert set(fresh) == {"demo-inflow-admin-token", "demo-inflow-cluster-token"}
+    # An upgrade: the live Secrets' tokens come back unchanged.
+    live = {
+        (NAMESPACE, "demo-inflow-admin-token"): {"admin-token": base64.b64encode(b"kept-operator-token").decode()},
+        (NAMESPACE, "demo-inflow-cluster-token"): {"cluster-token": base64.b64encode(b"kept-cluster-token").decode()},
+    }
+    kept, _ = against(live)
+    assert kept == {name: data for (_, name), data in live.items()}, kept
+
+
+# --- offline validation of every rendered manifest ---------------------------------
+
+VALIDATE_SETS = [
+    ("standalone", None),
+    ("standalone-s3-ingress", {"objectStore": {"type": "s3", "s3": {"bucket": "b-small"}},
+                               "standalone": {"persistence": {"enabled": False}},
+                               "ingress": {"enabled": True}, "serviceMonitor": {"enabled": True}}),
+    ("cluster", CLUSTER),
+    ("cluster-no-hpa", merge(CLUSTER, {"router": {"autoscaling": {"enabled": False}},
+                                       "networkPolicy": {"enabled": False}, "serviceAccount": {"create": False}})),
+    ("non-default", NON_DEFAULT),
+]
+
+
+def validate(path, version):
+    return run_cmd([BIN_DIR / "kubernetes-validate", "--strict", "-k", version, path])
+
+
+def test_manifests_validate_strict():
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, values in VALIDATE_SETS:
+            text = template_text(values)
+            path = Path(tmp) / f"{label}.yaml"
+            path.write_text(text)
+            docs = [d for d in yaml.safe_load_all(text) if d]
+            core = [d for d in docs if d["kind"] != "ServiceMonitor"]
+            for version in KUBE_VERSIONS:
+                r = validate(path, version)
+                assert r.returncode == 0, f"{label} against {version}:\n{r.stdout}{r.stderr}"
+                passed = re.findall(r"passed for resource (\S+) against", r.stdout + r.stderr)
+                assert len(passed) == len(core), f"{label}: {len(passed)} of {len(core)} validated:\n{r.stdout}"
+                # The ServiceMonitor is a CRD kubernetes-validate has no schema
+                # for; test_template_non_default_values checks its fields.
+                unknown = re.findall(r"Couldn't find schema for kind (\S+)", r.stdout + r.stderr)
+                assert set(unknown) <= {"ServiceMonitor"}, unknown
+        # The validator does reject: an unknown field in a rendered Deployment.
+        docs = [d for d in yaml.safe_load_all(template_text(CLUSTER)) if d]
+        deployment = next(d for d in docs if d["kind"] == "Deployment")
+        deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+        bad = Path(tmp) / "bad.yaml"
+        bad.write_text(yaml.safe_dump(deployment))
+        r = validate(bad, KUBE_VERSIONS[0])
+        assert r.returncode != 0 and "readinessProbes" in r.stdout + r.stderr, r.stdout
+
+
+def test_chart_kube_version_floor():
+    r = helm("template", RELEASE, CHART, "--kube-version", "1.28.0")
+    assert r.returncode != 0 and "kubeVersion" in r.stderr, r.stderr
+    assert helm("template", RELEASE, CHART, "--kube-version", KUBE_VERSIONS[-1]).returncode == 0
+
+
+# --- the Dockerfile ------------------------------------------------------------------
+
+def test_dockerfile_hadolint():
+    hadolint = BIN_DIR / "hadolint"
+    r = run_cmd([hadolint, ROOT / "Dockerfile"])
+    assert r.returncode == 0, f"hadolint:\n{r.stdout}{r.stderr}"
+    # hadolint does fail a Dockerfile that breaks its rules.
+    r = run_cmd([hadolint, "-"], input="FROM debian:latest\nRUN apt-get install curl\n")
+    assert r.returncode != 0 and "DL3007" in r.stdout, r.stdout
+
+
+def test_dockerfile_matches_chart():
+    """The image runs as the user the chart names, and its ENTRYPOINT is the
+    binary, so the chart's args are an inflow command line."""
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I)
+    assert len(stages) >= 2, "multi-stage"
+    assert re.search(r"^RUN\b[\s\S]*?cargo build --release", text, re.M), "builds with cargo build --release"
+    final = text[text.rfind("\nFROM "):]
+    (user,) = re.findall(r"^USER\s+(\S+)", final, re.M)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    uid, _, gid = user.partition(":")
+    assert int(uid) == values["podSecurityContext"]["runAsUser"] != 0
+    assert int(gid) == values["podSecurityContext"]["runAsGroup"]
+    (entry,) = re.findall(r"^ENTRYPOINT\s+(\[.*\])", final, re.M)
+    assert Path(json.loads(entry)[0]).name == "inflow"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "target/" in ignored, "the build context must not carry target/"
+
+
+# --- the rendered configuration, run ---------------------------------------------------
+
+def start_moto():
+    port = free_port()
+    proc = subprocess.Popen([BIN_DIR / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def s3_keys(endpoint, bucket):
+    status, body = http("GET", f"{endpoint}/{bucket}?list-type=2&max-keys=1000")
+    assert status == 200, body
+    return re.findall(r"<Key>([^<]+)</Key>", body.decode())
+
+
+def notes(values):
+    r = helm("install", RELEASE, CHART, "--namespace", NAMESPACE, "--dry-run=client", values=values,
+             env={"KUBECONFIG": os.devnull})
+    assert r.returncode == 0, r.stderr
+    return r.stdout[r.stdout.index("NOTES:"):]
+
+
+def run_notes(text, rendered, forwards, token):
+    """Follows NOTES.txt: checks its token command against the rendered
+    Secret, then runs its curl commands with the port-forwards pointing at the
+    local processes. Returns what each curl printed."""
+    m = re.search(r"kubectl get secret --namespace (\S+) (\S+) \\\s*\n\s*-o jsonpath='\{\.data\.([^}]+)\}' \| base64 -d", text)
+    assert m, f"NOTES do not say how to get the token:\n{text}"
+    ns, secret, key = m.group(1), m.group(2), m.group(3).replace("\\.", ".")
+    assert ns == NAMESPACE and rendered.secret_value(secret, key) == token, (ns, secret, key)
+    pf = dict((port, svc) for svc, port in re.findall(r"service/(\S+) (\d+):\d+", text))
+    assert set(pf.values()) == set(forwards), (pf, forwards)
+    commands = re.findall(r"^  (curl .*?)(?=\n\n|\n*\Z)", text, re.S | re.M)
+    assert len(commands) == 2, commands
+    outputs = []
+    for cmd in commands:
+        for port, svc in pf.items():
+            cmd = cmd.replace(f"http://127.0.0.1:{port}/", f"{forwards[svc]}/")
+        r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
+                           env={**os.environ, "INFLOW_TOKEN": token}, timeout=30)
+        assert r.returncode == 0, f"{cmd}\n{r.stderr}"
+        outputs.append(r.stdout)
+    return outputs
+
+
+POINTS = b"home,room=kitchen temp=21.5,hum=40i 1700000000\nhome,room=living\\ room temp=20.25,hum=38i 1700000060\n"
+EXPECTED = [
+    {"room": "kitchen", "temp": 21.5, "hum": 40, "t": 1700000000},
+    {"room": "living room", "temp": 20.25, "hum": 38, "t": 1700000060},
+]
+QUERY = "SELECT room, temp, hum, CAST(time AS BIGINT) / 1000000000 AS t FROM home ORDER BY room"
+
+
+def write_and_read(write_url, query_url, token):
+    status, body = http("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow&precision=s", POINTS,
+                        {"Authorization": f"Token {token}"})
+    assert status == 204, (status, body)
+    status, body = http("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow", POINTS,
+                        {"Authorization": "Token not-the-token"})
+    assert status == 401, (status, body)
+    status, body = http("POST", f"{query_url}/api/v3/query_sql",
+                        json.dumps({"db": "helm_e2e", "q": QUERY, "format": "json"}).encode(),
+                        {"Authorization": f"Token {token}", "Content-Type": "application/json"})
+    assert status == 200, (status, body)
+    rows = json.loads(body)
+    assert rows == EXPECTED, rows
+
+
+def check_probes(run, pod):
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        status = run.probe(pod, kind)
+        assert status == 200, f"{pod.name}: {kind} {pod.container[kind]['httpGet']} answered {status}"
+
+
+def test_rendered_cluster_runs_locally():
+    """cluster mode: 2 ingesters, a router and a querier started from the
+    rendered args and env, on a local S3 (moto); a point written through the
+    router is read back through the querier, and every process stops cleanly
+    on SIGTERM within its terminationGracePeriodSeconds."""
+    assert INFLOW.exists(), f"{INFLOW} missing: build it (cargo build) or set INFLOW_BIN"
+    values = merge(CLUSTER, {
+        "objectStore": {"s3": {"endpoint": "http://minio.storage.svc:9000"}},
+        "router": {"autoscaling": {"enabled": False}, "replicas": 1},
+        "querier": {"replicas": 1},
+        "ingester": {"replicas": 2},
+        "server": {"logFormat": "text", "shutdownTimeout": "5s"},
+        "ingest": {"snapshotInterval": "2s"},
+    })
+    rendered = render(values)
+    moto, endpoint = start_moto()
+    workdir = tempfile.mkdtemp(prefix="inflow-chart-")
+    run = LocalRun(rendered, INFLOW, workdir, s3_endpoint=endpoint,
+                   user_secrets={("inflow-s3", "AWS_ACCESS_KEY_ID"): "test",
+                                 ("inflow-s3", "AWS_SECRET_ACCESS_KEY"): "test"})
+    ok = False
+    try:
+        bucket = flag(rendered.one("StatefulSet", "demo-inflow-ingester"), "s3-bucket")[0]
+        deadline = time.monotonic() + 30
+        while http_status("PUT", f"{endpoint}/{bucket}") != 200:
+            assert time.monotonic() < deadline, "moto_server did not come up"
+            time.sleep(0.1)
+        ingesters = run.component("ingester")
+        assert [p.name for p in ingesters] == ["demo-inflow-ingester-0", "demo-inflow-ingester-1"]
+        for p in ingesters:
+            run.start(p)
+        for p in ingesters:
+            run.wait_ready(p)
+        (router,) = run.component("router")
+        (querier,) = run.component("querier")
+        for p in (router, querier):
+            run.start(p)
+        for p in (router, querier):
+            run.wait_ready(p)
+        for p in ingesters + [router, querier]:
+            check_probes(run, p)
+        # The router resolved the headless Service to both ingesters.
+        (addrs,) = [a.split("=", 1)[1] for a in router.argv if a.startswith("--ingesters=")]
+        assert addrs == ",".join(f"127.0.0.1:{p.ports['grpc']}" for p in ingesters), addrs
+
+        token = rendered.secret_value("demo-inflow-admin-token", "admin-token")
+        write_and_read(run.url(router), run.url(querier), token)
+        # Durable on S3 under the ingesters' pod names (INFLOW_INGESTER_ID).
+        keys = s3_keys(endpoint, bucket)
+        assert any(k.startswith("wal/demo-inflow-ingester-") for k in keys), keys
+        assert not list(Path(workdir).rglob("*.parquet")), "data written to local disk, not S3"
+
+        # NOTES.txt's steps, run against the local processes.
+        out = run_notes(notes(values), rendered,
+                        {"demo-inflow-router": run.url(router), "demo-inflow-querier": run.url(querier)}, token)
+        assert "204" in out[0].splitlines()[0], out[0]
+        assert '"room":"kitchen"' in out[1], out[1]
+
+        for p in (router, querier) + tuple(ingesters):
+            code = run.stop(p)
+            assert code == 0, f"{p.name}: exit {code} after SIGTERM:\n{run.tail(p)}"
+        keys = s3_keys(endpoint, bucket)
+        assert any(k.endswith(".parquet") for k in keys), f"no Parquet after shutdown: {keys}"
+        ok = True
+    finally:
+        if not ok:
+            for p in run.pods:
+                if p.log:
+                    print(run.tail(p), file=sys.stderr)
+        run.kill_all()
+        moto.kill()
+        moto.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_rendered_standalone_runs_locally():
+    """standalone mode: the one `all` pod from the rendered args, its data
+    directory standing for the PVC; write, read, NOTES, SIGTERM; then the same
+    PVC in a new pod still has the point."""
+    assert INFLOW.exists(), f"{INFLOW} missing: build it (cargo build) or set INFLOW_BIN"
+    values = {"server": {"logFormat": "text", "shutdownTimeout": "5s"}}
+    rendered = render(values)
+    workdir = tempfile.mkdtemp(prefix="inflow-chart-")
+    run = LocalRun(rendered, INFLOW, workdir)
+    (pod,) = run.pods
+    ok = False
+    try:
+        assert pod.name == "demo-inflow-0"
+        run.start(pod)
+        run.wait_ready(pod)
+        check_probes(run, pod)
+        token = rendered.secret_value("demo-inflow-admin-token", "admin-token")
+        write_and_read(run.url(pod), run.url(pod), token)
+        out = run_notes(notes(values), rendered, {"demo-inflow": run.url(pod)}, token)
+        assert "204" in out[0].splitlines()[0], out[0]
+        # A read token made against the running pod's data directory (README:
+        # `kubectl exec ... inflow token create --data-dir ...`) reads at once.
+        (data_dir,) = [a.split("=", 1)[1] for a in pod.argv if a.startswith("--data-dir=")]
+        made = run_cmd([INFLOW, "token", "create", "--data-dir", data_dir, "--database", "helm_e2e",
+                        "--permission", "read"])
+        assert made.returncode == 0, made.stderr
+        reader = made.stdout.strip().splitlines()[-1]
+        status, body = http("POST", f"{run.url(pod)}/api/v3/query_sql",
+                            json.dumps({"db": "helm_e2e", "q": QUERY}).encode(),
+                            {"Authorization": f"Token {reader}"})
+        assert status == 200 and json.loads(body)[:2] == EXPECTED, (status, body)
+        code = run.stop(pod)
+        assert code == 0, f"exit {code} after SIGTERM:\n{run.tail(pod)}"
+        claim = run.claims[(pod.name, "data")]
+        assert list(claim.rglob("*.parquet")), "no Parquet on the volume after shutdown"
+        # The StatefulSet's next pod gets the same claim.
+        run.start(pod)
+        run.wait_ready(pod)
+        status, body = http("POST", f"{run.url(pod)}/api/v3/query_sql",
+                            json.dumps({"db": "helm_e2e", "q": QUERY, "format": "json"}).encode(),
+                            {"Authorization": f"Token {token}"})
+        assert status == 200 and json.loads(body)[:2] == EXPECTED, (status, body)
+        assert run.stop(pod) == 0
+        ok = True
+    finally:
+        if not ok:
+            print(run.tail(pod), file=sys.stderr)
+        run.kill_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def http_status(method, url):
+    try:
+        return http(method, url, b"", timeout=2)[0]
+    except OSError:
+        return None
+
+
+# --- runner ----------------------------------------------------------------------------
+
+def main(argv):
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    if argv:
+        tests = [(n, f) for n, f in tests if any(a in n for a in argv)]
+    passed = failed = 0
+    started = time.monotonic()
+    for name, fn in tests:
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - every failure is reported the same way
+            failed += 1
+            print(f"FAIL {name} ({time.monotonic() - t0:.1f}s)")
+            print("".join("    " + line for line in traceback.format_exc().splitlines(True)))
+        else:
+            passed += 1
+            print(f"ok   {name} ({time.monotonic() - t0:.1f}s)")
+    print(f"chart tests took {time.monotonic() - started:.0f}s")
+    print(f"chart: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
