@@ -154,6 +154,13 @@ pub struct ServeArgs {
     /// that needs more fails with RESOURCE_EXHAUSTED.
     #[arg(long, env = "INFLOW_QUERY_MEMORY_BYTES", default_value_t = 1 << 30)]
     pub query_memory_bytes: usize,
+    /// PEM certificate chain: serve HTTP and gRPC over TLS on the HTTP port
+    /// (plain text is then refused there). Needs `--tls-key`.
+    #[arg(long, env = "INFLOW_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "INFLOW_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +179,10 @@ pub enum ServeError {
     Ingester(#[from] crate::ingester::IngesterError),
     #[error("data directory {0} is in use by another inflow process")]
     DataDirInUse(PathBuf),
+    #[error("--tls-cert and --tls-key go together: give both or neither")]
+    TlsPair,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -187,6 +198,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = shutdown_signal()?;
+    // A bad certificate is found before an ingester waits for its lease.
+    tls_acceptor(&args)?;
     let store = object_store(&args)?;
     let catalog = Catalog::load(store.clone()).await?;
     match args.role {
@@ -503,17 +516,27 @@ fn operator_auth(args: &ServeArgs, catalog: Arc<Catalog>) -> Result<Arc<Authoriz
     Ok(Arc::new(Authorizer::new(&admin, catalog)))
 }
 
-async fn bind_http(args: &ServeArgs) -> Result<TcpListener, ServeError> {
-    let listener = TcpListener::bind(args.http_bind)
+fn tls_acceptor(args: &ServeArgs) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::acceptor(cert, key)?)),
+        (None, None) => Ok(None),
+        _ => Err(ServeError::TlsPair),
+    }
+}
+
+async fn bind_http(args: &ServeArgs) -> Result<edge::Listener, ServeError> {
+    let tls = tls_acceptor(args)?;
+    let tcp = TcpListener::bind(args.http_bind)
         .await
         .map_err(io(format!("binding {}", args.http_bind)))?;
-    let addr = listener.local_addr().map_err(io("http listener address"))?;
+    let addr = tcp.local_addr().map_err(io("http listener address"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "inflow: listening on http://{addr} (role {:?}, data in {})",
+        "inflow: listening on {scheme}://{addr} (role {:?}, data in {})",
         args.role,
         args.data_dir.display()
     );
-    Ok(listener)
+    Ok(edge::Listener { tcp, tls })
 }
 
 fn read_cluster_token(path: &std::path::Path) -> Result<Arc<str>, ServeError> {

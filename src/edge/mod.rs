@@ -71,16 +71,24 @@ pub fn app(edge: Arc<Edge>) -> Router {
 
 /// The write routes plus `extra` (the query routes, in the one-process mode).
 fn app_with(edge: Arc<Edge>, extra: Router) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/v2/write", post(v2::write))
         .route("/write", post(v1::write))
         .route("/api/v3/write_lp", post(v3::write))
         .route("/ready", get(ready))
         .with_state(edge)
         .merge(ops_routes())
-        .merge(extra)
+        .merge(extra);
+    finish(router)
+}
+
+/// What every role's HTTP service has around its routes: JSON errors for
+/// unknown paths and methods, request ids, and request metrics.
+fn finish(router: Router) -> Router {
+    router
         .fallback(|| async { Error::PathNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -98,24 +106,20 @@ pub fn normalize_method<B>(mut request: http::Request<B>) -> http::Request<B> {
     request
 }
 
-/// Routes every role serves: health and ping.
+/// Routes every role serves: health, ping and metrics.
 fn ops_routes() -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
+        .route("/metrics", get(crate::metrics::handler))
 }
 
-/// The HTTP service of roles without an edge (ingesters): health and ping.
+/// The HTTP service of roles without an edge (ingesters): health, ping, metrics.
 pub fn ops_app() -> Router {
-    ops_routes()
-        .route(
-            "/ready",
-            get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
-        )
-        .fallback(|| async { Error::PathNotFound })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    finish(ops_routes().route(
+        "/ready",
+        get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
+    ))
 }
 
 /// Ready when not shutting down and some ingester is taking writes.
@@ -192,13 +196,7 @@ impl EdgeService {
                 Ok(axum::Json(serde_json::json!({"status": "ready"})))
             }
         };
-        let http = ops_routes()
-            .route("/ready", get(ready))
-            .merge(query_routes)
-            .fallback(|| async { Error::PathNotFound })
-            .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+        let http = finish(ops_routes().route("/ready", get(ready)).merge(query_routes));
         Self {
             http,
             grpc: flight::EdgeFlight::server(None, Some(query)),
@@ -237,10 +235,19 @@ impl Service<http::Request<hyper::body::Incoming>> for EdgeService {
     }
 }
 
-/// Serves HTTP/1.1 and h2 on `listener` until `shutdown` resolves, then stops
-/// accepting and gives open connections `grace` to finish their requests.
+/// A bound HTTP (and gRPC) listener, with TLS when a certificate was given.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// How long a client may take for its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `service` on `listener` (HTTP/1.1 and HTTP/2, TLS if configured)
+/// until `shutdown`, then gives open connections `grace` to finish.
 pub async fn serve<S>(
-    listener: TcpListener,
+    listener: Listener,
     service: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -259,7 +266,7 @@ pub async fn serve<S>(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            conn = listener.accept() => match conn {
+            conn = listener.tcp.accept() => match conn {
                 Ok(c) => c,
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
@@ -272,12 +279,34 @@ pub async fn serve<S>(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(service.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let tls = listener.tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+                    let stream = match handshake.await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -117,7 +117,7 @@ pub async fn write_lines(
     opts.max_tag_bytes = edge.limits.max_tag_bytes;
     opts.max_string_bytes = edge.limits.max_string_bytes;
     let lookup = Arc::clone(&db);
-    let parsed: ParsedBody = tokio::task::spawn_blocking(move || {
+    let (parsed, text_bytes): (ParsedBody, usize) = tokio::task::spawn_blocking(move || {
         let text = match encoding {
             Encoding::Gzip => gunzip(&body, max_decompressed)?,
             Encoding::Identity if body.len() > max_decompressed => {
@@ -127,11 +127,14 @@ pub async fn write_lines(
             }
             Encoding::Identity => body,
         };
-        Ok(parse_lines(&text, &opts, lookup.as_ref()))
+        Ok((parse_lines(&text, &opts, lookup.as_ref()), text.len()))
     })
     .await
     .map_err(|e| Error::Internal(format!("parser task failed: {e}")))??;
 
+    let metrics = crate::metrics::metrics();
+    metrics.line_bytes.inc_by(text_bytes as u64);
+    metrics.rejected_lines.inc_by(parsed.error_count as u64);
     if parsed.is_empty() {
         return Err(match parsed.error_count {
             0 => Error::EmptyBody,
@@ -152,6 +155,7 @@ pub async fn write_lines(
     if !mode.dry_run {
         let tables = commit_schema(edge, &db.name, parsed.tables).await?;
         edge.router.write(&db.name, &tables, mode.no_sync).await?;
+        metrics.lines.inc_by(parsed.lines as u64);
     }
     if parsed.error_count > 0 {
         return Err(Error::LineErrors {

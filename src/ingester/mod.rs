@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::catalog::{Catalog, ParquetFile, table_columns};
+use crate::metrics::metrics;
 use crate::proto::refusal::Reason;
 use crate::store::{Put, Store, StoreError};
 use buffer::{Buffer, Chunk, TableKey};
@@ -295,8 +296,16 @@ impl Ingester {
             let (epoch, segment) = (position.epoch, position.next);
             let body = wal::encode_segment(&self.config.id, epoch, segment, &entries);
             let path = wal::segment_path(&self.config.id, epoch, segment);
+            let (size, started) = (body.len(), std::time::Instant::now());
             match self.store.put(&path, body, Put::Create).await {
                 Ok(()) => {
+                    let id = [self.config.id.as_str()];
+                    let m = metrics();
+                    let took = started.elapsed().as_secs_f64();
+                    m.wal_flush_duration.with_label_values(&id).observe(took);
+                    m.wal_flush_bytes
+                        .with_label_values(&id)
+                        .observe(size as f64);
                     let chunks = writes.iter().map(|w| {
                         let key = (Arc::clone(&w.entry.database), Arc::clone(&w.entry.table));
                         let chunk = Chunk {
@@ -307,6 +316,7 @@ impl Ingester {
                         (key, chunk)
                     });
                     self.buffer.lock().insert_segment(segment, chunks);
+                    self.publish_buffer_bytes();
                     position.next += 1;
                     return Ok(segment);
                 }
@@ -490,6 +500,7 @@ impl Ingester {
             }
             if let Err(e) = self.snapshot().await {
                 tracing::error!(error = %e, "snapshot failed; will retry");
+                self.count_snapshot("error");
             }
         }
     }
@@ -515,6 +526,12 @@ impl Ingester {
             .register_files(&self.config.id, covered, files)
             .await?;
         self.buffer.lock().remove_up_to(covered);
+        self.publish_buffer_bytes();
+        self.count_snapshot("ok");
+        metrics()
+            .snapshot_files
+            .with_label_values(&[self.config.id.as_str()])
+            .inc_by(n as u64);
         delete_covered(&self.store, &self.config.id, covered).await?;
         tracing::info!(
             files = n,
@@ -523,6 +540,21 @@ impl Ingester {
             "snapshot"
         );
         Ok(n)
+    }
+
+    fn count_snapshot(&self, outcome: &str) {
+        metrics()
+            .snapshots
+            .with_label_values(&[self.config.id.as_str(), outcome])
+            .inc();
+    }
+
+    fn publish_buffer_bytes(&self) {
+        let bytes = self.buffer.lock().bytes();
+        metrics()
+            .buffer_bytes
+            .with_label_values(&[self.config.id.as_str()])
+            .set(bytes as i64);
     }
 
     /// Stops taking writes, commits what is queued, snapshots everything, and

@@ -220,6 +220,7 @@ impl Router {
                             tracing::debug!(error = %e, "ingester busy: trying the next one");
                         } else {
                             tracing::warn!(error = %e, "write part failed over to the next ingester");
+                            crate::metrics::metrics().failovers.inc();
                         }
                         last_error = Some(e);
                     }

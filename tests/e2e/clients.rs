@@ -234,7 +234,7 @@ async fn adbc_flight_sql_queries_and_lists_tables() {
 }
 
 /// Runs one of the Python client scripts and parses the JSON line it prints.
-fn python_json(name: &str, args: &[&str]) -> serde_json::Value {
+pub fn python_json(name: &str, args: &[&str]) -> serde_json::Value {
     let out = run(Command::new(python()).arg(script(name)).args(args));
     let line = out
         .lines()

@@ -8,5 +8,6 @@ mod durability;
 mod endpoints;
 mod flight;
 mod harness;
+mod ops;
 mod query;
 mod write_contract;
