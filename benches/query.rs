@@ -184,6 +184,12 @@ async fn main() {
         ("1m avg per host, last hour", bin(end - 60 * MINUTE_NS)),
         ("1m avg per host, whole day", bin(START_NS)),
         (
+            "one host, whole day",
+            "SELECT date_bin(INTERVAL '1 hour', time) AS t, avg(usage_user) AS u \
+             FROM cpu WHERE hostname = 'host_7' GROUP BY 1"
+                .to_string(),
+        ),
+        (
             "last point per host",
             "SELECT hostname, last_value(usage_user ORDER BY time) AS u, max(time) AS t \
              FROM cpu GROUP BY hostname"
