@@ -26,4 +26,5 @@ pub mod route;
 pub mod schema;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod tls;

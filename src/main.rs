@@ -71,10 +71,13 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
+    let mut telemetry = None;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                init_logging(args.log_format, &args.log_filter);
+                let service = format!("inflow-{}", format!("{:?}", args.role).to_lowercase());
+                let t = inflow::telemetry::init(args.log_format, &args.log_filter, &service);
+                telemetry = Some(t);
                 inflow::serve::run(*args).await.map_err(|e| e.to_string())
             }
             Command::Token(TokenCommand::Create {
@@ -96,6 +99,10 @@ fn main() -> ExitCode {
             }
         }
     });
+    // Outside the runtime's `block_on`, whose workers still drive the exporter.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

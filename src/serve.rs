@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -327,13 +328,8 @@ async fn run_querier(
     let querier = Querier::new(catalog, store, buffers).with_memory_limit(args.query_memory_bytes);
     let querier = Arc::new(querier);
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = bind_http(args).await?;
-    let flag = Arc::clone(&stopping);
-    let shutdown = async move {
-        shutdown.await;
-        flag.store(true, std::sync::atomic::Ordering::Release);
-    };
+    let (stopping, shutdown) = flag_on_shutdown(shutdown);
     let service = edge::EdgeService::querier(frontend, stopping);
     edge::serve(listener, service, shutdown, args.shutdown_timeout).await;
     tracing::info!("querier stopped");
@@ -377,8 +373,24 @@ async fn run_ingester(
         ingester.addr
     );
     let listener = bind_http(args).await?;
-    edge::serve(listener, edge::ops_app(), shutdown, args.shutdown_timeout).await;
+    let (stopping, shutdown) = flag_on_shutdown(shutdown);
+    let ops = edge::ops_app(stopping);
+    edge::serve(listener, ops, shutdown, args.shutdown_timeout).await;
     ingester.stop(args.shutdown_timeout).await
+}
+
+/// A flag that turns true when `shutdown` resolves (readiness fails first, so
+/// load balancers stop sending), and the shutdown future that sets it.
+fn flag_on_shutdown(
+    shutdown: impl Future<Output = ()>,
+) -> (Arc<AtomicBool>, impl Future<Output = ()>) {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stopping);
+    let shutdown = async move {
+        shutdown.await;
+        flag.store(true, std::sync::atomic::Ordering::Release);
+    };
+    (stopping, shutdown)
 }
 
 /// A running ingester and its Flight server.

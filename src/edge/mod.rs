@@ -114,12 +114,21 @@ fn ops_routes() -> Router {
         .route("/metrics", get(crate::metrics::handler))
 }
 
-/// The HTTP service of roles without an edge (ingesters): health, ping, metrics.
-pub fn ops_app() -> Router {
-    finish(ops_routes().route(
-        "/ready",
-        get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
-    ))
+/// The HTTP service of roles without an edge (ingesters): health, ping,
+/// metrics, and readiness that fails once shutdown has begun.
+pub fn ops_app(stopping: Arc<AtomicBool>) -> Router {
+    finish(ops_app_routes(stopping))
+}
+
+fn ops_app_routes(stopping: Arc<AtomicBool>) -> Router {
+    ops_routes().route("/ready", get(move || not_stopping(Arc::clone(&stopping))))
+}
+
+async fn not_stopping(stopping: Arc<AtomicBool>) -> Result<Response, Error> {
+    if stopping.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(Error::Unavailable("shutting down".into()));
+    }
+    Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
 }
 
 /// Ready when not shutting down and some ingester is taking writes.
@@ -187,16 +196,7 @@ impl EdgeService {
     /// A querier's edge: queries over Flight, health and readiness over HTTP.
     pub fn querier(query: Arc<QueryFrontend>, stopping: Arc<AtomicBool>) -> Self {
         let query_routes = crate::query::http::routes(Arc::clone(&query));
-        let ready = move || {
-            let stopping = Arc::clone(&stopping);
-            async move {
-                if stopping.load(std::sync::atomic::Ordering::Acquire) {
-                    return Err(Error::Unavailable("shutting down".into()));
-                }
-                Ok(axum::Json(serde_json::json!({"status": "ready"})))
-            }
-        };
-        let http = finish(ops_routes().route("/ready", get(ready)).merge(query_routes));
+        let http = finish(ops_app_routes(stopping).merge(query_routes));
         Self {
             http,
             grpc: flight::EdgeFlight::server(None, Some(query)),

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::Bytes;
+use tracing::Instrument;
 
 use super::Edge;
 use super::body::{Encoding, content_encoding, gunzip, read_body};
+
 use crate::auth::Principal;
 use crate::catalog::{Database, SchemaLimits, TableColumns, table_columns};
 use crate::error::Error;
@@ -154,7 +156,9 @@ pub async fn write_lines(
     }
     if !mode.dry_run {
         let tables = commit_schema(edge, &db.name, parsed.tables).await?;
-        edge.router.write(&db.name, &tables, mode.no_sync).await?;
+        let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
+        let routed = edge.router.write(&db.name, &tables, mode.no_sync);
+        routed.instrument(span).await?;
         metrics.lines.inc_by(parsed.lines as u64);
     }
     if parsed.error_count > 0 {

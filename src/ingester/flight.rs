@@ -26,9 +26,11 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::read::{TimeRange, buffered_batches};
 use super::{Ingester, Refused};
+
 use crate::proto::refusal::Reason;
 use crate::proto::{FORMAT_VERSION, ReadBuffer, Refusal, WriteAck, WriteBatch, write_ack};
 
@@ -167,7 +169,14 @@ impl FlightService for IngesterFlight {
                 };
                 let ingester = Arc::clone(&ingester);
                 let tx = tx.clone();
-                tokio::spawn(async move {
+                let span = tracing::info_span!(
+                    "ingester.write",
+                    database = %meta.database,
+                    table = %meta.table,
+                    rows = batch.num_rows()
+                );
+                crate::telemetry::continue_trace(&span, &meta.traceparent);
+                let write = async move {
                     let outcome = ingester
                         .write(
                             &meta.database,
@@ -178,7 +187,8 @@ impl FlightService for IngesterFlight {
                         )
                         .await;
                     let _ = tx.send(Ok(ack(meta.write_id, outcome))).await;
-                });
+                };
+                tokio::spawn(write.instrument(span));
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

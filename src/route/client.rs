@@ -235,6 +235,7 @@ impl IngesterClient {
             write_id,
             sequence,
             no_sync,
+            traceparent: crate::telemetry::traceparent(),
         };
         let messages = encode_write(batch, &meta)?;
         let stream = self.stream().await?;

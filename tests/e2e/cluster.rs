@@ -901,3 +901,69 @@ async fn a_paused_ingester_is_fenced_and_its_wal_taken_over() {
     // Graceful stops release every lease.
     assert!(view("ing-0").await.released && view("ing-1").await.released);
 }
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, one write is one trace across two
+/// processes: the ingester's `ingester.write` span is a child of the router's
+/// `write` span, both exported to a real OTLP/gRPC receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_one_trace_across_router_and_ingester() {
+    use std::io::BufRead;
+    let spans = tempfile::tempdir().unwrap();
+    let spans_file = spans.path().join("spans.jsonl");
+    let mut receiver = std::process::Command::new(crate::clients::python())
+        .arg(crate::clients::script("otlp_receiver.py"))
+        .arg(&spans_file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first
+        .trim()
+        .strip_prefix("listening ")
+        .expect("receiver port");
+    let env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "100".to_string()),
+    ];
+    let cluster = Cluster::start_on(1, 1, vec![], env);
+    let url = cluster.router_urls[0].lock().clone();
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let r = request(
+        "POST",
+        &format!("{url}/api/v2/write?bucket=traced"),
+        &[("authorization", &auth)],
+        "m,host=a v=1 1",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    // A graceful stop flushes each process's queued spans.
+    cluster.stop();
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+
+    let text = std::fs::read_to_string(&spans_file).unwrap_or_default();
+    let spans: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |service: &str, name: &str| {
+        spans
+            .iter()
+            .find(|s| s["service"] == service && s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} span from {service} in {spans:?}"))
+    };
+    let write = find("inflow-router", "write");
+    let ingest = find("inflow-ingester", "ingester.write");
+    assert_eq!(ingest["trace_id"], write["trace_id"], "one trace");
+    assert_eq!(
+        ingest["parent_span_id"], write["span_id"],
+        "router → ingester"
+    );
+    assert_ne!(write["trace_id"], "0".repeat(32));
+}
