@@ -34,16 +34,30 @@ impl Server {
     }
 
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_logging_to(data_dir, extra, env, Stdio::inherit())
+    }
+
+    /// Like [`Server::start_with_env`], with the server's stderr (its logs)
+    /// going to `stderr`; `extra` may set its own `--log-filter`.
+    pub fn start_logging_to(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let mut cmd = Command::new(binary());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-bind", "127.0.0.1:0", "--log-filter"])
-            .arg(std::env::var("INFLOW_TEST_LOG").unwrap_or_else(|_| "error".into()))
-            .args(extra)
+            .args(["--http-bind", "127.0.0.1:0"]);
+        if !extra.contains(&"--log-filter") {
+            let filter = std::env::var("INFLOW_TEST_LOG").unwrap_or_else(|_| "error".into());
+            cmd.args(["--log-filter", &filter]);
+        }
+        cmd.args(extra)
             .env_remove("INFLOW_ADMIN_TOKEN")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -165,3 +165,40 @@ async fn tls_serves_https_and_flight_and_refuses_plain_text() {
         "{stderr}"
     );
 }
+
+/// Logs are JSON lines when asked, and no token ever appears in them: not the
+/// operator token, not a database token, not a wrong one, even at `trace`
+/// (every line of ours and of the libraries').
+#[tokio::test]
+async fn json_logs_never_contain_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let token = crate::harness::create_token(dir.path(), "logdb", "read,write");
+    let server = Server::start_logging_to(
+        dir.path(),
+        &["--log-format", "json", "--log-filter", "trace"],
+        &[("INFLOW_ADMIN_TOKEN", ADMIN_TOKEN)],
+        log.into(),
+    );
+    let wrong = "wrong-token-0123456789abcdef";
+    for t in [ADMIN_TOKEN, token.as_str(), wrong] {
+        write(&server, "bucket=logdb&org=o", t, "m,host=a v=1 1").await;
+        let auth = format!("Bearer {t}");
+        let url = server.url("/api/v3/query_sql?db=logdb&q=SELECT%201");
+        crate::harness::request("GET", &url, &[("authorization", &auth)], "").await;
+    }
+    assert!(server.stop().success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        text.lines().count() > 10,
+        "trace logging wrote little: {text}"
+    );
+    for line in text.lines() {
+        let parsed: Result<Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON line: {line}");
+    }
+    for t in [ADMIN_TOKEN, token.as_str(), wrong] {
+        assert!(!text.contains(t), "a token was logged");
+    }
+}
