@@ -9,14 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-5000}
 rounds=${2:-3}
-bin=target/release/inflow
-work=$(mktemp -d)
-trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-
-INFLOW_ADMIN_TOKEN=bench taskset -c 0 "$bin" serve --data-dir "$work/data" --http-bind 127.0.0.1:18191 \
-  --wal-flush-interval 0s --log-filter warn >"$work/log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18191/health && break; sleep 0.1; done
+source benches/server.sh
+start_inflow 18191 --wal-flush-interval 0s
 load() { taskset -c 1 "$bin" bench write --url http://127.0.0.1:18191 --token bench \
   --lines-per-batch "$lines" --batches $((1000000 / lines)) --max-duration 60s "$@"; }
 for r in $(seq "$rounds"); do

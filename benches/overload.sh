@@ -10,14 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 buffer_mib=${1:-256}
 batches=${2:-600}
-bin=target/release/inflow
-work=$(mktemp -d)
-trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-
-INFLOW_ADMIN_TOKEN=bench taskset -c 0 "$bin" serve --data-dir "$work/data" --http-bind 127.0.0.1:18190 \
-  --buffer-bytes $((buffer_mib << 20)) --snapshot-interval 1h --log-filter warn >"$work/log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18190/health && break; sleep 0.1; done
+source benches/server.sh
+start_inflow 18190 --buffer-bytes $((buffer_mib << 20)) --snapshot-interval 1h
 taskset -c 1 "$bin" bench write --url http://127.0.0.1:18190 --token bench --connections 8 \
   --batches "$batches" --server-pid "$pid" --max-duration 120s
 hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
