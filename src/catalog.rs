@@ -343,6 +343,11 @@ fn decode<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T
 
 impl Catalog {
     /// Reads the whole catalog from the store.
+    /// The object store the catalog lives on.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub async fn load(store: Store) -> Result<Arc<Self>, CatalogError> {
         let catalog = Self {
             store,

@@ -325,12 +325,13 @@ async fn run_querier(
         tokio::spawn(resolve_query_ingesters(Arc::clone(&buffers), name, port));
     }
     let auth = operator_auth(args, Arc::clone(&catalog))?;
-    let querier = Querier::new(catalog, store, buffers).with_memory_limit(args.query_memory_bytes);
+    let querier = Querier::new(catalog, store.clone(), buffers);
+    let querier = querier.with_memory_limit(args.query_memory_bytes);
     let querier = Arc::new(querier);
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
-    let service = edge::EdgeService::querier(frontend, stopping);
+    let service = edge::EdgeService::querier(frontend, stopping, store);
     edge::serve(listener, service, shutdown, args.shutdown_timeout).await;
     tracing::info!("querier stopped");
     Ok(())
@@ -366,6 +367,7 @@ async fn run_ingester(
     let bind = args
         .grpc_bind
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8087)));
+    let ready_store = store.clone();
     let ingester = IngesterRole::start(args, store, catalog, &cluster_token, bind, false).await?;
     println!(
         "inflow: ingester {} taking writes on grpc://{}",
@@ -374,7 +376,7 @@ async fn run_ingester(
     );
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
-    let ops = edge::ops_app(stopping);
+    let ops = edge::ops_app(stopping, ready_store);
     edge::serve(listener, ops, shutdown, args.shutdown_timeout).await;
     ingester.stop(args.shutdown_timeout).await
 }

@@ -126,6 +126,15 @@ impl Store {
         Ok(self.inner.get(path).await?.bytes().await?)
     }
 
+    /// Whether the store answers: a HEAD of an object that need not exist
+    /// (not found is an answer), for `/ready`.
+    pub async fn reachable(&self) -> Result<(), StoreError> {
+        match self.inner.head(&Path::from(".ready")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn head(&self, path: &Path) -> Result<ObjectMeta, StoreError> {
         Ok(self.inner.head(path).await?)
     }

@@ -34,6 +34,7 @@ use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::query::frontend::QueryFrontend;
 use crate::route::Router as IngestRouter;
+use crate::store::Store;
 use body::Limits;
 
 /// What every edge handler shares.
@@ -43,7 +44,7 @@ pub struct Edge {
     pub router: Arc<IngestRouter>,
     pub limits: Limits,
     /// Set at shutdown: `/ready` fails so load balancers stop sending.
-    pub stopping: std::sync::atomic::AtomicBool,
+    pub stopping: AtomicBool,
     /// One permit per write request in flight (`Limits::max_concurrent_writes`).
     pub write_slots: tokio::sync::Semaphore,
 }
@@ -115,33 +116,52 @@ fn ops_routes() -> Router {
 }
 
 /// The HTTP service of roles without an edge (ingesters): health, ping,
-/// metrics, and readiness that fails once shutdown has begun.
-pub fn ops_app(stopping: Arc<AtomicBool>) -> Router {
-    finish(ops_app_routes(stopping))
+/// metrics, and readiness.
+pub fn ops_app(stopping: Arc<AtomicBool>, store: Store) -> Router {
+    finish(ops_app_routes(stopping, store))
 }
 
-fn ops_app_routes(stopping: Arc<AtomicBool>) -> Router {
-    ops_routes().route("/ready", get(move || not_stopping(Arc::clone(&stopping))))
+fn ops_app_routes(stopping: Arc<AtomicBool>, store: Store) -> Router {
+    let ready = move || {
+        let (stopping, store) = (Arc::clone(&stopping), store.clone());
+        async move {
+            check_ready(&stopping, &store).await?;
+            Ok::<_, Error>(ready_body())
+        }
+    };
+    ops_routes().route("/ready", get(ready))
 }
 
-async fn not_stopping(stopping: Arc<AtomicBool>) -> Result<Response, Error> {
+/// How long `/ready` waits for the object store before calling it unreachable.
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Ready: not shutting down, and the object store answers.
+async fn check_ready(stopping: &AtomicBool, store: &Store) -> Result<(), Error> {
     if stopping.load(std::sync::atomic::Ordering::Acquire) {
         return Err(Error::Unavailable("shutting down".into()));
     }
-    Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.reachable()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Unavailable(format!("object store unreachable: {e}"))),
+        Err(_) => Err(Error::Unavailable(format!(
+            "object store did not answer within {STORE_PROBE_TIMEOUT:?}"
+        ))),
+    }
 }
 
-/// Ready when not shutting down and some ingester is taking writes.
+fn ready_body() -> Response {
+    axum::Json(serde_json::json!({"status": "ready"})).into_response()
+}
+
+/// A router's readiness also needs some ingester taking writes.
 async fn ready(
     axum::extract::State(edge): axum::extract::State<Arc<Edge>>,
 ) -> Result<Response, Error> {
-    if edge.stopping.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(Error::Unavailable("shutting down".into()));
-    }
+    check_ready(&edge.stopping, edge.catalog.store()).await?;
     if !edge.router.any_ingester_allowed() {
         return Err(Error::Unavailable("no ingester is taking writes".into()));
     }
-    Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
+    Ok(ready_body())
 }
 
 /// The v2 `/health` body.
@@ -194,9 +214,9 @@ impl EdgeService {
     }
 
     /// A querier's edge: queries over Flight, health and readiness over HTTP.
-    pub fn querier(query: Arc<QueryFrontend>, stopping: Arc<AtomicBool>) -> Self {
+    pub fn querier(query: Arc<QueryFrontend>, stopping: Arc<AtomicBool>, store: Store) -> Self {
         let query_routes = crate::query::http::routes(Arc::clone(&query));
-        let http = finish(ops_app_routes(stopping).merge(query_routes));
+        let http = finish(ops_app_routes(stopping, store).merge(query_routes));
         Self {
             http,
             grpc: flight::EdgeFlight::server(None, Some(query)),

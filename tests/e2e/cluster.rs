@@ -967,3 +967,52 @@ async fn a_write_is_one_trace_across_router_and_ingester() {
     );
     assert_ne!(write["trace_id"], "0".repeat(32));
 }
+
+/// `/ready` needs the object store: with the S3 server gone, a router's and an
+/// ingester's readiness fail with 503 naming the store, while `/health` (the
+/// process is alive) still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_object_store() {
+    let s3 = MotoServer::start().await;
+    let store_args = vec![
+        "--object-store".to_string(),
+        "s3".into(),
+        "--s3-bucket".into(),
+        s3.bucket.clone(),
+        "--s3-endpoint".into(),
+        s3.endpoint.clone(),
+    ];
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+    ];
+    let cluster = Cluster::start_on(1, 1, store_args, env);
+    let router = cluster.router_urls[0].lock().clone();
+    let ingester = cluster.ingesters[0].lock().as_ref().unwrap().base.clone();
+    let status = |base: String| async move {
+        let r = request("GET", &format!("{base}/ready"), &[], "").await;
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    for base in [&router, &ingester] {
+        eventually(Duration::from_secs(10), "ready", || async {
+            status(base.clone()).await.0 == 200
+        })
+        .await;
+    }
+    drop(s3);
+    for base in [&router, &ingester] {
+        eventually(Duration::from_secs(10), "not ready", || async {
+            let (code, body) = status(base.clone()).await;
+            code == 503 && body.contains("object store")
+        })
+        .await;
+        let health = request("GET", &format!("{base}/health"), &[], "").await;
+        assert_eq!(health.status, 200);
+    }
+    // Without its store an ingester cannot snapshot on the way out.
+    for slot in cluster.routers.iter().chain(&cluster.ingesters) {
+        if let Some(s) = slot.lock().take() {
+            s.kill9();
+        }
+    }
+}
