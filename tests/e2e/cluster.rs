@@ -282,18 +282,7 @@ async fn no_acknowledged_write_is_lost_when_processes_die() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_on_s3() {
     let s3 = MotoServer::start().await;
-    let store_args = vec![
-        "--object-store".to_string(),
-        "s3".into(),
-        "--s3-bucket".into(),
-        s3.bucket.clone(),
-        "--s3-endpoint".into(),
-        s3.endpoint.clone(),
-    ];
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-    ];
+    let (store_args, env) = s3.role_config();
     let cluster = Arc::new(Cluster::start_on(3, 2, store_args, env));
     chaos(Arc::clone(&cluster), s3.store()).await;
     // Nothing of it is on the local disk: the data dir holds no WAL or Parquet.
@@ -340,6 +329,23 @@ impl MotoServer {
             endpoint,
             bucket,
         }
+    }
+
+    /// The flags and environment that put an inflow process on this server.
+    fn role_config(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let args = vec![
+            "--object-store".to_string(),
+            "s3".into(),
+            "--s3-bucket".into(),
+            self.bucket.clone(),
+            "--s3-endpoint".into(),
+            self.endpoint.clone(),
+        ];
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ];
+        (args, env)
     }
 
     fn store(&self) -> Store {
@@ -974,18 +980,7 @@ async fn a_write_is_one_trace_across_router_and_ingester() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_object_store() {
     let s3 = MotoServer::start().await;
-    let store_args = vec![
-        "--object-store".to_string(),
-        "s3".into(),
-        "--s3-bucket".into(),
-        s3.bucket.clone(),
-        "--s3-endpoint".into(),
-        s3.endpoint.clone(),
-    ];
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-    ];
+    let (store_args, env) = s3.role_config();
     let cluster = Cluster::start_on(1, 1, store_args, env);
     let router = cluster.router_urls[0].lock().clone();
     let ingester = cluster.ingesters[0].lock().as_ref().unwrap().base.clone();
