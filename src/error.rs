@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
+use crate::influxql::InfluxqlError;
 use crate::lineproto::LineError;
 use crate::query::QueryError;
 use crate::route::RouteError;
@@ -387,6 +388,19 @@ impl From<QueryError> for Error {
             QueryError::Unavailable(m) => Self::Unavailable(m),
             QueryError::ResourcesExhausted(m) => Self::QueryMemoryExhausted(m),
             QueryError::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl From<InfluxqlError> for Error {
+    fn from(e: InfluxqlError) -> Self {
+        match e {
+            InfluxqlError::Parse(_) | InfluxqlError::Invalid(_) => Self::InvalidQuery(e.to_string()),
+            InfluxqlError::NotSupported(m) => Self::NotImplemented(m),
+            InfluxqlError::DatabaseRequired => Self::MissingDb,
+            InfluxqlError::DatabaseNotFound(name) => Self::DatabaseNotFound(name),
+            InfluxqlError::Forbidden(m) => Self::Forbidden(m),
+            InfluxqlError::Query(q) => q.into(),
         }
     }
 }

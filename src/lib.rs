@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod dedup;
 pub mod edge;
 pub mod error;
+pub mod influxql;
 pub mod ingester;
 pub mod lineproto;
 pub mod metrics;

@@ -10,6 +10,29 @@ if ! command -v curl >/dev/null; then
   apt-get update -qq && apt-get install -y -qq curl
 fi
 
+# InfluxDB 1.6 (Debian's influxdb and influxdb-client): the InfluxQL comparison starts its
+# own influxd on ephemeral loopback ports, the client checks drive the influx shell. The
+# package's postinst starts the service wherever an init system runs; a policy-rc.d that
+# forbids it (written only if the machine has none, removed after) keeps anything from
+# listening on 8086, and under systemd the unit is disabled and stopped too.
+if [ ! -x /usr/bin/influxd ] || [ ! -x /usr/bin/influx ]; then
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb influxdb-client
+  if [ -n "$policy" ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now influxdb >/dev/null 2>&1 || true
+  fi
+fi
+
 venv=target/test-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

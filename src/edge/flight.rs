@@ -34,7 +34,7 @@ use crate::lineproto::TableBatch;
 use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
 use crate::query::flight_sql;
 use crate::query::frontend::QueryFrontend;
-use crate::query::ticket::{self, InfluxTicket};
+use crate::query::ticket::{self, InfluxTicket, Language};
 use crate::schema::{ColumnType, TIME_COLUMN, arrow_schema};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -268,10 +268,14 @@ impl FlightService for EdgeFlight {
         let stream = if ticket::is_json(&request.get_ref().ticket) {
             let t = InfluxTicket::parse(&request.get_ref().ticket)
                 .map_err(|e| Error::from(e).to_grpc())?;
-            query
-                .run(request.metadata(), &t.database, &t.sql)
-                .await
-                .map_err(|e| e.to_grpc())?
+            let run = match t.language {
+                Language::Sql => query.run(request.metadata(), &t.database, &t.sql).await,
+                Language::InfluxQl => {
+                    crate::influxql::flight::run(query, request.metadata(), &t.database, &t.sql)
+                        .await
+                }
+            };
+            run.map_err(|e| e.to_grpc())?
         } else {
             flight_sql::do_get(query, request).await?
         };

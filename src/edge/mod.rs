@@ -177,6 +177,11 @@ async fn health() -> Response {
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
+/// The HTTP query APIs: InfluxDB 3's SQL and 1.x's InfluxQL `/query`.
+fn query_routes(query: Arc<QueryFrontend>) -> Router {
+    crate::query::http::routes(Arc::clone(&query)).merge(crate::influxql::http::routes(query))
+}
+
 async fn ping() -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let version = HeaderValue::from_static(env!("CARGO_PKG_VERSION"));
@@ -205,7 +210,7 @@ impl EdgeService {
     pub fn with_query(edge: Arc<Edge>, query: Option<Arc<QueryFrontend>>) -> Self {
         let extra = query
             .clone()
-            .map(crate::query::http::routes)
+            .map(query_routes)
             .unwrap_or_default();
         Self {
             http: app_with(Arc::clone(&edge), extra),
@@ -215,8 +220,7 @@ impl EdgeService {
 
     /// A querier's edge: queries over Flight, health and readiness over HTTP.
     pub fn querier(query: Arc<QueryFrontend>, stopping: Arc<AtomicBool>, store: Store) -> Self {
-        let query_routes = crate::query::http::routes(Arc::clone(&query));
-        let http = finish(ops_app_routes(stopping, store).merge(query_routes));
+        let http = finish(ops_app_routes(stopping, store).merge(query_routes(Arc::clone(&query))));
         Self {
             http,
             grpc: flight::EdgeFlight::server(None, Some(query)),

@@ -200,6 +200,17 @@ impl Querier {
         Ok(Planned { frame })
     }
 
+    /// The database and a DataFusion session over its tables, for planners
+    /// other than SQL's (InfluxQL builds its plans on it).
+    pub async fn session(
+        &self,
+        database: &str,
+    ) -> Result<(Arc<Database>, SessionContext), QueryError> {
+        let db = self.database(database).await?;
+        let ctx = self.context(&db)?;
+        Ok((db, ctx))
+    }
+
     /// A context for one query: every table of `db` under `public.iox`.
     fn context(&self, db: &Arc<Database>) -> Result<SessionContext, QueryError> {
         let config = SessionConfig::new()

@@ -20,11 +20,19 @@ struct Json {
     params: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// A SQL query for one database.
+/// A query for one database, in SQL or InfluxQL.
 #[derive(Debug, PartialEq, Eq)]
 pub struct InfluxTicket {
     pub database: String,
+    /// The query text (the ticket's `sql_query`, whatever its language).
     pub sql: String,
+    pub language: Language,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Sql,
+    InfluxQl,
 }
 
 /// Whether a ticket is the InfluxDB JSON kind (else Flight SQL).
@@ -39,19 +47,15 @@ impl InfluxTicket {
     pub fn parse(ticket: &[u8]) -> Result<Self, QueryError> {
         let json: Json = serde_json::from_slice(ticket)
             .map_err(|e| QueryError::Invalid(format!("invalid ticket: {e}")))?;
-        match json.query_type.as_deref() {
-            None | Some("sql") => {}
-            Some("influxql") => {
-                return Err(QueryError::NotImplemented(
-                    "InfluxQL not supported yet: use \"query_type\":\"sql\"".into(),
-                ));
-            }
+        let language = match json.query_type.as_deref() {
+            None | Some("sql") => Language::Sql,
+            Some("influxql") => Language::InfluxQl,
             Some(other) => {
                 return Err(QueryError::Invalid(format!(
-                    "invalid ticket: unknown query_type {other:?}: use \"sql\""
+                    "invalid ticket: unknown query_type {other:?}: use \"sql\" or \"influxql\""
                 )));
             }
-        }
+        };
         if json.params.is_some_and(|p| !p.is_empty()) {
             return Err(QueryError::NotImplemented(
                 "query parameters are not supported yet".into(),
@@ -63,6 +67,7 @@ impl InfluxTicket {
         Ok(Self {
             database: json.database,
             sql: json.sql_query,
+            language,
         })
     }
 }
@@ -79,14 +84,19 @@ mod tests {
             InfluxTicket::parse(t).unwrap(),
             InfluxTicket {
                 database: "db".into(),
-                sql: "SELECT 1".into()
+                sql: "SELECT 1".into(),
+                language: Language::Sql,
             }
         );
         let influxql =
             br#"{"database":"db","sql_query":"SHOW MEASUREMENTS","query_type":"influxql"}"#;
+        assert_eq!(
+            InfluxTicket::parse(influxql).unwrap().language,
+            Language::InfluxQl
+        );
         assert!(matches!(
-            InfluxTicket::parse(influxql),
-            Err(QueryError::NotImplemented(m)) if m.starts_with("InfluxQL not supported yet")
+            InfluxTicket::parse(br#"{"database":"db","sql_query":"x","query_type":"flux"}"#),
+            Err(QueryError::Invalid(_))
         ));
         assert!(matches!(
             InfluxTicket::parse(b"{\"sql_query\":\"x\"}"),

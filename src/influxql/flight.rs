@@ -1,0 +1,161 @@
+//! InfluxQL over Arrow Flight: the InfluxDB 3 ticket with
+//! `"query_type":"influxql"`. The answer is one table, as InfluxDB 3 gives it:
+//! `iox::measurement`, then `time`, then the grouping tags, then the columns.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampNanosecondBuilder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use tonic::metadata::MetadataMap;
+
+use super::ast::Statement;
+use super::result::{Series, Value};
+use super::{Context, InfluxqlError};
+use crate::error::Error;
+use crate::query::frontend::{FlightStream, QueryFrontend, encode_batches};
+
+pub const MEASUREMENT_COLUMN: &str = "iox::measurement";
+
+pub async fn run(
+    frontend: &QueryFrontend,
+    metadata: &MetadataMap,
+    database: &str,
+    text: &str,
+) -> Result<FlightStream, Error> {
+    let header = metadata
+        .get("authorization")
+        .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
+    let principal = frontend.auth.authenticate(header.as_ref()).await?;
+    let query = super::parser::parse_query(text).map_err(InfluxqlError::from)?;
+    let [statement] = query.statements.as_slice() else {
+        return Err(Error::InvalidQuery(
+            "a Flight ticket takes exactly one InfluxQL statement".into(),
+        ));
+    };
+    let ctx = Context {
+        querier: &frontend.querier,
+        principal: &principal,
+        database: Some(database),
+        now: crate::auth::now_ns(),
+    };
+    let series = super::execute(&ctx, statement).await?;
+    let batch = to_batch(&series, matches!(statement, Statement::Select(_)))
+        .map_err(|e| Error::Internal(format!("building the InfluxQL answer: {e}")))?;
+    Ok(encode_batches(batch.schema(), vec![batch]))
+}
+
+/// The series as one table. Column types come from the values (a column with
+/// none is a float, as 1.x's null fill is).
+pub fn to_batch(series: &[Series], select: bool) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns: Vec<String> = series.first().map(|s| s.columns.clone()).unwrap_or_default();
+    let mut tag_keys: Vec<String> = Vec::new();
+    for s in series {
+        for (k, _) in s.tags.iter().flatten() {
+            if !tag_keys.contains(k) {
+                tag_keys.push(k.clone());
+            }
+        }
+    }
+    let rows: Vec<(&Series, &Vec<Value>)> = series
+        .iter()
+        .flat_map(|s| s.values.iter().map(move |row| (s, row)))
+        .collect();
+    let mut fields = vec![Field::new(MEASUREMENT_COLUMN, DataType::Utf8, false)];
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    let mut names = StringBuilder::new();
+    for (s, _) in &rows {
+        names.append_value(&s.name);
+    }
+    arrays.push(Arc::new(names.finish()));
+    let time_index = columns.iter().position(|c| c == "time").filter(|_| select);
+    if let Some(i) = time_index {
+        let mut times = TimestampNanosecondBuilder::new();
+        for (_, row) in &rows {
+            match row.get(i) {
+                Some(Value::Time(t)) => times.append_value(*t),
+                _ => times.append_null(),
+            }
+        }
+        fields.push(Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            false,
+        ));
+        arrays.push(Arc::new(times.finish()));
+    }
+    for k in &tag_keys {
+        let mut b = StringBuilder::new();
+        for (s, _) in &rows {
+            let v = s.tags.iter().flatten().find(|(key, _)| key == k);
+            b.append_option(v.map(|(_, v)| v.as_str()));
+        }
+        fields.push(Field::new(k, DataType::Utf8, true));
+        arrays.push(Arc::new(b.finish()));
+    }
+    for (i, name) in columns.iter().enumerate() {
+        if Some(i) == time_index {
+            continue;
+        }
+        let (ty, array) = column(rows.iter().map(|(_, row)| row.get(i).unwrap_or(&Value::Null)));
+        fields.push(Field::new(name, ty, true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+}
+
+fn column<'a>(values: impl Iterator<Item = &'a Value> + Clone) -> (DataType, ArrayRef) {
+    let kind = values.clone().find(|v| !v.is_null()).cloned().unwrap_or(Value::Float(0.0));
+    match kind {
+        Value::Integer(_) => {
+            let mut b = Int64Builder::new();
+            values.for_each(|v| match v {
+                Value::Integer(i) => b.append_value(*i),
+                _ => b.append_null(),
+            });
+            (DataType::Int64, Arc::new(b.finish()))
+        }
+        Value::Unsigned(_) => {
+            let mut b = UInt64Builder::new();
+            values.for_each(|v| match v {
+                Value::Unsigned(u) => b.append_value(*u),
+                _ => b.append_null(),
+            });
+            (DataType::UInt64, Arc::new(b.finish()))
+        }
+        Value::String(_) => {
+            let mut b = StringBuilder::new();
+            values.for_each(|v| match v {
+                Value::String(s) => b.append_value(s),
+                _ => b.append_null(),
+            });
+            (DataType::Utf8, Arc::new(b.finish()))
+        }
+        Value::Boolean(_) => {
+            let mut b = BooleanBuilder::new();
+            values.for_each(|v| match v {
+                Value::Boolean(x) => b.append_value(*x),
+                _ => b.append_null(),
+            });
+            (DataType::Boolean, Arc::new(b.finish()))
+        }
+        Value::Time(_) => {
+            let mut b = TimestampNanosecondBuilder::new();
+            values.for_each(|v| match v {
+                Value::Time(t) => b.append_value(*t),
+                _ => b.append_null(),
+            });
+            (
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                Arc::new(b.finish()),
+            )
+        }
+        Value::Float(_) | Value::Null => {
+            let mut b = Float64Builder::new();
+            values.for_each(|v| b.append_option(v.as_f64()));
+            (DataType::Float64, Arc::new(b.finish()))
+        }
+    }
+}

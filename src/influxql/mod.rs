@@ -1,0 +1,140 @@
+//! InfluxQL: InfluxDB 1.x's query language, for Grafana, Chronograf, the `influx`
+//! shell and the v1 client libraries, over `/query` and the Flight ticket.
+//!
+//! ```text
+//!  text ─► parser (positions in errors) ─► ast::Statement
+//!            SHOW …      ─► show: the catalog, DataFusion for tag values
+//!            SELECT …    ─► select: DataFusion scans, filters and sorts the
+//!                           deduplicated rows (time range and predicates pushed
+//!                           to the table, so files are pruned as for SQL);
+//!                           InfluxQL's series, windows, aggregates, selectors
+//!                           and fill run over that sorted stream
+//!  result::Series ─► v1 JSON (http) or Arrow (flight)
+//! ```
+
+pub mod ast;
+mod eval;
+pub mod flight;
+pub mod http;
+pub mod parser;
+pub mod result;
+mod select;
+mod show;
+
+use crate::auth::Principal;
+use crate::query::{Querier, QueryError};
+use ast::Statement;
+use result::{Series, StatementResult};
+
+/// Why a statement failed. Parse errors fail the whole request (HTTP 400); the
+/// others end one statement, whose `error` says why.
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxqlError {
+    #[error("error parsing query: {0}")]
+    Parse(#[from] parser::ParseError),
+    /// Valid InfluxQL this server does not answer.
+    #[error("{0}")]
+    NotSupported(String),
+    /// A statement that cannot be answered as written (1.x's wording).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database name required")]
+    DatabaseRequired,
+    #[error("database not found: {0}")]
+    DatabaseNotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Query(QueryError),
+}
+
+impl From<QueryError> for InfluxqlError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::DatabaseNotFound(db) => Self::DatabaseNotFound(db),
+            other => Self::Query(other),
+        }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for InfluxqlError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        QueryError::from(e).into()
+    }
+}
+
+/// What every statement of one request runs with.
+pub struct Context<'a> {
+    pub querier: &'a Querier,
+    pub principal: &'a Principal,
+    /// The request's `db` parameter: the database of statements that name none.
+    pub database: Option<&'a str>,
+    /// `now()`, fixed for the whole request.
+    pub now: i64,
+}
+
+impl Context<'_> {
+    /// The database a statement reads (its own `ON`/qualified name first),
+    /// which the token must be allowed to read.
+    fn database<'b>(&'b self, named: Option<&'b str>) -> Result<&'b str, InfluxqlError> {
+        let db = named
+            .or(self.database)
+            .filter(|d| !d.is_empty())
+            .ok_or(InfluxqlError::DatabaseRequired)?;
+        if !self.principal.can_read(db) {
+            return Err(InfluxqlError::Forbidden(format!(
+                "token does not have read permission on database \"{db}\""
+            )));
+        }
+        Ok(db)
+    }
+}
+
+/// Runs one statement.
+pub async fn execute(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series>, InfluxqlError> {
+    match statement {
+        Statement::Select(s) => select::select(ctx, s).await,
+        Statement::CreateDatabase { name } => show::create_database(ctx, name).await,
+        other => show::show(ctx, other).await,
+    }
+}
+
+impl InfluxqlError {
+    /// Data that could not be read fails the whole request (503), never one
+    /// statement of an otherwise successful answer.
+    fn fails_request(&self) -> bool {
+        matches!(
+            self,
+            Self::Query(
+                QueryError::Unavailable(_)
+                    | QueryError::ResourcesExhausted(_)
+                    | QueryError::Internal(_)
+            )
+        )
+    }
+}
+
+/// Runs the statements in order. A statement's error ends the request there,
+/// as in 1.x: later statements are not run.
+pub async fn run(ctx: &Context<'_>, query: &ast::Query) -> Result<Vec<StatementResult>, InfluxqlError> {
+    let mut results = Vec::with_capacity(query.statements.len());
+    for (statement_id, statement) in query.statements.iter().enumerate() {
+        match execute(ctx, statement).await {
+            Ok(series) => results.push(StatementResult {
+                statement_id,
+                series,
+                error: None,
+            }),
+            Err(e) if e.fails_request() => return Err(e),
+            Err(e) => {
+                results.push(StatementResult {
+                    statement_id,
+                    series: vec![],
+                    error: Some(e.to_string()),
+                });
+                break;
+            }
+        }
+    }
+    Ok(results)
+}

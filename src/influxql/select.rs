@@ -1,0 +1,1192 @@
+//! `SELECT`: DataFusion plans the part that touches data — a scan of each
+//! measurement with the time range and the `WHERE` predicates as filters (so
+//! the table prunes files and row groups as for SQL), a projection of the
+//! columns the statement needs, a sort by series and time. InfluxQL's own
+//! semantics then run over that sorted stream: series by the `GROUP BY` tags,
+//! windows by `GROUP BY time`, aggregates and selectors, `fill`, `LIMIT` and
+//! `OFFSET` per series, `SLIMIT` and `SOFFSET` over them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampNanosecondType, UInt64Type};
+use chrono_tz::Tz;
+use datafusion::logical_expr::{Expr as DfExpr, ident, lit};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use futures::TryStreamExt;
+
+use super::ast::{BinaryOp, Dimension, Expr, Fill, MeasurementName, Number, Select, Source, VarType};
+use super::eval::{self, Columns, TimeBounds};
+use super::result::{Series, Value, zone_offset};
+use super::{Context, InfluxqlError};
+use crate::catalog::{Table, table_columns};
+use crate::schema::{ColumnType, TIME_COLUMN};
+
+/// Windows one series may produce: a guard against `fill` over a range far
+/// larger than the interval.
+const MAX_WINDOWS: i64 = 1_000_000;
+
+pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, InfluxqlError> {
+    let named = s.from.iter().find_map(|f| f.database.as_deref());
+    let db = ctx.database(named)?;
+    let (database, session) = ctx.querier.session(db).await?;
+    let tables = measurements(&s.from, database.tables().cloned().collect())?;
+    if tables.is_empty() {
+        return Ok(vec![]);
+    }
+    let plan = Plan::new(s, &tables, ctx.now)?;
+    let mut series = Vec::new();
+    for table in &tables {
+        let groups = plan.scan(&session, table).await?;
+        for (key, rows) in groups {
+            let tags = (!plan.group_tags(table).is_empty()).then(|| {
+                plan.group_tags(table)
+                    .into_iter()
+                    .zip(key)
+                    .collect::<Vec<_>>()
+            });
+            let values = plan.rows(&rows)?;
+            if values.is_empty() {
+                continue;
+            }
+            series.push(Series {
+                name: table.name.clone(),
+                tags,
+                columns: plan.column_names(),
+                values,
+            });
+        }
+    }
+    let skip = s.soffset.unwrap_or(0) as usize;
+    let take = s.slimit.map_or(usize::MAX, |n| n as usize);
+    Ok(series.into_iter().skip(skip).take(take).collect())
+}
+
+/// The tables `FROM` names (regexes matched against every table), each once,
+/// by name.
+pub fn measurements(
+    from: &[Source],
+    tables: Vec<Arc<Table>>,
+) -> Result<Vec<Arc<Table>>, InfluxqlError> {
+    let mut out: BTreeMap<String, Arc<Table>> = BTreeMap::new();
+    for source in from {
+        match &source.name {
+            MeasurementName::Name(name) => {
+                if let Some(t) = tables.iter().find(|t| &t.name == name) {
+                    out.insert(name.clone(), Arc::clone(t));
+                }
+            }
+            MeasurementName::Regex(re) => {
+                let re = regex(re)?;
+                for t in tables.iter().filter(|t| re.is_match(&t.name)) {
+                    out.insert(t.name.clone(), Arc::clone(t));
+                }
+            }
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+pub fn regex(source: &str) -> Result<regex::Regex, InfluxqlError> {
+    regex::Regex::new(source)
+        .map_err(|e| InfluxqlError::Invalid(format!("invalid regular expression /{source}/: {e}")))
+}
+
+/// A point as the statement sees it: its time and the referenced columns.
+#[derive(Debug, Clone)]
+struct Row {
+    time: i64,
+    values: Vec<Value>,
+}
+
+/// An aggregate or selector call in the select list.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    func: Func,
+    /// Index into the referenced columns.
+    column: usize,
+    /// `count(distinct(x))`.
+    distinct: bool,
+    /// `percentile`'s N.
+    percentile: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Func {
+    Mean,
+    Median,
+    Sum,
+    Count,
+    Min,
+    Max,
+    First,
+    Last,
+    Spread,
+    Stddev,
+    Percentile,
+    Distinct,
+}
+
+impl Func {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "mean" => Self::Mean,
+            "median" => Self::Median,
+            "sum" => Self::Sum,
+            "count" => Self::Count,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            "first" => Self::First,
+            "last" => Self::Last,
+            "spread" => Self::Spread,
+            "stddev" => Self::Stddev,
+            "percentile" => Self::Percentile,
+            "distinct" => Self::Distinct,
+            _ => return None,
+        })
+    }
+
+    /// Selectors pick a point, whose time and other columns they can carry.
+    fn is_selector(self) -> bool {
+        matches!(
+            self,
+            Self::Min | Self::Max | Self::First | Self::Last | Self::Percentile
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Median => "median",
+            Self::Sum => "sum",
+            Self::Count => "count",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::First => "first",
+            Self::Last => "last",
+            Self::Spread => "spread",
+            Self::Stddev => "stddev",
+            Self::Percentile => "percentile",
+            Self::Distinct => "distinct",
+        }
+    }
+
+    /// Whether the function takes values of this kind (1.x refuses the rest).
+    fn accepts(self, v: &Value) -> bool {
+        match v {
+            Value::Float(_) | Value::Integer(_) | Value::Unsigned(_) => true,
+            Value::String(_) | Value::Boolean(_) => matches!(
+                self,
+                Self::Count | Self::First | Self::Last | Self::Distinct
+            ),
+            Value::Null | Value::Time(_) => false,
+        }
+    }
+}
+
+/// An output column: its expression, with calls numbered into `Plan::calls`.
+#[derive(Debug, Clone)]
+struct Column {
+    expr: Expr,
+    name: String,
+}
+
+/// What the statement needs, worked out once for all its measurements.
+struct Plan<'a> {
+    select: &'a Select,
+    columns: Vec<Column>,
+    /// Every name the columns reference, with its `::type` restriction.
+    refs: Vec<(String, Option<VarType>)>,
+    calls: Vec<Call>,
+    aggregate: bool,
+    bounds: TimeBounds,
+    condition: Option<Expr>,
+    /// `GROUP BY time(interval, offset)`.
+    window: Option<(i64, i64)>,
+    tz: Option<Tz>,
+    now: i64,
+}
+
+impl<'a> Plan<'a> {
+    fn new(select: &'a Select, tables: &[Arc<Table>], now: i64) -> Result<Self, InfluxqlError> {
+        let (bounds, condition) = eval::split_time(select.condition.as_ref(), now)?;
+        let tz = select
+            .tz
+            .as_deref()
+            .map(|name| {
+                name.parse::<Tz>()
+                    .map_err(|_| InfluxqlError::Invalid(format!("unable to find time zone {name}")))
+            })
+            .transpose()?;
+        let mut window = None;
+        for d in &select.group_by {
+            if let Dimension::Time { interval, offset } = d {
+                if *interval <= 0 {
+                    return Err(InfluxqlError::Invalid(
+                        "GROUP BY time interval must be positive".into(),
+                    ));
+                }
+                window = Some((*interval, offset.unwrap_or(0).rem_euclid(*interval)));
+            }
+        }
+        let union = union_columns(tables);
+        let grouped = grouped_tags(&select.group_by, &union)?;
+        let mut plan = Self {
+            select,
+            columns: Vec::new(),
+            refs: Vec::new(),
+            calls: Vec::new(),
+            aggregate: false,
+            bounds,
+            condition,
+            window,
+            tz,
+            now,
+        };
+        let fields = expand(&select.fields, &union, &grouped);
+        plan.aggregate = fields.iter().any(|f| has_call(&f.expr));
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for f in fields {
+            let base = f.alias.clone().unwrap_or_else(|| eval::column_name(&f.expr));
+            let name = unique_name(&mut names, base);
+            let expr = plan.number(&f.expr, false)?;
+            plan.columns.push(Column { expr, name });
+        }
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Replaces calls by `Call{name: "#i"}` and references by `VarRef{"#i"}`
+    /// indices, registering them.
+    fn number(&mut self, e: &Expr, in_call: bool) -> Result<Expr, InfluxqlError> {
+        Ok(match e {
+            Expr::VarRef { name, data_type } => {
+                let i = self.reference(name, *data_type);
+                Expr::VarRef {
+                    name: format!("#{i}"),
+                    data_type: *data_type,
+                }
+            }
+            Expr::Call { name, args } if name != "now" => {
+                if in_call && name != "distinct" {
+                    return Err(InfluxqlError::NotSupported(format!(
+                        "{name}() inside another function is not supported"
+                    )));
+                }
+                let func = Func::parse(name).ok_or_else(|| {
+                    InfluxqlError::NotSupported(format!("function {name} is not supported"))
+                })?;
+                let call = self.call(func, args)?;
+                let i = self.calls.len();
+                self.calls.push(call);
+                Expr::Call {
+                    name: format!("#{i}"),
+                    args: vec![],
+                }
+            }
+            Expr::Binary { op, lhs, rhs } => Expr::Binary {
+                op: *op,
+                lhs: Box::new(self.number(lhs, in_call)?),
+                rhs: Box::new(self.number(rhs, in_call)?),
+            },
+            Expr::Negate(inner) => Expr::Negate(Box::new(self.number(inner, in_call)?)),
+            other => other.clone(),
+        })
+    }
+
+    fn call(&mut self, func: Func, args: &[Expr]) -> Result<Call, InfluxqlError> {
+        let invalid = |what: &str| InfluxqlError::Invalid(format!("{}(): {what}", func.name()));
+        let (column, distinct) = match args.first() {
+            Some(Expr::VarRef { name, data_type }) => (self.reference(name, *data_type), false),
+            Some(Expr::Call { name, args }) if name == "distinct" && func == Func::Count => {
+                match args.first() {
+                    Some(Expr::VarRef { name, data_type }) => {
+                        (self.reference(name, *data_type), true)
+                    }
+                    _ => return Err(invalid("expected a field in distinct()")),
+                }
+            }
+            _ => return Err(invalid("expected field argument")),
+        };
+        let percentile = match (func, args.get(1)) {
+            (Func::Percentile, Some(Expr::Integer(n))) => *n as f64,
+            (Func::Percentile, Some(Expr::Float(n))) => *n,
+            (Func::Percentile, _) => {
+                return Err(InfluxqlError::Invalid(
+                    "expected float argument in percentile()".into(),
+                ));
+            }
+            _ => 0.0,
+        };
+        Ok(Call {
+            func,
+            column,
+            distinct,
+            percentile,
+        })
+    }
+
+    fn reference(&mut self, name: &str, data_type: Option<VarType>) -> usize {
+        let key = (name.to_string(), data_type);
+        match self.refs.iter().position(|r| *r == key) {
+            Some(i) => i,
+            None => {
+                self.refs.push(key);
+                self.refs.len() - 1
+            }
+        }
+    }
+
+    /// 1.x's rules for what an aggregate statement may combine.
+    fn validate(&self) -> Result<(), InfluxqlError> {
+        if self.columns.is_empty() {
+            return Err(InfluxqlError::Invalid(
+                "at least 1 non-time field must be queried".into(),
+            ));
+        }
+        if !self.aggregate {
+            if self.window.is_some() {
+                return Err(InfluxqlError::Invalid(
+                    "GROUP BY requires at least one aggregate function".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let distinct = self.calls.iter().any(|c| c.func == Func::Distinct);
+        if distinct && self.calls.len() > 1 {
+            return Err(InfluxqlError::Invalid(
+                "aggregate function distinct() cannot be combined with other functions or fields"
+                    .into(),
+            ));
+        }
+        let bare = self.columns.iter().any(|c| has_bare_ref(&c.expr));
+        if bare && !(self.calls.len() == 1 && self.calls[0].func.is_selector()) {
+            return Err(InfluxqlError::Invalid(
+                "mixing aggregate and non-aggregate queries is not supported".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn column_names(&self) -> Vec<String> {
+        std::iter::once(TIME_COLUMN.to_string())
+            .chain(self.columns.iter().map(|c| c.name.clone()))
+            .collect()
+    }
+
+    /// The tags that key this measurement's series, in name order.
+    fn group_tags(&self, table: &Table) -> Vec<String> {
+        let tags: Vec<&str> = table_columns(table)
+            .filter(|(_, t)| *t == ColumnType::Tag)
+            .map(|(n, _)| n)
+            .collect();
+        let mut out: Vec<String> = Vec::new();
+        for d in &self.select.group_by {
+            match d {
+                Dimension::Tag(name) => out.push(name.clone()),
+                Dimension::Wildcard => out.extend(tags.iter().map(|t| t.to_string())),
+                Dimension::Regex(re) => {
+                    // Checked when the plan was made.
+                    if let Ok(re) = regex(re) {
+                        out.extend(tags.iter().filter(|t| re.is_match(t)).map(|t| t.to_string()));
+                    }
+                }
+                Dimension::Time { .. } => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The measurement's rows in range, by series, in time order.
+    async fn scan(
+        &self,
+        session: &SessionContext,
+        table: &Table,
+    ) -> Result<Vec<(Vec<String>, Vec<Row>)>, InfluxqlError> {
+        let columns: Columns = table_columns(table)
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        let group = self.group_tags(table);
+        let mut frame = session.table(table.name.as_str()).await?;
+        let time = |ns: i64| lit(ScalarValue::TimestampNanosecond(Some(ns), None));
+        let end = self.end();
+        if let Some(start) = self.bounds.start {
+            frame = frame.filter(ident(TIME_COLUMN).gt_eq(time(start)))?;
+        }
+        if let Some(end) = end {
+            frame = frame.filter(ident(TIME_COLUMN).lt_eq(time(end)))?;
+        }
+        if let Some(condition) = &self.condition {
+            frame = frame.filter(eval::condition(condition, &columns, self.now)?)?;
+        }
+        let tag = |name: &str| -> DfExpr {
+            match columns.get(name) {
+                Some(ColumnType::Tag) => {
+                    datafusion::functions::core::expr_fn::coalesce(vec![ident(name), lit("")])
+                }
+                _ => lit(""),
+            }
+        };
+        let mut projection: Vec<DfExpr> = group
+            .iter()
+            .enumerate()
+            .map(|(i, g)| tag(g).alias(format!("g{i}")))
+            .collect();
+        projection.push(ident(TIME_COLUMN));
+        for (i, (name, ty)) in self.refs.iter().enumerate() {
+            let expr = match (columns.get(name), ty) {
+                (Some(ColumnType::Tag), None | Some(VarType::Tag)) => ident(name),
+                (Some(t), None | Some(VarType::Field)) if t.is_field() => ident(name),
+                (Some(t), Some(VarType::Float | VarType::Integer | VarType::String | VarType::Boolean))
+                    if t.is_field() =>
+                {
+                    ident(name)
+                }
+                _ => lit(ScalarValue::Null),
+            };
+            projection.push(expr.alias(format!("r{i}")));
+        }
+        let mut sort: Vec<_> = (0..group.len())
+            .map(|i| ident(format!("g{i}")).sort(true, true))
+            .collect();
+        sort.push(ident(TIME_COLUMN).sort(true, true));
+        let frame = frame.select(projection)?.sort(sort)?;
+        let batches: Vec<RecordBatch> = frame.execute_stream().await?.try_collect().await?;
+        Ok(group_rows(&batches, group.len(), self.refs.len()))
+    }
+
+    /// The last time the statement covers: its own bound, else `now()` when it
+    /// groups by time (1.x's default).
+    fn end(&self) -> Option<i64> {
+        match (self.bounds.end, self.window) {
+            (Some(end), _) => Some(end),
+            (None, Some(_)) => Some(self.now),
+            (None, None) => None,
+        }
+    }
+
+    /// One series' output rows.
+    fn rows(&self, rows: &[Row]) -> Result<Vec<Vec<Value>>, InfluxqlError> {
+        let mut out = if self.aggregate {
+            self.aggregate_rows(rows)?
+        } else {
+            self.raw_rows(rows)
+        };
+        if self.select.order_desc {
+            out.reverse();
+        }
+        let skip = self.select.offset.unwrap_or(0) as usize;
+        let take = self.select.limit.map_or(usize::MAX, |n| n as usize);
+        Ok(out.into_iter().skip(skip).take(take).collect())
+    }
+
+    fn raw_rows(&self, rows: &[Row]) -> Vec<Vec<Value>> {
+        rows.iter()
+            .filter_map(|row| {
+                let values: Vec<Value> = self
+                    .columns
+                    .iter()
+                    .map(|c| evaluate(&c.expr, &row.values, &[]))
+                    .collect();
+                // 1.x leaves out points where every selected field is null.
+                let any = self
+                    .columns
+                    .iter()
+                    .zip(&values)
+                    .any(|(c, v)| !v.is_null() && self.references_field(&c.expr, &row.values));
+                any.then(|| std::iter::once(Value::Time(row.time)).chain(values).collect())
+            })
+            .collect()
+    }
+
+    /// Whether a column's value comes from a field (a tag alone does not make
+    /// a point appear).
+    fn references_field(&self, e: &Expr, _values: &[Value]) -> bool {
+        match e {
+            Expr::VarRef { name, .. } => name
+                .strip_prefix('#')
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| !self.tag_refs().contains(&i)),
+            Expr::Binary { lhs, rhs, .. } => {
+                self.references_field(lhs, _values) || self.references_field(rhs, _values)
+            }
+            Expr::Negate(inner) => self.references_field(inner, _values),
+            _ => false,
+        }
+    }
+
+    fn tag_refs(&self) -> Vec<usize> {
+        self.refs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, t))| *t == Some(VarType::Tag))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn aggregate_rows(&self, rows: &[Row]) -> Result<Vec<Vec<Value>>, InfluxqlError> {
+        let windows = self.windows(rows)?;
+        // Per call, per window: the result (None when the window had no value).
+        let mut results: Vec<Vec<Option<Picked>>> = Vec::with_capacity(self.calls.len());
+        for call in &self.calls {
+            let mut per_window = Vec::with_capacity(windows.len());
+            for w in &windows {
+                per_window.push(aggregate(call, &rows[w.rows.clone()], w.rows.start)?);
+            }
+            results.push(per_window);
+        }
+        if let Some(Call {
+            func: Func::Distinct,
+            ..
+        }) = self.calls.first()
+        {
+            return Ok(self.distinct_rows(rows, &windows));
+        }
+        let fill = self.select.fill.unwrap_or(Fill::Null);
+        let starts: Vec<i64> = windows.iter().map(|w| w.start).collect();
+        let filled: Vec<Vec<Option<Value>>> = results
+            .iter()
+            .zip(&self.calls)
+            .map(|(r, call)| fill_column(r, &starts, fill, call.func))
+            .collect();
+        let single_selector =
+            self.window.is_none() && self.calls.len() == 1 && self.calls[0].func.is_selector();
+        let mut out = Vec::new();
+        for (w, window) in windows.iter().enumerate() {
+            if filled.iter().all(|c| c[w].is_none()) {
+                continue;
+            }
+            let values: Vec<Value> = filled.iter().map(|c| c[w].clone().unwrap_or(Value::Null)).collect();
+            // A lone selector carries its point: its time (without GROUP BY
+            // time) and the other columns asked for.
+            let picked = if self.calls.len() == 1 {
+                results[0][w].as_ref().and_then(|p| p.row)
+            } else {
+                None
+            };
+            let time = match (single_selector, &results[0][w]) {
+                (true, Some(Picked { time: Some(t), .. })) => *t,
+                _ => window.start,
+            };
+            let aux: &[Value] = picked.map_or(&[], |i| rows[i].values.as_slice());
+            let row: Vec<Value> = std::iter::once(Value::Time(time))
+                .chain(self.columns.iter().map(|c| evaluate(&c.expr, aux, &values)))
+                .collect();
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// `distinct(x)`: a row per distinct value and window.
+    fn distinct_rows(&self, rows: &[Row], windows: &[Window]) -> Vec<Vec<Value>> {
+        let column = self.calls[0].column;
+        let mut out = Vec::new();
+        for w in windows {
+            let mut seen: Vec<Value> = Vec::new();
+            for row in &rows[w.rows.clone()] {
+                let v = &row.values[column];
+                if !v.is_null() && !seen.contains(v) {
+                    seen.push(v.clone());
+                }
+            }
+            sort_values(&mut seen);
+            for v in seen {
+                let row: Vec<Value> = std::iter::once(Value::Time(w.start))
+                    .chain(
+                        self.columns
+                            .iter()
+                            .map(|c| evaluate(&c.expr, &[], std::slice::from_ref(&v))),
+                    )
+                    .collect();
+                out.push(row);
+            }
+        }
+        out
+    }
+
+    /// The windows of one series: every window of the time range under
+    /// `GROUP BY time` (empty ones included, for `fill`), else one window
+    /// starting at the range's start (the epoch when unbounded).
+    fn windows(&self, rows: &[Row]) -> Result<Vec<Window>, InfluxqlError> {
+        let Some((interval, offset)) = self.window else {
+            return Ok(vec![Window {
+                start: self.bounds.start.unwrap_or(0),
+                rows: 0..rows.len(),
+            }]);
+        };
+        let (Some(first), Some(end)) = (rows.first(), self.end()) else {
+            return Ok(vec![]);
+        };
+        let start = self.bounds.start.unwrap_or(first.time);
+        let mut t = self.window_start(start, interval, offset);
+        let last = self.window_start(end, interval, offset);
+        if (last - t) / interval > MAX_WINDOWS {
+            return Err(InfluxqlError::Invalid(format!(
+                "GROUP BY time({}ns) over this time range makes more than {MAX_WINDOWS} windows",
+                interval
+            )));
+        }
+        let mut out = Vec::new();
+        let mut i = 0;
+        while t <= last {
+            let next = self.window_start(t + interval, interval, offset).max(t + 1);
+            let from = i;
+            while i < rows.len() && rows[i].time < next {
+                i += 1;
+            }
+            out.push(Window {
+                start: t,
+                rows: from..i,
+            });
+            t = next;
+        }
+        Ok(out)
+    }
+
+    /// The start of the window holding `t`: a multiple of the interval from the
+    /// epoch plus the offset, in local time when `tz()` is set.
+    fn window_start(&self, t: i64, interval: i64, offset: i64) -> i64 {
+        let zone = self.tz.map_or(0, |tz| zone_offset(tz, t));
+        let local = t - offset + zone;
+        let start = local - local.rem_euclid(interval) + offset - zone;
+        match self.tz {
+            // Across a daylight-saving change the zone at the start differs.
+            Some(tz) => {
+                let moved = zone - zone_offset(tz, start);
+                if moved != 0 && moved.abs() < interval {
+                    start + moved
+                } else {
+                    start
+                }
+            }
+            None => start,
+        }
+    }
+}
+
+struct Window {
+    start: i64,
+    rows: std::ops::Range<usize>,
+}
+
+/// An aggregate's value in one window; a selector's also names its point.
+#[derive(Debug, Clone)]
+struct Picked {
+    value: Value,
+    time: Option<i64>,
+    row: Option<usize>,
+}
+
+fn aggregate(call: &Call, rows: &[Row], base: usize) -> Result<Option<Picked>, InfluxqlError> {
+    let values: Vec<(usize, &Value)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i, &r.values[call.column]))
+        .filter(|(_, v)| !v.is_null())
+        .collect();
+    let Some(&(_, sample)) = values.first() else {
+        return Ok(None);
+    };
+    if !call.func.accepts(sample) {
+        return Err(InfluxqlError::Invalid(format!(
+            "unsupported {} iterator type: {}",
+            call.func.name(),
+            type_name(sample)
+        )));
+    }
+    let plain = |value: Value| Some(Picked { value, time: None, row: None });
+    let pick = |i: usize| {
+        Some(Picked {
+            value: values[i].1.clone(),
+            time: Some(rows[values[i].0].time),
+            row: Some(base + values[i].0),
+        })
+    };
+    let floats = || values.iter().filter_map(|(_, v)| v.as_f64()).collect::<Vec<f64>>();
+    Ok(match call.func {
+        Func::Count if call.distinct => {
+            let mut distinct: Vec<&Value> = Vec::new();
+            for (_, v) in &values {
+                if !distinct.contains(v) {
+                    distinct.push(v);
+                }
+            }
+            plain(Value::Integer(distinct.len() as i64))
+        }
+        Func::Count => plain(Value::Integer(values.len() as i64)),
+        Func::Sum => plain(sum(values.iter().map(|(_, v)| *v))),
+        Func::Mean => {
+            let f = floats();
+            plain(Value::Float(f.iter().sum::<f64>() / f.len() as f64))
+        }
+        Func::Median => {
+            let mut f = floats();
+            f.sort_by(f64::total_cmp);
+            let n = f.len();
+            let m = if n % 2 == 1 {
+                f[n / 2]
+            } else {
+                f[n / 2 - 1] + (f[n / 2] - f[n / 2 - 1]) / 2.0
+            };
+            plain(Value::Float(m))
+        }
+        Func::Stddev => {
+            let f = floats();
+            if f.len() < 2 {
+                plain(Value::Null)
+            } else {
+                let mean = f.iter().sum::<f64>() / f.len() as f64;
+                let var = f.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (f.len() - 1) as f64;
+                plain(Value::Float(var.sqrt()))
+            }
+        }
+        Func::Spread => {
+            let min = values.iter().map(|(_, v)| *v).min_by(|a, b| compare(a, b));
+            let max = values.iter().map(|(_, v)| *v).max_by(|a, b| compare(a, b));
+            match (min, max) {
+                (Some(min), Some(max)) => plain(eval::arithmetic(BinaryOp::Sub, max, min)),
+                _ => None,
+            }
+        }
+        Func::Min => {
+            let mut best = 0;
+            for i in 1..values.len() {
+                if compare(values[i].1, values[best].1).is_lt() {
+                    best = i;
+                }
+            }
+            pick(best)
+        }
+        Func::Max => {
+            let mut best = 0;
+            for i in 1..values.len() {
+                if compare(values[i].1, values[best].1).is_gt() {
+                    best = i;
+                }
+            }
+            pick(best)
+        }
+        Func::First => pick(0),
+        Func::Last => pick(values.len() - 1),
+        Func::Percentile => {
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_by(|&a, &b| compare(values[a].1, values[b].1));
+            let rank = (order.len() as f64 * call.percentile / 100.0 + 0.5).floor() as i64 - 1;
+            if rank < 0 || rank >= order.len() as i64 {
+                None
+            } else {
+                pick(order[rank as usize])
+            }
+        }
+        Func::Distinct => plain(sample.clone()),
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Float(_) => "float",
+        Value::Integer(_) => "integer",
+        Value::Unsigned(_) => "unsigned",
+        Value::String(_) => "string",
+        Value::Boolean(_) => "boolean",
+        Value::Null | Value::Time(_) => "null",
+    }
+}
+
+fn sum<'v>(values: impl Iterator<Item = &'v Value>) -> Value {
+    values.fold(Value::Null, |acc, v| match acc {
+        Value::Null => v.clone(),
+        acc => eval::arithmetic(BinaryOp::Add, &acc, v),
+    })
+}
+
+fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Unsigned(x), Value::Unsigned(y)) => x.cmp(y),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Boolean(x), Value::Boolean(y)) => x.cmp(y),
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => std::cmp::Ordering::Equal,
+        },
+    }
+}
+
+fn sort_values(values: &mut [Value]) {
+    values.sort_by(compare);
+}
+
+/// `fill`, per column: windows without a value become null, stay out (`none`),
+/// repeat the previous value, interpolate, or take a number.
+fn fill_column(values: &[Option<Picked>], starts: &[i64], fill: Fill, func: Func) -> Vec<Option<Value>> {
+    let known: Vec<Option<Value>> = values.iter().map(|p| p.as_ref().map(|p| p.value.clone())).collect();
+    match fill {
+        Fill::None => known,
+        Fill::Null => known
+            .into_iter()
+            .map(|v| Some(v.unwrap_or(if func == Func::Count { Value::Integer(0) } else { Value::Null })))
+            .collect(),
+        Fill::Value(n) => known
+            .into_iter()
+            .map(|v| {
+                Some(v.unwrap_or(match n {
+                    Number::Integer(i) => Value::Integer(i),
+                    Number::Float(f) => Value::Float(f),
+                }))
+            })
+            .collect(),
+        Fill::Previous => {
+            let mut last = Value::Null;
+            known
+                .into_iter()
+                .map(|v| {
+                    if let Some(v) = &v
+                        && !v.is_null()
+                    {
+                        last = v.clone();
+                    }
+                    Some(v.unwrap_or_else(|| last.clone()))
+                })
+                .collect()
+        }
+        Fill::Linear => {
+            let mut out: Vec<Option<Value>> = known.clone();
+            let points: Vec<usize> = (0..known.len()).filter(|&i| known[i].is_some()).collect();
+            for pair in points.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                let (Some(va), Some(vb)) = (&known[a], &known[b]) else { continue };
+                for (i, slot) in out.iter_mut().enumerate().take(b).skip(a + 1) {
+                    *slot = Some(interpolate(va, vb, starts[a], starts[b], starts[i]));
+                }
+            }
+            out.into_iter()
+                .map(|v| Some(v.unwrap_or(Value::Null)))
+                .collect()
+        }
+    }
+}
+
+fn interpolate(a: &Value, b: &Value, ta: i64, tb: i64, t: i64) -> Value {
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => {
+            Value::Integer(x + (y - x) * (t - ta) / (tb - ta))
+        }
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => Value::Float(x + (y - x) * (t - ta) as f64 / (tb - ta) as f64),
+            _ => Value::Null,
+        },
+    }
+}
+
+/// A column's value: calls read `calls` (their results in this row), bare
+/// references read the point (`refs`).
+fn evaluate(e: &Expr, refs: &[Value], calls: &[Value]) -> Value {
+    let index = |name: &str| name.strip_prefix('#').and_then(|i| i.parse::<usize>().ok());
+    match e {
+        Expr::VarRef { name, .. } => index(name)
+            .and_then(|i| refs.get(i))
+            .cloned()
+            .unwrap_or(Value::Null),
+        Expr::Call { name, .. } => index(name)
+            .and_then(|i| calls.get(i))
+            .cloned()
+            .unwrap_or(Value::Null),
+        Expr::Binary { op, lhs, rhs } => {
+            eval::arithmetic(*op, &evaluate(lhs, refs, calls), &evaluate(rhs, refs, calls))
+        }
+        Expr::Negate(inner) => {
+            eval::arithmetic(BinaryOp::Mul, &Value::Integer(-1), &evaluate(inner, refs, calls))
+        }
+        Expr::Integer(i) => Value::Integer(*i),
+        Expr::Float(f) => Value::Float(*f),
+        Expr::Boolean(b) => Value::Boolean(*b),
+        Expr::String(s) => Value::String(s.clone()),
+        _ => Value::Null,
+    }
+}
+
+fn has_call(e: &Expr) -> bool {
+    match e {
+        Expr::Call { name, .. } => name != "now",
+        Expr::Binary { lhs, rhs, .. } => has_call(lhs) || has_call(rhs),
+        Expr::Negate(inner) => has_call(inner),
+        _ => false,
+    }
+}
+
+fn has_bare_ref(e: &Expr) -> bool {
+    match e {
+        Expr::VarRef { .. } => true,
+        Expr::Binary { lhs, rhs, .. } => has_bare_ref(lhs) || has_bare_ref(rhs),
+        Expr::Negate(inner) => has_bare_ref(inner),
+        _ => false,
+    }
+}
+
+fn unique_name(seen: &mut HashMap<String, usize>, base: String) -> String {
+    let Some(&used) = seen.get(&base) else {
+        seen.insert(base.clone(), 0);
+        return base;
+    };
+    let mut n = used;
+    let name = loop {
+        n += 1;
+        let candidate = format!("{base}_{n}");
+        if !seen.contains_key(&candidate) {
+            break candidate;
+        }
+    };
+    seen.insert(base, n);
+    seen.insert(name.clone(), 0);
+    name
+}
+
+/// Every column of the measurements, by name; a name that is a tag in one
+/// and a field in another is taken as a field.
+fn union_columns(tables: &[Arc<Table>]) -> BTreeMap<String, ColumnType> {
+    let mut out = BTreeMap::new();
+    for t in tables {
+        for (name, ty) in table_columns(t) {
+            if ty == ColumnType::Time {
+                continue;
+            }
+            let entry = out.entry(name.to_string()).or_insert(ty);
+            if ty.is_field() {
+                *entry = ty;
+            }
+        }
+    }
+    out
+}
+
+fn grouped_tags(
+    dims: &[Dimension],
+    union: &BTreeMap<String, ColumnType>,
+) -> Result<Vec<String>, InfluxqlError> {
+    let tags = union.iter().filter(|(_, t)| **t == ColumnType::Tag).map(|(n, _)| n);
+    let mut out = Vec::new();
+    for d in dims {
+        match d {
+            Dimension::Tag(t) => out.push(t.clone()),
+            Dimension::Wildcard => out.extend(tags.clone().cloned()),
+            Dimension::Regex(re) => {
+                let re = regex(re)?;
+                out.extend(tags.clone().filter(|t| re.is_match(t)).cloned());
+            }
+            Dimension::Time { .. } => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The select list with wildcards expanded: `*` to every field and tag not
+/// grouped by (in name order), `*::field`, `*::tag`, and `f(*)` to `f` of
+/// every field it accepts, named `f_field`.
+fn expand(
+    fields: &[super::ast::Field],
+    union: &BTreeMap<String, ColumnType>,
+    grouped: &[String],
+) -> Vec<super::ast::Field> {
+    let var = |name: &str, ty: ColumnType| Expr::VarRef {
+        name: name.to_string(),
+        data_type: Some(if ty == ColumnType::Tag {
+            VarType::Tag
+        } else {
+            VarType::Field
+        }),
+    };
+    let mut out = Vec::new();
+    for f in fields {
+        match &f.expr {
+            Expr::Wildcard(kind) => {
+                for (name, ty) in union {
+                    let wanted = match kind {
+                        None => !(*ty == ColumnType::Tag && grouped.contains(name)),
+                        Some(VarType::Tag) => *ty == ColumnType::Tag,
+                        Some(_) => ty.is_field(),
+                    };
+                    if wanted {
+                        out.push(super::ast::Field {
+                            expr: var(name, *ty),
+                            alias: None,
+                        });
+                    }
+                }
+            }
+            Expr::Call { name, args } if matches!(args.first(), Some(Expr::Wildcard(_))) => {
+                let numeric_only = !matches!(name.as_str(), "count" | "first" | "last" | "distinct");
+                for (field, ty) in union.iter().filter(|(_, t)| t.is_field()) {
+                    if numeric_only
+                        && !matches!(ty, ColumnType::Float | ColumnType::Integer | ColumnType::UInteger)
+                    {
+                        continue;
+                    }
+                    let mut args = args.clone();
+                    args[0] = var(field, *ty);
+                    out.push(super::ast::Field {
+                        expr: Expr::Call {
+                            name: name.clone(),
+                            args,
+                        },
+                        alias: Some(format!("{name}_{field}")),
+                    });
+                }
+            }
+            // `time` is always the first column.
+            Expr::VarRef { name, .. } if name.eq_ignore_ascii_case(TIME_COLUMN) => {}
+            _ => out.push(f.clone()),
+        }
+    }
+    // Bare references resolve to tags or fields as the measurements have them.
+    out.into_iter()
+        .map(|f| super::ast::Field {
+            expr: resolve(&f.expr, union),
+            alias: f.alias,
+        })
+        .collect()
+}
+
+/// Marks each bare reference `::tag` or `::field` by what it is.
+fn resolve(e: &Expr, union: &BTreeMap<String, ColumnType>) -> Expr {
+    match e {
+        Expr::VarRef {
+            name,
+            data_type: None,
+        } => Expr::VarRef {
+            name: name.clone(),
+            data_type: union.get(name).map(|t| {
+                if *t == ColumnType::Tag {
+                    VarType::Tag
+                } else {
+                    VarType::Field
+                }
+            }),
+        },
+        Expr::Call { name, args } => Expr::Call {
+            name: name.clone(),
+            args: args.iter().map(|a| resolve(a, union)).collect(),
+        },
+        Expr::Binary { op, lhs, rhs } => Expr::Binary {
+            op: *op,
+            lhs: Box::new(resolve(lhs, union)),
+            rhs: Box::new(resolve(rhs, union)),
+        },
+        Expr::Negate(inner) => Expr::Negate(Box::new(resolve(inner, union))),
+        other => other.clone(),
+    }
+}
+
+/// Splits sorted batches (`g0…`, `time`, `r0…`) into series.
+fn group_rows(
+    batches: &[RecordBatch],
+    groups: usize,
+    refs: usize,
+) -> Vec<(Vec<String>, Vec<Row>)> {
+    let mut out: Vec<(Vec<String>, Vec<Row>)> = Vec::new();
+    for batch in batches {
+        let keys: Vec<_> = (0..groups).map(|i| batch.column(i)).collect();
+        let time = batch.column(groups).as_primitive::<TimestampNanosecondType>();
+        let values: Vec<_> = (0..refs).map(|i| batch.column(groups + 1 + i)).collect();
+        for row in 0..batch.num_rows() {
+            let key: Vec<String> = keys
+                .iter()
+                .map(|k| match value_at(k.as_ref(), row) {
+                    Value::String(s) => s,
+                    _ => String::new(),
+                })
+                .collect();
+            let point = Row {
+                time: time.value(row),
+                values: values.iter().map(|c| value_at(c.as_ref(), row)).collect(),
+            };
+            match out.last_mut() {
+                Some((k, rows)) if *k == key => rows.push(point),
+                _ => out.push((key, vec![point])),
+            }
+        }
+    }
+    out
+}
+
+pub fn value_at(array: &dyn Array, i: usize) -> Value {
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    match array.data_type() {
+        DataType::Float64 => Value::Float(array.as_primitive::<Float64Type>().value(i)),
+        DataType::Int64 => Value::Integer(array.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt64 => Value::Unsigned(array.as_primitive::<UInt64Type>().value(i)),
+        DataType::Boolean => Value::Boolean(array.as_boolean().value(i)),
+        DataType::Utf8 => Value::String(array.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(i).to_string()),
+        DataType::Utf8View => Value::String(array.as_string_view().value(i).to_string()),
+        DataType::Timestamp(_, _) => {
+            Value::Time(array.as_primitive::<TimestampNanosecondType>().value(i))
+        }
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picked(v: Option<f64>) -> Option<Picked> {
+        v.map(|f| Picked {
+            value: Value::Float(f),
+            time: None,
+            row: None,
+        })
+    }
+
+    #[test]
+    fn fills() {
+        let values = [picked(Some(1.0)), None, None, picked(Some(4.0)), None];
+        let starts = [0, 10, 20, 30, 40];
+        let f = |fill| fill_column(&values, &starts, fill, Func::Mean);
+        let some = |v: f64| Some(Value::Float(v));
+        assert_eq!(
+            f(Fill::Linear),
+            vec![some(1.0), some(2.0), some(3.0), some(4.0), Some(Value::Null)]
+        );
+        assert_eq!(
+            f(Fill::Previous),
+            vec![some(1.0), some(1.0), some(1.0), some(4.0), some(4.0)]
+        );
+        assert_eq!(f(Fill::None)[1], None);
+        assert_eq!(f(Fill::Null)[1], Some(Value::Null));
+        assert_eq!(
+            f(Fill::Value(Number::Integer(0)))[1],
+            Some(Value::Integer(0))
+        );
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let rows: Vec<Row> = (1..=10)
+            .map(|i| Row {
+                time: i,
+                values: vec![Value::Integer(i * 10)],
+            })
+            .collect();
+        let call = |func, percentile| Call {
+            func,
+            column: 0,
+            distinct: false,
+            percentile,
+        };
+        let p = aggregate(&call(Func::Percentile, 90.0), &rows, 0).unwrap().unwrap();
+        assert_eq!((p.value, p.time), (Value::Integer(90), Some(9)));
+        let m = aggregate(&call(Func::Median, 0.0), &rows, 0).unwrap().unwrap();
+        assert_eq!(m.value, Value::Float(55.0));
+        let s = aggregate(&call(Func::Spread, 0.0), &rows, 0).unwrap().unwrap();
+        assert_eq!(s.value, Value::Integer(90));
+        let sum = aggregate(&call(Func::Sum, 0.0), &rows, 0).unwrap().unwrap();
+        assert_eq!(sum.value, Value::Integer(550));
+    }
+}
