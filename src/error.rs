@@ -395,7 +395,10 @@ impl From<QueryError> for Error {
 impl From<InfluxqlError> for Error {
     fn from(e: InfluxqlError) -> Self {
         match e {
-            InfluxqlError::Parse(_) | InfluxqlError::Invalid(_) => Self::InvalidQuery(e.to_string()),
+            InfluxqlError::Parse(_) | InfluxqlError::Syntax(_) | InfluxqlError::Invalid(_) => {
+                Self::InvalidQuery(e.to_string())
+            }
+            InfluxqlError::RetentionPolicyNotFound(_) => Self::DatabaseNotFound(e.to_string()),
             InfluxqlError::NotSupported(m) => Self::NotImplemented(m),
             InfluxqlError::DatabaseRequired => Self::MissingDb,
             InfluxqlError::DatabaseNotFound(name) => Self::DatabaseNotFound(name),

@@ -20,8 +20,9 @@ pub struct TimeBounds {
     pub end: Option<i64>,
 }
 
-/// Splits a condition into the bounds its top-level `AND`ed time comparisons
-/// set and the rest.
+/// Splits a condition into the bounds its time comparisons set and the rest.
+/// As in 1.x, a time comparison bounds the whole statement wherever it
+/// stands: `host = 'a' OR host = 'b' AND time < X` bounds both hosts by X.
 pub fn split_time(
     condition: Option<&Expr>,
     now: i64,
@@ -30,57 +31,48 @@ pub fn split_time(
         start: None,
         end: None,
     };
-    let Some(condition) = condition else {
-        return Ok((bounds, None));
+    let rest = match condition {
+        Some(c) => strip_time(c, now, &mut bounds)?,
+        None => None,
     };
-    let mut rest = Vec::new();
-    let mut conjuncts = Vec::new();
-    flatten_and(condition, &mut conjuncts);
-    for c in conjuncts {
-        match time_comparison(c, now)? {
-            Some((op, t)) => {
-                let (lo, hi) = match op {
-                    BinaryOp::Gt => (t.checked_add(1), None),
-                    BinaryOp::GtEq => (Some(t), None),
-                    BinaryOp::Lt => (None, t.checked_sub(1)),
-                    BinaryOp::LtEq => (None, Some(t)),
-                    BinaryOp::Eq => (Some(t), Some(t)),
-                    _ => {
-                        return Err(InfluxqlError::Invalid(format!(
-                            "invalid time comparison operator: {op:?}"
-                        )));
-                    }
-                };
-                if let Some(lo) = lo {
-                    bounds.start = Some(bounds.start.map_or(lo, |s| s.max(lo)));
-                }
-                if let Some(hi) = hi {
-                    bounds.end = Some(bounds.end.map_or(hi, |e| e.min(hi)));
-                }
-            }
-            None => rest.push(c.clone()),
-        }
-    }
-    let rest = rest.into_iter().reduce(|a, b| Expr::Binary {
-        op: BinaryOp::And,
-        lhs: Box::new(a),
-        rhs: Box::new(b),
-    });
     Ok((bounds, rest))
 }
 
-fn flatten_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
-    match e {
-        Expr::Binary {
-            op: BinaryOp::And,
-            lhs,
-            rhs,
-        } => {
-            flatten_and(lhs, out);
-            flatten_and(rhs, out);
-        }
-        other => out.push(other),
+fn strip_time(e: &Expr, now: i64, bounds: &mut TimeBounds) -> Result<Option<Expr>, InfluxqlError> {
+    if let Expr::Binary {
+        op: op @ (BinaryOp::And | BinaryOp::Or),
+        lhs,
+        rhs,
+    } = e
+    {
+        let l = strip_time(lhs, now, bounds)?;
+        let r = strip_time(rhs, now, bounds)?;
+        return Ok(match (l, r) {
+            (Some(l), Some(r)) => Some(Expr::Binary {
+                op: *op,
+                lhs: Box::new(l),
+                rhs: Box::new(r),
+            }),
+            (one, None) | (None, one) => one,
+        });
     }
+    let Some((op, t)) = time_comparison(e, now)? else {
+        return Ok(Some(e.clone()));
+    };
+    let (lo, hi) = match op {
+        BinaryOp::Gt => (t.checked_add(1), None),
+        BinaryOp::GtEq => (Some(t), None),
+        BinaryOp::Lt => (None, t.checked_sub(1)),
+        BinaryOp::LtEq => (None, Some(t)),
+        _ => (Some(t), Some(t)),
+    };
+    if let Some(lo) = lo {
+        bounds.start = Some(bounds.start.map_or(lo, |s| s.max(lo)));
+    }
+    if let Some(hi) = hi {
+        bounds.end = Some(bounds.end.map_or(hi, |e| e.min(hi)));
+    }
+    Ok(None)
 }
 
 fn is_time(e: &Expr) -> bool {

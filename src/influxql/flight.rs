@@ -13,7 +13,7 @@ use tonic::metadata::MetadataMap;
 
 use super::ast::Statement;
 use super::result::{Series, Value};
-use super::{Context, InfluxqlError};
+use super::Context;
 use crate::error::Error;
 use crate::query::frontend::{FlightStream, QueryFrontend, encode_batches};
 
@@ -29,7 +29,7 @@ pub async fn run(
         .get("authorization")
         .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
     let principal = frontend.auth.authenticate(header.as_ref()).await?;
-    let query = super::parser::parse_query(text).map_err(InfluxqlError::from)?;
+    let query = super::parse(text)?;
     let [statement] = query.statements.as_slice() else {
         return Err(Error::InvalidQuery(
             "a Flight ticket takes exactly one InfluxQL statement".into(),

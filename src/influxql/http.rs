@@ -19,13 +19,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::result::{self, TimeFormat};
-use super::{Context, InfluxqlError};
+use super::Context;
 use crate::auth::v1_token;
 use crate::error::{Error, V1Error};
 use crate::query::frontend::QueryFrontend;
 
 /// 1.x's default rows per chunk.
-const DEFAULT_CHUNK_SIZE: usize = 10_000;
+const DEFAULT_CHUNK_SIZE: usize = result::CHUNK_ROWS;
 
 pub fn routes(frontend: Arc<QueryFrontend>) -> Router {
     Router::new()
@@ -87,12 +87,11 @@ async fn run(
         ))
     })?;
     let chunked = get("chunked") == Some("true");
-    let chunk_size = match get("chunk_size") {
-        None | Some("") => DEFAULT_CHUNK_SIZE,
-        Some(n) => n
-            .parse::<usize>()
-            .map_err(|_| Error::InvalidQueryString(format!("invalid chunk_size {n:?}")))?,
-    };
+    // As in 1.x, a chunk size that is not a positive number is the default.
+    let chunk_size = get("chunk_size")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_CHUNK_SIZE);
     // A retention policy other than the default is its own database, as
     // `/write` maps it.
     let database = match (get("db").filter(|d| !d.is_empty()), get("rp")) {
@@ -105,7 +104,7 @@ async fn run(
         database: database.as_deref(),
         now: crate::auth::now_ns(),
     };
-    let query = super::parser::parse_query(q).map_err(InfluxqlError::from)?;
+    let query = super::parse(q)?;
     let results = super::run(&ctx, &query).await?;
     // A statement's own time zone shapes its RFC3339 times.
     let time_for = |id: usize| match (time, query.statements.get(id)) {
@@ -119,17 +118,18 @@ async fn run(
     let body = if chunked {
         results
             .iter()
-            .map(|r| result::encode_chunked(std::slice::from_ref(r), time_for(r.statement_id), chunk_size))
+            .map(|r| {
+                // 1.x streams SELECT answers in chunks; SHOW answers whole.
+                let select = matches!(
+                    query.statements.get(r.statement_id),
+                    Some(super::ast::Statement::Select(_))
+                );
+                let size = if select { chunk_size } else { usize::MAX };
+                result::encode_chunked(std::slice::from_ref(r), time_for(r.statement_id), size)
+            })
             .collect::<String>()
     } else {
-        let mut out = String::from("{\"results\":[");
-        for (i, r) in results.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            result::push_result(&mut out, r, time_for(r.statement_id), false, false);
-        }
-        out.push_str("]}");
+        let out = result::encode(&results, time_for);
         if get("pretty") == Some("true") {
             pretty(&out)
         } else {

@@ -32,6 +32,10 @@ use result::{Series, StatementResult};
 pub enum InfluxqlError {
     #[error("error parsing query: {0}")]
     Parse(#[from] parser::ParseError),
+    /// A statement that parses but names something that cannot exist (a time
+    /// zone); 1.x reports these as parse errors without a position.
+    #[error("error parsing query: {0}")]
+    Syntax(String),
     /// Valid InfluxQL this server does not answer.
     #[error("{0}")]
     NotSupported(String),
@@ -42,6 +46,8 @@ pub enum InfluxqlError {
     DatabaseRequired,
     #[error("database not found: {0}")]
     DatabaseNotFound(String),
+    #[error("retention policy not found: {0}")]
+    RetentionPolicyNotFound(String),
     #[error("{0}")]
     Forbidden(String),
     #[error(transparent)]
@@ -114,27 +120,44 @@ impl InfluxqlError {
     }
 }
 
+/// Parses a request's statements and checks what the grammar cannot (time
+/// zone names), so that nothing runs when any statement is invalid.
+pub fn parse(text: &str) -> Result<ast::Query, InfluxqlError> {
+    let query = parser::parse_query(text.trim())?;
+    for statement in &query.statements {
+        if let Statement::Select(s) = statement
+            && let Some(tz) = &s.tz
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(InfluxqlError::Syntax(format!("unable to find time zone {tz}")));
+        }
+    }
+    Ok(query)
+}
+
 /// Runs the statements in order. A statement's error ends the request there,
-/// as in 1.x: later statements are not run.
+/// as in 1.x: the statements after it answer "not executed".
 pub async fn run(ctx: &Context<'_>, query: &ast::Query) -> Result<Vec<StatementResult>, InfluxqlError> {
     let mut results = Vec::with_capacity(query.statements.len());
+    let mut failed = false;
     for (statement_id, statement) in query.statements.iter().enumerate() {
-        match execute(ctx, statement).await {
-            Ok(series) => results.push(StatementResult {
-                statement_id,
-                series,
-                error: None,
-            }),
-            Err(e) if e.fails_request() => return Err(e),
-            Err(e) => {
-                results.push(StatementResult {
-                    statement_id,
-                    series: vec![],
-                    error: Some(e.to_string()),
-                });
-                break;
+        let (series, error) = if failed {
+            (vec![], Some("not executed".to_string()))
+        } else {
+            match execute(ctx, statement).await {
+                Ok(series) => (series, None),
+                Err(e) if e.fails_request() => return Err(e),
+                Err(e) => {
+                    failed = true;
+                    (vec![], Some(e.to_string()))
+                }
             }
-        }
+        };
+        results.push(StatementResult {
+            statement_id,
+            series,
+            error,
+        });
     }
     Ok(results)
 }

@@ -205,24 +205,23 @@ fn push_series(out: &mut String, s: &Series, time: TimeFormat, partial: bool) {
     out.push('}');
 }
 
-/// One statement's object inside `results`. `partial_series` marks the last
-/// series as continued in the next chunk; `partial` the statement.
+/// One statement's object inside `results`. `partial_series` says which
+/// series continue in the next chunk; `partial` marks the statement.
 pub fn push_result(
     out: &mut String,
     r: &StatementResult,
     time: TimeFormat,
-    partial_series: bool,
+    partial_series: impl Fn(usize, &Series) -> bool,
     partial: bool,
 ) {
     let _ = write!(out, "{{\"statement_id\":{}", r.statement_id);
     if !r.series.is_empty() {
         out.push_str(",\"series\":[");
-        let last = r.series.len() - 1;
         for (i, s) in r.series.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_series(out, s, time, partial_series && i == last);
+            push_series(out, s, time, partial_series(i, s));
         }
         out.push(']');
     }
@@ -236,14 +235,20 @@ pub fn push_result(
     out.push('}');
 }
 
-/// The whole answer, not chunked.
-pub fn encode(results: &[StatementResult], time: TimeFormat) -> String {
+/// Rows 1.x puts in one chunk of its own, chunked answer or not.
+pub const CHUNK_ROWS: usize = 10_000;
+
+/// The whole answer, not chunked. A series longer than a chunk is marked
+/// `partial` anyway, as 1.x does (it merges its internal chunks but keeps
+/// the flag).
+pub fn encode(results: &[StatementResult], time: impl Fn(usize) -> TimeFormat) -> String {
     let mut out = String::from("{\"results\":[");
     for (i, r) in results.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_result(&mut out, r, time, false, false);
+        let long = |_: usize, s: &Series| s.values.len() > CHUNK_ROWS;
+        push_result(&mut out, r, time(r.statement_id), long, false);
     }
     out.push_str("]}");
     out
@@ -257,7 +262,7 @@ pub fn encode_chunked(results: &[StatementResult], time: TimeFormat, chunk_size:
     let mut out = String::new();
     let mut line = |r: &StatementResult, partial_series: bool, partial: bool| {
         out.push_str("{\"results\":[");
-        push_result(&mut out, r, time, partial_series, partial);
+        push_result(&mut out, r, time, |_, _| partial_series, partial);
         out.push_str("]}\n");
     };
     for r in results {
@@ -341,7 +346,7 @@ mod tests {
             error: None,
         };
         assert_eq!(
-            encode(std::slice::from_ref(&r), TimeFormat::Epoch(1_000_000_000)),
+            encode(std::slice::from_ref(&r), |_| TimeFormat::Epoch(1_000_000_000)),
             r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","mean"],"values":[[60,1],[120,null]]}]}]}"#
         );
         let chunks = encode_chunked(&[r], TimeFormat::Rfc3339(None), 1);
@@ -355,7 +360,7 @@ mod tests {
             error: Some("boom".into()),
         };
         assert_eq!(
-            encode(&[empty], TimeFormat::Rfc3339(None)),
+            encode(&[empty], |_| TimeFormat::Rfc3339(None)),
             r#"{"results":[{"statement_id":1,"error":"boom"}]}"#
         );
     }

@@ -12,12 +12,15 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampNanosecondType, UInt64Type};
 use chrono_tz::Tz;
+use datafusion::common::TableReference;
 use datafusion::logical_expr::{Expr as DfExpr, ident, lit};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 
-use super::ast::{BinaryOp, Dimension, Expr, Fill, MeasurementName, Number, Select, Source, VarType};
+use super::ast::{
+    BinaryOp, Dimension, Expr, FUNCTIONS, Fill, MeasurementName, Number, Select, Source, VarType,
+};
 use super::eval::{self, Columns, TimeBounds};
 use super::result::{Series, Value, zone_offset};
 use super::{Context, InfluxqlError};
@@ -31,7 +34,29 @@ const MAX_WINDOWS: i64 = 1_000_000;
 pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, InfluxqlError> {
     let named = s.from.iter().find_map(|f| f.database.as_deref());
     let db = ctx.database(named)?;
-    let (database, session) = ctx.querier.session(db).await?;
+    // A retention policy other than the default is its own database, as
+    // `/write?rp=` stores it.
+    let rp = s
+        .from
+        .iter()
+        .find_map(|f| f.retention_policy.as_deref())
+        .filter(|rp| *rp != "autogen");
+    let (database, session) = match rp {
+        None => ctx.querier.session(db).await?,
+        Some(rp) => {
+            if ctx.querier.database(db).await.is_err() {
+                return Err(InfluxqlError::DatabaseNotFound(db.to_string()));
+            }
+            let with_rp = format!("{db}/{rp}");
+            ctx.database(Some(&with_rp))?;
+            match ctx.querier.session(&with_rp).await {
+                Err(crate::query::QueryError::DatabaseNotFound(_)) => {
+                    return Err(InfluxqlError::RetentionPolicyNotFound(rp.to_string()));
+                }
+                other => other?,
+            }
+        }
+    };
     let tables = measurements(&s.from, database.tables().cloned().collect())?;
     if tables.is_empty() {
         return Ok(vec![]);
@@ -39,7 +64,7 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, Influx
     let plan = Plan::new(s, &tables, ctx.now)?;
     let mut series = Vec::new();
     for table in &tables {
-        let groups = plan.scan(&session, table).await?;
+        let (groups, present) = plan.scan(&session, table).await?;
         for (key, rows) in groups {
             let tags = (!plan.group_tags(table).is_empty()).then(|| {
                 plan.group_tags(table)
@@ -47,7 +72,7 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, Influx
                     .zip(key)
                     .collect::<Vec<_>>()
             });
-            let values = plan.rows(&rows)?;
+            let values = plan.rows(&rows, &present)?;
             if values.is_empty() {
                 continue;
             }
@@ -58,6 +83,10 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, Influx
                 values,
             });
         }
+    }
+    // 1.x orders series by time too: descending reverses them.
+    if s.order_desc {
+        series.reverse();
     }
     let skip = s.soffset.unwrap_or(0) as usize;
     let take = s.slimit.map_or(usize::MAX, |n| n as usize);
@@ -222,12 +251,10 @@ impl<'a> Plan<'a> {
             .transpose()?;
         let mut window = None;
         for d in &select.group_by {
-            if let Dimension::Time { interval, offset } = d {
-                if *interval <= 0 {
-                    return Err(InfluxqlError::Invalid(
-                        "GROUP BY time interval must be positive".into(),
-                    ));
-                }
+            // `time(0s)` is no time grouping, as in 1.x.
+            if let Dimension::Time { interval, offset } = d
+                && *interval > 0
+            {
                 window = Some((*interval, offset.unwrap_or(0).rem_euclid(*interval)));
             }
         }
@@ -275,9 +302,16 @@ impl<'a> Plan<'a> {
                         "{name}() inside another function is not supported"
                     )));
                 }
-                let func = Func::parse(name).ok_or_else(|| {
-                    InfluxqlError::NotSupported(format!("function {name} is not supported"))
-                })?;
+                let func = Func::parse(name)
+                    .ok_or_else(|| InfluxqlError::Invalid(format!("undefined function {name}()")))?;
+                if let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(f, _, _)| f == name)
+                    && !(min..=max).contains(&args.len())
+                {
+                    return Err(InfluxqlError::Invalid(format!(
+                        "invalid number of arguments for {name}, expected {min}, got {}",
+                        args.len()
+                    )));
+                }
                 let call = self.call(func, args)?;
                 let i = self.calls.len();
                 self.calls.push(call);
@@ -298,12 +332,18 @@ impl<'a> Plan<'a> {
 
     fn call(&mut self, func: Func, args: &[Expr]) -> Result<Call, InfluxqlError> {
         let invalid = |what: &str| InfluxqlError::Invalid(format!("{}(): {what}", func.name()));
+        // An aggregate of a tag has no values (1.x answers nothing): the
+        // reference is made to a field of that name, which does not exist.
+        let field = |t: &Option<VarType>| match t {
+            Some(VarType::Tag) => Some(VarType::Field),
+            other => *other,
+        };
         let (column, distinct) = match args.first() {
-            Some(Expr::VarRef { name, data_type }) => (self.reference(name, *data_type), false),
+            Some(Expr::VarRef { name, data_type }) => (self.reference(name, field(data_type)), false),
             Some(Expr::Call { name, args }) if name == "distinct" && func == Func::Count => {
                 match args.first() {
                     Some(Expr::VarRef { name, data_type }) => {
-                        (self.reference(name, *data_type), true)
+                        (self.reference(name, field(data_type)), true)
                     }
                     _ => return Err(invalid("expected a field in distinct()")),
                 }
@@ -406,12 +446,14 @@ impl<'a> Plan<'a> {
         &self,
         session: &SessionContext,
         table: &Table,
-    ) -> Result<Vec<(Vec<String>, Vec<Row>)>, InfluxqlError> {
+    ) -> Result<(Vec<(Vec<String>, Vec<Row>)>, Vec<bool>), InfluxqlError> {
         let columns: Columns = table_columns(table)
             .map(|(n, t)| (n.to_string(), t))
             .collect();
         let group = self.group_tags(table);
-        let mut frame = session.table(table.name.as_str()).await?;
+        let mut frame = session
+            .table(TableReference::bare(table.name.as_str()))
+            .await?;
         let time = |ns: i64| lit(ScalarValue::TimestampNanosecond(Some(ns), None));
         let end = self.end();
         if let Some(start) = self.bounds.start {
@@ -450,13 +492,18 @@ impl<'a> Plan<'a> {
             };
             projection.push(expr.alias(format!("r{i}")));
         }
+        let present: Vec<bool> = self
+            .refs
+            .iter()
+            .map(|(name, _)| columns.get(name).is_some_and(|t| t.is_field()))
+            .collect();
         let mut sort: Vec<_> = (0..group.len())
             .map(|i| ident(format!("g{i}")).sort(true, true))
             .collect();
         sort.push(ident(TIME_COLUMN).sort(true, true));
         let frame = frame.select(projection)?.sort(sort)?;
         let batches: Vec<RecordBatch> = frame.execute_stream().await?.try_collect().await?;
-        Ok(group_rows(&batches, group.len(), self.refs.len()))
+        Ok((group_rows(&batches, group.len(), self.refs.len()), present))
     }
 
     /// The last time the statement covers: its own bound, else `now()` when it
@@ -469,67 +516,57 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// One series' output rows.
-    fn rows(&self, rows: &[Row]) -> Result<Vec<Vec<Value>>, InfluxqlError> {
-        let mut out = if self.aggregate {
-            self.aggregate_rows(rows)?
+    /// One series' output rows, in output order. `present` says which
+    /// referenced fields the measurement has.
+    fn rows(&self, rows: &[Row], present: &[bool]) -> Result<Vec<Vec<Value>>, InfluxqlError> {
+        let out = if self.aggregate {
+            self.aggregate_rows(rows, present)?
         } else {
-            self.raw_rows(rows)
+            let mut out = self.raw_rows(rows);
+            if self.select.order_desc {
+                out.reverse();
+            }
+            out
         };
-        if self.select.order_desc {
-            out.reverse();
-        }
         let skip = self.select.offset.unwrap_or(0) as usize;
         let take = self.select.limit.map_or(usize::MAX, |n| n as usize);
         Ok(out.into_iter().skip(skip).take(take).collect())
     }
 
+    /// Raw points: a point appears when any field the statement references
+    /// has a value in it (its expressions may still be null).
     fn raw_rows(&self, rows: &[Row]) -> Vec<Vec<Value>> {
+        let fields: Vec<usize> = self
+            .refs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, t))| *t != Some(VarType::Tag))
+            .map(|(i, _)| i)
+            .collect();
         rows.iter()
-            .filter_map(|row| {
-                let values: Vec<Value> = self
-                    .columns
-                    .iter()
-                    .map(|c| evaluate(&c.expr, &row.values, &[]))
-                    .collect();
-                // 1.x leaves out points where every selected field is null.
-                let any = self
-                    .columns
-                    .iter()
-                    .zip(&values)
-                    .any(|(c, v)| !v.is_null() && self.references_field(&c.expr, &row.values));
-                any.then(|| std::iter::once(Value::Time(row.time)).chain(values).collect())
+            .filter(|row| fields.iter().any(|&i| !row.values[i].is_null()))
+            .map(|row| {
+                std::iter::once(Value::Time(row.time))
+                    .chain(
+                        self.columns
+                            .iter()
+                            .map(|c| evaluate(&c.expr, &row.values, &[])),
+                    )
+                    .collect()
             })
             .collect()
     }
 
-    /// Whether a column's value comes from a field (a tag alone does not make
-    /// a point appear).
-    fn references_field(&self, e: &Expr, _values: &[Value]) -> bool {
-        match e {
-            Expr::VarRef { name, .. } => name
-                .strip_prefix('#')
-                .and_then(|i| i.parse::<usize>().ok())
-                .is_some_and(|i| !self.tag_refs().contains(&i)),
-            Expr::Binary { lhs, rhs, .. } => {
-                self.references_field(lhs, _values) || self.references_field(rhs, _values)
-            }
-            Expr::Negate(inner) => self.references_field(inner, _values),
-            _ => false,
+    fn aggregate_rows(
+        &self,
+        rows: &[Row],
+        present: &[bool],
+    ) -> Result<Vec<Vec<Value>>, InfluxqlError> {
+        let mut windows = self.windows(rows)?;
+        // Output order first: `fill(previous)` repeats the previous row shown.
+        if self.select.order_desc {
+            windows.reverse();
         }
-    }
-
-    fn tag_refs(&self) -> Vec<usize> {
-        self.refs
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, t))| *t == Some(VarType::Tag))
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    fn aggregate_rows(&self, rows: &[Row]) -> Result<Vec<Vec<Value>>, InfluxqlError> {
-        let windows = self.windows(rows)?;
         // Per call, per window: the result (None when the window had no value).
         let mut results: Vec<Vec<Option<Picked>>> = Vec::with_capacity(self.calls.len());
         for call in &self.calls {
@@ -551,7 +588,12 @@ impl<'a> Plan<'a> {
         let filled: Vec<Vec<Option<Value>>> = results
             .iter()
             .zip(&self.calls)
-            .map(|(r, call)| fill_column(r, &starts, fill, call.func))
+            .map(|(r, call)| {
+                // A count of a field the measurement has is 0 in an empty
+                // window; of one it lacks, null.
+                let zero = call.func == Func::Count && present[call.column];
+                fill_column(r, &starts, fill, zero)
+            })
             .collect();
         let single_selector =
             self.window.is_none() && self.calls.len() == 1 && self.calls[0].func.is_selector();
@@ -593,7 +635,6 @@ impl<'a> Plan<'a> {
                     seen.push(v.clone());
                 }
             }
-            sort_values(&mut seen);
             for v in seen {
                 let row: Vec<Value> = std::iter::once(Value::Time(w.start))
                     .chain(
@@ -817,25 +858,42 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-fn sort_values(values: &mut [Value]) {
-    values.sort_by(compare);
-}
-
 /// `fill`, per column: windows without a value become null, stay out (`none`),
 /// repeat the previous value, interpolate, or take a number.
-fn fill_column(values: &[Option<Picked>], starts: &[i64], fill: Fill, func: Func) -> Vec<Option<Value>> {
-    let known: Vec<Option<Value>> = values.iter().map(|p| p.as_ref().map(|p| p.value.clone())).collect();
+fn fill_column(
+    values: &[Option<Picked>],
+    starts: &[i64],
+    fill: Fill,
+    count_zero: bool,
+) -> Vec<Option<Value>> {
+    let known: Vec<Option<Value>> = values
+        .iter()
+        .map(|p| p.as_ref().map(|p| p.value.clone()))
+        .collect();
+    // A fill number takes the column's type: 1.x truncates -1.5 to -1 for an
+    // integer aggregate.
+    let integer = known
+        .iter()
+        .flatten()
+        .any(|v| matches!(v, Value::Integer(_)));
     match fill {
         Fill::None => known,
         Fill::Null => known
             .into_iter()
-            .map(|v| Some(v.unwrap_or(if func == Func::Count { Value::Integer(0) } else { Value::Null })))
+            .map(|v| {
+                Some(v.unwrap_or(if count_zero {
+                    Value::Integer(0)
+                } else {
+                    Value::Null
+                }))
+            })
             .collect(),
         Fill::Value(n) => known
             .into_iter()
             .map(|v| {
                 Some(v.unwrap_or(match n {
                     Number::Integer(i) => Value::Integer(i),
+                    Number::Float(f) if integer => Value::Integer(f as i64),
                     Number::Float(f) => Value::Float(f),
                 }))
             })
@@ -1037,6 +1095,19 @@ fn expand(
                     });
                 }
             }
+            Expr::Regex(re) => {
+                // Checked by the parser.
+                if let Ok(re) = regex(re) {
+                    for (name, ty) in union {
+                        if re.is_match(name) && !(*ty == ColumnType::Tag && grouped.contains(name)) {
+                            out.push(super::ast::Field {
+                                expr: var(name, *ty),
+                                alias: None,
+                            });
+                        }
+                    }
+                }
+            }
             // `time` is always the first column.
             Expr::VarRef { name, .. } if name.eq_ignore_ascii_case(TIME_COLUMN) => {}
             _ => out.push(f.clone()),
@@ -1148,7 +1219,7 @@ mod tests {
     fn fills() {
         let values = [picked(Some(1.0)), None, None, picked(Some(4.0)), None];
         let starts = [0, 10, 20, 30, 40];
-        let f = |fill| fill_column(&values, &starts, fill, Func::Mean);
+        let f = |fill| fill_column(&values, &starts, fill, false);
         let some = |v: f64| Some(Value::Float(v));
         assert_eq!(
             f(Fill::Linear),

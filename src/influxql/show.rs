@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::logical_expr::{col, ident};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -260,7 +261,7 @@ async fn any_row(
     let (_, rest) = eval::split_time(Some(condition), ctx.now)?;
     let Some(rest) = rest else { return Ok(true) };
     let frame = session
-        .table(table.name.as_str())
+        .table(TableReference::bare(table.name.as_str()))
         .await?
         .filter(eval::condition(&rest, &columns(table), ctx.now)?)?
         .limit(0, Some(1))?;
@@ -297,7 +298,7 @@ async fn tag_values(
     condition: Option<&Expr>,
 ) -> Result<Vec<String>, InfluxqlError> {
     let mut frame = session
-        .table(table.name.as_str())
+        .table(TableReference::bare(table.name.as_str()))
         .await?
         .filter(ident(key).is_not_null())?;
     if let Some(c) = condition {
