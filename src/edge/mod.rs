@@ -208,10 +208,7 @@ impl EdgeService {
 
     /// Writes, and queries too when `query` is given (the one-process mode).
     pub fn with_query(edge: Arc<Edge>, query: Option<Arc<QueryFrontend>>) -> Self {
-        let extra = query
-            .clone()
-            .map(query_routes)
-            .unwrap_or_default();
+        let extra = query.clone().map(query_routes).unwrap_or_default();
         Self {
             http: app_with(Arc::clone(&edge), extra),
             grpc: flight::EdgeFlight::server(Some(edge), query),

@@ -11,9 +11,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use tonic::metadata::MetadataMap;
 
+use super::Context;
 use super::ast::Statement;
 use super::result::{Series, Value};
-use super::Context;
 use crate::error::Error;
 use crate::query::frontend::{FlightStream, QueryFrontend, encode_batches};
 
@@ -50,7 +50,10 @@ pub async fn run(
 /// The series as one table. Column types come from the values (a column with
 /// none is a float, as 1.x's null fill is).
 pub fn to_batch(series: &[Series], select: bool) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let columns: Vec<String> = series.first().map(|s| s.columns.clone()).unwrap_or_default();
+    let columns: Vec<String> = series
+        .first()
+        .map(|s| s.columns.clone())
+        .unwrap_or_default();
     let mut tag_keys: Vec<String> = Vec::new();
     for s in series {
         for (k, _) in s.tags.iter().flatten() {
@@ -99,7 +102,10 @@ pub fn to_batch(series: &[Series], select: bool) -> Result<RecordBatch, arrow::e
         if Some(i) == time_index {
             continue;
         }
-        let (ty, array) = column(rows.iter().map(|(_, row)| row.get(i).unwrap_or(&Value::Null)));
+        let (ty, array) = column(
+            rows.iter()
+                .map(|(_, row)| row.get(i).unwrap_or(&Value::Null)),
+        );
         fields.push(Field::new(name, ty, true));
         arrays.push(array);
     }
@@ -107,7 +113,11 @@ pub fn to_batch(series: &[Series], select: bool) -> Result<RecordBatch, arrow::e
 }
 
 fn column<'a>(values: impl Iterator<Item = &'a Value> + Clone) -> (DataType, ArrayRef) {
-    let kind = values.clone().find(|v| !v.is_null()).cloned().unwrap_or(Value::Float(0.0));
+    let kind = values
+        .clone()
+        .find(|v| !v.is_null())
+        .cloned()
+        .unwrap_or(Value::Float(0.0));
     match kind {
         Value::Integer(_) => {
             let mut b = Int64Builder::new();

@@ -18,8 +18,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::result::{self, TimeFormat};
 use super::Context;
+use super::result::{self, TimeFormat};
 use crate::auth::v1_token;
 use crate::error::{Error, V1Error};
 use crate::query::frontend::QueryFrontend;
@@ -58,9 +58,8 @@ async fn query_post(
 
 /// The query string's parameters, overridden by the form body's.
 fn params(query: Option<&str>, form: Option<&[u8]>) -> Result<HashMap<String, String>, Error> {
-    let mut params: HashMap<String, String> =
-        serde_urlencoded::from_str(query.unwrap_or_default())
-            .map_err(|e| Error::InvalidQueryString(e.to_string()))?;
+    let mut params: HashMap<String, String> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| Error::InvalidQueryString(e.to_string()))?;
     if let Some(body) = form {
         let from_body: HashMap<String, String> = serde_urlencoded::from_bytes(body)
             .map_err(|e| Error::InvalidQueryString(format!("invalid form body: {e}")))?;
@@ -108,11 +107,11 @@ async fn run(
     let results = super::run(&ctx, &query).await?;
     // A statement's own time zone shapes its RFC3339 times.
     let time_for = |id: usize| match (time, query.statements.get(id)) {
-        (TimeFormat::Rfc3339(None), Some(super::ast::Statement::Select(s))) => s
-            .tz
-            .as_deref()
-            .and_then(|tz| tz.parse().ok())
-            .map_or(time, |tz| TimeFormat::Rfc3339(Some(tz))),
+        (TimeFormat::Rfc3339(None), Some(super::ast::Statement::Select(s))) => {
+            s.tz.as_deref()
+                .and_then(|tz| tz.parse().ok())
+                .map_or(time, |tz| TimeFormat::Rfc3339(Some(tz)))
+        }
         _ => time,
     };
     let body = if chunked {
@@ -138,7 +137,10 @@ async fn run(
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(
         "x-influxdb-version",
         HeaderValue::from_static(env!("CARGO_PKG_VERSION")),

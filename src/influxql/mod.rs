@@ -97,7 +97,10 @@ impl Context<'_> {
 }
 
 /// Runs one statement.
-pub async fn execute(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series>, InfluxqlError> {
+pub async fn execute(
+    ctx: &Context<'_>,
+    statement: &Statement,
+) -> Result<Vec<Series>, InfluxqlError> {
     match statement {
         Statement::Select(s) => select::select(ctx, s).await,
         Statement::CreateDatabase { name } => show::create_database(ctx, name).await,
@@ -107,15 +110,17 @@ pub async fn execute(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Ser
 
 impl InfluxqlError {
     /// Data that could not be read fails the whole request (503), never one
-    /// statement of an otherwise successful answer.
+    /// statement of an otherwise successful answer; so does a token that may
+    /// not read the database (403).
     fn fails_request(&self) -> bool {
         matches!(
             self,
-            Self::Query(
-                QueryError::Unavailable(_)
-                    | QueryError::ResourcesExhausted(_)
-                    | QueryError::Internal(_)
-            )
+            Self::Forbidden(_)
+                | Self::Query(
+                    QueryError::Unavailable(_)
+                        | QueryError::ResourcesExhausted(_)
+                        | QueryError::Internal(_)
+                )
         )
     }
 }
@@ -129,7 +134,9 @@ pub fn parse(text: &str) -> Result<ast::Query, InfluxqlError> {
             && let Some(tz) = &s.tz
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
-            return Err(InfluxqlError::Syntax(format!("unable to find time zone {tz}")));
+            return Err(InfluxqlError::Syntax(format!(
+                "unable to find time zone {tz}"
+            )));
         }
     }
     Ok(query)
@@ -137,7 +144,10 @@ pub fn parse(text: &str) -> Result<ast::Query, InfluxqlError> {
 
 /// Runs the statements in order. A statement's error ends the request there,
 /// as in 1.x: the statements after it answer "not executed".
-pub async fn run(ctx: &Context<'_>, query: &ast::Query) -> Result<Vec<StatementResult>, InfluxqlError> {
+pub async fn run(
+    ctx: &Context<'_>,
+    query: &ast::Query,
+) -> Result<Vec<StatementResult>, InfluxqlError> {
     let mut results = Vec::with_capacity(query.statements.len());
     let mut failed = false;
     for (statement_id, statement) in query.statements.iter().enumerate() {

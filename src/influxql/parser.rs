@@ -1413,7 +1413,9 @@ impl<'a> Parser<'a> {
     /// statement, not as parse errors).
     fn call(&mut self, name_tok: &Token, name: &str) -> PResult<Expr> {
         let name = name.to_lowercase();
-        if !FUNCTIONS.iter().any(|(f, _, _)| *f == name) && UNSUPPORTED_FUNCTIONS.contains(&name.as_str()) {
+        if !FUNCTIONS.iter().any(|(f, _, _)| *f == name)
+            && UNSUPPORTED_FUNCTIONS.contains(&name.as_str())
+        {
             return Err(self.unsupported(name_tok, &format!("function {name}")));
         }
         self.next()?;

@@ -298,7 +298,11 @@ pub fn encode_chunked(results: &[StatementResult], time: TimeFormat, chunk_size:
 /// A time zone's offset from UTC at `ns`, in nanoseconds.
 pub fn zone_offset(tz: Tz, ns: i64) -> i64 {
     let utc = DateTime::<Utc>::from_timestamp_nanos(ns);
-    i64::from(tz.offset_from_utc_datetime(&utc.naive_utc()).fix().local_minus_utc()) * 1_000_000_000
+    i64::from(
+        tz.offset_from_utc_datetime(&utc.naive_utc())
+            .fix()
+            .local_minus_utc(),
+    ) * 1_000_000_000
 }
 
 #[cfg(test)]
@@ -327,7 +331,10 @@ mod tests {
             rfc3339(1_672_617_600_000_000_000, Some(ny)),
             "2023-01-01T19:00:00-05:00"
         );
-        assert_eq!(zone_offset(ny, 1_672_617_600_000_000_000), -5 * 3_600_000_000_000);
+        assert_eq!(
+            zone_offset(ny, 1_672_617_600_000_000_000),
+            -5 * 3_600_000_000_000
+        );
     }
 
     #[test]
@@ -346,14 +353,26 @@ mod tests {
             error: None,
         };
         assert_eq!(
-            encode(std::slice::from_ref(&r), |_| TimeFormat::Epoch(1_000_000_000)),
+            encode(std::slice::from_ref(&r), |_| TimeFormat::Epoch(
+                1_000_000_000
+            )),
             r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","mean"],"values":[[60,1],[120,null]]}]}]}"#
         );
         let chunks = encode_chunked(&[r], TimeFormat::Rfc3339(None), 1);
         let lines: Vec<&str> = chunks.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].ends_with(r#""values":[["1970-01-01T00:01:00Z",1]],"partial":true}],"partial":true}]}"#), "{}", lines[0]);
-        assert!(lines[1].ends_with(r#""values":[["1970-01-01T00:02:00Z",null]]}]}]}"#), "{}", lines[1]);
+        assert!(
+            lines[0].ends_with(
+                r#""values":[["1970-01-01T00:01:00Z",1]],"partial":true}],"partial":true}]}"#
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with(r#""values":[["1970-01-01T00:02:00Z",null]]}]}]}"#),
+            "{}",
+            lines[1]
+        );
         let empty = StatementResult {
             statement_id: 1,
             series: vec![],

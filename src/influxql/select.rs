@@ -276,7 +276,10 @@ impl<'a> Plan<'a> {
         plan.aggregate = fields.iter().any(|f| has_call(&f.expr));
         let mut names: HashMap<String, usize> = HashMap::new();
         for f in fields {
-            let base = f.alias.clone().unwrap_or_else(|| eval::column_name(&f.expr));
+            let base = f
+                .alias
+                .clone()
+                .unwrap_or_else(|| eval::column_name(&f.expr));
             let name = unique_name(&mut names, base);
             let expr = plan.number(&f.expr, false)?;
             plan.columns.push(Column { expr, name });
@@ -302,8 +305,9 @@ impl<'a> Plan<'a> {
                         "{name}() inside another function is not supported"
                     )));
                 }
-                let func = Func::parse(name)
-                    .ok_or_else(|| InfluxqlError::Invalid(format!("undefined function {name}()")))?;
+                let func = Func::parse(name).ok_or_else(|| {
+                    InfluxqlError::Invalid(format!("undefined function {name}()"))
+                })?;
                 if let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(f, _, _)| f == name)
                     && !(min..=max).contains(&args.len())
                 {
@@ -339,7 +343,9 @@ impl<'a> Plan<'a> {
             other => *other,
         };
         let (column, distinct) = match args.first() {
-            Some(Expr::VarRef { name, data_type }) => (self.reference(name, field(data_type)), false),
+            Some(Expr::VarRef { name, data_type }) => {
+                (self.reference(name, field(data_type)), false)
+            }
             Some(Expr::Call { name, args }) if name == "distinct" && func == Func::Count => {
                 match args.first() {
                     Some(Expr::VarRef { name, data_type }) => {
@@ -430,7 +436,11 @@ impl<'a> Plan<'a> {
                 Dimension::Regex(re) => {
                     // Checked when the plan was made.
                     if let Ok(re) = regex(re) {
-                        out.extend(tags.iter().filter(|t| re.is_match(t)).map(|t| t.to_string()));
+                        out.extend(
+                            tags.iter()
+                                .filter(|t| re.is_match(t))
+                                .map(|t| t.to_string()),
+                        );
                     }
                 }
                 Dimension::Time { .. } => {}
@@ -483,11 +493,10 @@ impl<'a> Plan<'a> {
             let expr = match (columns.get(name), ty) {
                 (Some(ColumnType::Tag), None | Some(VarType::Tag)) => ident(name),
                 (Some(t), None | Some(VarType::Field)) if t.is_field() => ident(name),
-                (Some(t), Some(VarType::Float | VarType::Integer | VarType::String | VarType::Boolean))
-                    if t.is_field() =>
-                {
-                    ident(name)
-                }
+                (
+                    Some(t),
+                    Some(VarType::Float | VarType::Integer | VarType::String | VarType::Boolean),
+                ) if t.is_field() => ident(name),
                 _ => lit(ScalarValue::Null),
             };
             projection.push(expr.alias(format!("r{i}")));
@@ -576,6 +585,10 @@ impl<'a> Plan<'a> {
             }
             results.push(per_window);
         }
+        // A series none of whose calls saw a value has no rows (fill or not).
+        if results.iter().flatten().all(Option::is_none) {
+            return Ok(vec![]);
+        }
         if let Some(Call {
             func: Func::Distinct,
             ..
@@ -602,7 +615,10 @@ impl<'a> Plan<'a> {
             if filled.iter().all(|c| c[w].is_none()) {
                 continue;
             }
-            let values: Vec<Value> = filled.iter().map(|c| c[w].clone().unwrap_or(Value::Null)).collect();
+            let values: Vec<Value> = filled
+                .iter()
+                .map(|c| c[w].clone().unwrap_or(Value::Null))
+                .collect();
             // A lone selector carries its point: its time (without GROUP BY
             // time) and the other columns asked for.
             let picked = if self.calls.len() == 1 {
@@ -739,7 +755,13 @@ fn aggregate(call: &Call, rows: &[Row], base: usize) -> Result<Option<Picked>, I
             type_name(sample)
         )));
     }
-    let plain = |value: Value| Some(Picked { value, time: None, row: None });
+    let plain = |value: Value| {
+        Some(Picked {
+            value,
+            time: None,
+            row: None,
+        })
+    };
     let pick = |i: usize| {
         Some(Picked {
             value: values[i].1.clone(),
@@ -747,7 +769,12 @@ fn aggregate(call: &Call, rows: &[Row], base: usize) -> Result<Option<Picked>, I
             row: Some(base + values[i].0),
         })
     };
-    let floats = || values.iter().filter_map(|(_, v)| v.as_f64()).collect::<Vec<f64>>();
+    let floats = || {
+        values
+            .iter()
+            .filter_map(|(_, v)| v.as_f64())
+            .collect::<Vec<f64>>()
+    };
     Ok(match call.func {
         Func::Count if call.distinct => {
             let mut distinct: Vec<&Value> = Vec::new();
@@ -917,7 +944,9 @@ fn fill_column(
             let points: Vec<usize> = (0..known.len()).filter(|&i| known[i].is_some()).collect();
             for pair in points.windows(2) {
                 let (a, b) = (pair[0], pair[1]);
-                let (Some(va), Some(vb)) = (&known[a], &known[b]) else { continue };
+                let (Some(va), Some(vb)) = (&known[a], &known[b]) else {
+                    continue;
+                };
                 for (i, slot) in out.iter_mut().enumerate().take(b).skip(a + 1) {
                     *slot = Some(interpolate(va, vb, starts[a], starts[b], starts[i]));
                 }
@@ -954,12 +983,16 @@ fn evaluate(e: &Expr, refs: &[Value], calls: &[Value]) -> Value {
             .and_then(|i| calls.get(i))
             .cloned()
             .unwrap_or(Value::Null),
-        Expr::Binary { op, lhs, rhs } => {
-            eval::arithmetic(*op, &evaluate(lhs, refs, calls), &evaluate(rhs, refs, calls))
-        }
-        Expr::Negate(inner) => {
-            eval::arithmetic(BinaryOp::Mul, &Value::Integer(-1), &evaluate(inner, refs, calls))
-        }
+        Expr::Binary { op, lhs, rhs } => eval::arithmetic(
+            *op,
+            &evaluate(lhs, refs, calls),
+            &evaluate(rhs, refs, calls),
+        ),
+        Expr::Negate(inner) => eval::arithmetic(
+            BinaryOp::Mul,
+            &Value::Integer(-1),
+            &evaluate(inner, refs, calls),
+        ),
         Expr::Integer(i) => Value::Integer(*i),
         Expr::Float(f) => Value::Float(*f),
         Expr::Boolean(b) => Value::Boolean(*b),
@@ -1026,7 +1059,10 @@ fn grouped_tags(
     dims: &[Dimension],
     union: &BTreeMap<String, ColumnType>,
 ) -> Result<Vec<String>, InfluxqlError> {
-    let tags = union.iter().filter(|(_, t)| **t == ColumnType::Tag).map(|(n, _)| n);
+    let tags = union
+        .iter()
+        .filter(|(_, t)| **t == ColumnType::Tag)
+        .map(|(n, _)| n);
     let mut out = Vec::new();
     for d in dims {
         match d {
@@ -1077,10 +1113,14 @@ fn expand(
                 }
             }
             Expr::Call { name, args } if matches!(args.first(), Some(Expr::Wildcard(_))) => {
-                let numeric_only = !matches!(name.as_str(), "count" | "first" | "last" | "distinct");
+                let numeric_only =
+                    !matches!(name.as_str(), "count" | "first" | "last" | "distinct");
                 for (field, ty) in union.iter().filter(|(_, t)| t.is_field()) {
                     if numeric_only
-                        && !matches!(ty, ColumnType::Float | ColumnType::Integer | ColumnType::UInteger)
+                        && !matches!(
+                            ty,
+                            ColumnType::Float | ColumnType::Integer | ColumnType::UInteger
+                        )
                     {
                         continue;
                     }
@@ -1099,7 +1139,8 @@ fn expand(
                 // Checked by the parser.
                 if let Ok(re) = regex(re) {
                     for (name, ty) in union {
-                        if re.is_match(name) && !(*ty == ColumnType::Tag && grouped.contains(name)) {
+                        if re.is_match(name) && !(*ty == ColumnType::Tag && grouped.contains(name))
+                        {
                             out.push(super::ast::Field {
                                 expr: var(name, *ty),
                                 alias: None,
@@ -1153,15 +1194,13 @@ fn resolve(e: &Expr, union: &BTreeMap<String, ColumnType>) -> Expr {
 }
 
 /// Splits sorted batches (`g0…`, `time`, `r0…`) into series.
-fn group_rows(
-    batches: &[RecordBatch],
-    groups: usize,
-    refs: usize,
-) -> Vec<(Vec<String>, Vec<Row>)> {
+fn group_rows(batches: &[RecordBatch], groups: usize, refs: usize) -> Vec<(Vec<String>, Vec<Row>)> {
     let mut out: Vec<(Vec<String>, Vec<Row>)> = Vec::new();
     for batch in batches {
         let keys: Vec<_> = (0..groups).map(|i| batch.column(i)).collect();
-        let time = batch.column(groups).as_primitive::<TimestampNanosecondType>();
+        let time = batch
+            .column(groups)
+            .as_primitive::<TimestampNanosecondType>();
         let values: Vec<_> = (0..refs).map(|i| batch.column(groups + 1 + i)).collect();
         for row in 0..batch.num_rows() {
             let key: Vec<String> = keys
@@ -1223,7 +1262,13 @@ mod tests {
         let some = |v: f64| Some(Value::Float(v));
         assert_eq!(
             f(Fill::Linear),
-            vec![some(1.0), some(2.0), some(3.0), some(4.0), Some(Value::Null)]
+            vec![
+                some(1.0),
+                some(2.0),
+                some(3.0),
+                some(4.0),
+                Some(Value::Null)
+            ]
         );
         assert_eq!(
             f(Fill::Previous),
@@ -1251,11 +1296,17 @@ mod tests {
             distinct: false,
             percentile,
         };
-        let p = aggregate(&call(Func::Percentile, 90.0), &rows, 0).unwrap().unwrap();
+        let p = aggregate(&call(Func::Percentile, 90.0), &rows, 0)
+            .unwrap()
+            .unwrap();
         assert_eq!((p.value, p.time), (Value::Integer(90), Some(9)));
-        let m = aggregate(&call(Func::Median, 0.0), &rows, 0).unwrap().unwrap();
+        let m = aggregate(&call(Func::Median, 0.0), &rows, 0)
+            .unwrap()
+            .unwrap();
         assert_eq!(m.value, Value::Float(55.0));
-        let s = aggregate(&call(Func::Spread, 0.0), &rows, 0).unwrap().unwrap();
+        let s = aggregate(&call(Func::Spread, 0.0), &rows, 0)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.value, Value::Integer(90));
         let sum = aggregate(&call(Func::Sum, 0.0), &rows, 0).unwrap().unwrap();
         assert_eq!(sum.value, Value::Integer(550));

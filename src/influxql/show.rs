@@ -40,7 +40,13 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
             ctx.querier.database(db).await?;
             Ok(vec![single(
                 "",
-                &["name", "duration", "shardGroupDuration", "replicaN", "default"],
+                &[
+                    "name",
+                    "duration",
+                    "shardGroupDuration",
+                    "replicaN",
+                    "default",
+                ],
                 vec![vec![
                     Value::String("autogen".into()),
                     Value::String("0s".into()),
@@ -154,9 +160,9 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
             }
             Ok(out)
         }
-        Statement::Select(_) | Statement::CreateDatabase { .. } => Err(InfluxqlError::Invalid(
-            "not a SHOW statement".into(),
-        )),
+        Statement::Select(_) | Statement::CreateDatabase { .. } => {
+            Err(InfluxqlError::Invalid("not a SHOW statement".into()))
+        }
     }
 }
 
@@ -167,12 +173,12 @@ async fn show_databases(ctx: &Context<'_>) -> Result<Vec<Series>, InfluxqlError>
         .refresh()
         .await
         .map_err(crate::query::QueryError::from)?;
-    let mut names: Vec<String> = state
+    // In creation order, as 1.x lists them.
+    let names: Vec<String> = state
         .databases()
         .map(|d| d.name.clone())
         .filter(|n| ctx.principal.can_read(n))
         .collect();
-    names.sort();
     let rows: Vec<Vec<Value>> = names.into_iter().map(|n| vec![Value::String(n)]).collect();
     Ok(vec![single("databases", &["name"], rows)])
 }

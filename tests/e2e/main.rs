@@ -8,6 +8,7 @@ mod durability;
 mod endpoints;
 mod flight;
 mod harness;
+mod influxql;
 mod ops;
 mod query;
 mod write_contract;
