@@ -220,7 +220,7 @@ pub enum BinaryOp {
 
 /// The functions the parser accepts, with their argument counts (min, max).
 /// Everything else is refused at its position: "function X is not supported".
-pub const FUNCTIONS: [(&str, usize, usize); 13] = [
+pub const FUNCTIONS: [(&str, usize, usize); 20] = [
     ("mean", 1, 1),
     ("median", 1, 1),
     ("sum", 1, 1),
@@ -234,4 +234,13 @@ pub const FUNCTIONS: [(&str, usize, usize); 13] = [
     ("percentile", 2, 2),
     ("distinct", 1, 1),
     ("now", 0, 0),
+    // Transformations: over the points of a series, or over its windows'
+    // aggregates (the second argument is the unit, or moving_average's N).
+    ("derivative", 1, 2),
+    ("non_negative_derivative", 1, 2),
+    ("difference", 1, 1),
+    ("non_negative_difference", 1, 1),
+    ("cumulative_sum", 1, 1),
+    ("moving_average", 2, 2),
+    ("elapsed", 1, 2),
 ];

@@ -229,6 +229,9 @@ struct Plan<'a> {
     /// Every name the columns reference, with its `::type` restriction.
     refs: Vec<(String, Option<VarType>)>,
     calls: Vec<Call>,
+    /// Transformations of columns (`derivative(mean(x), 1m)`), applied to a
+    /// series' rows once they are computed.
+    transforms: Vec<Transform>,
     aggregate: bool,
     bounds: TimeBounds,
     condition: Option<Expr>,
@@ -265,6 +268,7 @@ impl<'a> Plan<'a> {
             columns: Vec::new(),
             refs: Vec::new(),
             calls: Vec::new(),
+            transforms: Vec::new(),
             aggregate: false,
             bounds,
             condition,
@@ -273,15 +277,21 @@ impl<'a> Plan<'a> {
             now,
         };
         let fields = expand(&select.fields, &union, &grouped);
-        plan.aggregate = fields.iter().any(|f| has_call(&f.expr));
         let mut names: HashMap<String, usize> = HashMap::new();
-        for f in fields {
+        let mut inner = Vec::with_capacity(fields.len());
+        for (i, f) in fields.iter().enumerate() {
             let base = f
                 .alias
                 .clone()
                 .unwrap_or_else(|| eval::column_name(&f.expr));
             let name = unique_name(&mut names, base);
-            let expr = plan.number(&f.expr, false)?;
+            let (transform, expr) = Transform::split(&f.expr, i)?;
+            plan.transforms.extend(transform);
+            inner.push((name, expr));
+        }
+        plan.aggregate = inner.iter().any(|(_, e)| has_call(e));
+        for (name, e) in inner {
+            let expr = plan.number(&e, false)?;
             plan.columns.push(Column { expr, name });
         }
         plan.validate()?;
@@ -392,6 +402,28 @@ impl<'a> Plan<'a> {
                 "at least 1 non-time field must be queried".into(),
             ));
         }
+        if !self.transforms.is_empty() {
+            if self.transforms.len() != self.columns.len() {
+                return Err(InfluxqlError::NotSupported(
+                    "mixing transformations (derivative, difference, …) with other columns is not supported"
+                        .into(),
+                ));
+            }
+            let name = self.transforms[0].func.name();
+            match (self.aggregate, self.window) {
+                (true, None) => {
+                    return Err(InfluxqlError::Invalid(format!(
+                        "{name} aggregate requires a GROUP BY interval"
+                    )));
+                }
+                (false, Some(_)) => {
+                    return Err(InfluxqlError::Invalid(format!(
+                        "aggregate function required inside the call to {name}"
+                    )));
+                }
+                _ => {}
+            }
+        }
         if !self.aggregate {
             if self.window.is_some() {
                 return Err(InfluxqlError::Invalid(
@@ -466,7 +498,7 @@ impl<'a> Plan<'a> {
             .await?;
         let time = |ns: i64| lit(ScalarValue::TimestampNanosecond(Some(ns), None));
         let end = self.end();
-        if let Some(start) = self.bounds.start {
+        if let Some(start) = self.scan_start() {
             frame = frame.filter(ident(TIME_COLUMN).gt_eq(time(start)))?;
         }
         if let Some(end) = end {
@@ -515,6 +547,19 @@ impl<'a> Plan<'a> {
         Ok((group_rows(&batches, group.len(), self.refs.len()), present))
     }
 
+    /// The first time read: the statement's lower bound, one window earlier
+    /// when a transformation of windows needs the value before the first (as
+    /// 1.x reads it, so `difference(mean(x))` has a first row).
+    fn scan_start(&self) -> Option<i64> {
+        let start = self.bounds.start?;
+        match self.window {
+            Some((interval, _)) if !self.transforms.is_empty() => {
+                Some(start.saturating_sub(interval))
+            }
+            _ => Some(start),
+        }
+    }
+
     /// The last time the statement covers: its own bound, else `now()` when it
     /// groups by time (1.x's default).
     fn end(&self) -> Option<i64> {
@@ -537,9 +582,40 @@ impl<'a> Plan<'a> {
             }
             out
         };
+        let out = if self.transforms.is_empty() {
+            out
+        } else {
+            self.transform(out)
+        };
         let skip = self.select.offset.unwrap_or(0) as usize;
         let take = self.select.limit.map_or(usize::MAX, |n| n as usize);
         Ok(out.into_iter().skip(skip).take(take).collect())
+    }
+
+    /// Applies every column's transformation over the series' rows; a row
+    /// stays where some transformation gave a value.
+    fn transform(&self, rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+        let unit = self.window.map_or(1_000_000_000, |(interval, _)| interval);
+        let outputs: Vec<Vec<Option<Value>>> = self
+            .transforms
+            .iter()
+            .map(|t| t.apply(&rows, t.column + 1, unit))
+            .collect();
+        // Windows read only as the value before the first are not shown.
+        let first = match (self.bounds.start, self.window) {
+            (Some(start), Some((interval, offset))) => self.window_start(start, interval, offset),
+            _ => i64::MIN,
+        };
+        rows.iter()
+            .enumerate()
+            .filter(|(_, row)| matches!(row[0], Value::Time(t) if t >= first))
+            .filter(|(i, _)| outputs.iter().any(|o| o[*i].is_some()))
+            .map(|(i, row)| {
+                std::iter::once(row[0].clone())
+                    .chain(outputs.iter().map(|o| o[i].clone().unwrap_or(Value::Null)))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Raw points: a point appears when any field the statement references
@@ -678,7 +754,7 @@ impl<'a> Plan<'a> {
         let (Some(first), Some(end)) = (rows.first(), self.end()) else {
             return Ok(vec![]);
         };
-        let start = self.bounds.start.unwrap_or(first.time);
+        let start = self.scan_start().unwrap_or(first.time);
         let mut t = self.window_start(start, interval, offset);
         let last = self.window_start(end, interval, offset);
         if (last - t) / interval > MAX_WINDOWS {
@@ -722,6 +798,162 @@ impl<'a> Plan<'a> {
             }
             None => start,
         }
+    }
+}
+
+/// A transformation of one column over a series' rows.
+#[derive(Debug, Clone)]
+struct Transform {
+    func: TransformFunc,
+    column: usize,
+    /// `derivative`'s and `elapsed`'s unit (ns), `moving_average`'s N.
+    arg: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransformFunc {
+    Derivative,
+    NonNegativeDerivative,
+    Difference,
+    NonNegativeDifference,
+    CumulativeSum,
+    MovingAverage,
+    Elapsed,
+}
+
+impl TransformFunc {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "derivative" => Self::Derivative,
+            "non_negative_derivative" => Self::NonNegativeDerivative,
+            "difference" => Self::Difference,
+            "non_negative_difference" => Self::NonNegativeDifference,
+            "cumulative_sum" => Self::CumulativeSum,
+            "moving_average" => Self::MovingAverage,
+            "elapsed" => Self::Elapsed,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Derivative => "derivative",
+            Self::NonNegativeDerivative => "non_negative_derivative",
+            Self::Difference => "difference",
+            Self::NonNegativeDifference => "non_negative_difference",
+            Self::CumulativeSum => "cumulative_sum",
+            Self::MovingAverage => "moving_average",
+            Self::Elapsed => "elapsed",
+        }
+    }
+}
+
+impl Transform {
+    /// A select-list item that is a transformation: the transformation, and
+    /// the expression it transforms (which becomes the column's).
+    fn split(e: &Expr, column: usize) -> Result<(Option<Self>, Expr), InfluxqlError> {
+        let Expr::Call { name, args } = e else {
+            return Ok((None, e.clone()));
+        };
+        let Some(func) = TransformFunc::parse(name) else {
+            return Ok((None, e.clone()));
+        };
+        if let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(f, _, _)| f == name)
+            && !(min..=max).contains(&args.len())
+        {
+            return Err(InfluxqlError::Invalid(format!(
+                "invalid number of arguments for {name}, expected {min}, got {}",
+                args.len()
+            )));
+        }
+        let arg = match (func, args.get(1)) {
+            (_, None) => None,
+            (TransformFunc::MovingAverage, Some(Expr::Integer(n))) if *n > 1 => Some(*n),
+            (TransformFunc::MovingAverage, Some(_)) => {
+                return Err(InfluxqlError::Invalid(
+                    "moving_average window must be greater than 1".into(),
+                ));
+            }
+            (_, Some(Expr::Duration(d))) if *d > 0 => Some(*d),
+            (_, Some(_)) => {
+                return Err(InfluxqlError::Invalid(format!(
+                    "second argument to {name} must be a duration"
+                )));
+            }
+        };
+        let inner = args[0].clone();
+        if !matches!(inner, Expr::VarRef { .. } | Expr::Call { .. }) {
+            return Err(InfluxqlError::Invalid(format!(
+                "expected field or aggregate argument in {name}()"
+            )));
+        }
+        Ok((Some(Self { func, column, arg }), inner))
+    }
+
+    /// The transformed value for each row (`None`: no output at that row).
+    /// Rows without a value are skipped, as 1.x skips them.
+    fn apply(&self, rows: &[Vec<Value>], column: usize, default_unit: i64) -> Vec<Option<Value>> {
+        let mut out = vec![None; rows.len()];
+        let points: Vec<(usize, i64, &Value)> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| match (&row[0], &row[column]) {
+                (_, v) if v.is_null() => None,
+                (Value::Time(t), v) => Some((i, *t, v)),
+                _ => None,
+            })
+            .collect();
+        let unit = self.arg.unwrap_or(match self.func {
+            TransformFunc::Elapsed => 1,
+            _ => default_unit,
+        });
+        match self.func {
+            TransformFunc::CumulativeSum => {
+                let mut sum = Value::Null;
+                for (i, _, v) in &points {
+                    sum = if sum.is_null() {
+                        (*v).clone()
+                    } else {
+                        eval::arithmetic(BinaryOp::Add, &sum, v)
+                    };
+                    out[*i] = Some(sum.clone());
+                }
+            }
+            TransformFunc::MovingAverage => {
+                let n = self.arg.unwrap_or(2) as usize;
+                for w in points.windows(n) {
+                    let values: Vec<f64> = w.iter().filter_map(|(_, _, v)| v.as_f64()).collect();
+                    let (i, _, _) = w[n - 1];
+                    out[i] = Some(Value::Float(values.iter().sum::<f64>() / n as f64));
+                }
+            }
+            _ => {
+                for pair in points.windows(2) {
+                    let ((_, t0, v0), (i, t1, v1)) = (pair[0], pair[1]);
+                    let value = match self.func {
+                        TransformFunc::Difference | TransformFunc::NonNegativeDifference => {
+                            eval::arithmetic(BinaryOp::Sub, v1, v0)
+                        }
+                        TransformFunc::Elapsed => Value::Integer((t1 - t0) / unit),
+                        _ => match (v0.as_f64(), v1.as_f64()) {
+                            (Some(a), Some(b)) if t1 > t0 => {
+                                Value::Float((b - a) / ((t1 - t0) as f64 / unit as f64))
+                            }
+                            _ => continue,
+                        },
+                    };
+                    let negative = value.as_f64().is_some_and(|f| f < 0.0);
+                    let non_negative = matches!(
+                        self.func,
+                        TransformFunc::NonNegativeDifference | TransformFunc::NonNegativeDerivative
+                    );
+                    if !(non_negative && negative) {
+                        out[i] = Some(value);
+                    }
+                }
+            }
+        }
+        out
     }
 }
 

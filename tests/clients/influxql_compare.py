@@ -553,6 +553,33 @@ def cases():
     add(Case(f"SELECT count(host) FROM cpu WHERE {R}", expect="empty",
              why="an aggregate over a tag: 1.6 gives no series"))
     add(Case(f"SELECT mean(usage_idle), mean(pct) FROM cpu, mem WHERE {R} GROUP BY time(1h)"))
+    # --- transformations over points and over windows ------------------------------------
+    H1 = "host = 'h1' AND region = 'us-east' AND time < '2023-01-02T00:10:00Z'"
+    add(Case(f"SELECT derivative(usage_idle) FROM cpu WHERE {H1}"))
+    add(Case(f"SELECT derivative(usage_idle, 1m), non_negative_derivative(usage_user) FROM cpu WHERE {H1}"))
+    add(Case(f"SELECT difference(requests), non_negative_difference(usage_idle) FROM cpu WHERE {H1}"))
+    add(Case(f"SELECT cumulative_sum(requests) FROM cpu WHERE {H1}"))
+    add(Case(f"SELECT moving_average(usage_idle, 3) FROM cpu WHERE {H1}"))
+    add(Case(f"SELECT elapsed(usage_idle, 1s) FROM cpu WHERE {H1}"))
+    add(Case(f"SELECT derivative(usage_idle) FROM cpu WHERE {R1} GROUP BY host LIMIT 3"))
+    add(Case(f"SELECT derivative(mean(usage_idle)) FROM cpu WHERE {R1} GROUP BY time(10m)",
+             why="over windows the default unit is the GROUP BY interval"))
+    add(Case(f"SELECT derivative(mean(usage_idle), 1m) FROM cpu WHERE {R1} GROUP BY time(10m), host"))
+    add(Case(f"SELECT non_negative_derivative(max(requests), 1s) FROM cpu WHERE {R} GROUP BY time(15m), host"))
+    add(Case(f"SELECT difference(mean(usage_idle)) FROM cpu WHERE host = 'h2' AND {R} GROUP BY time(10m)",
+             why="h2 has a gap: null windows are skipped, not differenced"))
+    add(Case(f"SELECT difference(mean(usage_idle)) FROM cpu WHERE host = 'h2' AND {R} GROUP BY time(10m) fill(0)"))
+    MID = "time >= '2023-01-02T01:00:00Z' AND time < '2023-01-02T02:00:00Z'"
+    add(Case(f"SELECT difference(mean(usage_idle)) FROM cpu WHERE host = 'h1' AND {MID} GROUP BY time(10m)",
+             why="data before the lower bound: the first window is differenced with the one before it"))
+    add(Case(f"SELECT difference(usage_idle), elapsed(usage_idle) FROM cpu WHERE host = 'h1' AND {MID} LIMIT 3"))
+    add(Case(f"SELECT cumulative_sum(sum(requests)) FROM cpu WHERE {R} GROUP BY time(30m)"))
+    add(Case(f"SELECT moving_average(mean(usage_idle), 2) FROM cpu WHERE {R} GROUP BY time(20m), host"))
+    add(Case(f"SELECT derivative(mean(usage_idle)) FROM cpu WHERE {R1}", expect="error", exact_error=True,
+             why="a transformation of an aggregate needs GROUP BY time"))
+    add(Case(f"SELECT derivative(usage_idle) FROM cpu WHERE {R1} GROUP BY time(10m)", expect="error",
+             exact_error=True))
+
     add(Case(f"SELECT * FROM cpu, mem WHERE host = 'h1' AND time < '2023-01-02T00:03:00Z'"))
 
     # --- several statements, epoch, chunked, pretty, GET ----------------------------------

@@ -120,11 +120,11 @@ async fn query_tokens_and_permissions() {
         body["error"],
         "error parsing query: found EOF, expected identifier at line 1, char 15"
     );
-    let (status, body) = query(&s, Some(&token), "db=db&q=SELECT+derivative(v)+FROM+m").await;
+    let (status, body) = query(&s, Some(&token), "db=db&q=SELECT+mode(v)+FROM+m").await;
     assert_eq!(status, 400);
     assert_eq!(
         body["error"],
-        "error parsing query: function derivative is not supported at line 1, char 8"
+        "error parsing query: function mode is not supported at line 1, char 8"
     );
     assert!(s.stop().success());
 }
