@@ -288,9 +288,8 @@ fn operand(e: &Expr, columns: &Columns, textual: bool) -> Result<Option<DfExpr>,
             // InfluxQL divides as floats, whatever the operands.
             if *op == BinaryOp::Div {
                 let f = arrow::datatypes::DataType::Float64;
-                let safe = when(cast(r.clone(), f.clone()).eq(lit(0.0)), lit(0.0))
-                    .otherwise(cast(l, f.clone()) / cast(r, f))?;
-                safe
+                when(cast(r.clone(), f.clone()).eq(lit(0.0)), lit(0.0))
+                    .otherwise(cast(l, f.clone()) / cast(r, f))?
             } else {
                 binary_expr(l, df_operator(*op), r)
             }
