@@ -757,7 +757,7 @@ impl<'a> Plan<'a> {
         let start = self.scan_start().unwrap_or(first.time);
         let mut t = self.window_start(start, interval, offset);
         let last = self.window_start(end, interval, offset);
-        if (last - t) / interval > MAX_WINDOWS {
+        if last.saturating_sub(t) / interval > MAX_WINDOWS {
             return Err(InfluxqlError::Invalid(format!(
                 "GROUP BY time({}ns) over this time range makes more than {MAX_WINDOWS} windows",
                 interval
@@ -766,7 +766,10 @@ impl<'a> Plan<'a> {
         let mut out = Vec::new();
         let mut i = 0;
         while t <= last {
-            let next = self.window_start(t + interval, interval, offset).max(t + 1);
+            let Some(after) = t.checked_add(interval) else {
+                break;
+            };
+            let next = self.window_start(after, interval, offset).max(t + 1);
             let from = i;
             while i < rows.len() && rows[i].time < next {
                 i += 1;
@@ -782,21 +785,25 @@ impl<'a> Plan<'a> {
 
     /// The start of the window holding `t`: a multiple of the interval from the
     /// epoch plus the offset, in local time when `tz()` is set.
+    /// Computed in i128 so that times near the ends of the range cannot
+    /// overflow; the result is clamped to i64.
     fn window_start(&self, t: i64, interval: i64, offset: i64) -> i64 {
-        let zone = self.tz.map_or(0, |tz| zone_offset(tz, t));
-        let local = t - offset + zone;
+        let clamp = |v: i128| v.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        let zone = i128::from(self.tz.map_or(0, |tz| zone_offset(tz, t)));
+        let (interval, offset) = (i128::from(interval), i128::from(offset));
+        let local = i128::from(t) - offset + zone;
         let start = local - local.rem_euclid(interval) + offset - zone;
         match self.tz {
             // Across a daylight-saving change the zone at the start differs.
             Some(tz) => {
-                let moved = zone - zone_offset(tz, start);
+                let moved = zone - i128::from(zone_offset(tz, clamp(start)));
                 if moved != 0 && moved.abs() < interval {
-                    start + moved
+                    clamp(start + moved)
                 } else {
-                    start
+                    clamp(start)
                 }
             }
-            None => start,
+            None => clamp(start),
         }
     }
 }
@@ -934,10 +941,11 @@ impl Transform {
                         TransformFunc::Difference | TransformFunc::NonNegativeDifference => {
                             eval::arithmetic(BinaryOp::Sub, v1, v0)
                         }
-                        TransformFunc::Elapsed => Value::Integer((t1 - t0) / unit),
+                        TransformFunc::Elapsed => Value::Integer(t1.saturating_sub(t0) / unit),
                         _ => match (v0.as_f64(), v1.as_f64()) {
                             (Some(a), Some(b)) if t1 > t0 => {
-                                Value::Float((b - a) / ((t1 - t0) as f64 / unit as f64))
+                                let dt = t1.saturating_sub(t0) as f64;
+                                Value::Float((b - a) / (dt / unit as f64))
                             }
                             _ => continue,
                         },
@@ -1193,7 +1201,8 @@ fn fill_column(
 fn interpolate(a: &Value, b: &Value, ta: i64, tb: i64, t: i64) -> Value {
     match (a, b) {
         (Value::Integer(x), Value::Integer(y)) => {
-            Value::Integer(x + (y - x) * (t - ta) / (tb - ta))
+            let step = (i128::from(*y) - i128::from(*x)) * i128::from(t - ta) / i128::from(tb - ta);
+            Value::Integer((i128::from(*x) + step) as i64)
         }
         _ => match (a.as_f64(), b.as_f64()) {
             (Some(x), Some(y)) => Value::Float(x + (y - x) * (t - ta) as f64 / (tb - ta) as f64),

@@ -113,6 +113,30 @@ async fn query_tokens_and_permissions() {
         body["results"][0]["series"][0]["values"],
         serde_json::json!([["db"], ["other"], ["x"]])
     );
+    // Times at the ends of the range are a statement error, never a crash.
+    let (status, body) = query(
+        &s,
+        Some(&token),
+        "db=db&q=SELECT+mean(v)+FROM+m+WHERE+time+%3E%3D+-9223372036854775808+AND+time+%3C%3D+9223372036854775807+GROUP+BY+time(1h,-1ns)+tz('America/New_York')",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("makes more than 1000000 windows")),
+        "{body}"
+    );
+    let (status, body) = query(
+        &s,
+        Some(&token),
+        "db=db&epoch=s&q=SELECT+difference(v),elapsed(v,1s)+FROM+m+WHERE+time+%3E%3D+-9223372036854775808",
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"results":[{"statement_id":0}]}))
+    );
     // A parse error names the position; nothing runs.
     let (status, body) = query(&s, Some(&token), "db=db&q=SELECT+v+FROM").await;
     assert_eq!(status, 400);

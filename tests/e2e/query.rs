@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use arrow::array::{Array, AsArray, RecordBatch, TimestampNanosecondArray};
 use arrow::util::display::array_value_to_string;
 use arrow_flight::Ticket;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -279,15 +279,42 @@ async fn permissions_and_errors_have_their_codes() {
         .unwrap_err();
     assert_eq!(ddl.code(), tonic::Code::InvalidArgument, "{ddl:?}");
 
-    let influxql = serde_json::json!({
-        "database": "db", "sql_query": "SHOW MEASUREMENTS", "query_type": "influxql"
-    });
-    let e = query_ticket(&s.base, Some(&reader), influxql.to_string().into_bytes())
+    // InfluxQL over the same ticket: answered, and its errors have their codes.
+    let influxql = |q: &str| {
+        serde_json::json!({"database": "db", "sql_query": q, "query_type": "influxql"})
+            .to_string()
+            .into_bytes()
+    };
+    let batches = query_ticket(&s.base, Some(&reader), influxql("SHOW MEASUREMENTS"))
+        .await
+        .unwrap();
+    let names: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name("name").unwrap().as_string::<i32>();
+            column
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(names, ["m"]);
+    let e = query_ticket(&s.base, Some(&reader), influxql("SELECT FROM m"))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        e.message(),
+        "error parsing query: found FROM, expected identifier, string, number, bool at line 1, char 8"
+    );
+    let e = query_ticket(&s.base, Some(&reader), influxql("SHOW SERIES"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(
-        e.message().starts_with("InfluxQL not supported yet"),
+        e.message()
+            .contains("SHOW SERIES is not supported at line 1, char 6"),
         "{e:?}"
     );
     assert!(s.stop().success());
