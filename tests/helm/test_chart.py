@@ -23,6 +23,7 @@ import tempfile
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -310,7 +311,8 @@ def test_template_non_default_values():
     assert ing["spec"]["tls"] == [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]
     (rule,) = ing["spec"]["rules"]
     routes = [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in rule["http"]["paths"]]
-    assert routes == [("/api/v3/query_sql", "Exact", "tsdb-querier"), ("/", "Prefix", "tsdb-router")], routes
+    assert routes == [("/api/v3/query_sql", "Exact", "tsdb-querier"), ("/query", "Exact", "tsdb-querier"),
+                      ("/", "Prefix", "tsdb-router")], routes
     for p in rule["http"]["paths"]:
         svc = r.one("Service", p["backend"]["service"]["name"])
         assert p["backend"]["service"]["port"]["name"] in [sp["name"] for sp in svc["spec"]["ports"]]
@@ -619,6 +621,14 @@ def write_and_read(write_url, query_url, token):
     assert status == 200, (status, body)
     rows = json.loads(body)
     assert rows == EXPECTED, rows
+    # InfluxQL on the querier, as Grafana asks it.
+    q = urllib.parse.urlencode({"db": "helm_e2e", "epoch": "s", "q": "SELECT temp, hum FROM home GROUP BY room"})
+    status, body = http("GET", f"{query_url}/query?{q}", None, {"Authorization": f"Token {token}"})
+    assert status == 200, (status, body)
+    series = json.loads(body)["results"][0]["series"]
+    assert [(s["tags"]["room"], s["values"]) for s in series] == [
+        (r["room"], [[r["t"], r["temp"], r["hum"]]]) for r in EXPECTED
+    ], series
 
 
 def check_probes(run, pod):
