@@ -4,6 +4,10 @@
 //! the network hop). Each query is planned, run and collected; the median of
 //! several runs is printed.
 //!
+//! The same questions are then asked in InfluxQL, as Grafana's InfluxQL data
+//! source asks them, and timed the same way (planning, running, and shaping
+//! the 1.x answer), so the two paths can be compared in one run.
+//!
 //! `cargo bench --bench query` runs the full corpus; under `cargo test` (no
 //! `--bench` argument) a small corpus runs once, as a smoke test.
 
@@ -13,7 +17,9 @@ use std::time::{Duration, Instant};
 use arrow::array::{Float64Array, RecordBatch, StringDictionaryBuilder, TimestampNanosecondArray};
 use arrow::datatypes::Int32Type;
 use futures::TryStreamExt;
+use inflow::auth::Principal;
 use inflow::catalog::{Catalog, SchemaLimits, TableColumns};
+use inflow::influxql;
 use inflow::ingester::buffer::Chunk;
 use inflow::ingester::read::{TimeRange, buffered_batches};
 use inflow::ingester::snapshot::{day_files, merge, target_schema};
@@ -149,6 +155,31 @@ async fn run(querier: &Querier, sql: &str) -> (Duration, usize) {
     )
 }
 
+async fn run_influxql(querier: &Querier, text: &str) -> (Duration, usize) {
+    let started = Instant::now();
+    let principal = Principal::admin();
+    let ctx = influxql::Context {
+        querier,
+        principal: &principal,
+        database: Some("bench"),
+        now: inflow::auth::now_ns(),
+    };
+    let query = influxql::parse(text).expect("parses");
+    let results = influxql::run(&ctx, &query).await.expect("runs");
+    let rows = results
+        .iter()
+        .inspect(|r| assert_eq!(r.error, None, "{text}"))
+        .flat_map(|r| &r.series)
+        .map(|s| s.values.len())
+        .sum();
+    (started.elapsed(), rows)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
 fn ts(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);
     chrono::DateTime::from_timestamp(secs, 0)
@@ -196,6 +227,7 @@ async fn main() {
                 .to_string(),
         ),
     ];
+    let mut sql_medians = Vec::new();
     for (name, sql) in &queries {
         let mut times = Vec::new();
         let mut rows = 0;
@@ -204,11 +236,44 @@ async fn main() {
             times.push(t);
             rows = n;
         }
-        times.sort();
-        println!(
-            "{name}: median {:.1?} over {runs} runs ({rows} rows)",
-            times[times.len() / 2]
-        );
+        let m = median(times);
+        sql_medians.push(m);
+        println!("{name}: median {m:.1?} over {runs} runs ({rows} rows)");
         assert!(rows > 0, "{name} returned nothing");
+    }
+
+    let window = |from: i64| {
+        format!(
+            "SELECT mean(usage_user) FROM cpu WHERE time >= '{}Z' AND time < '{}Z' \
+             GROUP BY time(1m), hostname fill(none)",
+            ts(from),
+            ts(end)
+        )
+    };
+    let influxql_queries = [
+        window(end - 60 * MINUTE_NS),
+        window(START_NS),
+        format!(
+            "SELECT mean(usage_user) FROM cpu WHERE hostname = 'host_7' AND time >= '{}Z' \
+             AND time < '{}Z' GROUP BY time(1h)",
+            ts(START_NS),
+            ts(end)
+        ),
+        "SELECT last(usage_user) FROM cpu GROUP BY hostname".to_string(),
+    ];
+    for (((name, _), text), sql_median) in queries.iter().zip(&influxql_queries).zip(&sql_medians) {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..runs {
+            let (t, n) = run_influxql(&querier, text).await;
+            times.push(t);
+            rows = n;
+        }
+        let m = median(times);
+        println!(
+            "InfluxQL {name}: median {m:.1?} over {runs} runs ({rows} rows), {:.2}× the SQL median",
+            m.as_secs_f64() / sql_median.as_secs_f64()
+        );
+        assert!(rows > 0, "InfluxQL {name} returned nothing");
     }
 }
