@@ -12,7 +12,7 @@
 //! ingester, so they never contend with each other or with schema changes. Paths
 //! use ids, never names (a database name may contain `/`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,8 +24,14 @@ use crate::lineproto::SchemaLookup;
 use crate::schema::{ColumnType, TIME_COLUMN};
 use crate::store::{Put, Store, StoreError};
 
-/// Version of the JSON entries this build writes; newer ones are refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the JSON entries this build reads up to; newer ones are refused.
+/// An entry carries the lowest version that can read it: 1 for what the first
+/// release understood (so a rolling upgrade's older readers go on reading it),
+/// 2 for the lifecycle operations (retention, deletion, revocation, removed
+/// files), which an older reader refuses by name instead of misreading.
+pub const FORMAT_VERSION: u32 = 2;
+const LIFECYCLE_VERSION: u32 = 2;
+const FIRST_VERSION: u32 = 1;
 
 pub type DbId = u32;
 pub type TableId = u32;
@@ -34,6 +40,10 @@ pub type TableId = u32;
 pub enum CatalogError {
     #[error("database \"{0}\" not found")]
     DatabaseNotFound(String),
+    #[error("database \"{0}\" already exists")]
+    DatabaseExists(String),
+    #[error("token \"{0}\" not found")]
+    TokenNotFound(String),
     #[error("column \"{column}\" of table \"{table}\" is {existing}, the write has {new}")]
     Conflict {
         table: String,
@@ -124,6 +134,39 @@ enum Op {
         columns: Vec<ColumnDef>,
     },
     CreateToken(TokenRecord),
+    /// Points older than `retention_ns` are refused and dropped by whole days.
+    SetRetention {
+        database: DbId,
+        retention_ns: Option<i64>,
+    },
+    /// Soft delete: the name is free at once, the data is purged after a grace.
+    DeleteDatabase {
+        database: DbId,
+        at_ns: i64,
+    },
+    /// The objects of a deleted database are gone.
+    PurgeDatabase {
+        database: DbId,
+    },
+    RevokeToken {
+        id: u64,
+    },
+}
+
+impl Op {
+    /// The lowest format version that reads this op.
+    fn version(&self) -> u32 {
+        match self {
+            Self::CreateDatabase { .. }
+            | Self::CreateTable { .. }
+            | Self::AddColumns { .. }
+            | Self::CreateToken(_) => FIRST_VERSION,
+            Self::SetRetention { .. }
+            | Self::DeleteDatabase { .. }
+            | Self::PurgeDatabase { .. }
+            | Self::RevokeToken { .. } => LIFECYCLE_VERSION,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -139,6 +182,13 @@ struct FilesEntry {
     /// Every WAL segment up to this one is in the files of this entry or earlier ones.
     covered_segment: u64,
     files: Vec<ParquetFile>,
+    /// Files no longer part of the data (dropped by retention or replaced),
+    /// by path; their objects are deleted once `removed_at_ns` is a grace
+    /// period old, so queries planned before the removal can finish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    removed_at_ns: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +211,10 @@ pub struct Database {
     pub name: String,
     tables: BTreeMap<TableId, Arc<Table>>,
     table_ids: HashMap<String, TableId>,
+    /// Points older than now minus this are refused, hidden and dropped.
+    pub retention_ns: Option<i64>,
+    /// When it was (soft) deleted: hidden by name, purged after a grace.
+    pub deleted_at_ns: Option<i64>,
 }
 
 impl Database {
@@ -174,6 +228,11 @@ impl Database {
 
     pub fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
         self.tables.values()
+    }
+
+    /// The oldest time the retention period keeps, at `now_ns`.
+    pub fn retention_cutoff(&self, now_ns: i64) -> Option<i64> {
+        self.retention_ns.map(|r| now_ns.saturating_sub(r))
     }
 }
 
@@ -190,7 +249,14 @@ pub struct CatalogState {
     next_entry: u64,
     databases: BTreeMap<DbId, Arc<Database>>,
     database_ids: HashMap<String, DbId>,
+    /// Ids are never reused, even after a purge (objects live under them).
+    last_database_id: DbId,
     tokens: HashMap<String, Arc<TokenRecord>>,
+    /// Token ids are never reused either: a revoked id names one token only.
+    last_token_id: u64,
+    /// Names of purged databases, so that rows still buffered for one are
+    /// known to be dropped data, not a broken catalog.
+    purged_names: HashSet<String>,
 }
 
 impl CatalogState {
@@ -204,8 +270,32 @@ impl CatalogState {
         self.databases.get(&id)
     }
 
+    /// The live databases, in creation order.
     pub fn databases(&self) -> impl Iterator<Item = &Arc<Database>> {
-        self.databases.values()
+        self.databases
+            .values()
+            .filter(|d| d.deleted_at_ns.is_none())
+    }
+
+    /// Whether a database of this name was deleted (and none live has it).
+    pub fn was_deleted(&self, name: &str) -> bool {
+        self.database(name).is_none()
+            && (self.purged_names.contains(name)
+                || self.deleted_databases().any(|d| d.name == name))
+    }
+
+    /// Deleted databases not purged yet.
+    pub fn deleted_databases(&self) -> impl Iterator<Item = &Arc<Database>> {
+        self.databases
+            .values()
+            .filter(|d| d.deleted_at_ns.is_some())
+    }
+
+    /// Every token record, by id.
+    pub fn tokens(&self) -> Vec<Arc<TokenRecord>> {
+        let mut tokens: Vec<_> = self.tokens.values().cloned().collect();
+        tokens.sort_by_key(|t| t.id);
+        tokens
     }
 
     /// The token whose hash is `hash` (hex SHA-256).
@@ -217,13 +307,41 @@ impl CatalogState {
         match op {
             Op::CreateDatabase { id, name } => {
                 self.database_ids.insert(name.clone(), id);
+                self.last_database_id = self.last_database_id.max(id);
                 let db = Database {
                     id,
                     name,
                     tables: BTreeMap::new(),
                     table_ids: HashMap::new(),
+                    retention_ns: None,
+                    deleted_at_ns: None,
                 };
                 self.databases.insert(id, Arc::new(db));
+            }
+            Op::SetRetention {
+                database,
+                retention_ns,
+            } => {
+                if let Some(db) = self.databases.get_mut(&database) {
+                    Arc::make_mut(db).retention_ns = retention_ns;
+                }
+            }
+            Op::DeleteDatabase { database, at_ns } => {
+                if let Some(db) = self.databases.get_mut(&database) {
+                    let db = Arc::make_mut(db);
+                    db.deleted_at_ns = Some(at_ns);
+                    if self.database_ids.get(&db.name) == Some(&database) {
+                        self.database_ids.remove(&db.name);
+                    }
+                }
+            }
+            Op::PurgeDatabase { database } => {
+                if let Some(db) = self.databases.remove(&database) {
+                    self.purged_names.insert(db.name.clone());
+                }
+            }
+            Op::RevokeToken { id } => {
+                self.tokens.retain(|_, t| t.id != id);
             }
             Op::CreateTable { database, id, name } => {
                 if let Some(db) = self.databases.get_mut(&database) {
@@ -258,6 +376,7 @@ impl CatalogState {
                 }
             }
             Op::CreateToken(t) => {
+                self.last_token_id = self.last_token_id.max(t.id);
                 self.tokens.insert(t.hash.clone(), Arc::new(t));
             }
         }
@@ -290,6 +409,9 @@ struct FilesState {
     /// Per ingester: the next entry number of its files log and its covered segment.
     logs: HashMap<String, (u64, Option<u64>)>,
     files: Vec<ParquetFile>,
+    /// Removed files by path, with when: a registration read after its
+    /// removal (logs are read in any order) stays removed.
+    removed: HashMap<String, i64>,
 }
 
 impl FilesState {
@@ -300,8 +422,23 @@ impl FilesState {
             return;
         }
         log.0 = n + 1;
-        log.1 = log.1.max(Some(entry.covered_segment));
-        self.files.extend(entry.files);
+        if !entry.removed.is_empty() {
+            let at = entry.removed_at_ns.unwrap_or_default();
+            for path in entry.removed {
+                self.removed.insert(path, at);
+            }
+            let removed = &self.removed;
+            self.files.retain(|f| !removed.contains_key(&f.path));
+        } else {
+            log.1 = log.1.max(Some(entry.covered_segment));
+        }
+        let removed = &self.removed;
+        self.files.extend(
+            entry
+                .files
+                .into_iter()
+                .filter(|f| !removed.contains_key(&f.path)),
+        );
     }
 }
 
@@ -413,7 +550,7 @@ impl Catalog {
                 return Ok(state);
             }
             let entry = LogEntry {
-                format_version: FORMAT_VERSION,
+                format_version: ops.iter().map(Op::version).max().unwrap_or(FIRST_VERSION),
                 ops,
             };
             let bytes = serde_json::to_vec(&entry).expect("catalog entries serialize");
@@ -448,9 +585,8 @@ impl Catalog {
                 if s.database(name).is_some() {
                     return Ok(vec![]);
                 }
-                let id = s.databases.keys().next_back().map_or(1, |id| id + 1);
                 Ok(vec![Op::CreateDatabase {
-                    id,
+                    id: s.last_database_id + 1,
                     name: name.to_string(),
                 }])
             })
@@ -560,11 +696,114 @@ impl Catalog {
         }
         let state = self
             .commit(|s| {
-                record.id = s.tokens.values().map(|t| t.id).max().map_or(1, |id| id + 1);
+                record.id = s.last_token_id + 1;
                 Ok(vec![Op::CreateToken(record.clone())])
             })
             .await?;
         Ok((**state.token(&record.hash).expect("token just stored")).clone())
+    }
+
+    /// Creates a database that must not exist yet, with its retention period.
+    pub async fn create_database_strict(
+        &self,
+        name: &str,
+        retention_ns: Option<i64>,
+    ) -> Result<DbId, CatalogError> {
+        let state = self
+            .commit(|s| {
+                if s.database(name).is_some() {
+                    return Err(CatalogError::DatabaseExists(name.to_string()));
+                }
+                let id = s.last_database_id + 1;
+                let mut ops = vec![Op::CreateDatabase {
+                    id,
+                    name: name.to_string(),
+                }];
+                if retention_ns.is_some() {
+                    ops.push(Op::SetRetention {
+                        database: id,
+                        retention_ns,
+                    });
+                }
+                Ok(ops)
+            })
+            .await?;
+        Ok(state
+            .database(name)
+            .map(|d| d.id)
+            .expect("database just created"))
+    }
+
+    /// Sets (or, with `None`, clears) a database's retention period.
+    pub async fn set_retention(
+        &self,
+        name: &str,
+        retention_ns: Option<i64>,
+    ) -> Result<Arc<Database>, CatalogError> {
+        let state = self
+            .commit(|s| {
+                let db = s
+                    .database(name)
+                    .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))?;
+                if db.retention_ns == retention_ns {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Op::SetRetention {
+                    database: db.id,
+                    retention_ns,
+                }])
+            })
+            .await?;
+        state
+            .database(name)
+            .cloned()
+            .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))
+    }
+
+    /// Soft-deletes a database: writes and queries no longer find it, its
+    /// name may be reused at once; its data goes at [`Self::purge_database`].
+    pub async fn delete_database(&self, name: &str, now_ns: i64) -> Result<DbId, CatalogError> {
+        let mut deleted = 0;
+        self.commit(|s| {
+            let db = s
+                .database(name)
+                .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))?;
+            deleted = db.id;
+            Ok(vec![Op::DeleteDatabase {
+                database: db.id,
+                at_ns: now_ns,
+            }])
+        })
+        .await?;
+        Ok(deleted)
+    }
+
+    /// Forgets a deleted database whose objects are gone.
+    pub async fn purge_database(&self, id: DbId) -> Result<(), CatalogError> {
+        self.commit(|s| {
+            Ok(match s.databases.get(&id) {
+                Some(db) if db.deleted_at_ns.is_some() => vec![Op::PurgeDatabase { database: id }],
+                _ => vec![],
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes the token named `name` (its description) or with id `name`.
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenRecord, CatalogError> {
+        let mut revoked = None;
+        self.commit(|s| {
+            let record = s
+                .tokens
+                .values()
+                .find(|t| t.description == name || t.id.to_string() == name)
+                .ok_or_else(|| CatalogError::TokenNotFound(name.to_string()))?;
+            revoked = Some((**record).clone());
+            Ok(vec![Op::RevokeToken { id: record.id }])
+        })
+        .await?;
+        revoked.ok_or_else(|| CatalogError::TokenNotFound(name.to_string()))
     }
 
     async fn load_files(&self) -> Result<(), CatalogError> {
@@ -591,11 +830,55 @@ impl Catalog {
         files: Vec<ParquetFile>,
     ) -> Result<(), CatalogError> {
         let entry = FilesEntry {
-            format_version: FORMAT_VERSION,
+            format_version: FIRST_VERSION,
             ingester_id: ingester_id.to_string(),
             covered_segment,
             files,
+            removed: Vec::new(),
+            removed_at_ns: None,
         };
+        self.append_files_entry(entry).await
+    }
+
+    /// Takes files out of the data (retention, purge), as `writer` (any name
+    /// that is not an ingester's). Their objects stay until
+    /// [`Self::removed_files`] says the grace period is over.
+    pub async fn remove_files(
+        &self,
+        writer: &str,
+        paths: Vec<String>,
+        now_ns: i64,
+    ) -> Result<(), CatalogError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let entry = FilesEntry {
+            format_version: LIFECYCLE_VERSION,
+            ingester_id: writer.to_string(),
+            covered_segment: 0,
+            files: Vec::new(),
+            removed: paths,
+            removed_at_ns: Some(now_ns),
+        };
+        self.append_files_entry(entry).await
+    }
+
+    /// Files removed at or before `before_ns`, by path: their objects may go.
+    pub fn removed_files(&self, before_ns: i64) -> Vec<String> {
+        let files = self.files.lock();
+        let mut paths: Vec<String> = files
+            .removed
+            .iter()
+            .filter(|(_, at)| **at <= before_ns)
+            .map(|(p, _)| p.clone())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    async fn append_files_entry(&self, entry: FilesEntry) -> Result<(), CatalogError> {
+        let ingester_id = entry.ingester_id.clone();
+        let ingester_id = ingester_id.as_str();
         let bytes = Bytes::from(serde_json::to_vec(&entry).expect("catalog entries serialize"));
         loop {
             let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);

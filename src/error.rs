@@ -105,6 +105,14 @@ pub enum Error {
     #[error("{0}")]
     TableNotFound(String),
 
+    /// A token (to revoke) or another named thing that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// A database to create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+
     /// A query that does not parse or plan: DataFusion's message.
     #[error("{0}")]
     InvalidQuery(String),
@@ -150,9 +158,11 @@ impl Error {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::DatabaseNotFound(_) | Self::TableNotFound(_) | Self::PathNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::DatabaseNotFound(_)
+            | Self::TableNotFound(_)
+            | Self::NotFound(_)
+            | Self::PathNotFound => StatusCode::NOT_FOUND,
+            Self::AlreadyExists(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable(_) | Self::QueryMemoryExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -169,6 +179,7 @@ impl Error {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
             StatusCode::PAYLOAD_TOO_LARGE => "request too large",
             StatusCode::NOT_FOUND => "not found",
+            StatusCode::CONFLICT => "conflict",
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable entity",
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
@@ -201,9 +212,11 @@ impl Error {
                 Code::ResourceExhausted
             }
             Self::LimitExceeded(_) => Code::FailedPrecondition,
-            Self::DatabaseNotFound(_) | Self::TableNotFound(_) | Self::PathNotFound => {
-                Code::NotFound
-            }
+            Self::DatabaseNotFound(_)
+            | Self::TableNotFound(_)
+            | Self::NotFound(_)
+            | Self::PathNotFound => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::MethodNotAllowed | Self::NotImplemented(_) => Code::Unimplemented,
             Self::Unavailable(_) => Code::Unavailable,
             Self::QueryMemoryExhausted(_) => Code::ResourceExhausted,
@@ -347,6 +360,8 @@ impl From<CatalogError> for Error {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::DatabaseNotFound(name) => Self::DatabaseNotFound(name),
+            CatalogError::DatabaseExists(_) => Self::AlreadyExists(e.to_string()),
+            CatalogError::TokenNotFound(_) => Self::NotFound(e.to_string()),
             CatalogError::Conflict { .. } => Self::SchemaConflict(e.to_string()),
             CatalogError::LimitExceeded { .. } => Self::LimitExceeded(e.to_string()),
             CatalogError::Store(_) => Self::Unavailable(format!("catalog unavailable: {e}")),

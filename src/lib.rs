@@ -11,6 +11,7 @@
 //!
 //! Follow a write: `main.rs → serve → edge::write → lineproto → route → ingester`.
 
+pub mod admin;
 pub mod auth;
 pub mod bench;
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod edge;
 pub mod error;
 pub mod influxql;
 pub mod ingester;
+pub mod lifecycle;
 pub mod lineproto;
 pub mod metrics;
 pub mod proto;

@@ -1,13 +1,12 @@
-//! The `inflow` command: `serve`, `token create`, `bench write`.
+//! The `inflow` command: `serve`, `database …`, `table list`, `token …`,
+//! `bench write`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use inflow::auth::new_token_record;
-use inflow::catalog::{Catalog, Permission};
+use inflow::admin::client::{Target, TargetArgs};
+use inflow::catalog::Permission;
 use inflow::serve::{LogFormat, ServeArgs};
-use inflow::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +23,12 @@ struct Cli {
 enum Command {
     /// Run the service (every role in one process by default).
     Serve(Box<ServeArgs>),
+    /// Manage databases.
+    #[command(subcommand)]
+    Database(DatabaseCommand),
+    /// List tables and their columns.
+    #[command(subcommand)]
+    Table(TableCommand),
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -33,12 +38,53 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum DatabaseCommand {
+    /// Create a database (it must not exist).
+    Create {
+        name: String,
+        /// Retention period, e.g. 30d or 12h; none by default.
+        #[arg(long, default_value = "none")]
+        retention: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List the databases and their retention periods.
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Change a database's retention period (`none` removes it).
+    Update {
+        name: String,
+        #[arg(long)]
+        retention: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete a database: at once for writes and queries; its data is purged
+    /// after the server's --purge-grace.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// List a database's tables and their columns.
+    List {
+        #[arg(long)]
+        database: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token; prints it once, alone on the last line of stdout.
     Create {
-        /// Local object store root of the server.
-        #[arg(long, env = "INFLOW_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
         /// Database the token is for (created if missing).
         #[arg(long, required_unless_present = "admin")]
         database: Option<String>,
@@ -48,8 +94,26 @@ enum TokenCommand {
         /// An operator token instead: every permission on every database.
         #[arg(long, conflicts_with = "database")]
         admin: bool,
-        #[arg(long, default_value = "")]
-        description: String,
+        /// The token's name (unique; used to revoke it). Generated if empty.
+        #[arg(long, alias = "description", default_value = "")]
+        name: String,
+        /// Lifetime, e.g. 90d; the token never expires by default.
+        #[arg(long)]
+        expiry: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Revoke a token by name (or id); every server stops taking it within
+    /// its --catalog-refresh-interval.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
     },
 }
 
@@ -80,15 +144,26 @@ fn main() -> ExitCode {
                 telemetry = Some(t);
                 inflow::serve::run(*args).await.map_err(|e| e.to_string())
             }
-            Command::Token(TokenCommand::Create {
-                data_dir,
-                database,
-                permission,
-                admin,
-                description,
-            }) => {
+            Command::Database(command) => {
                 init_logging(LogFormat::Text, "warn");
-                create_token(data_dir, database, permission, admin, description).await
+                database(command).await
+            }
+            Command::Table(TableCommand::List { database, target }) => {
+                init_logging(LogFormat::Text, "warn");
+                let tables = Target::open(target).await?.tables(&database).await?;
+                for t in tables {
+                    let columns: Vec<String> = t
+                        .columns
+                        .iter()
+                        .map(|c| format!("{}:{}", c.name, c.ty))
+                        .collect();
+                    println!("{}\t{}", t.table_name, columns.join(","));
+                }
+                Ok(())
+            }
+            Command::Token(command) => {
+                init_logging(LogFormat::Text, "warn");
+                token(command).await
             }
             Command::Bench(BenchCommand::Write(args)) => {
                 init_logging(LogFormat::Text, "warn");
@@ -112,31 +187,102 @@ fn main() -> ExitCode {
     }
 }
 
-async fn create_token(
-    data_dir: PathBuf,
-    database: Option<String>,
-    permission: Vec<TokenPermission>,
-    admin: bool,
-    description: String,
-) -> Result<(), String> {
-    let store = Store::local(&data_dir).map_err(|e| e.to_string())?;
-    let catalog = Catalog::load(store).await.map_err(|e| e.to_string())?;
-    let permissions = match (admin, database) {
-        (true, _) => vec![Permission::Admin],
-        (false, Some(name)) => vec![Permission::Database {
+async fn database(command: DatabaseCommand) -> Result<(), String> {
+    match command {
+        DatabaseCommand::Create {
             name,
-            read: permission.contains(&TokenPermission::Read),
-            write: permission.contains(&TokenPermission::Write),
-        }],
-        (false, None) => return Err("--database or --admin is required".into()),
-    };
-    let (token, record) = new_token_record(permissions, description);
-    let record = catalog
-        .create_token(record)
-        .await
-        .map_err(|e| e.to_string())?;
-    eprintln!("created token {} (shown once; store it now):", record.id);
-    println!("{token}");
+            retention,
+            target,
+        } => {
+            Target::open(target)
+                .await?
+                .create_database(&name, &retention)
+                .await?;
+            eprintln!("created database {name} (retention {retention})");
+        }
+        DatabaseCommand::List { target } => {
+            for db in Target::open(target).await?.databases().await? {
+                println!("{}\t{}", db.name, db.retention_period);
+            }
+        }
+        DatabaseCommand::Update {
+            name,
+            retention,
+            target,
+        } => {
+            Target::open(target)
+                .await?
+                .update_database(&name, &retention)
+                .await?;
+            eprintln!("database {name}: retention {retention}");
+        }
+        DatabaseCommand::Delete { name, target } => {
+            Target::open(target).await?.delete_database(&name).await?;
+            eprintln!("deleted database {name} (its data is purged after the grace period)");
+        }
+    }
+    Ok(())
+}
+
+async fn token(command: TokenCommand) -> Result<(), String> {
+    match command {
+        TokenCommand::Create {
+            database,
+            permission,
+            admin,
+            name,
+            expiry,
+            target,
+        } => {
+            let permissions = match (admin, database) {
+                (true, _) => vec![Permission::Admin],
+                (false, Some(name)) => vec![Permission::Database {
+                    name,
+                    read: permission.contains(&TokenPermission::Read),
+                    write: permission.contains(&TokenPermission::Write),
+                }],
+                (false, None) => return Err("--database or --admin is required".into()),
+            };
+            let expiry = expiry
+                .map(|e| {
+                    humantime::parse_duration(&e).map_err(|err| format!("--expiry {e:?}: {err}"))
+                })
+                .transpose()?;
+            let name = if name.is_empty() {
+                format!(
+                    "token-{}",
+                    inflow::auth::generate_token().get(..8).unwrap_or("x")
+                )
+            } else {
+                name
+            };
+            let made = Target::open(target)
+                .await?
+                .create_token(&name, permissions, expiry)
+                .await?;
+            eprintln!(
+                "created token {} \"{}\" (shown once; store it now):",
+                made.id, made.name
+            );
+            println!("{}", made.token);
+        }
+        TokenCommand::List { target } => {
+            for t in Target::open(target).await?.tokens().await? {
+                println!(
+                    "{}\t{}\t{}\tcreated {}\texpires {}",
+                    t.id,
+                    t.name,
+                    t.permissions.join(" "),
+                    t.created_at,
+                    t.expires_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+        TokenCommand::Revoke { name, target } => {
+            Target::open(target).await?.revoke_token(&name).await?;
+            eprintln!("revoked token {name}");
+        }
+    }
     Ok(())
 }
 

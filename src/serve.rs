@@ -21,6 +21,7 @@ use crate::catalog::Catalog;
 use crate::edge::{self, Edge, body::Limits};
 use crate::ingester::flight::IngesterFlight;
 use crate::ingester::{Ingester, IngesterConfig};
+use crate::lifecycle::{Lifecycle, LifecycleConfig};
 use crate::query::frontend::QueryFrontend;
 use crate::query::{FlightIngesters, Querier};
 use crate::route::{IngesterClient, Router};
@@ -162,6 +163,20 @@ pub struct ServeArgs {
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "INFLOW_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// How often every process rereads the catalog: a revoked token, a deleted
+    /// database or a new retention period takes effect within this.
+    #[arg(long, env = "INFLOW_CATALOG_REFRESH_INTERVAL", value_parser = duration, default_value = "10s")]
+    pub catalog_refresh_interval: Duration,
+    /// For ingesters: time between rounds of retention and deletion.
+    #[arg(long, env = "INFLOW_LIFECYCLE_INTERVAL", value_parser = duration, default_value = "1m")]
+    pub lifecycle_interval: Duration,
+    /// How long a file dropped from the catalog (retention) stays readable,
+    /// for queries planned before the drop.
+    #[arg(long, env = "INFLOW_FILE_GRACE", value_parser = duration, default_value = "10m")]
+    pub file_grace: Duration,
+    /// How long a deleted database's data stays before it is purged.
+    #[arg(long, env = "INFLOW_PURGE_GRACE", value_parser = duration, default_value = "24h")]
+    pub purge_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,12 +218,49 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     tls_acceptor(&args)?;
     let store = object_store(&args)?;
     let catalog = Catalog::load(store.clone()).await?;
+    let refresher = tokio::spawn(refresh_catalog(
+        Arc::clone(&catalog),
+        args.catalog_refresh_interval,
+    ));
+    let _stop_refresher = AbortOnDrop(refresher);
     match args.role {
         Role::All => run_all(&args, store, catalog, shutdown).await,
         Role::Router => run_router(&args, catalog, shutdown).await,
         Role::Ingester => run_ingester(&args, store, catalog, shutdown).await,
         Role::Querier => run_querier(&args, store, catalog, shutdown).await,
     }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Rereads the catalog every `interval`, so that what other processes
+/// changed (tokens revoked, databases deleted) takes effect here.
+async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = catalog.refresh().await {
+            tracing::warn!(error = %e, "catalog refresh failed");
+        }
+    }
+}
+
+/// Retention and deletion rounds (see `lifecycle`), until dropped.
+fn start_lifecycle(args: &ServeArgs, store: Store, catalog: Arc<Catalog>) -> AbortOnDrop {
+    let config = LifecycleConfig {
+        interval: args.lifecycle_interval,
+        file_grace: args.file_grace,
+        purge_grace: args.purge_grace,
+    };
+    AbortOnDrop(tokio::spawn(Lifecycle::new(catalog, store, config).run()))
 }
 
 /// Everything in one process; the edge still reaches its ingester over Flight.
@@ -239,6 +291,7 @@ async fn run_all(
     )
     .await?;
     let addr = ingester.addr.to_string();
+    let _lifecycle = start_lifecycle(args, store.clone(), Arc::clone(&catalog));
     // Queries reach the embedded ingester over loopback too: one code path.
     let buffers = FlightIngesters::new(
         vec![addr.clone()],
@@ -368,6 +421,7 @@ async fn run_ingester(
         .grpc_bind
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8087)));
     let ready_store = store.clone();
+    let _lifecycle = start_lifecycle(args, store.clone(), Arc::clone(&catalog));
     let ingester = IngesterRole::start(args, store, catalog, &cluster_token, bind, false).await?;
     println!(
         "inflow: ingester {} taking writes on grpc://{}",

@@ -72,6 +72,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
 
 /// The write routes plus `extra` (the query routes, in the one-process mode).
 fn app_with(edge: Arc<Edge>, extra: Router) -> Router {
+    let admin = crate::admin::routes(Arc::clone(&edge.auth), Arc::clone(&edge.catalog));
     let router = Router::new()
         .route("/api/v2/write", post(v2::write))
         .route("/write", post(v1::write))
@@ -79,6 +80,7 @@ fn app_with(edge: Arc<Edge>, extra: Router) -> Router {
         .route("/ready", get(ready))
         .with_state(edge)
         .merge(ops_routes())
+        .merge(admin)
         .merge(extra);
     finish(router)
 }

@@ -118,6 +118,7 @@ pub async fn write_lines(
     opts.max_columns_per_table = edge.limits.max_columns_per_table;
     opts.max_tag_bytes = edge.limits.max_tag_bytes;
     opts.max_string_bytes = edge.limits.max_string_bytes;
+    opts.min_time_ns = db.retention_cutoff(opts.default_time_ns);
     let lookup = Arc::clone(&db);
     let (parsed, text_bytes): (ParsedBody, usize) = tokio::task::spawn_blocking(move || {
         let text = match encoding {

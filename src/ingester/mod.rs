@@ -670,7 +670,14 @@ async fn persist(
             database: db_name.to_string(),
             table: table_name.to_string(),
         };
-        let db = state.database(&db_name).cloned().ok_or_else(unknown)?;
+        let Some(db) = state.database(&db_name).cloned() else {
+            // Rows of a database deleted since they were written go with it.
+            if state.was_deleted(&db_name) {
+                tracing::info!(database = %db_name, table = %table_name, "dropping buffered rows of a deleted database");
+                continue;
+            }
+            return Err(unknown());
+        };
         let table = db.table(&table_name).cloned().ok_or_else(unknown)?;
         for (group, chunks) in snapshot::groups(chunks, SNAPSHOT_GROUP_BYTES)
             .into_iter()

@@ -182,6 +182,9 @@ pub struct ParseOptions {
     /// Longest string field value in bytes after unescaping (default 64 KiB, as
     /// InfluxDB 3). Longer is a line error.
     pub max_string_bytes: usize,
+    /// Points older than this (ns) are a line error: the database's retention
+    /// period would drop them, so they are refused rather than lost.
+    pub min_time_ns: Option<i64>,
 }
 
 impl ParseOptions {
@@ -194,6 +197,7 @@ impl ParseOptions {
             max_errors: 100,
             max_tag_bytes: INFLUXDB_STRING_LIMIT,
             max_string_bytes: INFLUXDB_STRING_LIMIT,
+            min_time_ns: None,
         }
     }
 
@@ -461,13 +465,24 @@ impl<'b> Run<'_, 'b> {
         parsed?;
         let time_ns = match line.timestamp {
             None => self.opts.default_time_ns,
-            Some((value, at)) => self.opts.precision.to_nanos(value).ok_or(Fault {
-                at,
-                problem: Problem::TimestampOutOfRange {
-                    value,
-                    precision: self.opts.precision,
-                },
-            })?,
+            Some((value, at)) => {
+                let ns = self.opts.precision.to_nanos(value).ok_or(Fault {
+                    at,
+                    problem: Problem::TimestampOutOfRange {
+                        value,
+                        precision: self.opts.precision,
+                    },
+                })?;
+                if let Some(min) = self.opts.min_time_ns
+                    && ns < min
+                {
+                    return Err(Fault {
+                        at,
+                        problem: Problem::OlderThanRetention { value, min_ns: min },
+                    });
+                }
+                ns
+            }
         };
         self.tables.append(line, series, time_ns, self.schema)
     }

@@ -118,6 +118,11 @@ pub(crate) enum Problem<'a> {
         value: i64,
         precision: Precision,
     },
+    /// Before the database's retention period: `min_ns` is the oldest time kept.
+    OlderThanRetention {
+        value: i64,
+        min_ns: i64,
+    },
     TrailingText(&'a str),
     DuplicateTag(Cow<'a, str>),
     DuplicateFieldTypes {
@@ -242,6 +247,12 @@ impl fmt::Display for Problem<'_> {
                 f,
                 "timestamp {value} out of range for precision {}",
                 precision_name(*precision)
+            ),
+            Self::OlderThanRetention { value, min_ns } => write!(
+                f,
+                "timestamp {value} is older than the database's retention period: points must be at or after {} ({min_ns} ns)",
+                chrono::DateTime::from_timestamp_nanos(*min_ns)
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
             ),
             Self::TrailingText(t) => write!(f, "unexpected text after timestamp: {}", Snip(t)),
             Self::DuplicateTag(k) => write!(f, "duplicate tag {}", Snip(k)),

@@ -74,6 +74,8 @@ impl From<CatalogError> for QueryError {
             CatalogError::DatabaseNotFound(name) => Self::DatabaseNotFound(name),
             CatalogError::Store(_) => Self::Unavailable(format!("catalog unavailable: {e}")),
             CatalogError::Conflict { .. }
+            | CatalogError::DatabaseExists(_)
+            | CatalogError::TokenNotFound(_)
             | CatalogError::LimitExceeded { .. }
             | CatalogError::Corrupt { .. }
             | CatalogError::UnsupportedVersion { .. } => Self::Internal(e.to_string()),

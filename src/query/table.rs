@@ -255,7 +255,12 @@ impl TableProvider for InflowTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let range = time_range(filters);
+        let mut range = time_range(filters);
+        // Points past the retention period are gone for queries at once, before
+        // their day is dropped.
+        if let Some(cutoff) = self.database.retention_cutoff(crate::auth::now_ns()) {
+            range.min = Some(range.min.map_or(cutoff, |m| m.max(cutoff)));
+        }
         let columns = self.scan_columns(state, projection, filters)?;
         let memory = Arc::new(
             MemoryConsumer::new(format!("scan of {}", self.table.name))

@@ -1011,3 +1011,59 @@ async fn readiness_follows_the_object_store() {
         }
     }
 }
+
+/// A token revoked through one router stops working on the other router
+/// within the catalog refresh interval (1 s here), without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_stops_working_on_every_router() {
+    let env = vec![(
+        "INFLOW_CATALOG_REFRESH_INTERVAL".to_string(),
+        "1s".to_string(),
+    )];
+    let cluster = Cluster::start_on(1, 2, vec![], env);
+    let a = cluster.router_urls[0].lock().clone();
+    let b = cluster.router_urls[1].lock().clone();
+    let admin = format!("Token {ADMIN_TOKEN}");
+    let grant = serde_json::json!({
+        "token_name": "telegraf",
+        "permissions": [{"resource_type": "db", "resource_identifier": ["db"], "actions": ["write"]}],
+    });
+    let r = request(
+        "POST",
+        &format!("{a}/api/v3/configure/token"),
+        &[("authorization", &admin)],
+        grant.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let made: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let token = format!("Token {}", made["token"].as_str().unwrap());
+    let write_b = || async {
+        let url = format!("{b}/api/v2/write?bucket=db&org=o");
+        request("POST", &url, &[("authorization", &token)], "m v=1")
+            .await
+            .status
+    };
+    assert_eq!(write_b().await, 204);
+    let r = request(
+        "DELETE",
+        &format!("{a}/api/v3/configure/token?token_name=telegraf"),
+        &[("authorization", &admin)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let revoked = Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "router b refuses the token",
+        || async { write_b().await == 401 },
+    )
+    .await;
+    assert!(
+        revoked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        revoked.elapsed()
+    );
+    cluster.stop();
+}

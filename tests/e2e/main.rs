@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `inflow` binary on an ephemeral port with
 //! its own data directory. One test binary, so the crate links once.
 
+mod admin;
 mod bench;
 mod clients;
 mod cluster;

@@ -1,0 +1,268 @@
+//! Where the CLI's administration commands act: a running server's
+//! `/api/v3/configure/…` API (`--host`, operator token from `INFLOW_TOKEN`),
+//! or, with no host, the catalog under `--data-dir` directly (the server may
+//! be stopped; a running one sees the change within its catalog refresh).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+
+use super::{Admin, DatabaseInfo, NewToken, TableInfo, TokenInfo};
+use crate::catalog::{Catalog, Permission};
+use crate::store::Store;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// A running server's HTTP address, e.g. http://127.0.0.1:8086; without
+    /// it the command works on `--data-dir`.
+    #[arg(long, env = "INFLOW_HOST")]
+    pub host: Option<String>,
+    /// Operator token for `--host`.
+    #[arg(long, env = "INFLOW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Local object store root of the server (offline mode).
+    #[arg(long, env = "INFLOW_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+pub enum Target {
+    Local(Arc<Catalog>),
+    Remote { base: String, token: String },
+}
+
+impl Target {
+    pub async fn open(args: TargetArgs) -> Result<Self, String> {
+        match args.host {
+            Some(host) => {
+                let token = args
+                    .token
+                    .filter(|t| !t.is_empty())
+                    .ok_or("--host needs an operator token: set INFLOW_TOKEN or --token")?;
+                if !host.starts_with("http://") {
+                    return Err(format!(
+                        "--host {host:?}: use an http:// address (the CLI does not speak TLS)"
+                    ));
+                }
+                Ok(Self::Remote {
+                    base: host.trim_end_matches('/').to_string(),
+                    token,
+                })
+            }
+            None => {
+                let store = Store::local(&args.data_dir).map_err(|e| e.to_string())?;
+                let catalog = Catalog::load(store).await.map_err(|e| e.to_string())?;
+                Ok(Self::Local(catalog))
+            }
+        }
+    }
+
+    fn local(catalog: &Catalog) -> Admin<'_> {
+        Admin { catalog }
+    }
+
+    pub async fn databases(&self) -> Result<Vec<DatabaseInfo>, String> {
+        match self {
+            Self::Local(c) => Self::local(c).databases().await.map_err(|e| e.to_string()),
+            Self::Remote { .. } => self.call("GET", "/api/v3/configure/database", None).await,
+        }
+    }
+
+    pub async fn create_database(&self, name: &str, retention: &str) -> Result<(), String> {
+        match self {
+            Self::Local(c) => {
+                let retention = super::parse_retention(retention).map_err(|e| e.to_string())?;
+                Self::local(c)
+                    .create_database(name, retention)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Self::Remote { .. } => {
+                let body = serde_json::json!({"db": name, "retention_period": retention});
+                self.call_empty("POST", "/api/v3/configure/database", Some(body))
+                    .await
+            }
+        }
+    }
+
+    pub async fn update_database(&self, name: &str, retention: &str) -> Result<(), String> {
+        match self {
+            Self::Local(c) => {
+                let retention = super::parse_retention(retention).map_err(|e| e.to_string())?;
+                Self::local(c)
+                    .update_database(name, retention)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Self::Remote { .. } => {
+                let body = serde_json::json!({"db": name, "retention_period": retention});
+                self.call_empty("PUT", "/api/v3/configure/database", Some(body))
+                    .await
+            }
+        }
+    }
+
+    pub async fn delete_database(&self, name: &str) -> Result<(), String> {
+        match self {
+            Self::Local(c) => Self::local(c)
+                .delete_database(name)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Remote { .. } => {
+                let path = format!("/api/v3/configure/database?{}", query(&[("db", name)]));
+                self.call_empty("DELETE", &path, None).await
+            }
+        }
+    }
+
+    pub async fn tables(&self, database: &str) -> Result<Vec<TableInfo>, String> {
+        match self {
+            Self::Local(c) => Self::local(c)
+                .tables(database)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Remote { .. } => {
+                let path = format!("/api/v3/configure/table?{}", query(&[("db", database)]));
+                self.call("GET", &path, None).await
+            }
+        }
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, String> {
+        match self {
+            Self::Local(c) => Self::local(c).tokens().await.map_err(|e| e.to_string()),
+            Self::Remote { .. } => self.call("GET", "/api/v3/configure/token", None).await,
+        }
+    }
+
+    pub async fn create_token(
+        &self,
+        name: &str,
+        permissions: Vec<Permission>,
+        expiry: Option<Duration>,
+    ) -> Result<NewToken, String> {
+        match self {
+            Self::Local(c) => Self::local(c)
+                .create_token(name, permissions, expiry)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Remote { .. } => {
+                let expiry_secs = expiry.map(|e| e.as_secs());
+                if permissions.contains(&Permission::Admin) {
+                    let body = serde_json::json!({"token_name": name, "expiry_secs": expiry_secs});
+                    return self
+                        .call("POST", "/api/v3/configure/token/admin", Some(body))
+                        .await;
+                }
+                let grants: Vec<serde_json::Value> = permissions
+                    .iter()
+                    .filter_map(|p| match p {
+                        Permission::Database { name, read, write } => {
+                            let actions: Vec<&str> = [(*read, "read"), (*write, "write")]
+                                .into_iter()
+                                .filter(|(on, _)| *on)
+                                .map(|(_, a)| a)
+                                .collect();
+                            Some(serde_json::json!({
+                                "resource_type": "db",
+                                "resource_identifier": [name],
+                                "actions": actions,
+                            }))
+                        }
+                        Permission::Admin => None,
+                    })
+                    .collect();
+                let body = serde_json::json!({
+                    "token_name": name,
+                    "permissions": grants,
+                    "expiry_secs": expiry_secs,
+                });
+                self.call("POST", "/api/v3/configure/token", Some(body))
+                    .await
+            }
+        }
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<(), String> {
+        match self {
+            Self::Local(c) => Self::local(c)
+                .revoke_token(name)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Self::Remote { .. } => {
+                let path = format!("/api/v3/configure/token?{}", query(&[("token_name", name)]));
+                self.call_empty("DELETE", &path, None).await
+            }
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, String> {
+        let bytes = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| format!("unexpected answer from the server: {e}"))
+    }
+
+    async fn call_empty(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), String> {
+        self.send(method, path, body).await.map(|_| ())
+    }
+
+    /// One request; a non-2xx answer is an error with the server's message.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Bytes, String> {
+        let Self::Remote { base, token } = self else {
+            return Err("not a remote target".into());
+        };
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("{base}{path}"))
+            .header("authorization", format!("Token {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(payload)))
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("{base}: {e}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{base}: {e}"))?
+            .to_bytes();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        Err(format!("{status}: {message}"))
+    }
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
+}

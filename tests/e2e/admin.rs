@@ -1,0 +1,449 @@
+//! Administration and the data lifecycle, end to end: the `/api/v3/configure`
+//! API and the CLI (against a running server and offline), retention that
+//! drops old days and refuses old points, and deletion that purges a
+//! database's objects.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN_TOKEN, Server, binary, files_under, request, write};
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+async fn api(s: &Server, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let auth = format!("Token {token}");
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let r = request(method, &s.url(path), &[("authorization", &auth)], body).await;
+    let json = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, json)
+}
+
+/// Runs the CLI; its stdout, or a panic with stderr.
+fn cli(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(binary())
+        .args(args)
+        .env_remove("INFLOW_HOST")
+        .env_remove("INFLOW_TOKEN")
+        .env_remove("INFLOW_DATA_DIR")
+        .envs(env.iter().copied())
+        .output()
+        .expect("inflow runs");
+    assert!(
+        out.status.success(),
+        "inflow {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn sql(s: &Server, token: &str, db: &str, q: &str) -> (u16, Value) {
+    let path = format!(
+        "/api/v3/query_sql?{}",
+        serde_urlencoded::to_string([("db", db), ("q", q)]).unwrap()
+    );
+    api(s, "GET", &path, token, Value::Null).await
+}
+
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Databases and tokens through the HTTP API, then the same catalog through
+/// the CLI, against the running server and offline on its data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_and_tokens_over_http_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    let db = |name: &str, retention: &str| json!({"db": name, "retention_period": retention});
+
+    let (status, _) = api(
+        &s,
+        "POST",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        db("metrics", "30d"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = api(
+        &s,
+        "POST",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        db("metrics", "1d"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (409, json!({"error": "database \"metrics\" already exists"}))
+    );
+    let (status, body) = api(
+        &s,
+        "POST",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        db("bad name", ""),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api(
+        &s,
+        "POST",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        db("x", "soon"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    api(
+        &s,
+        "POST",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        json!({"db": "logs"}),
+    )
+    .await;
+    let (status, _) = api(
+        &s,
+        "PUT",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        db("logs", "12h"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, list) = api(
+        &s,
+        "GET",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list,
+        json!([
+            {"iox::database": "metrics", "retention_period": "30d", "retention_period_ns": 30 * DAY_NS},
+            {"iox::database": "logs", "retention_period": "12h", "retention_period_ns": DAY_NS / 2},
+        ])
+    );
+
+    // A token for one database, with an expiry; its secret is shown once.
+    let grant = json!({
+        "token_name": "grafana",
+        "permissions": [{"resource_type": "db", "resource_identifier": ["metrics"], "actions": ["read"]}],
+        "expiry_secs": 3600,
+    });
+    let (status, made) = api(
+        &s,
+        "POST",
+        "/api/v3/configure/token",
+        ADMIN_TOKEN,
+        grant.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["name"], "grafana");
+    assert_eq!(made["permissions"], json!(["db:metrics:read"]));
+    let secret = made["token"].as_str().unwrap().to_string();
+    let (status, _) = api(&s, "POST", "/api/v3/configure/token", ADMIN_TOKEN, grant).await;
+    assert_eq!(status, 409);
+    // Only operators administer: the new token is refused (403), none is 401.
+    let (status, _) = api(
+        &s,
+        "GET",
+        "/api/v3/configure/database",
+        &secret,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let r = request("GET", &s.url("/api/v3/configure/token"), &[], "").await;
+    assert_eq!(r.status, 401);
+    // The token reads its database, and only it.
+    assert_eq!(sql(&s, &secret, "metrics", "SHOW TABLES").await.0, 200);
+    assert_eq!(sql(&s, &secret, "logs", "SHOW TABLES").await.0, 403);
+    let (_, tokens) = api(
+        &s,
+        "GET",
+        "/api/v3/configure/token",
+        ADMIN_TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(tokens.as_array().unwrap().len(), 1);
+    assert_eq!(tokens[0]["name"], "grafana");
+    assert!(tokens[0].get("token").is_none(), "secrets are never listed");
+    assert!(tokens[0]["expires_at"].is_string());
+
+    // Tables and columns.
+    let r = write(
+        &s,
+        "bucket=metrics&precision=s",
+        ADMIN_TOKEN,
+        "cpu,host=a usage=1,n=2i",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let (_, tables) = api(
+        &s,
+        "GET",
+        "/api/v3/configure/table?db=metrics",
+        ADMIN_TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        tables,
+        json!([{"table_name": "cpu", "columns": [
+            {"name": "host", "type": "tag"}, {"name": "usage", "type": "float"},
+            {"name": "n", "type": "integer"}, {"name": "time", "type": "time"}]}])
+    );
+
+    // The CLI against the running server.
+    let host = [
+        ("INFLOW_HOST", s.base.as_str()),
+        ("INFLOW_TOKEN", ADMIN_TOKEN),
+    ];
+    cli(
+        &["database", "create", "events", "--retention", "7d"],
+        &host,
+    );
+    assert_eq!(
+        cli(&["database", "list"], &host),
+        "metrics\t30d\nlogs\t12h\nevents\t7d\n"
+    );
+    let cli_token = cli(
+        &[
+            "token",
+            "create",
+            "--database",
+            "events",
+            "--permission",
+            "write",
+            "--name",
+            "telegraf",
+        ],
+        &host,
+    );
+    let cli_token = cli_token.trim();
+    let r = write(&s, "bucket=events&org=o", cli_token, "e v=1").await;
+    assert_eq!(r.status, 204);
+    cli(&["token", "revoke", "telegraf"], &host);
+    let r = write(&s, "bucket=events&org=o", cli_token, "e v=1").await;
+    assert_eq!(r.status, 401);
+    cli(&["database", "delete", "logs"], &host);
+    let (status, _) = api(
+        &s,
+        "DELETE",
+        "/api/v3/configure/database?db=logs",
+        ADMIN_TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(s.stop().success());
+
+    // Offline, on the data directory: the same catalog.
+    let data = dir.path().to_str().unwrap();
+    assert_eq!(
+        cli(&["database", "list", "--data-dir", data], &[]),
+        "metrics\t30d\nevents\t7d\n"
+    );
+    let listed = cli(&["token", "list", "--data-dir", data], &[]);
+    assert!(
+        listed.starts_with("1\tgrafana\tdb:metrics:read\t"),
+        "{listed}"
+    );
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert_eq!(
+        cli(
+            &["table", "list", "--database", "metrics", "--data-dir", data],
+            &[]
+        ),
+        "cpu\thost:tag,usage:float,n:integer,time:time\n"
+    );
+}
+
+/// A database with a 1-hour retention: old points are refused with a 400
+/// naming the line, its old days leave the catalog and their objects are
+/// deleted, queries answer only what the period keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_days_and_refuses_old_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--snapshot-interval",
+        "1s",
+        "--lifecycle-interval",
+        "1s",
+        "--file-grace",
+        "1s",
+    ];
+    let s = Server::start(dir.path(), &args);
+    let now_s = inflow::auth::now_ns() / 1_000_000_000;
+    let old_s = now_s - 3 * 86_400;
+    // Written before any retention: a day three days ago, and now.
+    let body = format!("m,host=old v=1 {old_s}\nm,host=new v=2 {now_s}");
+    let r = write(&s, "bucket=r&precision=s", ADMIN_TOKEN, body).await;
+    assert_eq!(r.status, 204);
+    let data = dir.path().to_path_buf();
+    let old_day = chrono::DateTime::from_timestamp(old_s, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    eventually(Duration::from_secs(20), "both days in Parquet", || {
+        let data = data.clone();
+        let old_day = old_day.clone();
+        async move {
+            let files = files_under(&data, ".parquet");
+            files.len() >= 2 && files.iter().any(|f| f.to_string_lossy().contains(&old_day))
+        }
+    })
+    .await;
+    let q = "SELECT host, v FROM m ORDER BY host";
+    assert_eq!(
+        sql(&s, ADMIN_TOKEN, "r", q).await,
+        (
+            200,
+            json!([{"host": "new", "v": 2.0}, {"host": "old", "v": 1.0}])
+        )
+    );
+
+    let (status, _) = api(
+        &s,
+        "PUT",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        json!({"db": "r", "retention_period": "1h"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Hidden from queries at once.
+    assert_eq!(
+        sql(&s, ADMIN_TOKEN, "r", q).await,
+        (200, json!([{"host": "new", "v": 2.0}]))
+    );
+    // The old day's file is dropped from the catalog, then deleted.
+    eventually(
+        Duration::from_secs(20),
+        "the old day's objects deleted",
+        || {
+            let data = data.clone();
+            let old_day = old_day.clone();
+            async move {
+                !files_under(&data, ".parquet")
+                    .iter()
+                    .any(|f| f.to_string_lossy().contains(&old_day))
+            }
+        },
+    )
+    .await;
+    assert!(
+        !files_under(&data, ".parquet").is_empty(),
+        "today's file stays"
+    );
+    // Old points are refused, naming the line; their good neighbours are
+    // written, as for any rejected line.
+    let body = format!("m,host=a v=3 {now_s}\nm,host=b v=4 {old_s}");
+    let r = write(&s, "bucket=r&precision=s", ADMIN_TOKEN, body).await;
+    assert_eq!(r.status, 400);
+    let error: Value = serde_json::from_slice(&r.body).unwrap();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2")
+            && message.contains("older than the database's retention period"),
+        "{message}"
+    );
+    let kept = json!([{"host": "a", "v": 3.0}, {"host": "new", "v": 2.0}]);
+    assert_eq!(sql(&s, ADMIN_TOKEN, "r", q).await, (200, kept.clone()));
+    assert!(s.stop().success());
+    // After a restart too.
+    let s = Server::start(dir.path(), &args);
+    assert_eq!(sql(&s, ADMIN_TOKEN, "r", q).await, (200, kept));
+    assert!(s.stop().success());
+}
+
+/// Deleting a database hides it at once; after the purge grace its objects
+/// are gone from the store and its name is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_and_purging_a_database_removes_its_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--snapshot-interval",
+        "1s",
+        "--lifecycle-interval",
+        "1s",
+        "--purge-grace",
+        "2s",
+    ];
+    let s = Server::start(dir.path(), &args);
+    for db in ["doomed", "kept"] {
+        let r = write(&s, &format!("bucket={db}"), ADMIN_TOKEN, "m v=1").await;
+        assert_eq!(r.status, 204);
+    }
+    let data = dir.path().to_path_buf();
+    // Database ids are 1 and 2, in creation order; objects live under them.
+    let under = |id: &str| data.join(id);
+    eventually(Duration::from_secs(20), "both databases in Parquet", || {
+        let (a, b) = (under("1"), under("2"));
+        async move { !files_under(&a, ".parquet").is_empty() && !files_under(&b, ".parquet").is_empty() }
+    })
+    .await;
+    let (status, _) = api(
+        &s,
+        "DELETE",
+        "/api/v3/configure/database?db=doomed",
+        ADMIN_TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = sql(&s, ADMIN_TOKEN, "doomed", "SELECT * FROM m").await;
+    assert_eq!(status, 404, "{body}");
+    eventually(
+        Duration::from_secs(20),
+        "the deleted database's objects purged",
+        || {
+            let a = under("1");
+            async move { files_under(&a, "").is_empty() }
+        },
+    )
+    .await;
+    assert!(
+        !files_under(&under("2"), ".parquet").is_empty(),
+        "the other database stays"
+    );
+    assert_eq!(
+        sql(&s, ADMIN_TOKEN, "kept", "SELECT v FROM m").await,
+        (200, json!([{"v": 1.0}]))
+    );
+    // The name is free: a new database, a new id, no old data.
+    let (status, _) = api(
+        &s,
+        "POST",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        json!({"db": "doomed"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = sql(&s, ADMIN_TOKEN, "doomed", "SHOW TABLES").await;
+    assert_eq!(status, 200);
+    assert!(!body.to_string().contains("\"m\""), "{body}");
+    assert!(s.stop().success());
+}
