@@ -863,6 +863,26 @@ impl Catalog {
         self.append_files_entry(entry).await
     }
 
+    /// Replaces files by others in one entry (compaction): a reader applies
+    /// the removal and the addition together, so it never sees both or neither.
+    pub async fn replace_files(
+        &self,
+        writer: &str,
+        files: Vec<ParquetFile>,
+        removed: Vec<String>,
+        now_ns: i64,
+    ) -> Result<(), CatalogError> {
+        let entry = FilesEntry {
+            format_version: LIFECYCLE_VERSION,
+            ingester_id: writer.to_string(),
+            covered_segment: 0,
+            files,
+            removed,
+            removed_at_ns: Some(now_ns),
+        };
+        self.append_files_entry(entry).await
+    }
+
     /// Files removed at or before `before_ns`, by path: their objects may go.
     pub fn removed_files(&self, before_ns: i64) -> Vec<String> {
         let files = self.files.lock();

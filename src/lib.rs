@@ -15,6 +15,7 @@ pub mod admin;
 pub mod auth;
 pub mod bench;
 pub mod catalog;
+pub mod compactor;
 pub mod dedup;
 pub mod edge;
 pub mod error;

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::auth::{AdminTokenSource, Authorizer, admin_token, generate_token};
 use crate::catalog::Catalog;
+use crate::compactor::{Compactor, CompactorConfig};
 use crate::edge::{self, Edge, body::Limits};
 use crate::ingester::flight::IngesterFlight;
 use crate::ingester::{Ingester, IngesterConfig};
@@ -177,6 +178,20 @@ pub struct ServeArgs {
     /// How long a deleted database's data stays before it is purged.
     #[arg(long, env = "INFLOW_PURGE_GRACE", value_parser = duration, default_value = "24h")]
     pub purge_grace: Duration,
+    /// For ingesters: time between compaction rounds (one ingester of a
+    /// cluster compacts at a time, by lease).
+    #[arg(long, env = "INFLOW_COMPACTION_INTERVAL", value_parser = duration, default_value = "1m")]
+    pub compaction_interval: Duration,
+    /// A day partition is compacted once it has this many files smaller than
+    /// `--compaction-target-bytes`.
+    #[arg(long, env = "INFLOW_COMPACTION_MIN_FILES", default_value_t = 10)]
+    pub compaction_min_files: usize,
+    /// Files at least this large are not compacted again.
+    #[arg(long, env = "INFLOW_COMPACTION_TARGET_BYTES", default_value_t = 100 << 20)]
+    pub compaction_target_bytes: u64,
+    /// Most input bytes one compaction merges; bounds its memory.
+    #[arg(long, env = "INFLOW_COMPACTION_MAX_INPUT_BYTES", default_value_t = 256 << 20)]
+    pub compaction_max_input_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,14 +268,32 @@ async fn refresh_catalog(catalog: Arc<Catalog>, interval: Duration) {
     }
 }
 
-/// Retention and deletion rounds (see `lifecycle`), until dropped.
-fn start_lifecycle(args: &ServeArgs, store: Store, catalog: Arc<Catalog>) -> AbortOnDrop {
+/// Retention, deletion and compaction rounds (see `lifecycle` and
+/// `compactor`), until dropped.
+fn start_lifecycle(
+    args: &ServeArgs,
+    store: Store,
+    catalog: Arc<Catalog>,
+    me: &str,
+) -> (AbortOnDrop, AbortOnDrop) {
     let config = LifecycleConfig {
         interval: args.lifecycle_interval,
         file_grace: args.file_grace,
         purge_grace: args.purge_grace,
     };
-    AbortOnDrop(tokio::spawn(Lifecycle::new(catalog, store, config).run()))
+    let lifecycle = Lifecycle::new(Arc::clone(&catalog), store.clone(), config);
+    let compaction = CompactorConfig {
+        interval: args.compaction_interval,
+        min_files: args.compaction_min_files.max(2),
+        target_bytes: args.compaction_target_bytes,
+        max_input_bytes: args.compaction_max_input_bytes,
+        lease_ttl: args.lease_ttl,
+    };
+    let compactor = Compactor::new(catalog, store, compaction, me);
+    (
+        AbortOnDrop(tokio::spawn(lifecycle.run())),
+        AbortOnDrop(tokio::spawn(compactor.run())),
+    )
 }
 
 /// Everything in one process; the edge still reaches its ingester over Flight.
@@ -291,7 +324,12 @@ async fn run_all(
     )
     .await?;
     let addr = ingester.addr.to_string();
-    let _lifecycle = start_lifecycle(args, store.clone(), Arc::clone(&catalog));
+    let _lifecycle = start_lifecycle(
+        args,
+        store.clone(),
+        Arc::clone(&catalog),
+        ingester.ingester.id(),
+    );
     // Queries reach the embedded ingester over loopback too: one code path.
     let buffers = FlightIngesters::new(
         vec![addr.clone()],
@@ -421,8 +459,15 @@ async fn run_ingester(
         .grpc_bind
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8087)));
     let ready_store = store.clone();
-    let _lifecycle = start_lifecycle(args, store.clone(), Arc::clone(&catalog));
+    let lifecycle_store = store.clone();
+    let lifecycle_catalog = Arc::clone(&catalog);
     let ingester = IngesterRole::start(args, store, catalog, &cluster_token, bind, false).await?;
+    let _lifecycle = start_lifecycle(
+        args,
+        lifecycle_store,
+        lifecycle_catalog,
+        ingester.ingester.id(),
+    );
     println!(
         "inflow: ingester {} taking writes on grpc://{}",
         ingester.ingester.id(),

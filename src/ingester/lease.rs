@@ -65,25 +65,45 @@ pub struct Claimed {
 #[derive(Debug, Clone)]
 pub struct Leases {
     store: Store,
+    /// Where the leases live: WAL leases under `catalog/leases`; other kinds
+    /// (the compactor's) elsewhere, so WAL takeover never sees them.
+    root: &'static str,
     me: String,
     ttl: Duration,
 }
 
-fn dir(prefix: &str) -> Path {
-    Path::from(format!("catalog/leases/{prefix}"))
+/// The root of the WAL leases.
+pub const WAL_LEASES: &str = "catalog/leases";
+
+fn dir_in(root: &str, prefix: &str) -> Path {
+    Path::from(format!("{root}/{prefix}"))
 }
 
-fn object(prefix: &str, epoch: u64, kind: &str) -> Path {
-    Path::from(format!("catalog/leases/{prefix}/{epoch:020}.{kind}"))
+fn object_in(root: &str, prefix: &str, epoch: u64, kind: &str) -> Path {
+    Path::from(format!("{root}/{prefix}/{epoch:020}.{kind}"))
 }
 
 impl Leases {
     pub fn new(store: Store, me: impl Into<String>, ttl: Duration) -> Self {
+        Self::under(store, WAL_LEASES, me, ttl)
+    }
+
+    /// Leases under another root than the WAL's.
+    pub fn under(store: Store, root: &'static str, me: impl Into<String>, ttl: Duration) -> Self {
         Self {
             store,
+            root,
             me: me.into(),
             ttl,
         }
+    }
+
+    fn dir(&self, prefix: &str) -> Path {
+        dir_in(self.root, prefix)
+    }
+
+    fn object(&self, prefix: &str, epoch: u64, kind: &str) -> Path {
+        object_in(self.root, prefix, epoch, kind)
     }
 
     pub fn ttl(&self) -> Duration {
@@ -100,7 +120,7 @@ impl Leases {
 
     /// The newest claim on `prefix`, if it was ever claimed.
     pub async fn view(&self, prefix: &str) -> Result<Option<View>, LeaseError> {
-        let objects = self.store.list(&dir(prefix)).await?;
+        let objects = self.store.list(&self.dir(prefix)).await?;
         let parsed = objects.iter().filter_map(|m| {
             let name = m.location.filename()?;
             let (epoch, kind) = name.split_once('.')?;
@@ -123,7 +143,7 @@ impl Leases {
                 _ => {}
             }
         }
-        let path = object(prefix, epoch, "claim");
+        let path = self.object(prefix, epoch, "claim");
         let bytes = self.store.get(&path).await?;
         let claim: Claim = serde_json::from_slice(&bytes).map_err(|e| LeaseError::Corrupt {
             path: path.to_string(),
@@ -182,7 +202,7 @@ impl Leases {
         let bytes = Bytes::from(serde_json::to_vec(&claim).expect("claims serialize"));
         match self
             .store
-            .put(&object(prefix, epoch, "claim"), bytes, Put::Create)
+            .put(&self.object(prefix, epoch, "claim"), bytes, Put::Create)
             .await
         {
             Ok(()) => Ok(Some(Claimed { epoch, unreleased })),
@@ -218,7 +238,11 @@ impl Leases {
             _ => return Ok(false),
         }
         self.store
-            .put(&object(prefix, epoch, "beat"), Bytes::new(), Put::Overwrite)
+            .put(
+                &self.object(prefix, epoch, "beat"),
+                Bytes::new(),
+                Put::Overwrite,
+            )
             .await?;
         Ok(true)
     }
@@ -228,7 +252,7 @@ impl Leases {
         match self
             .store
             .put(
-                &object(prefix, epoch, "released"),
+                &self.object(prefix, epoch, "released"),
                 Bytes::new(),
                 Put::Create,
             )
@@ -243,10 +267,16 @@ impl Leases {
     pub async fn prefixes(&self) -> Result<Vec<String>, LeaseError> {
         let mut out: Vec<String> = self
             .store
-            .list(&Path::from("catalog/leases"))
+            .list(&Path::from(self.root))
             .await?
             .iter()
-            .filter_map(|m| m.location.parts().nth(2).map(|p| p.as_ref().to_string()))
+            .filter_map(|m| {
+                let depth = Path::from(self.root).parts().count();
+                m.location
+                    .parts()
+                    .nth(depth)
+                    .map(|p| p.as_ref().to_string())
+            })
             .collect();
         out.dedup();
         Ok(out)
@@ -254,7 +284,7 @@ impl Leases {
 
     /// Deletes the lease objects of epochs before `epoch`, which nobody reads again.
     pub async fn prune(&self, prefix: &str, epoch: u64) -> Result<(), LeaseError> {
-        for meta in self.store.list(&dir(prefix)).await? {
+        for meta in self.store.list(&self.dir(prefix)).await? {
             let old = meta
                 .location
                 .filename()
@@ -376,7 +406,7 @@ mod tests {
     }
 
     fn dir_path(prefix: &str) -> Path {
-        dir(prefix)
+        dir_in(WAL_LEASES, prefix)
     }
 
     #[tokio::test]

@@ -331,11 +331,7 @@ impl FileRead {
         let unavailable = |e: &dyn std::fmt::Display| {
             QueryError::Unavailable(format!("reading {}: {e}", file.path))
         };
-        let reader = StoreReader {
-            store: Arc::clone(&self.store),
-            path: file.path.as_str().into(),
-            size: file.size_bytes,
-        };
+        let reader = StoreReader::new(Arc::clone(&self.store), &file);
         let builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(|e| unavailable(&e))?;
@@ -387,10 +383,20 @@ fn count(memory: &MemoryReservation, batches: &[RecordBatch]) -> Result<(), Quer
 
 /// A Parquet file on the object store, read by byte ranges. Its size comes
 /// from the catalog, so the footer is one bounded range request.
-struct StoreReader {
+pub struct StoreReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
+}
+
+impl StoreReader {
+    pub fn new(store: Arc<dyn ObjectStore>, file: &ParquetFile) -> Self {
+        Self {
+            store,
+            path: file.path.as_str().into(),
+            size: file.size_bytes,
+        }
+    }
 }
 
 fn parquet_error(e: object_store::Error) -> ParquetError {

@@ -1,0 +1,636 @@
+//! Compaction: the small Parquet files that snapshots leave in a table's day
+//! partition are merged into one larger file, sorted by (tags, time) and
+//! deduplicated by point identity, and the catalog switches from the old files
+//! to the new one in a single files-log entry (a query sees either set, never
+//! both or neither; the old objects stay readable for the lifecycle's file
+//! grace before they are deleted).
+//!
+//! The merge streams: every input file is read a batch at a time and merged
+//! k-way by key, so memory holds one batch per input plus the output file,
+//! whose size `max_input_bytes` bounds. A run of rows with the same key is
+//! never split between output batches, so folding each batch folds every point.
+//!
+//! One compactor at a time in a cluster: every ingester runs the loop, and the
+//! one holding the compactor lease (kept by heartbeat) does the work.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
+use arrow::compute::interleave;
+use arrow::datatypes::{Schema, SchemaRef, UInt64Type};
+use arrow::error::ArrowError;
+use arrow::row::{RowConverter, Rows, SortField};
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::catalog::{Catalog, CatalogError, ParquetFile, Table, table_columns};
+use crate::dedup::{dedup, key_columns_by_kind};
+use crate::ingester::lease::{LeaseError, Leases};
+use crate::ingester::snapshot::ROW_GROUP_ROWS;
+use crate::query::table::StoreReader;
+use crate::schema::{SEQUENCE_COLUMN, TIME_COLUMN, arrow_schema, project, sequence_field};
+use crate::store::{Put, Store, StoreError};
+
+/// The files log the compactor writes its replacements to.
+const WRITER: &str = "compactor";
+/// Where its lease lives (not among the WAL leases).
+const LEASE_ROOT: &str = "catalog/compactor-lease";
+const LEASE: &str = "compactor";
+/// Rows read from an input at once, and written per output batch.
+const BATCH_ROWS: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("reading or writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CompactorConfig {
+    pub interval: Duration,
+    /// A partition is compacted once it has at least this many small files.
+    pub min_files: usize,
+    /// A file at least this large is done: it is not merged again.
+    pub target_bytes: u64,
+    /// Most input bytes (compressed) in one compaction: bounds its memory.
+    pub max_input_bytes: u64,
+    pub lease_ttl: Duration,
+}
+
+/// What a round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Compacted {
+    pub partitions: usize,
+    pub files_in: usize,
+    pub rows_out: u64,
+}
+
+pub struct Compactor {
+    catalog: Arc<Catalog>,
+    store: Store,
+    config: CompactorConfig,
+    leases: Leases,
+}
+
+impl Compactor {
+    pub fn new(catalog: Arc<Catalog>, store: Store, config: CompactorConfig, me: &str) -> Self {
+        let leases = Leases::under(store.clone(), LEASE_ROOT, me, config.lease_ttl);
+        Self {
+            catalog,
+            store,
+            config,
+            leases,
+        }
+    }
+
+    /// Runs until aborted: claims the lease when it is free, keeps it with a
+    /// heartbeat, and compacts while holding it.
+    pub async fn run(self) {
+        let mut held: Option<u64> = None;
+        let mut ticker = tokio::time::interval(self.config.interval.min(self.config.lease_ttl / 3));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_round = tokio::time::Instant::now() - self.config.interval;
+        loop {
+            ticker.tick().await;
+            held = match self.keep_lease(held).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::warn!(error = %e, "compactor lease check failed");
+                    None
+                }
+            };
+            if held.is_none() || last_round.elapsed() < self.config.interval {
+                continue;
+            }
+            last_round = tokio::time::Instant::now();
+            match self.round().await {
+                Ok(c) if c != Compacted::default() => tracing::info!(?c, "compaction round"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "compaction round failed; retrying next round")
+                }
+            }
+        }
+    }
+
+    async fn keep_lease(&self, held: Option<u64>) -> Result<Option<u64>, LeaseError> {
+        if let Some(epoch) = held {
+            return Ok(self.leases.beat(LEASE, epoch).await?.then_some(epoch));
+        }
+        Ok(self.leases.try_claim(LEASE).await?.map(|c| c.epoch))
+    }
+
+    /// Compacts every partition that has enough small files.
+    pub async fn round(&self) -> Result<Compacted, CompactionError> {
+        let state = self.catalog.refresh().await?;
+        self.catalog.refresh_file_logs().await?;
+        let mut partitions: BTreeMap<(u32, u32, String), Vec<ParquetFile>> = BTreeMap::new();
+        for f in self.catalog.files() {
+            if f.size_bytes < self.config.target_bytes {
+                let key = (f.database, f.table, f.partition.clone());
+                partitions.entry(key).or_default().push(f);
+            }
+        }
+        let mut done = Compacted::default();
+        for ((db_id, table_id, _), mut files) in partitions {
+            let Some(table) = state
+                .database_by_id(db_id)
+                .filter(|d| d.deleted_at_ns.is_none())
+                .and_then(|d| d.table_by_id(table_id))
+                .cloned()
+            else {
+                continue;
+            };
+            if files.len() < self.config.min_files {
+                continue;
+            }
+            // Oldest data first, as much as the input bound allows.
+            files.sort_by_key(|f| (f.min_time, f.path.clone()));
+            let mut bytes = 0;
+            let picked: Vec<ParquetFile> = files
+                .into_iter()
+                .take_while(|f| {
+                    bytes += f.size_bytes;
+                    bytes <= self.config.max_input_bytes
+                })
+                .collect();
+            if picked.len() < 2 {
+                continue;
+            }
+            let merged = self.compact(&table, &picked).await?;
+            let removed = picked.iter().map(|f| f.path.clone()).collect();
+            done.partitions += 1;
+            done.files_in += picked.len();
+            done.rows_out += merged.rows;
+            self.catalog
+                .replace_files(WRITER, vec![merged], removed, crate::auth::now_ns())
+                .await?;
+        }
+        Ok(done)
+    }
+
+    /// Merges `files` (one table, one day) into one new file, stored and durable
+    /// before the catalog hears of it.
+    async fn compact(
+        &self,
+        table: &Table,
+        files: &[ParquetFile],
+    ) -> Result<ParquetFile, CompactionError> {
+        let schema = file_schema(table);
+        let mut inputs = Vec::with_capacity(files.len());
+        for f in files {
+            inputs.push(Input::open(&self.store, f, &schema).await?);
+        }
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
+        let mut merge = Merge::new(&schema, inputs)?;
+        let (mut rows, mut min_time, mut max_time) = (0u64, i64::MAX, i64::MIN);
+        while let Some(batch) = merge.next_batch().await? {
+            let batch = fold(&batch)?;
+            let time = batch.column_by_name(TIME_COLUMN).map(|c| {
+                c.as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+                    .clone()
+            });
+            if let Some(time) = time {
+                min_time = min_time.min(arrow::compute::min(&time).unwrap_or(i64::MAX));
+                max_time = max_time.max(arrow::compute::max(&time).unwrap_or(i64::MIN));
+            }
+            rows += batch.num_rows() as u64;
+            writer.write(&batch)?;
+        }
+        writer.close()?;
+        let first = &files[0];
+        let path = format!(
+            "{}/{}/{}/compacted-{}.parquet",
+            first.database,
+            first.table,
+            first.partition,
+            uuid::Uuid::new_v4()
+        );
+        let size = out.len() as u64;
+        self.store
+            .put(&Path::from(path.as_str()), Bytes::from(out), Put::Create)
+            .await?;
+        Ok(ParquetFile {
+            path,
+            database: first.database,
+            table: first.table,
+            partition: first.partition.clone(),
+            min_time,
+            max_time,
+            rows,
+            size_bytes: size,
+        })
+    }
+}
+
+/// A table's file schema: its columns as the catalog has them now (older
+/// files lack newer columns: they read as null), then the sequence column.
+fn file_schema(table: &Table) -> SchemaRef {
+    let columns = arrow_schema(table_columns(table));
+    let mut fields: Vec<_> = columns
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(sequence_field());
+    Arc::new(Schema::new(fields))
+}
+
+/// One input file, read a batch at a time, with the sort keys of its
+/// current batch.
+struct Input {
+    stream: ParquetRecordBatchStream<StoreReader>,
+    schema: SchemaRef,
+    batch: Option<RecordBatch>,
+    keys: Option<Rows>,
+    row: usize,
+    /// Counts the batches read, so a merge knows when the current one changed.
+    generation: u64,
+}
+
+impl Input {
+    async fn open(
+        store: &Store,
+        file: &ParquetFile,
+        schema: &SchemaRef,
+    ) -> Result<Self, CompactionError> {
+        let reader = StoreReader::new(store.object_store(), file);
+        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+            .await?
+            .with_batch_size(BATCH_ROWS)
+            .build()?;
+        Ok(Self {
+            stream,
+            schema: Arc::clone(schema),
+            batch: None,
+            keys: None,
+            row: 0,
+            generation: 0,
+        })
+    }
+
+    /// Makes sure a row is at hand; false at the end of the file.
+    async fn ready(
+        &mut self,
+        converter: &RowConverter,
+        key: &[usize],
+    ) -> Result<bool, CompactionError> {
+        while self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows()) {
+            match self.stream.next().await {
+                None => {
+                    self.batch = None;
+                    return Ok(false);
+                }
+                Some(batch) => {
+                    let batch = project(&batch?, &self.schema)?;
+                    let columns: Vec<ArrayRef> =
+                        key.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+                    self.keys = Some(converter.convert_columns(&columns)?);
+                    self.batch = Some(batch);
+                    self.row = 0;
+                    self.generation += 1;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The k-way merge of the inputs by key.
+struct Merge {
+    inputs: Vec<Input>,
+    converter: RowConverter,
+    key: Vec<usize>,
+    schema: SchemaRef,
+}
+
+impl Merge {
+    fn new(schema: &SchemaRef, inputs: Vec<Input>) -> Result<Self, ArrowError> {
+        let key = key_columns_by_kind(schema);
+        let converter = RowConverter::new(
+            key.iter()
+                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Self {
+            inputs,
+            converter,
+            key,
+            schema: Arc::clone(schema),
+        })
+    }
+
+    /// The next batch of about [`BATCH_ROWS`] rows in key order, never
+    /// ending inside a run of equal keys; `None` when every input is done.
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>, CompactionError> {
+        // The batches the picked rows come from, and (batch, row) per row.
+        let mut sources: Vec<RecordBatch> = Vec::new();
+        // Per input: the generation of its batch in `sources`, and where.
+        let mut source_of: Vec<Option<(u64, usize)>> = vec![None; self.inputs.len()];
+        let mut picked: Vec<(usize, usize)> = Vec::new();
+        let mut last_key: Option<Vec<u8>> = None;
+        loop {
+            let mut best: Option<usize> = None;
+            for i in 0..self.inputs.len() {
+                if !self.inputs[i].ready(&self.converter, &self.key).await? {
+                    continue;
+                }
+                let better = match best {
+                    None => true,
+                    Some(b) => self.key_of(i) < self.key_of(b),
+                };
+                if better {
+                    best = Some(i);
+                }
+            }
+            let Some(i) = best else { break };
+            let key = self.key_of(i).as_ref().to_vec();
+            if picked.len() >= BATCH_ROWS && last_key.as_deref() != Some(key.as_slice()) {
+                break;
+            }
+            let input = &mut self.inputs[i];
+            let batch = input.batch.as_ref().expect("ready input has a batch");
+            // A new batch of this input since it was last picked: a new source.
+            let source = match source_of[i] {
+                Some((generation, s)) if generation == input.generation => s,
+                _ => {
+                    sources.push(batch.clone());
+                    source_of[i] = Some((input.generation, sources.len() - 1));
+                    sources.len() - 1
+                }
+            };
+            picked.push((source, input.row));
+            input.row += 1;
+            last_key = Some(key);
+        }
+        if picked.is_empty() {
+            return Ok(None);
+        }
+        let columns = (0..self.schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    sources.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &picked)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            columns,
+        )?))
+    }
+
+    fn key_of(&self, input: usize) -> arrow::row::Row<'_> {
+        let i = &self.inputs[input];
+        i.keys.as_ref().expect("ready input has keys").row(i.row)
+    }
+}
+
+/// Folds the versions of each point in a key-sorted batch, keeping each
+/// point's latest sequence in the sequence column.
+fn fold(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let seq_index = schema.index_of(SEQUENCE_COLUMN)?;
+    let sequences: UInt64Array = batch.column(seq_index).as_primitive::<UInt64Type>().clone();
+    let fields: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| i != seq_index)
+        .collect();
+    let data = batch.project(&fields)?;
+    let key = key_columns_by_kind(&data.schema());
+    let deduped = dedup(&data, &key, &sequences)?;
+    let mut columns = deduped.batch.columns().to_vec();
+    columns.insert(seq_index, Arc::new(deduped.sequences));
+    RecordBatch::try_new(schema, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{SchemaLimits, TableColumns};
+    use crate::ingester::buffer::Chunk;
+    use crate::ingester::read::{TimeRange, buffered_batches};
+    use crate::ingester::snapshot::{day_files, merge, target_schema};
+    use crate::query::{BufferSource, Querier, QueryError};
+    use crate::schema::ColumnType;
+    use arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
+    use arrow::util::pretty::pretty_format_batches;
+    use futures::TryStreamExt;
+
+    const COLUMNS: [(&str, ColumnType); 4] = [
+        ("host", ColumnType::Tag),
+        ("x", ColumnType::Float),
+        ("y", ColumnType::Float),
+        ("time", ColumnType::Time),
+    ];
+
+    #[derive(Debug)]
+    struct NoBuffer;
+
+    #[tonic::async_trait]
+    impl BufferSource for NoBuffer {
+        async fn fetch(
+            &self,
+            _: &str,
+            _: &str,
+            range: TimeRange,
+        ) -> Result<Vec<RecordBatch>, QueryError> {
+            Ok(buffered_batches(&[], range).unwrap().1)
+        }
+    }
+
+    fn chunk(sequence: u64, rows: &[(&str, Option<f64>, Option<f64>, i64)]) -> Arc<Chunk> {
+        let host: StringArray = rows.iter().map(|r| Some(r.0)).collect();
+        let host = arrow::compute::cast(&host, &ColumnType::Tag.arrow_type()).unwrap();
+        let batch = RecordBatch::try_new(
+            arrow_schema(COLUMNS),
+            vec![
+                host,
+                Arc::new(rows.iter().map(|r| r.1).collect::<Float64Array>()),
+                Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
+                Arc::new(TimestampNanosecondArray::from(
+                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        Arc::new(Chunk {
+            segment: sequence,
+            sequence,
+            batch,
+        })
+    }
+
+    async fn persist(catalog: &Catalog, store: &Store, n: u64, chunk: Arc<Chunk>) {
+        let db = catalog.state().database("db").cloned().unwrap();
+        let table = db.table("m").cloned().unwrap();
+        let schema = target_schema(table_columns(&table), &[Arc::clone(&chunk)]);
+        let merged = merge(&schema, &[chunk]).unwrap();
+        let mut files = Vec::new();
+        for f in day_files(&merged).unwrap() {
+            let path = format!("{}/{}/{}/ing-{n}.parquet", db.id, table.id, f.partition);
+            store
+                .put(&path.as_str().into(), f.bytes.clone(), Put::Overwrite)
+                .await
+                .unwrap();
+            files.push(f.entry(path, db.id, table.id));
+        }
+        catalog.register_files("ing", n, files).await.unwrap();
+    }
+
+    async fn all_rows(querier: &Querier) -> String {
+        let planned = querier
+            .plan("db", "SELECT * FROM m ORDER BY host, time")
+            .await
+            .unwrap();
+        let batches: Vec<RecordBatch> = planned
+            .execute()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        pretty_format_batches(&batches).unwrap().to_string()
+    }
+
+    /// Small files with versions of the same points are merged into one file
+    /// with one row per point; queries answer exactly as before; another
+    /// reader of the catalog sees the switch.
+    #[tokio::test]
+    async fn small_files_merge_into_one_with_the_same_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let catalog = Catalog::load(store.clone()).await.unwrap();
+        catalog.create_database("db").await.unwrap();
+        let columns = [TableColumns {
+            table: "m",
+            columns: COLUMNS.to_vec(),
+        }];
+        catalog
+            .ensure_schema("db", &columns, SchemaLimits::UNLIMITED)
+            .await
+            .unwrap();
+        let writes = [
+            chunk(
+                1,
+                &[("a", Some(1.0), Some(1.0), 10), ("b", Some(2.0), None, 20)],
+            ),
+            chunk(2, &[("a", None, Some(5.0), 10)]),
+            chunk(3, &[("c", Some(3.0), Some(3.0), 5)]),
+            chunk(4, &[("b", Some(9.0), None, 20), ("a", Some(7.0), None, 30)]),
+        ];
+        for (n, c) in writes.into_iter().enumerate() {
+            persist(&catalog, &store, n as u64 + 1, c).await;
+        }
+        let querier = Querier::new(Arc::clone(&catalog), store.clone(), Arc::new(NoBuffer));
+        let before = all_rows(&querier).await;
+        assert!(before.contains("| a    | 1.0 | 5.0 |"), "{before}");
+
+        let config = CompactorConfig {
+            interval: Duration::from_secs(1),
+            min_files: 3,
+            target_bytes: 1 << 30,
+            max_input_bytes: 1 << 30,
+            lease_ttl: Duration::from_secs(10),
+        };
+        let compactor = Compactor::new(Arc::clone(&catalog), store.clone(), config, "test");
+        let done = compactor.round().await.unwrap();
+        assert_eq!(
+            done,
+            Compacted {
+                partitions: 1,
+                files_in: 4,
+                rows_out: 4
+            }
+        );
+        let files = catalog.files();
+        assert_eq!(files.len(), 1);
+        assert!(files[0].path.contains("/compacted-"), "{files:?}");
+        assert_eq!((files[0].min_time, files[0].max_time), (5, 30));
+        assert_eq!(all_rows(&querier).await, before);
+        let other = Catalog::load(store.clone()).await.unwrap();
+        assert_eq!(other.files(), files);
+        // The old files wait for the lifecycle's grace; nothing more to do.
+        assert_eq!(catalog.removed_files(i64::MAX).len(), 4);
+        assert_eq!(compactor.round().await.unwrap(), Compacted::default());
+    }
+
+    /// Input larger than one output batch: runs of one point are never split,
+    /// so each point is folded once, whatever the batch boundaries.
+    #[tokio::test]
+    async fn many_rows_across_batch_boundaries_fold_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let catalog = Catalog::load(store.clone()).await.unwrap();
+        catalog.create_database("db").await.unwrap();
+        let columns = [TableColumns {
+            table: "m",
+            columns: COLUMNS.to_vec(),
+        }];
+        catalog
+            .ensure_schema("db", &columns, SchemaLimits::UNLIMITED)
+            .await
+            .unwrap();
+        // 3 files of the same 20,000 points: x from the first, y from the
+        // second, x again from the third.
+        let n = 20_000i64;
+        let hosts: Vec<String> = (0..n).map(|i| format!("h{:05}", i % 5000)).collect();
+        for (seq, (x, y)) in [(Some(1.0), None), (None, Some(2.0)), (Some(3.0), None)]
+            .into_iter()
+            .enumerate()
+        {
+            let rows: Vec<(&str, Option<f64>, Option<f64>, i64)> = (0..n)
+                .map(|i| (hosts[i as usize].as_str(), x, y, i / 5000))
+                .collect();
+            persist(
+                &catalog,
+                &store,
+                seq as u64 + 1,
+                chunk(seq as u64 + 1, &rows),
+            )
+            .await;
+        }
+        let config = CompactorConfig {
+            interval: Duration::from_secs(1),
+            min_files: 2,
+            target_bytes: 1 << 30,
+            max_input_bytes: 1 << 30,
+            lease_ttl: Duration::from_secs(10),
+        };
+        let compactor = Compactor::new(Arc::clone(&catalog), store.clone(), config, "test");
+        let done = compactor.round().await.unwrap();
+        assert_eq!(done.rows_out, n as u64);
+        let querier = Querier::new(Arc::clone(&catalog), store.clone(), Arc::new(NoBuffer));
+        let planned = querier
+            .plan("db", "SELECT count(*) AS n, min(x) AS x0, max(x) AS x1, min(y) AS y0, max(y) AS y1 FROM m")
+            .await
+            .unwrap();
+        let batches: Vec<RecordBatch> = planned
+            .execute()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let text = pretty_format_batches(&batches).unwrap().to_string();
+        assert!(text.contains("| 20000 | 3.0 | 3.0 | 2.0 | 2.0 |"), "{text}");
+    }
+}
