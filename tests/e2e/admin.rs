@@ -447,3 +447,85 @@ async fn deleting_and_purging_a_database_removes_its_objects() {
     assert!(!body.to_string().contains("\"m\""), "{body}");
     assert!(s.stop().success());
 }
+
+/// Many small writes leave many small files in a day; once compaction runs
+/// they are one file, and every query answers exactly as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_leaves_one_file_and_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--snapshot-interval",
+            "1s",
+            "--compaction-interval",
+            "1h",
+            "--lease-ttl",
+            "1s",
+        ],
+    );
+    // 2024-01-01T00:00:00Z; every write rewrites some points of the one before.
+    let base = 1_704_067_200i64;
+    for k in 0..6i64 {
+        let body: Vec<String> = (0..50)
+            .map(|i| {
+                let field = if k % 2 == 0 { "x" } else { "y" };
+                format!(
+                    "m,host=h{} {field}={} {}",
+                    i % 7,
+                    k * 100 + i,
+                    base + i + k * 10
+                )
+            })
+            .collect();
+        let before = files_under(&data, ".parquet").len();
+        let r = write(&s, "bucket=c&precision=s", ADMIN_TOKEN, body.join("\n")).await;
+        assert_eq!(r.status, 204);
+        eventually(Duration::from_secs(20), "a snapshot of the write", || {
+            let data = data.clone();
+            async move { files_under(&data, ".parquet").len() > before }
+        })
+        .await;
+    }
+    let small = files_under(&data, ".parquet").len();
+    assert!(small >= 6, "{small} files");
+    let queries = [
+        "SELECT * FROM m ORDER BY host, time",
+        "SELECT host, count(*) AS n, sum(x) AS x, sum(y) AS y FROM m GROUP BY host ORDER BY host",
+    ];
+    let mut before = Vec::new();
+    for q in queries {
+        before.push(sql(&s, ADMIN_TOKEN, "c", q).await);
+    }
+    assert_eq!(before[0].0, 200);
+    assert!(s.stop().success());
+
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--compaction-interval",
+            "1s",
+            "--compaction-min-files",
+            "2",
+            "--lease-ttl",
+            "1s",
+            "--lifecycle-interval",
+            "1s",
+            "--file-grace",
+            "1s",
+        ],
+    );
+    eventually(Duration::from_secs(30), "one compacted file left", || {
+        let data = data.clone();
+        async move {
+            let files = files_under(&data, ".parquet");
+            files.len() == 1 && files[0].to_string_lossy().contains("compacted-")
+        }
+    })
+    .await;
+    for (q, expected) in queries.iter().zip(&before) {
+        assert_eq!(&sql(&s, ADMIN_TOKEN, "c", q).await, expected, "{q}");
+    }
+    assert!(s.stop().success());
+}
