@@ -1135,6 +1135,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_catalog_of_the_first_release_loads_and_lifecycle_entries_are_marked() {
+        // As the first release wrote them (format 1).
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("catalog/log");
+        let files = dir.path().join("catalog/files/ing");
+        std::fs::create_dir_all(&log).unwrap();
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(
+            log.join("00000000000000000000.json"),
+            br#"{"format_version":1,"ops":[{"op":"create_database","id":1,"name":"db"},{"op":"create_table","database":1,"id":1,"name":"m"},{"op":"add_columns","database":1,"table":1,"columns":[{"name":"v","type":"float"}]}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            files.join("00000000000000000000.json"),
+            br#"{"format_version":1,"ingester_id":"ing","covered_segment":4,"files":[{"path":"1/1/2024-01-01/a.parquet","database":1,"table":1,"partition":"2024-01-01","min_time":1,"max_time":2,"rows":2,"size_bytes":100}]}"#,
+        )
+        .unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let upgraded = Catalog::load(store.clone()).await.unwrap();
+        let db = upgraded.state().database("db").cloned().unwrap();
+        assert_eq!(
+            db.table("m").unwrap().column_type("v"),
+            Some(ColumnType::Float)
+        );
+        assert_eq!(upgraded.covered_segment("ing"), Some(4));
+        assert_eq!(upgraded.files().len(), 1);
+        // What the previous release can read stays at version 1; lifecycle
+        // entries are version 2, which it refuses by name.
+        upgraded.create_database("other").await.unwrap();
+        upgraded.set_retention("db", Some(1)).await.unwrap();
+        let version = |n: u64| {
+            let text = std::fs::read_to_string(log.join(format!("{n:020}.json"))).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["format_version"].clone()
+        };
+        assert_eq!((version(1), version(2)), (1.into(), 2.into()));
+        let reread = Catalog::load(store).await.unwrap();
+        assert_eq!(reread.state().database("db").unwrap().retention_ns, Some(1));
+    }
+
+    #[tokio::test]
     async fn future_versions_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("catalog/log")).unwrap();
@@ -1149,6 +1189,10 @@ mod tests {
         assert!(
             matches!(err, CatalogError::UnsupportedVersion { version: 99, .. }),
             "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "catalog entry catalog/log/00000000000000000000.json has format version 99; this build reads up to 2"
         );
     }
 }

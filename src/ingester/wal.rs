@@ -176,6 +176,27 @@ mod tests {
         assert_eq!(entries[0].batches, vec![batch]);
     }
 
+    /// A segment from a newer release is refused by name, not misread.
+    #[test]
+    fn future_versions_are_refused() {
+        let seg = WalSegment {
+            format_version: FORMAT_VERSION + 1,
+            ingester_id: "i".into(),
+            epoch: 0,
+            segment: 3,
+            entries: vec![],
+        };
+        let path = segment_path("i", 0, 3);
+        let err = decode_segment(&path, Bytes::from(seg.encode_to_vec())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "WAL segment {path} has format version {}; this build reads up to {FORMAT_VERSION}",
+                FORMAT_VERSION + 1
+            )
+        );
+    }
+
     #[test]
     fn garbage_is_corrupt_not_a_panic() {
         let err = decode_segment(
