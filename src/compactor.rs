@@ -98,26 +98,33 @@ impl Compactor {
         }
     }
 
-    /// Runs until aborted: claims the lease when it is free, keeps it with a
-    /// heartbeat, and compacts while holding it.
+    /// Runs until aborted: every interval, claims the compactor lease if it
+    /// is free, compacts (renewing the lease meanwhile) and releases it, so
+    /// that an idle cluster costs one claim attempt per ingester and interval.
     pub async fn run(self) {
-        let mut held: Option<u64> = None;
-        let mut ticker = tokio::time::interval(self.config.interval.min(self.config.lease_ttl / 3));
+        let mut ticker = tokio::time::interval(self.config.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_round = tokio::time::Instant::now() - self.config.interval;
         loop {
             ticker.tick().await;
-            held = match self.keep_lease(held).await {
-                Ok(held) => held,
+            let claimed = match self.leases.try_claim(LEASE).await {
+                Ok(Some(claimed)) => claimed,
+                Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "compactor lease check failed");
-                    None
+                    tracing::warn!(error = %e, "compactor lease claim failed");
+                    continue;
                 }
             };
-            if held.is_none() || last_round.elapsed() < self.config.interval {
-                continue;
-            }
-            last_round = tokio::time::Instant::now();
+            let heartbeat = {
+                let (leases, epoch) = (self.leases.clone(), claimed.epoch);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(leases.ttl() / 3).await;
+                        if !matches!(leases.beat(LEASE, epoch).await, Ok(true)) {
+                            return;
+                        }
+                    }
+                })
+            };
             match self.round().await {
                 Ok(c) if c != Compacted::default() => tracing::info!(?c, "compaction round"),
                 Ok(_) => {}
@@ -125,14 +132,11 @@ impl Compactor {
                     tracing::warn!(error = %e, "compaction round failed; retrying next round")
                 }
             }
+            heartbeat.abort();
+            if let Err(e) = self.leases.release(LEASE, claimed.epoch).await {
+                tracing::warn!(error = %e, "compactor lease release failed");
+            }
         }
-    }
-
-    async fn keep_lease(&self, held: Option<u64>) -> Result<Option<u64>, LeaseError> {
-        if let Some(epoch) = held {
-            return Ok(self.leases.beat(LEASE, epoch).await?.then_some(epoch));
-        }
-        Ok(self.leases.try_claim(LEASE).await?.map(|c| c.epoch))
     }
 
     /// Compacts every partition that has enough small files.
