@@ -429,76 +429,10 @@ fn fold(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{SchemaLimits, TableColumns};
-    use crate::ingester::buffer::Chunk;
-    use crate::ingester::read::{TimeRange, buffered_batches};
-    use crate::ingester::snapshot::{day_files, merge, target_schema};
-    use crate::query::{BufferSource, Querier, QueryError};
-    use crate::schema::ColumnType;
-    use arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
+    use crate::query::Querier;
+    use crate::testing::{Buffered, catalog_with_table, chunk, persist};
     use arrow::util::pretty::pretty_format_batches;
     use futures::TryStreamExt;
-
-    const COLUMNS: [(&str, ColumnType); 4] = [
-        ("host", ColumnType::Tag),
-        ("x", ColumnType::Float),
-        ("y", ColumnType::Float),
-        ("time", ColumnType::Time),
-    ];
-
-    #[derive(Debug)]
-    struct NoBuffer;
-
-    #[tonic::async_trait]
-    impl BufferSource for NoBuffer {
-        async fn fetch(
-            &self,
-            _: &str,
-            _: &str,
-            range: TimeRange,
-        ) -> Result<Vec<RecordBatch>, QueryError> {
-            Ok(buffered_batches(&[], range).unwrap().1)
-        }
-    }
-
-    fn chunk(sequence: u64, rows: &[(&str, Option<f64>, Option<f64>, i64)]) -> Arc<Chunk> {
-        let host: StringArray = rows.iter().map(|r| Some(r.0)).collect();
-        let host = arrow::compute::cast(&host, &ColumnType::Tag.arrow_type()).unwrap();
-        let batch = RecordBatch::try_new(
-            arrow_schema(COLUMNS),
-            vec![
-                host,
-                Arc::new(rows.iter().map(|r| r.1).collect::<Float64Array>()),
-                Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
-                Arc::new(TimestampNanosecondArray::from(
-                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-                )),
-            ],
-        )
-        .unwrap();
-        Arc::new(Chunk {
-            segment: sequence,
-            sequence,
-            batch,
-        })
-    }
-
-    async fn persist(catalog: &Catalog, store: &Store, n: u64, chunk: Arc<Chunk>) {
-        let db = catalog.state().database("db").cloned().unwrap();
-        let table = db.table("m").cloned().unwrap();
-        let schema = target_schema(table_columns(&table), &[Arc::clone(&chunk)]);
-        let merged = merge(&schema, &[chunk]).unwrap();
-        let mut files = Vec::new();
-        for f in day_files(&merged).unwrap() {
-            let path = format!("{}/{}/{}/ing-{n}.parquet", db.id, table.id, f.partition);
-            store
-                .put(&path.as_str().into(), f.bytes.clone(), Put::Overwrite)
-                .await
-                .unwrap();
-            files.push(f.entry(path, db.id, table.id));
-        }
-        catalog.register_files("ing", n, files).await.unwrap();
-    }
 
     async fn all_rows(querier: &Querier) -> String {
         let planned = querier
@@ -521,17 +455,7 @@ mod tests {
     #[tokio::test]
     async fn small_files_merge_into_one_with_the_same_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::local(dir.path()).unwrap();
-        let catalog = Catalog::load(store.clone()).await.unwrap();
-        catalog.create_database("db").await.unwrap();
-        let columns = [TableColumns {
-            table: "m",
-            columns: COLUMNS.to_vec(),
-        }];
-        catalog
-            .ensure_schema("db", &columns, SchemaLimits::UNLIMITED)
-            .await
-            .unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
         let writes = [
             chunk(
                 1,
@@ -542,9 +466,13 @@ mod tests {
             chunk(4, &[("b", Some(9.0), None, 20), ("a", Some(7.0), None, 30)]),
         ];
         for (n, c) in writes.into_iter().enumerate() {
-            persist(&catalog, &store, n as u64 + 1, c).await;
+            persist(&catalog, &store, "ing", n as u64 + 1, c).await;
         }
-        let querier = Querier::new(Arc::clone(&catalog), store.clone(), Arc::new(NoBuffer));
+        let querier = Querier::new(
+            Arc::clone(&catalog),
+            store.clone(),
+            Arc::new(Buffered(vec![])),
+        );
         let before = all_rows(&querier).await;
         assert!(before.contains("| a    | 1.0 | 5.0 |"), "{before}");
 
@@ -582,17 +510,7 @@ mod tests {
     #[tokio::test]
     async fn many_rows_across_batch_boundaries_fold_exactly() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::local(dir.path()).unwrap();
-        let catalog = Catalog::load(store.clone()).await.unwrap();
-        catalog.create_database("db").await.unwrap();
-        let columns = [TableColumns {
-            table: "m",
-            columns: COLUMNS.to_vec(),
-        }];
-        catalog
-            .ensure_schema("db", &columns, SchemaLimits::UNLIMITED)
-            .await
-            .unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
         // 3 files of the same 20,000 points: x from the first, y from the
         // second, x again from the third.
         let n = 20_000i64;
@@ -607,6 +525,7 @@ mod tests {
             persist(
                 &catalog,
                 &store,
+                "ing",
                 seq as u64 + 1,
                 chunk(seq as u64 + 1, &rows),
             )
@@ -622,7 +541,11 @@ mod tests {
         let compactor = Compactor::new(Arc::clone(&catalog), store.clone(), config, "test");
         let done = compactor.round().await.unwrap();
         assert_eq!(done.rows_out, n as u64);
-        let querier = Querier::new(Arc::clone(&catalog), store.clone(), Arc::new(NoBuffer));
+        let querier = Querier::new(
+            Arc::clone(&catalog),
+            store.clone(),
+            Arc::new(Buffered(vec![])),
+        );
         let planned = querier
             .plan("db", "SELECT count(*) AS n, min(x) AS x0, max(x) AS x1, min(y) AS y0, max(y) AS y1 FROM m")
             .await

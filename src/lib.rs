@@ -31,4 +31,6 @@ pub mod schema;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+pub mod testing;
 pub mod tls;

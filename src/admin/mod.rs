@@ -339,15 +339,22 @@ async fn list_databases(
     Ok(Json(s.admin(&headers).await?.databases().await?))
 }
 
+impl DatabaseBody {
+    fn parse(bytes: &Bytes) -> Result<(String, Option<i64>), Error> {
+        let b: Self = body(bytes)?;
+        let retention = parse_retention(b.retention_period.as_deref().unwrap_or_default())?;
+        Ok((b.db, retention))
+    }
+}
+
 async fn create_database(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<StatusCode, V3Error> {
     let admin = s.admin(&headers).await?;
-    let b: DatabaseBody = body(&bytes)?;
-    let retention = parse_retention(b.retention_period.as_deref().unwrap_or_default())?;
-    admin.create_database(&b.db, retention).await?;
+    let (db, retention) = DatabaseBody::parse(&bytes)?;
+    admin.create_database(&db, retention).await?;
     Ok(StatusCode::OK)
 }
 
@@ -357,9 +364,8 @@ async fn update_database(
     bytes: Bytes,
 ) -> Result<StatusCode, V3Error> {
     let admin = s.admin(&headers).await?;
-    let b: DatabaseBody = body(&bytes)?;
-    let retention = parse_retention(b.retention_period.as_deref().unwrap_or_default())?;
-    admin.update_database(&b.db, retention).await?;
+    let (db, retention) = DatabaseBody::parse(&bytes)?;
+    admin.update_database(&db, retention).await?;
     Ok(StatusCode::OK)
 }
 

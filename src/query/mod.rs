@@ -261,77 +261,10 @@ fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{SchemaLimits, TableColumns};
-    use crate::ingester::buffer::Chunk;
-    use crate::ingester::read::{TimeRange, buffered_batches};
-    use crate::ingester::snapshot::{day_files, merge, target_schema};
-    use crate::schema::{ColumnType, arrow_schema};
-    use crate::store::Put;
-    use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use crate::testing::{Buffered, catalog_with_table, chunk, persist};
+    use arrow::array::RecordBatch;
     use arrow::util::pretty::pretty_format_batches;
     use futures::TryStreamExt;
-
-    const COLUMNS: [(&str, ColumnType); 4] = [
-        ("host", ColumnType::Tag),
-        ("x", ColumnType::Float),
-        ("y", ColumnType::Float),
-        ("time", ColumnType::Time),
-    ];
-
-    fn chunk(sequence: u64, rows: &[(&str, Option<f64>, Option<f64>, i64)]) -> Arc<Chunk> {
-        let host: StringArray = rows.iter().map(|r| Some(r.0)).collect();
-        let host = arrow::compute::cast(&host, &ColumnType::Tag.arrow_type()).unwrap();
-        let batch = RecordBatch::try_new(
-            arrow_schema(COLUMNS),
-            vec![
-                host,
-                Arc::new(rows.iter().map(|r| r.1).collect::<Float64Array>()),
-                Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
-                Arc::new(TimestampNanosecondArray::from(
-                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-                )),
-            ],
-        )
-        .unwrap();
-        Arc::new(Chunk {
-            segment: sequence,
-            sequence,
-            batch,
-        })
-    }
-
-    #[derive(Debug)]
-    struct Buffered(Vec<Arc<Chunk>>);
-
-    #[tonic::async_trait]
-    impl BufferSource for Buffered {
-        async fn fetch(
-            &self,
-            _: &str,
-            _: &str,
-            range: TimeRange,
-        ) -> Result<Vec<RecordBatch>, QueryError> {
-            Ok(buffered_batches(&self.0, range).unwrap().1)
-        }
-    }
-
-    /// Persists `chunk` as if ingester `owner` had snapshotted it.
-    async fn persist(catalog: &Catalog, store: &Store, owner: &str, chunk: Arc<Chunk>) {
-        let db = catalog.state().database("db").cloned().unwrap();
-        let table = db.table("m").cloned().unwrap();
-        let schema = target_schema(crate::catalog::table_columns(&table), &[Arc::clone(&chunk)]);
-        let merged = merge(&schema, &[chunk]).unwrap();
-        let mut files = Vec::new();
-        for f in day_files(&merged).unwrap() {
-            let path = format!("{}/{}/{}/{owner}.parquet", db.id, table.id, f.partition);
-            store
-                .put(&path.as_str().into(), f.bytes.clone(), Put::Overwrite)
-                .await
-                .unwrap();
-            files.push(f.entry(path, db.id, table.id));
-        }
-        catalog.register_files(owner, 1, files).await.unwrap();
-    }
 
     async fn sql(querier: &Querier, sql: &str) -> String {
         let planned = querier.plan("db", sql).await.unwrap();
@@ -350,26 +283,11 @@ mod tests {
     #[tokio::test]
     async fn versions_across_files_and_buffers_fold_by_sequence() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::local(dir.path()).unwrap();
-        let catalog = Catalog::load(store.clone()).await.unwrap();
-        catalog.create_database("db").await.unwrap();
-        let table = TableColumns {
-            table: "m",
-            columns: COLUMNS.to_vec(),
-        };
-        catalog
-            .ensure_schema("db", &[table], SchemaLimits::UNLIMITED)
-            .await
-            .unwrap();
-        persist(
-            &catalog,
-            &store,
-            "i1",
-            chunk(5, &[("a", Some(1.0), Some(1.0), 10)]),
-        )
-        .await;
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let first = chunk(5, &[("a", Some(1.0), Some(1.0), 10)]);
+        persist(&catalog, &store, "i1", 1, first).await;
         let failover = chunk(7, &[("a", Some(2.0), None, 10), ("b", Some(3.0), None, 20)]);
-        persist(&catalog, &store, "i2", failover).await;
+        persist(&catalog, &store, "i2", 1, failover).await;
         let buffered = vec![
             chunk(8, &[("a", None, Some(9.0), 10)]),
             chunk(6, &[("b", Some(4.0), Some(4.0), 20)]),

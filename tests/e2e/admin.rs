@@ -4,11 +4,11 @@
 //! database's objects.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_TOKEN, Server, binary, files_under, request, write};
+use crate::harness::{ADMIN_TOKEN, Server, binary, eventually, files_under, request, write};
 
 const DAY_NS: i64 = 86_400_000_000_000;
 
@@ -48,18 +48,6 @@ async fn sql(s: &Server, token: &str, db: &str, q: &str) -> (u16, Value) {
         serde_urlencoded::to_string([("db", db), ("q", q)]).unwrap()
     );
     api(s, "GET", &path, token, Value::Null).await
-}
-
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Databases and tokens through the HTTP API, then the same catalog through

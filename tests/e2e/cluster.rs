@@ -14,7 +14,9 @@ use inflow::store::Store;
 /// (host, batch, time): a point's identity in the chaos table.
 type PointKey = (String, String, String);
 
-use crate::harness::{ADMIN_TOKEN, Row, Server, parquet_rows, parquet_rows_in, request};
+use crate::harness::{
+    ADMIN_TOKEN, Row, Server, eventually, parquet_rows, parquet_rows_in, request,
+};
 
 struct Cluster {
     /// Object store flags and environment every process gets.
@@ -759,19 +761,6 @@ async fn wal_points(store: &Store, prefix: &str) -> BTreeSet<PointKey> {
         }
     }
     points
-}
-
-/// Polls `check` every 100 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// An ingester paused (SIGSTOP) past its lease loses its WAL: the other one

@@ -320,3 +320,16 @@ pub fn files_under(dir: &Path, part: &str) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
