@@ -13,6 +13,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampNanosecondType, UInt64Type};
 use chrono_tz::Tz;
 use datafusion::common::TableReference;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::{Expr as DfExpr, ident, lit};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -30,6 +31,11 @@ use crate::schema::{ColumnType, TIME_COLUMN};
 /// Windows one series may produce: a guard against `fill` over a range far
 /// larger than the interval.
 const MAX_WINDOWS: i64 = 1_000_000;
+
+/// What a held row costs beyond its values, and what a value costs (its
+/// enum; strings count their length below the estimate's precision).
+const ROW_BYTES: usize = std::mem::size_of::<Row>();
+const VALUE_BYTES: usize = std::mem::size_of::<Value>();
 
 pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, InfluxqlError> {
     let named = s.from.iter().find_map(|f| f.database.as_deref());
@@ -63,8 +69,19 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, Influx
     }
     let plan = Plan::new(s, &tables, ctx.now)?;
     let mut series = Vec::new();
+    // The rows a statement holds count against the query memory pool, as
+    // DataFusion's own operators do: past it the statement fails (503)
+    // instead of the process running out of memory.
+    let memory =
+        MemoryConsumer::new("influxql select").register(&session.runtime_env().memory_pool);
     for table in &tables {
         let (groups, present) = plan.scan(&session, table).await?;
+        let held: usize = groups
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .map(|r| ROW_BYTES + r.values.len() * VALUE_BYTES)
+            .sum();
+        memory.try_grow(held)?;
         for (key, rows) in groups {
             let tags = (!plan.group_tags(table).is_empty()).then(|| {
                 plan.group_tags(table)

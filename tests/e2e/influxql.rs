@@ -180,3 +180,44 @@ async fn answers_are_the_same_from_buffer_files_and_after_restart() {
     assert_eq!(query(&s, Some(&auth), q).await, (200, expected));
     assert!(s.stop().success());
 }
+
+/// The rows an InfluxQL statement holds count against `--query-memory-bytes`:
+/// past it the request fails with 503, the process stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_the_memory_limit_is_a_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        // DataFusion's sort reserves 10 MiB up front; 2 MiB more is room
+        // for a small statement, not for 60,000 points.
+        &[
+            "--snapshot-interval",
+            "1h",
+            "--query-memory-bytes",
+            "12582912",
+        ],
+    );
+    let body: Vec<String> = (0..60_000)
+        .map(|i| format!("m,host=h{} v={i} {i}", i % 10))
+        .collect();
+    let r = write(&s, "bucket=db&precision=s", ADMIN_TOKEN, body.join("\n")).await;
+    assert_eq!(r.status, 204);
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let (status, body) = query(&s, Some(&auth), "db=db&q=SELECT+v+FROM+m").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("memory")),
+        "{body}"
+    );
+    // A statement that fits still answers.
+    let (status, body) = query(&s, Some(&auth), "db=db&q=SELECT+v+FROM+m+WHERE+time+%3C+3s").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"][0]["series"][0]["values"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(s.stop().success());
+}
