@@ -249,10 +249,10 @@ async fn token(command: TokenCommand) -> Result<(), String> {
                 })
                 .transpose()?;
             let name = if name.is_empty() {
-                format!(
-                    "token-{}",
-                    inflow::auth::generate_token().get(..8).unwrap_or("x")
-                )
+                // A random suffix: names are unique, to revoke by.
+                let random = inflow::auth::generate_token();
+                let suffix: String = random.chars().rev().take(8).collect();
+                format!("token-{suffix}")
             } else {
                 name
             };
