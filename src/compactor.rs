@@ -430,24 +430,7 @@ fn fold(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
 mod tests {
     use super::*;
     use crate::query::Querier;
-    use crate::testing::{Buffered, catalog_with_table, chunk, persist};
-    use arrow::util::pretty::pretty_format_batches;
-    use futures::TryStreamExt;
-
-    async fn all_rows(querier: &Querier) -> String {
-        let planned = querier
-            .plan("db", "SELECT * FROM m ORDER BY host, time")
-            .await
-            .unwrap();
-        let batches: Vec<RecordBatch> = planned
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        pretty_format_batches(&batches).unwrap().to_string()
-    }
+    use crate::testing::{Buffered, catalog_with_table, chunk, persist, sql};
 
     /// Small files with versions of the same points are merged into one file
     /// with one row per point; queries answer exactly as before; another
@@ -473,7 +456,7 @@ mod tests {
             store.clone(),
             Arc::new(Buffered(vec![])),
         );
-        let before = all_rows(&querier).await;
+        let before = sql(&querier, "SELECT * FROM m ORDER BY host, time").await;
         assert!(before.contains("| a    | 1.0 | 5.0 |"), "{before}");
 
         let config = CompactorConfig {
@@ -497,7 +480,10 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert!(files[0].path.contains("/compacted-"), "{files:?}");
         assert_eq!((files[0].min_time, files[0].max_time), (5, 30));
-        assert_eq!(all_rows(&querier).await, before);
+        assert_eq!(
+            sql(&querier, "SELECT * FROM m ORDER BY host, time").await,
+            before
+        );
         let other = Catalog::load(store.clone()).await.unwrap();
         assert_eq!(other.files(), files);
         // The old files wait for the lifecycle's grace; nothing more to do.
@@ -546,18 +532,11 @@ mod tests {
             store.clone(),
             Arc::new(Buffered(vec![])),
         );
-        let planned = querier
-            .plan("db", "SELECT count(*) AS n, min(x) AS x0, max(x) AS x1, min(y) AS y0, max(y) AS y1 FROM m")
-            .await
-            .unwrap();
-        let batches: Vec<RecordBatch> = planned
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        let text = pretty_format_batches(&batches).unwrap().to_string();
+        let text = sql(
+            &querier,
+            "SELECT count(*) AS n, min(x) AS x0, max(x) AS x1, min(y) AS y0, max(y) AS y1 FROM m",
+        )
+        .await;
         assert!(text.contains("| 20000 | 3.0 | 3.0 | 2.0 | 2.0 |"), "{text}");
     }
 }

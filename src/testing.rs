@@ -10,7 +10,7 @@ use crate::catalog::{Catalog, SchemaLimits, TableColumns, table_columns};
 use crate::ingester::buffer::Chunk;
 use crate::ingester::read::{TimeRange, buffered_batches};
 use crate::ingester::snapshot::{day_files, merge, target_schema};
-use crate::query::{BufferSource, QueryError};
+use crate::query::{BufferSource, Querier, QueryError};
 use crate::schema::{ColumnType, arrow_schema};
 use crate::store::{Put, Store};
 
@@ -103,4 +103,20 @@ impl BufferSource for Buffered {
     ) -> Result<Vec<RecordBatch>, QueryError> {
         Ok(buffered_batches(&self.0, range).unwrap().1)
     }
+}
+
+/// Runs `sql` on database `db`; the answer as a pretty-printed table.
+pub async fn sql(querier: &Querier, sql: &str) -> String {
+    use futures::TryStreamExt;
+    let planned = querier.plan("db", sql).await.unwrap();
+    let batches: Vec<RecordBatch> = planned
+        .execute()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
 }

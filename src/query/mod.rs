@@ -261,22 +261,7 @@ fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{Buffered, catalog_with_table, chunk, persist};
-    use arrow::array::RecordBatch;
-    use arrow::util::pretty::pretty_format_batches;
-    use futures::TryStreamExt;
-
-    async fn sql(querier: &Querier, sql: &str) -> String {
-        let planned = querier.plan("db", sql).await.unwrap();
-        let batches: Vec<RecordBatch> = planned
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        pretty_format_batches(&batches).unwrap().to_string()
-    }
+    use crate::testing::{Buffered, catalog_with_table, chunk, persist, sql};
 
     /// Two files of the same point from different ingesters (a failover) and a
     /// buffered version: per field, the latest write sequence wins.
