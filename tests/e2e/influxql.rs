@@ -30,9 +30,40 @@ fn run_script(name: &str, args: &[&str]) -> String {
 /// statements cell by cell; its deviations from 1.6 are documented per case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influxql_answers_match_influxdb_1_6() {
+    compare_with_1_6(&["--snapshot-interval", "1h"]);
+}
+
+/// The same comparison with snapshots every second and compaction on: the
+/// answers do not depend on whether rows are buffered, in Parquet, or merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn influxql_answers_match_influxdb_1_6_from_parquet() {
+    compare_with_1_6(&[
+        "--snapshot-interval",
+        "1s",
+        "--compaction-interval",
+        "1s",
+        "--compaction-min-files",
+        "2",
+    ]);
+}
+
+fn compare_with_1_6(args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
-    let out = run_script("influxql_compare.py", &[&s.base, ADMIN_TOKEN]);
+    let s = Server::start(&dir.path().join("data"), args);
+    // Each run keeps both servers' answers in its own directory.
+    let expected = dir.path().join("expected");
+    let actual = dir.path().join("actual");
+    let out = run_script(
+        "influxql_compare.py",
+        &[
+            &s.base,
+            ADMIN_TOKEN,
+            "--expected-dir",
+            expected.to_str().unwrap(),
+            "--actual-dir",
+            actual.to_str().unwrap(),
+        ],
+    );
     let last = out
         .lines()
         .rev()
