@@ -151,6 +151,12 @@ enum Op {
     RevokeToken {
         id: u64,
     },
+    /// The database's own quotas; `None` leaves the server-wide one.
+    SetLimits {
+        database: DbId,
+        max_tables: Option<usize>,
+        max_columns: Option<usize>,
+    },
 }
 
 impl Op {
@@ -164,7 +170,8 @@ impl Op {
             Self::SetRetention { .. }
             | Self::DeleteDatabase { .. }
             | Self::PurgeDatabase { .. }
-            | Self::RevokeToken { .. } => LIFECYCLE_VERSION,
+            | Self::RevokeToken { .. }
+            | Self::SetLimits { .. } => LIFECYCLE_VERSION,
         }
     }
 }
@@ -215,6 +222,10 @@ pub struct Database {
     pub retention_ns: Option<i64>,
     /// When it was (soft) deleted: hidden by name, purged after a grace.
     pub deleted_at_ns: Option<i64>,
+    /// Its own quotas of tables and of columns per table (`time` included),
+    /// instead of the server's.
+    pub max_tables: Option<usize>,
+    pub max_columns: Option<usize>,
 }
 
 impl Database {
@@ -230,6 +241,14 @@ impl Database {
         self.tables.values()
     }
 
+    /// Its quotas: its own where set, else `server`'s.
+    pub fn limits(&self, server: SchemaLimits) -> SchemaLimits {
+        SchemaLimits {
+            max_tables: self.max_tables.unwrap_or(server.max_tables),
+            max_columns: self.max_columns.unwrap_or(server.max_columns),
+        }
+    }
+
     /// The oldest time the retention period keeps, at `now_ns`.
     pub fn retention_cutoff(&self, now_ns: i64) -> Option<i64> {
         self.retention_ns.map(|r| now_ns.saturating_sub(r))
@@ -239,6 +258,14 @@ impl Database {
 impl SchemaLookup for Database {
     fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
         self.table(table).and_then(|t| t.column_type(column))
+    }
+
+    fn table_count(&self) -> usize {
+        self.tables.len()
+    }
+
+    fn column_count(&self, table: &str) -> Option<usize> {
+        self.table(table).map(|t| table_columns(t).count())
     }
 }
 
@@ -315,6 +342,8 @@ impl CatalogState {
                     table_ids: HashMap::new(),
                     retention_ns: None,
                     deleted_at_ns: None,
+                    max_tables: None,
+                    max_columns: None,
                 };
                 self.databases.insert(id, Arc::new(db));
             }
@@ -342,6 +371,17 @@ impl CatalogState {
             }
             Op::RevokeToken { id } => {
                 self.tokens.retain(|_, t| t.id != id);
+            }
+            Op::SetLimits {
+                database,
+                max_tables,
+                max_columns,
+            } => {
+                if let Some(db) = self.databases.get_mut(&database) {
+                    let db = Arc::make_mut(db);
+                    db.max_tables = max_tables;
+                    db.max_columns = max_columns;
+                }
             }
             Op::CreateTable { database, id, name } => {
                 if let Some(db) = self.databases.get_mut(&database) {
@@ -611,6 +651,7 @@ impl Catalog {
                 let db = s
                     .database(database)
                     .ok_or_else(|| CatalogError::DatabaseNotFound(database.to_string()))?;
+                let limits = db.limits(limits);
                 let mut ops = Vec::new();
                 let mut next_table = db.tables.keys().next_back().map_or(1, |id| id + 1);
                 for t in tables {
@@ -751,6 +792,34 @@ impl Catalog {
                 Ok(vec![Op::SetRetention {
                     database: db.id,
                     retention_ns,
+                }])
+            })
+            .await?;
+        state
+            .database(name)
+            .cloned()
+            .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))
+    }
+
+    /// Sets a database's own quotas (`None`: the server's).
+    pub async fn set_limits(
+        &self,
+        name: &str,
+        max_tables: Option<usize>,
+        max_columns: Option<usize>,
+    ) -> Result<Arc<Database>, CatalogError> {
+        let state = self
+            .commit(|s| {
+                let db = s
+                    .database(name)
+                    .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))?;
+                if (db.max_tables, db.max_columns) == (max_tables, max_columns) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Op::SetLimits {
+                    database: db.id,
+                    max_tables,
+                    max_columns,
                 }])
             })
             .await?;

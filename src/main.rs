@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use inflow::admin::DatabaseSettings;
 use inflow::admin::client::{Target, TargetArgs};
 use inflow::catalog::Permission;
 use inflow::serve::{LogFormat, ServeArgs};
@@ -46,6 +47,8 @@ enum DatabaseCommand {
         #[arg(long, default_value = "none")]
         retention: String,
         #[command(flatten)]
+        quotas: QuotaArgs,
+        #[command(flatten)]
         target: TargetArgs,
     },
     /// List the databases and their retention periods.
@@ -53,11 +56,13 @@ enum DatabaseCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Change a database's retention period (`none` removes it).
+    /// Change a database's retention period (`none` removes it) or quotas.
     Update {
         name: String,
         #[arg(long)]
-        retention: String,
+        retention: Option<String>,
+        #[command(flatten)]
+        quotas: QuotaArgs,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -68,6 +73,17 @@ enum DatabaseCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+/// A database's own quotas (0: the server's).
+#[derive(Debug, Clone, clap::Args)]
+struct QuotaArgs {
+    /// Most tables.
+    #[arg(long)]
+    max_tables: Option<usize>,
+    /// Most columns per table, `time` included.
+    #[arg(long)]
+    max_columns: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,29 +208,53 @@ async fn database(command: DatabaseCommand) -> Result<(), String> {
         DatabaseCommand::Create {
             name,
             retention,
+            quotas,
             target,
         } => {
+            let settings = DatabaseSettings {
+                retention_period: Some(retention.clone()),
+                max_tables: quotas.max_tables,
+                max_columns_per_table: quotas.max_columns,
+            };
             Target::open(target)
                 .await?
-                .create_database(&name, &retention)
+                .create_database(&name, &settings)
                 .await?;
             eprintln!("created database {name} (retention {retention})");
         }
         DatabaseCommand::List { target } => {
+            let quota = |q: Option<usize>| q.map_or("-".to_string(), |n| n.to_string());
             for db in Target::open(target).await?.databases().await? {
-                println!("{}\t{}", db.name, db.retention_period);
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    db.name,
+                    db.retention_period,
+                    quota(db.max_tables),
+                    quota(db.max_columns_per_table)
+                );
             }
         }
         DatabaseCommand::Update {
             name,
             retention,
+            quotas,
             target,
         } => {
+            let settings = DatabaseSettings {
+                retention_period: retention,
+                max_tables: quotas.max_tables,
+                max_columns_per_table: quotas.max_columns,
+            };
+            if settings == DatabaseSettings::default() {
+                return Err(
+                    "nothing to update: give --retention, --max-tables or --max-columns".into(),
+                );
+            }
             Target::open(target)
                 .await?
-                .update_database(&name, &retention)
+                .update_database(&name, &settings)
                 .await?;
-            eprintln!("database {name}: retention {retention}");
+            eprintln!("database {name} updated");
         }
         DatabaseCommand::Delete { name, target } => {
             Target::open(target).await?.delete_database(&name).await?;

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 
-use super::{Admin, DatabaseInfo, NewToken, TableInfo, TokenInfo};
+use super::{Admin, DatabaseInfo, DatabaseSettings, NewToken, TableInfo, TokenInfo};
 use crate::catalog::{Catalog, Permission};
 use crate::store::Store;
 
@@ -73,34 +73,36 @@ impl Target {
         }
     }
 
-    pub async fn create_database(&self, name: &str, retention: &str) -> Result<(), String> {
+    pub async fn create_database(
+        &self,
+        name: &str,
+        settings: &DatabaseSettings,
+    ) -> Result<(), String> {
         match self {
-            Self::Local(c) => {
-                let retention = super::parse_retention(retention).map_err(|e| e.to_string())?;
-                Self::local(c)
-                    .create_database(name, retention)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            Self::Local(c) => Self::local(c)
+                .create_database(name, settings)
+                .await
+                .map_err(|e| e.to_string()),
             Self::Remote { .. } => {
-                let body = serde_json::json!({"db": name, "retention_period": retention});
+                let body = database_body(name, settings);
                 self.call_empty("POST", "/api/v3/configure/database", Some(body))
                     .await
             }
         }
     }
 
-    pub async fn update_database(&self, name: &str, retention: &str) -> Result<(), String> {
+    pub async fn update_database(
+        &self,
+        name: &str,
+        settings: &DatabaseSettings,
+    ) -> Result<(), String> {
         match self {
-            Self::Local(c) => {
-                let retention = super::parse_retention(retention).map_err(|e| e.to_string())?;
-                Self::local(c)
-                    .update_database(name, retention)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            Self::Local(c) => Self::local(c)
+                .update_database(name, settings)
+                .await
+                .map_err(|e| e.to_string()),
             Self::Remote { .. } => {
-                let body = serde_json::json!({"db": name, "retention_period": retention});
+                let body = database_body(name, settings);
                 self.call_empty("PUT", "/api/v3/configure/database", Some(body))
                     .await
             }
@@ -261,6 +263,15 @@ impl Target {
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         Err(format!("{status}: {message}"))
     }
+}
+
+/// `{"db", …settings}` as the API takes it.
+fn database_body(name: &str, settings: &DatabaseSettings) -> serde_json::Value {
+    let mut body = serde_json::to_value(settings).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("db".into(), name.into());
+    }
+    body
 }
 
 fn query(pairs: &[(&str, &str)]) -> String {

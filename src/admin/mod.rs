@@ -5,9 +5,9 @@
 //!
 //! | method and path | body or query | answer |
 //! | --- | --- | --- |
-//! | `GET /api/v3/configure/database` | | `[{"iox::database","retention_period","retention_period_ns"}]` |
-//! | `POST /api/v3/configure/database` | `{"db","retention_period"?}` | 200, 409 if it exists |
-//! | `PUT /api/v3/configure/database` | `{"db","retention_period"}` (`null`/`"none"` clears) | 200 |
+//! | `GET /api/v3/configure/database` | | `[{"iox::database","retention_period","retention_period_ns","max_tables","max_columns_per_table"}]` |
+//! | `POST /api/v3/configure/database` | `{"db","retention_period"?,"max_tables"?,"max_columns_per_table"?}` | 200, 409 if it exists |
+//! | `PUT /api/v3/configure/database` | the same; what is absent stays (`"none"` clears the retention, a quota of 0 returns to the server's) | 200 |
 //! | `DELETE /api/v3/configure/database?db=` | | 200 (soft; purged after `--purge-grace`) |
 //! | `GET /api/v3/configure/table?db=` | | `[{"table_name","columns":[{"name","type"}]}]` |
 //! | `GET /api/v3/configure/token` | | `[{"id","name","permissions","created_at","expires_at"}]` |
@@ -81,6 +81,9 @@ pub struct DatabaseInfo {
     pub name: String,
     pub retention_period: String,
     pub retention_period_ns: Option<i64>,
+    /// The database's own quotas; `null`: the server's.
+    pub max_tables: Option<usize>,
+    pub max_columns_per_table: Option<usize>,
 }
 
 impl DatabaseInfo {
@@ -89,7 +92,39 @@ impl DatabaseInfo {
             name: db.name.clone(),
             retention_period: format_retention(db.retention_ns),
             retention_period_ns: db.retention_ns,
+            max_tables: db.max_tables,
+            max_columns_per_table: db.max_columns,
         }
+    }
+}
+
+/// What creating or updating a database sets. On an update, what is absent
+/// stays as it is; a quota of 0 returns to the server's.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatabaseSettings {
+    /// `30d`, `12h`, or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_period: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tables: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_columns_per_table: Option<usize>,
+}
+
+impl DatabaseSettings {
+    fn quotas(&self, db: Option<&Database>) -> Option<(Option<usize>, Option<usize>)> {
+        if self.max_tables.is_none() && self.max_columns_per_table.is_none() {
+            return None;
+        }
+        let pick = |new: Option<usize>, old: Option<usize>| match new {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => old,
+        };
+        Some((
+            pick(self.max_tables, db.and_then(|d| d.max_tables)),
+            pick(self.max_columns_per_table, db.and_then(|d| d.max_columns)),
+        ))
     }
 }
 
@@ -169,14 +204,37 @@ impl Admin<'_> {
         Ok(state.databases().map(|d| DatabaseInfo::of(d)).collect())
     }
 
-    pub async fn create_database(&self, name: &str, retention: Option<i64>) -> Result<(), Error> {
+    pub async fn create_database(
+        &self,
+        name: &str,
+        settings: &DatabaseSettings,
+    ) -> Result<(), Error> {
         check_name(name)?;
+        let retention = parse_retention(settings.retention_period.as_deref().unwrap_or_default())?;
         self.catalog.create_database_strict(name, retention).await?;
+        if let Some((tables, columns)) = settings.quotas(None) {
+            self.catalog.set_limits(name, tables, columns).await?;
+        }
         Ok(())
     }
 
-    pub async fn update_database(&self, name: &str, retention: Option<i64>) -> Result<(), Error> {
-        self.catalog.set_retention(name, retention).await?;
+    pub async fn update_database(
+        &self,
+        name: &str,
+        settings: &DatabaseSettings,
+    ) -> Result<(), Error> {
+        let state = self.catalog.refresh().await?;
+        let db = state
+            .database(name)
+            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))?;
+        if let Some(retention) = &settings.retention_period {
+            self.catalog
+                .set_retention(name, parse_retention(retention)?)
+                .await?;
+        }
+        if let Some((tables, columns)) = settings.quotas(Some(db)) {
+            self.catalog.set_limits(name, tables, columns).await?;
+        }
         Ok(())
     }
 
@@ -327,9 +385,8 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Error> {
 #[derive(Deserialize)]
 struct DatabaseBody {
     db: String,
-    /// Absent or `null`: none.
-    #[serde(default)]
-    retention_period: Option<String>,
+    #[serde(flatten)]
+    settings: DatabaseSettings,
 }
 
 async fn list_databases(
@@ -339,22 +396,14 @@ async fn list_databases(
     Ok(Json(s.admin(&headers).await?.databases().await?))
 }
 
-impl DatabaseBody {
-    fn parse(bytes: &Bytes) -> Result<(String, Option<i64>), Error> {
-        let b: Self = body(bytes)?;
-        let retention = parse_retention(b.retention_period.as_deref().unwrap_or_default())?;
-        Ok((b.db, retention))
-    }
-}
-
 async fn create_database(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<StatusCode, V3Error> {
     let admin = s.admin(&headers).await?;
-    let (db, retention) = DatabaseBody::parse(&bytes)?;
-    admin.create_database(&db, retention).await?;
+    let b: DatabaseBody = body(&bytes)?;
+    admin.create_database(&b.db, &b.settings).await?;
     Ok(StatusCode::OK)
 }
 
@@ -364,8 +413,8 @@ async fn update_database(
     bytes: Bytes,
 ) -> Result<StatusCode, V3Error> {
     let admin = s.admin(&headers).await?;
-    let (db, retention) = DatabaseBody::parse(&bytes)?;
-    admin.update_database(&db, retention).await?;
+    let b: DatabaseBody = body(&bytes)?;
+    admin.update_database(&b.db, &b.settings).await?;
     Ok(StatusCode::OK)
 }
 

@@ -119,6 +119,12 @@ pub async fn write_lines(
     opts.max_tag_bytes = edge.limits.max_tag_bytes;
     opts.max_string_bytes = edge.limits.max_string_bytes;
     opts.min_time_ns = db.retention_cutoff(opts.default_time_ns);
+    let quotas = db.limits(SchemaLimits {
+        max_tables: edge.limits.max_tables_per_database,
+        max_columns: edge.limits.max_columns_per_table,
+    });
+    opts.max_tables = quotas.max_tables;
+    opts.max_table_columns = quotas.max_columns;
     let lookup = Arc::clone(&db);
     let (parsed, text_bytes): (ParsedBody, usize) = tokio::task::spawn_blocking(move || {
         let text = match encoding {

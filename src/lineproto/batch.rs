@@ -64,6 +64,9 @@ pub(crate) struct Tables<'b> {
     /// New columns the line being resolved would add, in order.
     pending: Vec<Pending>,
     max_columns: usize,
+    quotas: Quotas,
+    /// Tables this request added that the catalog does not have yet.
+    new_tables: usize,
     /// Series text (see the module docs) → index into `series_info`.
     series: HashMap<&'b str, u32>,
     series_info: Vec<Series>,
@@ -84,11 +87,22 @@ struct Pending {
     /// Index (tags, then fields) of the line's item that sets it last.
     item: usize,
     ty: ColumnType,
+    /// Not in the catalog either: it counts against the column quota.
+    new_to_catalog: bool,
+}
+
+/// The database's quotas (tables; columns per table, `time` included).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quotas {
+    pub tables: usize,
+    pub columns: usize,
 }
 
 struct TableBuilder {
     name: String,
     rows: usize,
+    /// Columns this request added that the catalog does not have.
+    new_columns: usize,
     columns: Vec<Column>,
     /// Column index by name; also holds pending columns while a line resolves.
     by_name: HashMap<String, usize>,
@@ -157,8 +171,10 @@ fn item<'l>(line: &'l Line<'_>, i: usize) -> Item<'l> {
 }
 
 impl<'b> Tables<'b> {
-    pub(crate) fn new(max_columns: usize) -> Self {
+    pub(crate) fn new(max_columns: usize, quotas: Quotas) -> Self {
         Self {
+            quotas,
+            new_tables: 0,
             tables: Vec::new(),
             by_name: HashMap::default(),
             last: usize::MAX,
@@ -214,6 +230,19 @@ impl<'b> Tables<'b> {
             None => self.table(&line.measurement),
         };
         self.stamp += 1;
+        let table = &self.tables[t];
+        // A table's first accepted line adds it to the database: within quota?
+        let adds_table = table.rows == 0 && schema.column_count(&table.name).is_none();
+        if adds_table && schema.table_count() + self.new_tables >= self.quotas.tables {
+            return Err(Fault {
+                at: 0,
+                problem: Problem::TableQuota {
+                    table: Cow::Owned(table.name.clone()),
+                    limit: self.quotas.tables,
+                    current: schema.table_count() + self.new_tables,
+                },
+            });
+        }
         if let Err(fault) = self.resolve(t, line, schema) {
             // Forget the pending columns registered while resolving.
             let table = &mut self.tables[t];
@@ -221,6 +250,9 @@ impl<'b> Tables<'b> {
                 table.by_name.remove(item(line, p.item).name);
             }
             return Err(fault);
+        }
+        if adds_table {
+            self.new_tables += 1;
         }
         Ok(self.commit(t, line, series, time_ns))
     }
@@ -288,6 +320,24 @@ impl<'b> Tables<'b> {
                         {
                             return Err(conflict(&table.name, &it, fixed));
                         }
+                        let new_to_catalog = schema.column_type(&table.name, it.name).is_none();
+                        if new_to_catalog {
+                            // `time` counts: a new table starts with it.
+                            let current = schema.column_count(&table.name).unwrap_or(1)
+                                + table.new_columns
+                                + pending.iter().filter(|p| p.new_to_catalog).count();
+                            if current >= self.quotas.columns {
+                                return Err(Fault {
+                                    at: it.at,
+                                    problem: Problem::ColumnQuota {
+                                        table: Cow::Owned(table.name.clone()),
+                                        column: Cow::Owned(it.name.to_owned()),
+                                        limit: self.quotas.columns,
+                                        current,
+                                    },
+                                });
+                            }
+                        }
                         // +1: the time column.
                         if existing + pending.len() + 1 >= self.max_columns {
                             return Err(Fault {
@@ -299,7 +349,11 @@ impl<'b> Tables<'b> {
                             });
                         }
                         let c = existing + pending.len();
-                        pending.push(Pending { item: i, ty: it.ty });
+                        pending.push(Pending {
+                            item: i,
+                            ty: it.ty,
+                            new_to_catalog,
+                        });
                         table.by_name.insert(it.name.to_owned(), c);
                         set_order(table, i, ntags, c);
                         targets.push(c);
@@ -359,6 +413,7 @@ impl<'b> Tables<'b> {
     /// of `series` if it is one).
     fn commit(&mut self, t: usize, line: &Line<'_>, series: Option<u32>, time_ns: i64) -> usize {
         let table = &mut self.tables[t];
+        table.new_columns += self.pending.iter().filter(|p| p.new_to_catalog).count();
         for p in &self.pending {
             table.columns.push(Column {
                 name: item(line, p.item).name.to_owned(),
@@ -457,6 +512,7 @@ impl TableBuilder {
         Self {
             name: name.to_owned(),
             rows: 0,
+            new_columns: 0,
             columns: Vec::new(),
             by_name: HashMap::default(),
             time: Prim::default(),
@@ -964,6 +1020,42 @@ mod tests {
         assert_eq!(p.lines, 3);
         assert_eq!(column_names(&p, 0), ["t", "a", "b", "time"]);
         assert_eq!(column_names(&p, 1), ["a", "b", "c", "time"]);
+    }
+
+    /// The database's quotas count what it has plus what the request adds;
+    /// a rejected line adds nothing, so a later line may still fit.
+    #[test]
+    fn database_quotas_count_the_catalog_and_accepted_lines_only() {
+        // The database has table `m` with `a` and `time`.
+        let schema = Catalog([(("m", "a"), ColumnType::Float)].into_iter().collect());
+        struct Counted(Catalog);
+        impl SchemaLookup for Counted {
+            fn column_type(&self, t: &str, c: &str) -> Option<ColumnType> {
+                self.0.column_type(t, c)
+            }
+            fn table_count(&self) -> usize {
+                1
+            }
+            fn column_count(&self, t: &str) -> Option<usize> {
+                (t == "m").then_some(2)
+            }
+        }
+        let mut opts = ParseOptions::new(Precision::Nanosecond, 0);
+        opts.max_tables = 2;
+        opts.max_table_columns = 3;
+        let body = "m a=1,b=2\nm c=1\nn x=1\no x=1\nm b=3\nn y=1,z=1\nn y=2";
+        let p = parse_lines(body.as_bytes(), &opts, &Counted(schema));
+        assert_eq!(
+            messages(&p),
+            [
+                "line 2, column 3: column \"c\" would exceed the limit of 3 columns of table \"m\" (it has 3, time included)",
+                "line 4, column 1: table \"o\" would exceed the database's limit of 2 tables (it has 2)",
+                "line 6, column 7: column \"z\" would exceed the limit of 3 columns of table \"n\" (it has 3, time included)",
+            ]
+        );
+        assert_eq!(p.lines, 4);
+        assert_eq!(column_names(&p, 0), ["a", "b", "time"]);
+        assert_eq!(column_names(&p, 1), ["x", "y", "time"]);
     }
 
     #[test]

@@ -100,7 +100,7 @@ use std::fmt;
 
 pub use crate::schema::ColumnType;
 
-use batch::Tables;
+use batch::{Quotas, Tables};
 use parse::{Fault, Line, Problem};
 
 /// The unit of the timestamps in a request.
@@ -150,6 +150,16 @@ impl Precision {
 /// lines whose columns conflict with these.
 pub trait SchemaLookup {
     fn column_type(&self, table: &str, column: &str) -> Option<ColumnType>;
+
+    /// Tables the database has (for its table quota).
+    fn table_count(&self) -> usize {
+        0
+    }
+
+    /// Columns table `table` has, `time` included; `None` if it does not exist.
+    fn column_count(&self, _table: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// No known tables (tests, new databases).
@@ -185,6 +195,12 @@ pub struct ParseOptions {
     /// Points older than this (ns) are a line error: the database's retention
     /// period would drop them, so they are refused rather than lost.
     pub min_time_ns: Option<i64>,
+    /// The database's quotas, counted with what it has already: a line that
+    /// would add a table past `max_tables`, or a column past
+    /// `max_table_columns` (`time` included), is a line error. Rejected lines
+    /// add nothing, so they do not count.
+    pub max_tables: usize,
+    pub max_table_columns: usize,
 }
 
 impl ParseOptions {
@@ -198,6 +214,8 @@ impl ParseOptions {
             max_tag_bytes: INFLUXDB_STRING_LIMIT,
             max_string_bytes: INFLUXDB_STRING_LIMIT,
             min_time_ns: None,
+            max_tables: usize::MAX,
+            max_table_columns: usize::MAX,
         }
     }
 
@@ -311,7 +329,13 @@ pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn SchemaLookup) 
     let mut run = Run {
         opts,
         schema,
-        tables: Tables::new(opts.max_columns_per_table),
+        tables: Tables::new(
+            opts.max_columns_per_table,
+            Quotas {
+                tables: opts.max_tables,
+                columns: opts.max_table_columns,
+            },
+        ),
         out: ParsedBody::default(),
     };
     let mut rest = body;

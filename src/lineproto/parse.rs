@@ -142,6 +142,19 @@ pub(crate) enum Problem<'a> {
         table: Cow<'a, str>,
         limit: usize,
     },
+    /// The line would add a table past the database's quota.
+    TableQuota {
+        table: Cow<'a, str>,
+        limit: usize,
+        current: usize,
+    },
+    /// The line would add a column past the table's quota.
+    ColumnQuota {
+        table: Cow<'a, str>,
+        column: Cow<'a, str>,
+        limit: usize,
+        current: usize,
+    },
     InvalidUtf8,
 }
 
@@ -287,6 +300,26 @@ impl fmt::Display for Problem<'_> {
             Self::TooManyColumns { table, limit } => write!(
                 f,
                 "table {} would have more than {limit} columns",
+                Snip(table)
+            ),
+            Self::TableQuota {
+                table,
+                limit,
+                current,
+            } => write!(
+                f,
+                "table {} would exceed the database's limit of {limit} tables (it has {current})",
+                Snip(table)
+            ),
+            Self::ColumnQuota {
+                table,
+                column,
+                limit,
+                current,
+            } => write!(
+                f,
+                "column {} would exceed the limit of {limit} columns of table {} (it has {current}, time included)",
+                Snip(column),
                 Snip(table)
             ),
             Self::InvalidUtf8 => f.write_str("invalid UTF-8"),

@@ -126,8 +126,10 @@ async fn databases_and_tokens_over_http_and_the_cli() {
     assert_eq!(
         list,
         json!([
-            {"iox::database": "metrics", "retention_period": "30d", "retention_period_ns": 30 * DAY_NS},
-            {"iox::database": "logs", "retention_period": "12h", "retention_period_ns": DAY_NS / 2},
+            {"iox::database": "metrics", "retention_period": "30d", "retention_period_ns": 30 * DAY_NS,
+             "max_tables": null, "max_columns_per_table": null},
+            {"iox::database": "logs", "retention_period": "12h", "retention_period_ns": DAY_NS / 2,
+             "max_tables": null, "max_columns_per_table": null},
         ])
     );
 
@@ -214,7 +216,7 @@ async fn databases_and_tokens_over_http_and_the_cli() {
     );
     assert_eq!(
         cli(&["database", "list"], &host),
-        "metrics\t30d\nlogs\t12h\nevents\t7d\n"
+        "metrics\t30d\t-\t-\nlogs\t12h\t-\t-\nevents\t7d\t-\t-\n"
     );
     let cli_token = cli(
         &[
@@ -251,7 +253,7 @@ async fn databases_and_tokens_over_http_and_the_cli() {
     let data = dir.path().to_str().unwrap();
     assert_eq!(
         cli(&["database", "list", "--data-dir", data], &[]),
-        "metrics\t30d\nevents\t7d\n"
+        "metrics\t30d\t-\t-\nevents\t7d\t-\t-\n"
     );
     let listed = cli(&["token", "list", "--data-dir", data], &[]);
     assert!(
@@ -515,5 +517,61 @@ async fn compaction_leaves_one_file_and_the_same_answers() {
     for (q, expected) in queries.iter().zip(&before) {
         assert_eq!(&sql(&s, ADMIN_TOKEN, "c", q).await, expected, "{q}");
     }
+    assert!(s.stop().success());
+}
+
+/// A database's own quotas, set over the API and the CLI: a line past one is
+/// refused naming the line, the limit and the count; rejected lines add
+/// nothing; 0 returns to the server's quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_database_quotas_name_the_line_limit_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    let body = json!({"db": "q", "max_tables": 1, "max_columns_per_table": 3});
+    let (status, _) = api(&s, "POST", "/api/v3/configure/database", ADMIN_TOKEN, body).await;
+    assert_eq!(status, 200);
+    let r = write(
+        &s,
+        "bucket=q&precision=s",
+        ADMIN_TOKEN,
+        "a,t=x f=1i 1\nb f=1i 1\na,t=x g=1i 2",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let message = serde_json::from_slice::<Value>(&r.body).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("line 2, column 1: table \"b\" would exceed the database's limit of 1 tables (it has 1)")
+            && message.contains("line 3, column 7: column \"g\" would exceed the limit of 3 columns of table \"a\" (it has 3, time included)"),
+        "{message}"
+    );
+    // Line 1 was written; the rejected ones added nothing.
+    let (_, tables) = api(
+        &s,
+        "GET",
+        "/api/v3/configure/table?db=q",
+        ADMIN_TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(tables.as_array().unwrap().len(), 1, "{tables}");
+    assert_eq!(
+        tables[0]["columns"].as_array().unwrap().len(),
+        3,
+        "{tables}"
+    );
+    // Raise the table quota from the CLI; the column quota stays.
+    let host = [
+        ("INFLOW_HOST", s.base.as_str()),
+        ("INFLOW_TOKEN", ADMIN_TOKEN),
+    ];
+    cli(&["database", "update", "q", "--max-tables", "0"], &host);
+    assert_eq!(cli(&["database", "list"], &host), "q\tnone\t-\t3\n");
+    let r = write(&s, "bucket=q&precision=s", ADMIN_TOKEN, "b f=1i 1").await;
+    assert_eq!(r.status, 204);
+    let r = write(&s, "bucket=q&precision=s", ADMIN_TOKEN, "a,t=x g=1i 2").await;
+    assert_eq!(r.status, 400);
     assert!(s.stop().success());
 }

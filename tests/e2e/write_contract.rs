@@ -491,8 +491,8 @@ async fn full_ingester_buffer_is_503_with_retry_after() {
     );
 }
 
-/// Each limit is a flag and gives a clear 4xx: quotas 422 naming the limit and
-/// the count, a too-long line 400 naming the line.
+/// Each limit is a flag and gives a clear 4xx naming the line: quotas name
+/// the limit and the count, a too-long line its length limit.
 #[tokio::test]
 async fn table_column_and_line_limits() {
     let dir = tempfile::tempdir().unwrap();
@@ -514,18 +514,21 @@ async fn table_column_and_line_limits() {
     let w = |body: String| write(&server, "bucket=db", ADMIN_TOKEN, body);
     assert_eq!(w("a,t=x f=1i 1".into()).await.status, 204);
     assert_eq!(w("b f=1i 1".into()).await.status, 204);
+    // Quotas are checked per line, with what the database has: the line is
+    // named, and it adds nothing (a later write within quota still fits).
     let r = w("c f=1i 1".into()).await;
-    assert_eq!(r.status, 422);
+    assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
-        json!({"code": "unprocessable entity", "message": "limit reached: tables in database \"db\" may number at most 2, there are 2; cannot add table \"c\""})
+        json!({"code": "invalid", "line": 1, "message": "failed to parse line protocol: errors encountered on line(s):\nline 1, column 1: table \"c\" would exceed the database's limit of 2 tables (it has 2)\n    c f=1i 1\n    ^"})
     );
     // `a` has t, f and time: a fourth column is refused.
-    let r = w("a,t=x g=1i 2".into()).await;
-    assert_eq!(r.status, 422);
+    let r = w("a,t=x f=2i 2\na,t=x g=1i 2".into()).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["line"], 2);
     assert_eq!(
         r.json()["message"],
-        "limit reached: columns in table \"a\" may number at most 3, there are 3; cannot add 1 new columns"
+        "failed to parse line protocol: errors encountered on line(s):\nline 2, column 7: column \"g\" would exceed the limit of 3 columns of table \"a\" (it has 3, time included)\n    a,t=x g=1i 2\n          ^"
     );
 
     let long = format!("a,t={} f=2i 3", "x".repeat(50));
