@@ -539,4 +539,84 @@ mod tests {
         .await;
         assert!(text.contains("| 20000 | 3.0 | 3.0 | 2.0 | 2.0 |"), "{text}");
     }
+
+    /// Files written before a column existed lack it: the merge reads them
+    /// as null there, and the points keep every value they had.
+    #[tokio::test]
+    async fn files_from_before_a_new_column_merge_with_nulls() {
+        use crate::catalog::{SchemaLimits, TableColumns};
+        use crate::schema::ColumnType;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let catalog = Catalog::load(store.clone()).await.unwrap();
+        catalog.create_database("db").await.unwrap();
+        let add = |columns: Vec<(&'static str, ColumnType)>| TableColumns {
+            table: "m",
+            columns,
+        };
+        let old = vec![
+            ("host", ColumnType::Tag),
+            ("x", ColumnType::Float),
+            ("time", ColumnType::Time),
+        ];
+        catalog
+            .ensure_schema("db", &[add(old.clone())], SchemaLimits::UNLIMITED)
+            .await
+            .unwrap();
+        // Written while the table had host and x only.
+        let host = arrow::compute::cast(
+            &arrow::array::StringArray::from(vec!["a", "b"]),
+            &ColumnType::Tag.arrow_type(),
+        )
+        .unwrap();
+        let batch = RecordBatch::try_new(
+            arrow_schema(old),
+            vec![
+                host,
+                Arc::new(arrow::array::Float64Array::from(vec![1.0, 2.0])),
+                Arc::new(arrow::array::TimestampNanosecondArray::from(vec![10, 20])),
+            ],
+        )
+        .unwrap();
+        let first = Arc::new(crate::ingester::buffer::Chunk {
+            segment: 1,
+            sequence: 1,
+            batch,
+        });
+        persist(&catalog, &store, "ing", 1, first).await;
+        // Then y appears.
+        catalog
+            .ensure_schema(
+                "db",
+                &[add(crate::testing::COLUMNS.to_vec())],
+                SchemaLimits::UNLIMITED,
+            )
+            .await
+            .unwrap();
+        let second = chunk(
+            2,
+            &[("a", None, Some(5.0), 10), ("c", Some(3.0), Some(3.0), 30)],
+        );
+        persist(&catalog, &store, "ing", 2, second).await;
+        let querier = Querier::new(
+            Arc::clone(&catalog),
+            store.clone(),
+            Arc::new(Buffered(vec![])),
+        );
+        let before = sql(&querier, "SELECT * FROM m ORDER BY host, time").await;
+        let config = CompactorConfig {
+            interval: Duration::from_secs(1),
+            min_files: 2,
+            target_bytes: 1 << 30,
+            max_input_bytes: 1 << 30,
+            lease_ttl: Duration::from_secs(10),
+        };
+        let compactor = Compactor::new(Arc::clone(&catalog), store.clone(), config, "test");
+        assert_eq!(compactor.round().await.unwrap().rows_out, 3);
+        assert_eq!(catalog.files().len(), 1);
+        let after = sql(&querier, "SELECT * FROM m ORDER BY host, time").await;
+        assert_eq!(after, before);
+        assert!(after.contains("| a    | 1.0 | 5.0 |"), "{after}");
+        assert!(after.contains("| b    | 2.0 |     |"), "{after}");
+    }
 }
