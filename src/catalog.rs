@@ -775,30 +775,40 @@ impl Catalog {
             .expect("database just created"))
     }
 
-    /// Sets (or, with `None`, clears) a database's retention period.
-    pub async fn set_retention(
+    /// Changes one setting of the live database `name`: `change` gives the op
+    /// for its current state, or `None` when nothing is to change.
+    async fn alter_database(
         &self,
         name: &str,
-        retention_ns: Option<i64>,
+        change: impl Fn(&Database) -> Option<Op>,
     ) -> Result<Arc<Database>, CatalogError> {
         let state = self
             .commit(|s| {
                 let db = s
                     .database(name)
                     .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))?;
-                if db.retention_ns == retention_ns {
-                    return Ok(vec![]);
-                }
-                Ok(vec![Op::SetRetention {
-                    database: db.id,
-                    retention_ns,
-                }])
+                Ok(change(db).into_iter().collect())
             })
             .await?;
         state
             .database(name)
             .cloned()
             .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))
+    }
+
+    /// Sets (or, with `None`, clears) a database's retention period.
+    pub async fn set_retention(
+        &self,
+        name: &str,
+        retention_ns: Option<i64>,
+    ) -> Result<Arc<Database>, CatalogError> {
+        self.alter_database(name, |db| {
+            (db.retention_ns != retention_ns).then_some(Op::SetRetention {
+                database: db.id,
+                retention_ns,
+            })
+        })
+        .await
     }
 
     /// Sets a database's own quotas (`None`: the server's).
@@ -808,25 +818,16 @@ impl Catalog {
         max_tables: Option<usize>,
         max_columns: Option<usize>,
     ) -> Result<Arc<Database>, CatalogError> {
-        let state = self
-            .commit(|s| {
-                let db = s
-                    .database(name)
-                    .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))?;
-                if (db.max_tables, db.max_columns) == (max_tables, max_columns) {
-                    return Ok(vec![]);
-                }
-                Ok(vec![Op::SetLimits {
+        self.alter_database(name, |db| {
+            ((db.max_tables, db.max_columns) != (max_tables, max_columns)).then_some(
+                Op::SetLimits {
                     database: db.id,
                     max_tables,
                     max_columns,
-                }])
-            })
-            .await?;
-        state
-            .database(name)
-            .cloned()
-            .ok_or_else(|| CatalogError::DatabaseNotFound(name.to_string()))
+                },
+            )
+        })
+        .await
     }
 
     /// Soft-deletes a database: writes and queries no longer find it, its
