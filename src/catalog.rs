@@ -156,6 +156,9 @@ enum Op {
         database: DbId,
         max_tables: Option<usize>,
         max_columns: Option<usize>,
+        /// Written only when set, so a release before series quotas reads the op.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_series: Option<usize>,
     },
 }
 
@@ -226,6 +229,8 @@ pub struct Database {
     /// instead of the server's.
     pub max_tables: Option<usize>,
     pub max_columns: Option<usize>,
+    /// Its own series quota, instead of the server's.
+    pub max_series: Option<usize>,
 }
 
 impl Database {
@@ -246,6 +251,7 @@ impl Database {
         SchemaLimits {
             max_tables: self.max_tables.unwrap_or(server.max_tables),
             max_columns: self.max_columns.unwrap_or(server.max_columns),
+            max_series: self.max_series.unwrap_or(server.max_series),
         }
     }
 
@@ -344,6 +350,7 @@ impl CatalogState {
                     deleted_at_ns: None,
                     max_tables: None,
                     max_columns: None,
+                    max_series: None,
                 };
                 self.databases.insert(id, Arc::new(db));
             }
@@ -376,11 +383,13 @@ impl CatalogState {
                 database,
                 max_tables,
                 max_columns,
+                max_series,
             } => {
                 if let Some(db) = self.databases.get_mut(&database) {
                     let db = Arc::make_mut(db);
                     db.max_tables = max_tables;
                     db.max_columns = max_columns;
+                    db.max_series = max_series;
                 }
             }
             Op::CreateTable { database, id, name } => {
@@ -423,18 +432,21 @@ impl CatalogState {
     }
 }
 
-/// Per-database quotas, checked when a write would add tables or columns.
+/// Per-database quotas, checked when a write would add tables, columns or series.
 #[derive(Debug, Clone, Copy)]
 pub struct SchemaLimits {
     pub max_tables: usize,
     /// Columns of a table, `time` included.
     pub max_columns: usize,
+    /// Series (see [`crate::series`]).
+    pub max_series: usize,
 }
 
 impl SchemaLimits {
     pub const UNLIMITED: Self = Self {
         max_tables: usize::MAX,
         max_columns: usize::MAX,
+        max_series: usize::MAX,
     };
 }
 
@@ -817,15 +829,16 @@ impl Catalog {
         name: &str,
         max_tables: Option<usize>,
         max_columns: Option<usize>,
+        max_series: Option<usize>,
     ) -> Result<Arc<Database>, CatalogError> {
+        let wanted = (max_tables, max_columns, max_series);
         self.alter_database(name, |db| {
-            ((db.max_tables, db.max_columns) != (max_tables, max_columns)).then_some(
-                Op::SetLimits {
-                    database: db.id,
-                    max_tables,
-                    max_columns,
-                },
-            )
+            ((db.max_tables, db.max_columns, db.max_series) != wanted).then_some(Op::SetLimits {
+                database: db.id,
+                max_tables,
+                max_columns,
+                max_series,
+            })
         })
         .await
     }
@@ -1119,6 +1132,7 @@ mod tests {
         let limits = SchemaLimits {
             max_tables: 1,
             max_columns: 2,
+            max_series: usize::MAX,
         };
         let t = |table, columns| TableColumns { table, columns };
         c.ensure_schema(

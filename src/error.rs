@@ -17,6 +17,7 @@ use crate::influxql::InfluxqlError;
 use crate::lineproto::LineError;
 use crate::query::QueryError;
 use crate::route::RouteError;
+use crate::series::SeriesError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -366,6 +367,17 @@ impl From<CatalogError> for Error {
             CatalogError::LimitExceeded { .. } => Self::LimitExceeded(e.to_string()),
             CatalogError::Store(_) => Self::Unavailable(format!("catalog unavailable: {e}")),
             CatalogError::Corrupt { .. } | CatalogError::UnsupportedVersion { .. } => {
+                Self::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<SeriesError> for Error {
+    fn from(e: SeriesError) -> Self {
+        match e {
+            SeriesError::Store(_) | SeriesError::Contended(_) => Self::Unavailable(e.to_string()),
+            SeriesError::Corrupt { .. } | SeriesError::UnsupportedVersion { .. } => {
                 Self::Internal(e.to_string())
             }
         }

@@ -28,6 +28,7 @@ pub mod proto;
 pub mod query;
 pub mod route;
 pub mod schema;
+pub mod series;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

@@ -84,6 +84,9 @@ struct QuotaArgs {
     /// Most columns per table, `time` included.
     #[arg(long)]
     max_columns: Option<usize>,
+    /// Most series (tables × tag sets) with data inside the retention period.
+    #[arg(long)]
+    max_series: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +218,7 @@ async fn database(command: DatabaseCommand) -> Result<(), String> {
                 retention_period: Some(retention.clone()),
                 max_tables: quotas.max_tables,
                 max_columns_per_table: quotas.max_columns,
+                max_series: quotas.max_series,
             };
             Target::open(target)
                 .await?
@@ -226,11 +230,12 @@ async fn database(command: DatabaseCommand) -> Result<(), String> {
             let quota = |q: Option<usize>| q.map_or("-".to_string(), |n| n.to_string());
             for db in Target::open(target).await?.databases().await? {
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}",
                     db.name,
                     db.retention_period,
                     quota(db.max_tables),
-                    quota(db.max_columns_per_table)
+                    quota(db.max_columns_per_table),
+                    quota(db.max_series)
                 );
             }
         }
@@ -244,10 +249,11 @@ async fn database(command: DatabaseCommand) -> Result<(), String> {
                 retention_period: retention,
                 max_tables: quotas.max_tables,
                 max_columns_per_table: quotas.max_columns,
+                max_series: quotas.max_series,
             };
             if settings == DatabaseSettings::default() {
                 return Err(
-                    "nothing to update: give --retention, --max-tables or --max-columns".into(),
+                    "nothing to update: give --retention, --max-tables, --max-columns or --max-series".into(),
                 );
             }
             Target::open(target)

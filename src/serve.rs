@@ -26,6 +26,7 @@ use crate::lifecycle::{Lifecycle, LifecycleConfig};
 use crate::query::frontend::QueryFrontend;
 use crate::query::{FlightIngesters, Querier};
 use crate::route::{IngesterClient, Router};
+use crate::series::SeriesRegistry;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,6 +115,15 @@ pub struct ServeArgs {
     /// Most columns a table may have, `time` included (422 above it).
     #[arg(long, env = "INFLOW_MAX_COLUMNS_PER_TABLE", default_value_t = 500)]
     pub max_columns_per_table: usize,
+    /// Most series (tables × tag sets with data inside the retention period)
+    /// a database may have; a line that would add one more gets 400. 0: no
+    /// limit. As InfluxDB 1.x's `max-series-per-database`.
+    #[arg(
+        long,
+        env = "INFLOW_MAX_SERIES_PER_DATABASE",
+        default_value_t = 1_000_000
+    )]
+    pub max_series_per_database: usize,
     /// Longest measurement, tag key, tag value or field key, in bytes (as
     /// InfluxDB 3: 64 KiB); longer lines are rejected by number.
     #[arg(long, env = "INFLOW_MAX_TAG_BYTES", default_value_t = 64 << 10)]
@@ -574,6 +584,7 @@ async fn serve_edge(
 ) -> Result<(), ServeError> {
     let edge = Arc::new(Edge {
         auth: operator_auth(args, Arc::clone(&catalog))?,
+        series: SeriesRegistry::new(catalog.store().clone()),
         catalog,
         router,
         limits: Limits {
@@ -582,6 +593,10 @@ async fn serve_edge(
             max_line_bytes: args.max_line_bytes,
             max_tables_per_database: args.max_tables_per_database,
             max_columns_per_table: args.max_columns_per_table,
+            max_series_per_database: match args.max_series_per_database {
+                0 => usize::MAX,
+                n => n,
+            },
             max_tag_bytes: args.max_tag_bytes,
             max_string_bytes: args.max_string_bytes,
             max_concurrent_writes: args.max_concurrent_writes,

@@ -5,8 +5,8 @@
 //!
 //! | method and path | body or query | answer |
 //! | --- | --- | --- |
-//! | `GET /api/v3/configure/database` | | `[{"iox::database","retention_period","retention_period_ns","max_tables","max_columns_per_table"}]` |
-//! | `POST /api/v3/configure/database` | `{"db","retention_period"?,"max_tables"?,"max_columns_per_table"?}` | 200, 409 if it exists |
+//! | `GET /api/v3/configure/database` | | `[{"iox::database","retention_period","retention_period_ns","max_tables","max_columns_per_table","max_series"}]` |
+//! | `POST /api/v3/configure/database` | `{"db","retention_period"?,"max_tables"?,"max_columns_per_table"?,"max_series"?}` | 200, 409 if it exists |
 //! | `PUT /api/v3/configure/database` | the same; what is absent stays (`"none"` clears the retention, a quota of 0 returns to the server's) | 200 |
 //! | `DELETE /api/v3/configure/database?db=` | | 200 (soft; purged after `--purge-grace`) |
 //! | `GET /api/v3/configure/table?db=` | | `[{"table_name","columns":[{"name","type"}]}]` |
@@ -84,6 +84,7 @@ pub struct DatabaseInfo {
     /// The database's own quotas; `null`: the server's.
     pub max_tables: Option<usize>,
     pub max_columns_per_table: Option<usize>,
+    pub max_series: Option<usize>,
 }
 
 impl DatabaseInfo {
@@ -94,6 +95,7 @@ impl DatabaseInfo {
             retention_period_ns: db.retention_ns,
             max_tables: db.max_tables,
             max_columns_per_table: db.max_columns,
+            max_series: db.max_series,
         }
     }
 }
@@ -109,11 +111,19 @@ pub struct DatabaseSettings {
     pub max_tables: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_columns_per_table: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_series: Option<usize>,
 }
 
+/// A database's own quotas: tables, columns per table, series.
+type Quotas = (Option<usize>, Option<usize>, Option<usize>);
+
 impl DatabaseSettings {
-    fn quotas(&self, db: Option<&Database>) -> Option<(Option<usize>, Option<usize>)> {
-        if self.max_tables.is_none() && self.max_columns_per_table.is_none() {
+    fn quotas(&self, db: Option<&Database>) -> Option<Quotas> {
+        if self.max_tables.is_none()
+            && self.max_columns_per_table.is_none()
+            && self.max_series.is_none()
+        {
             return None;
         }
         let pick = |new: Option<usize>, old: Option<usize>| match new {
@@ -124,6 +134,7 @@ impl DatabaseSettings {
         Some((
             pick(self.max_tables, db.and_then(|d| d.max_tables)),
             pick(self.max_columns_per_table, db.and_then(|d| d.max_columns)),
+            pick(self.max_series, db.and_then(|d| d.max_series)),
         ))
     }
 }
@@ -212,8 +223,10 @@ impl Admin<'_> {
         check_name(name)?;
         let retention = parse_retention(settings.retention_period.as_deref().unwrap_or_default())?;
         self.catalog.create_database_strict(name, retention).await?;
-        if let Some((tables, columns)) = settings.quotas(None) {
-            self.catalog.set_limits(name, tables, columns).await?;
+        if let Some((tables, columns, series)) = settings.quotas(None) {
+            self.catalog
+                .set_limits(name, tables, columns, series)
+                .await?;
         }
         Ok(())
     }
@@ -232,8 +245,10 @@ impl Admin<'_> {
                 .set_retention(name, parse_retention(retention)?)
                 .await?;
         }
-        if let Some((tables, columns)) = settings.quotas(Some(db)) {
-            self.catalog.set_limits(name, tables, columns).await?;
+        if let Some((tables, columns, series)) = settings.quotas(Some(db)) {
+            self.catalog
+                .set_limits(name, tables, columns, series)
+                .await?;
         }
         Ok(())
     }

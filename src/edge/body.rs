@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_line_bytes: usize,
     pub max_tables_per_database: usize,
     pub max_columns_per_table: usize,
+    /// Series per database (`usize::MAX`: no limit).
+    pub max_series_per_database: usize,
     pub max_tag_bytes: usize,
     pub max_string_bytes: usize,
     /// Write requests handled at once; more wait (their bodies unread) up to

@@ -27,10 +27,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Edge;
-use super::write::{commit_schema, database_for_write};
+use super::write::{database_for_write, write_batch};
 use crate::error::Error;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
-use crate::lineproto::TableBatch;
 use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
 use crate::query::flight_sql;
 use crate::query::frontend::QueryFrontend;
@@ -204,17 +203,7 @@ impl FlightService for EdgeFlight {
                 write_id += 1;
                 let result = async {
                     let batch = normalize_producer_batch(&batch)?;
-                    let tables = commit_schema(
-                        &edge,
-                        &db.name,
-                        vec![TableBatch {
-                            table: table.clone(),
-                            batch,
-                        }],
-                    )
-                    .await?;
-                    edge.router.write(&db.name, &tables, false).await?;
-                    Ok::<_, Error>(())
+                    write_batch(&edge, &db, &table, batch).await
                 }
                 .await;
                 let reply = result.map(|()| ack(write_id)).map_err(|e| e.to_grpc());

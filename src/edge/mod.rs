@@ -30,10 +30,11 @@ use tower::Service;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::auth::Authorizer;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, SchemaLimits};
 use crate::error::Error;
 use crate::query::frontend::QueryFrontend;
 use crate::route::Router as IngestRouter;
+use crate::series::SeriesRegistry;
 use crate::store::Store;
 use body::Limits;
 
@@ -41,6 +42,8 @@ use body::Limits;
 pub struct Edge {
     pub auth: Arc<Authorizer>,
     pub catalog: Arc<Catalog>,
+    /// Every database's series, for the series quota.
+    pub series: SeriesRegistry,
     pub router: Arc<IngestRouter>,
     pub limits: Limits,
     /// Set at shutdown: `/ready` fails so load balancers stop sending.
@@ -50,6 +53,15 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// The server-wide quotas, for databases without their own.
+    pub fn server_limits(&self) -> SchemaLimits {
+        SchemaLimits {
+            max_tables: self.limits.max_tables_per_database,
+            max_columns: self.limits.max_columns_per_table,
+            max_series: self.limits.max_series_per_database,
+        }
+    }
+
     /// Waits for a write slot, or gives up with 503 + `Retry-After`.
     pub async fn write_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
         match tokio::time::timeout(self.limits.write_queue_timeout, self.write_slots.acquire())

@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+use arrow::array::AsArray;
+use arrow::datatypes::TimestampNanosecondType;
+use arrow::record_batch::RecordBatch;
 use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::Bytes;
@@ -15,10 +18,14 @@ use super::Edge;
 use super::body::{Encoding, content_encoding, gunzip, read_body};
 
 use crate::auth::Principal;
-use crate::catalog::{Database, SchemaLimits, TableColumns, table_columns};
+use crate::catalog::{Database, TableColumns, table_columns};
 use crate::error::Error;
-use crate::lineproto::{ParseOptions, ParsedBody, TableBatch, parse_lines};
+use crate::lineproto::{ParseOptions, ParsedBody, SchemaLookup, TableBatch, parse_lines};
+use crate::schema::TIME_COLUMN;
 use crate::schema::{ColumnType, arrow_schema, project};
+use crate::series::{
+    Admission, Committed, DbSeries, Live, SeriesError, SeriesLookup, day_of, series_id, tag_sums,
+};
 
 /// The database to write to: created on first write for an admin token, else 404.
 pub async fn database_for_write(
@@ -119,63 +126,175 @@ pub async fn write_lines(
     opts.max_tag_bytes = edge.limits.max_tag_bytes;
     opts.max_string_bytes = edge.limits.max_string_bytes;
     opts.min_time_ns = db.retention_cutoff(opts.default_time_ns);
-    let quotas = db.limits(SchemaLimits {
-        max_tables: edge.limits.max_tables_per_database,
-        max_columns: edge.limits.max_columns_per_table,
-    });
+    let quotas = db.limits(edge.server_limits());
     opts.max_tables = quotas.max_tables;
     opts.max_table_columns = quotas.max_columns;
-    let lookup = Arc::clone(&db);
-    let (parsed, text_bytes): (ParsedBody, usize) = tokio::task::spawn_blocking(move || {
-        let text = match encoding {
-            Encoding::Gzip => gunzip(&body, max_decompressed)?,
-            Encoding::Identity if body.len() > max_decompressed => {
-                return Err(Error::DecompressedTooLarge {
-                    limit: max_decompressed,
-                });
-            }
-            Encoding::Identity => body,
-        };
-        Ok((parse_lines(&text, &opts, lookup.as_ref()), text.len()))
+    let series = edge.series.database(db.id).await?;
+    series
+        .prepare(quotas.max_series, opts.min_time_ns.map(day_of))
+        .await;
+    let text = tokio::task::spawn_blocking(move || match encoding {
+        Encoding::Gzip => gunzip(&body, max_decompressed),
+        Encoding::Identity if body.len() > max_decompressed => Err(Error::DecompressedTooLarge {
+            limit: max_decompressed,
+        }),
+        Encoding::Identity => Ok(body),
     })
     .await
-    .map_err(|e| Error::Internal(format!("parser task failed: {e}")))??;
+    .map_err(|e| Error::Internal(format!("decompression task failed: {e}")))??;
 
     let metrics = crate::metrics::metrics();
-    metrics.line_bytes.inc_by(text_bytes as u64);
-    metrics.rejected_lines.inc_by(parsed.error_count as u64);
-    if parsed.is_empty() {
-        return Err(match parsed.error_count {
-            0 => Error::EmptyBody,
-            total => Error::LineErrors {
+    metrics.line_bytes.inc_by(text.len() as u64);
+    // Parsed again only when other writes took the series quota meanwhile.
+    let mut races = 0;
+    loop {
+        let parsed = parse(text.clone(), &opts, &db, &series).await?;
+        if parsed.is_empty() {
+            metrics.rejected_lines.inc_by(parsed.error_count as u64);
+            return Err(match parsed.error_count {
+                0 => Error::EmptyBody,
+                total => Error::LineErrors {
+                    errors: parsed.errors,
+                    total,
+                    written: false,
+                },
+            });
+        }
+        if parsed.error_count > 0 && !mode.accept_partial {
+            metrics.rejected_lines.inc_by(parsed.error_count as u64);
+            return Err(Error::LineErrors {
                 errors: parsed.errors,
-                total,
+                total: parsed.error_count,
                 written: false,
-            },
-        });
+            });
+        }
+        if !mode.dry_run {
+            let tables = commit_schema(edge, &db.name, parsed.tables).await?;
+            if series.commit(&parsed.series).await? == Committed::OverQuota {
+                races += 1;
+                if races < MAX_QUOTA_RACES {
+                    continue;
+                }
+                return Err(SeriesError::Contended(db.id).into());
+            }
+            let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
+            let routed = edge.router.write(&db.name, &tables, mode.no_sync);
+            routed.instrument(span).await?;
+            metrics.lines.inc_by(parsed.lines as u64);
+        }
+        metrics.rejected_lines.inc_by(parsed.error_count as u64);
+        if parsed.error_count > 0 {
+            return Err(Error::LineErrors {
+                errors: parsed.errors,
+                total: parsed.error_count,
+                written: !mode.dry_run,
+            });
+        }
+        return Ok(());
     }
-    if parsed.error_count > 0 && !mode.accept_partial {
-        return Err(Error::LineErrors {
-            errors: parsed.errors,
-            total: parsed.error_count,
-            written: false,
-        });
+}
+
+/// Times a write is parsed again because others took its series quota first.
+const MAX_QUOTA_RACES: usize = 4;
+
+/// Parses on a blocking thread, checking each line's series against the
+/// database's (held, shared, while it parses).
+async fn parse(
+    text: Bytes,
+    opts: &ParseOptions,
+    db: &Arc<Database>,
+    series: &Arc<DbSeries>,
+) -> Result<ParsedBody, Error> {
+    let (opts, db, series) = (opts.clone(), Arc::clone(db), Arc::clone(series));
+    tokio::task::spawn_blocking(move || {
+        let live = series.live().blocking_read();
+        let lookup = WriteLookup {
+            db: &db,
+            series: &live,
+        };
+        parse_lines(&text, &opts, &lookup)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("parser task failed: {e}")))
+}
+
+/// The catalog's schema and the database's series, as the parser sees them.
+struct WriteLookup<'a> {
+    db: &'a Database,
+    series: &'a Live,
+}
+
+impl SchemaLookup for WriteLookup<'_> {
+    fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
+        self.db.column_type(table, column)
     }
-    if !mode.dry_run {
-        let tables = commit_schema(edge, &db.name, parsed.tables).await?;
-        let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
-        let routed = edge.router.write(&db.name, &tables, mode.no_sync);
-        routed.instrument(span).await?;
-        metrics.lines.inc_by(parsed.lines as u64);
+
+    fn table_count(&self) -> usize {
+        self.db.table_count()
     }
-    if parsed.error_count > 0 {
-        return Err(Error::LineErrors {
-            errors: parsed.errors,
-            total: parsed.error_count,
-            written: !mode.dry_run,
-        });
+
+    fn column_count(&self, table: &str) -> Option<usize> {
+        self.db.column_count(table)
     }
-    Ok(())
+
+    fn series(&self) -> Option<&dyn SeriesLookup> {
+        Some(self.series)
+    }
+}
+
+/// Writes a producer's batch (Flight `DoPut`) of one table. Past the series
+/// quota the whole batch is refused, naming its first row past it.
+pub async fn write_batch(
+    edge: &Edge,
+    db: &Database,
+    table: &str,
+    batch: RecordBatch,
+) -> Result<(), Error> {
+    let series = edge.series.database(db.id).await?;
+    let limit = db.limits(edge.server_limits()).max_series;
+    let cutoff = db.retention_cutoff(crate::auth::now_ns());
+    series.prepare(limit, cutoff.map(day_of)).await;
+    let times = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| Error::InvalidFlightData("the batch has no nanosecond \"time\"".into()))?;
+    let ids: Vec<u64> = tag_sums(&batch)
+        .into_iter()
+        .map(|sum| series_id(table, sum))
+        .collect();
+    for _ in 0..MAX_QUOTA_RACES {
+        let found = {
+            let live = series.live().read().await;
+            let mut admission = Admission::default();
+            // Rows of the series just checked, before its checked day, pass.
+            let mut last = (0, i64::MIN);
+            for (row, (&id, time)) in ids.iter().zip(times.values()).enumerate() {
+                if (id, true) == (last.0, *time < last.1) {
+                    continue;
+                }
+                let checked = admission.check(&*live, id, *time).map_err(|over| {
+                    Error::LimitExceeded(format!(
+                        "row {}: new series would exceed the database's limit of {} series (it has {})",
+                        row + 1,
+                        over.limit,
+                        over.current
+                    ))
+                })?;
+                last = (id, checked.until_ns);
+                admission.admit(checked);
+            }
+            admission.into_found()
+        };
+        let table = TableBatch {
+            table: table.to_string(),
+            batch: batch.clone(),
+        };
+        let tables = commit_schema(edge, &db.name, vec![table]).await?;
+        if series.commit(&found).await? == Committed::Done {
+            return Ok(edge.router.write(&db.name, &tables, false).await?);
+        }
+    }
+    Err(SeriesError::Contended(db.id).into())
 }
 
 /// Adds new tables and columns to the catalog, then lays every batch out in the
@@ -198,10 +317,7 @@ pub async fn commit_schema(
                 .collect(),
         })
         .collect();
-    let limits = SchemaLimits {
-        max_tables: edge.limits.max_tables_per_database,
-        max_columns: edge.limits.max_columns_per_table,
-    };
+    let limits = edge.server_limits();
     let db = edge
         .catalog
         .ensure_schema(database, &wanted, limits)

@@ -46,6 +46,7 @@ use arrow::record_batch::RecordBatch;
 use super::parse::{Fault, FieldValue, Line, Problem};
 use super::{SchemaLookup, TableBatch};
 use crate::schema::{ColumnType, TIME_COLUMN};
+use crate::series::{Admission, Checked, OverQuota, SeriesDay, SeriesLookup, series_id, tag_hash};
 
 /// Marks a tag/field of a line that is not written (an earlier duplicate field).
 const SKIP: usize = usize::MAX;
@@ -74,12 +75,20 @@ pub(crate) struct Tables<'b> {
     series_tags: Vec<(usize, i32)>,
     /// The (column, key) of each tag of the line committed last.
     committed_tags: Vec<(usize, i32)>,
+    /// The series id and checked range of the line committed last.
+    committed_series: (u64, i64),
+    /// What the accepted lines add to the database's series.
+    admission: Admission,
 }
 
 /// A remembered series: its table and its tags in `series_tags`.
 struct Series {
     table: usize,
     tags: Range<usize>,
+    /// Its id ([`crate::series::series_id`]).
+    id: u64,
+    /// Its points before this time passed the series quota check already.
+    checked_until_ns: i64,
 }
 
 /// A column the current line would create.
@@ -186,6 +195,8 @@ impl<'b> Tables<'b> {
             series_info: Vec::new(),
             series_tags: Vec::new(),
             committed_tags: Vec::new(),
+            committed_series: (0, i64::MIN),
+            admission: Admission::default(),
         }
     }
 
@@ -203,9 +214,12 @@ impl<'b> Tables<'b> {
         };
         let start = self.series_tags.len();
         self.series_tags.extend_from_slice(&self.committed_tags);
+        let (series_id, checked_until_ns) = self.committed_series;
         self.series_info.push(Series {
             table: self.last,
             tags: start..self.series_tags.len(),
+            id: series_id,
+            checked_until_ns,
         });
         self.series.insert(text, id);
     }
@@ -243,6 +257,10 @@ impl<'b> Tables<'b> {
                 },
             });
         }
+        let checked = match schema.series() {
+            Some(lookup) => self.check_series(t, line, series, time_ns, lookup)?,
+            None => None,
+        };
         if let Err(fault) = self.resolve(t, line, schema) {
             // Forget the pending columns registered while resolving.
             let table = &mut self.tables[t];
@@ -254,7 +272,50 @@ impl<'b> Tables<'b> {
         if adds_table {
             self.new_tables += 1;
         }
+        if let Some(c) = checked {
+            self.admission.admit(c);
+            match series {
+                Some(id) => self.series_info[id as usize].checked_until_ns = c.until_ns,
+                None => self.committed_series.1 = c.until_ns,
+            }
+        }
         Ok(self.commit(t, line, series, time_ns))
+    }
+
+    /// Checks the line's series against the database's series quota. A line of
+    /// a remembered series is checked only past the day checked for it.
+    fn check_series(
+        &mut self,
+        t: usize,
+        line: &Line<'_>,
+        series: Option<u32>,
+        time_ns: i64,
+        lookup: &dyn SeriesLookup,
+    ) -> Result<Option<Checked>, Fault<'static>> {
+        let id = match series {
+            Some(s) => {
+                let s = &self.series_info[s as usize];
+                if time_ns < s.checked_until_ns {
+                    return Ok(None);
+                }
+                s.id
+            }
+            None => {
+                let sum = line.tags.iter().fold(0u64, |sum, tag| {
+                    sum.wrapping_add(tag_hash(&tag.key, &tag.value))
+                });
+                let id = series_id(&self.tables[t].name, sum);
+                self.committed_series = (id, i64::MIN);
+                id
+            }
+        };
+        match self.admission.check(lookup, id, time_ns) {
+            Ok(checked) => Ok(Some(checked)),
+            Err(OverQuota { limit, current }) => Err(Fault {
+                at: 0,
+                problem: Problem::SeriesQuota { limit, current },
+            }),
+        }
     }
 
     /// The index of the table named `name`, created if new.
@@ -459,12 +520,15 @@ impl<'b> Tables<'b> {
 
     /// The finished batches of tables that received at least one row, in order
     /// of first appearance.
-    pub(crate) fn finish(self) -> Vec<TableBatch> {
-        self.tables
+    /// The batches of the tables that have rows, and the series they add.
+    pub(crate) fn finish(self) -> (Vec<TableBatch>, Vec<SeriesDay>) {
+        let tables = self
+            .tables
             .into_iter()
             .filter(|t| t.rows > 0)
             .map(TableBuilder::finish)
-            .collect()
+            .collect();
+        (tables, self.admission.into_found())
     }
 }
 
@@ -1020,6 +1084,68 @@ mod tests {
         assert_eq!(p.lines, 3);
         assert_eq!(column_names(&p, 0), ["t", "a", "b", "time"]);
         assert_eq!(column_names(&p, 1), ["a", "b", "c", "time"]);
+    }
+
+    /// A line that would add a series past the quota is refused with the
+    /// limit and the count; known series (in any tag order) still pass, and a
+    /// later day of a series is recorded without counting.
+    #[test]
+    fn the_series_quota_counts_known_and_accepted_series_only() {
+        use crate::series::{DAY_NS, SeriesDay, SeriesLookup, series_id, tag_hash};
+        let id = |table: &str, tags: &[(&str, &str)]| {
+            let sum = tags
+                .iter()
+                .fold(0u64, |s, (k, v)| s.wrapping_add(tag_hash(k, v)));
+            series_id(table, sum)
+        };
+        struct Known(u64);
+        impl SeriesLookup for Known {
+            fn last_day(&self, series: u64) -> Option<i32> {
+                (series == self.0).then_some(0)
+            }
+            fn count(&self) -> usize {
+                1
+            }
+            fn limit(&self) -> usize {
+                3
+            }
+        }
+        struct WithSeries(Known);
+        impl SchemaLookup for WithSeries {
+            fn column_type(&self, _: &str, _: &str) -> Option<ColumnType> {
+                None
+            }
+            fn series(&self) -> Option<&dyn SeriesLookup> {
+                Some(&self.0)
+            }
+        }
+        let a = id("cpu", &[("host", "a")]);
+        let body = format!(
+            "cpu,host=a u=1 10\ncpu,host=b u=1 10\ncpu,host=c,dc=x u=1 10\ncpu,host=d u=1 10\n\
+             cpu,dc=x,host=c u=2 20\nmem,host=a u=1 10\ncpu,host=b u=2 {}\ncpu,host=a u=3 {}\n\
+             cpu,host=d u=1 30",
+            2 * DAY_NS + 1,
+            DAY_NS + 1
+        );
+        let opts = ParseOptions::new(Precision::Nanosecond, 0);
+        let p = parse_lines(body.as_bytes(), &opts, &WithSeries(Known(a)));
+        let over = "column 1: new series would exceed the database's limit of 3 series (it has 3)";
+        assert_eq!(messages(&p), [4, 6, 9].map(|n| format!("line {n}, {over}")));
+        assert_eq!(p.lines, 6);
+        // The refused line of `mem` did not add the table.
+        assert_eq!(p.tables.len(), 1);
+        let day = |series, day, new| SeriesDay { series, day, new };
+        assert_eq!(
+            p.series,
+            [
+                day(id("cpu", &[("host", "b")]), 2, true),
+                day(id("cpu", &[("dc", "x"), ("host", "c")]), 0, true),
+                day(a, 1, false),
+            ]
+        );
+        // Without a series lookup nothing is counted.
+        let p = parse_lines(body.as_bytes(), &opts, &EmptySchema);
+        assert_eq!((p.lines, p.series.len()), (9, 0));
     }
 
     /// The database's quotas count what it has plus what the request adds;

@@ -100,6 +100,7 @@ use std::fmt;
 
 pub use crate::schema::ColumnType;
 
+use crate::series::{SeriesDay, SeriesLookup};
 use batch::{Quotas, Tables};
 use parse::{Fault, Line, Problem};
 
@@ -158,6 +159,11 @@ pub trait SchemaLookup {
 
     /// Columns table `table` has, `time` included; `None` if it does not exist.
     fn column_count(&self, _table: &str) -> Option<usize> {
+        None
+    }
+
+    /// The series the database has, for its series quota; `None`: no quota.
+    fn series(&self) -> Option<&dyn SeriesLookup> {
         None
     }
 }
@@ -313,6 +319,9 @@ pub struct ParsedBody {
     pub lines: usize,
     /// Field values accepted.
     pub fields: usize,
+    /// Series the accepted lines add to the database, or days they add to
+    /// its series (only with [`SchemaLookup::series`]).
+    pub series: Vec<SeriesDay>,
 }
 
 impl ParsedBody {
@@ -388,7 +397,7 @@ pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn SchemaLookup) 
     let Run {
         tables, mut out, ..
     } = run;
-    out.tables = tables.finish();
+    (out.tables, out.series) = tables.finish();
     out
 }
 

@@ -138,6 +138,11 @@ pub(crate) enum Problem<'a> {
         table: Cow<'a, str>,
     },
     LineTooLong(usize),
+    /// The line's series would be one more than the database may have.
+    SeriesQuota {
+        limit: usize,
+        current: usize,
+    },
     TooManyColumns {
         table: Cow<'a, str>,
         limit: usize,
@@ -297,6 +302,10 @@ impl fmt::Display for Problem<'_> {
                 }
             }
             Self::LineTooLong(limit) => write!(f, "line is longer than {limit} bytes"),
+            Self::SeriesQuota { limit, current } => write!(
+                f,
+                "new series would exceed the database's limit of {limit} series (it has {current})"
+            ),
             Self::TooManyColumns { table, limit } => write!(
                 f,
                 "table {} would have more than {limit} columns",

@@ -3,38 +3,15 @@
 //! A series is (database, table, tag set). Each (tag, value) pair is hashed on its
 //! own and the pairs are summed, so the hash is that of a set: tag order does not
 //! matter, null tags add nothing (a tag column added later does not move the series
-//! that lack it), and every router puts a series on the same ingester. FNV-1a and
-//! a fixed mix keep it stable across processes and releases, unlike `DefaultHasher`.
+//! that lack it), and every router puts a series on the same ingester. The hashes
+//! are those of [`crate::series`], stable across processes and releases.
 
-use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::array::UInt32Array;
 use arrow::compute::take;
-use arrow::datatypes::Int32Type;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::schema::ColumnType;
-
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Fnv {
-    const START: Self = Self(0xcbf2_9ce4_8422_2325);
-
-    fn bytes(mut self, bytes: &[u8]) -> Self {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-        self
-    }
-}
-
-/// Spreads the bits of a sum of pair hashes (a finaliser, as in splitmix64).
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 31;
-    h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h ^ (h >> 29)
-}
+use crate::series::{Fnv, mix, tag_sums};
 
 /// The shard (0..shards) of every row of `batch`.
 pub fn row_shards(database: &str, table: &str, batch: &RecordBatch, shards: usize) -> Vec<usize> {
@@ -43,32 +20,8 @@ pub fn row_shards(database: &str, table: &str, batch: &RecordBatch, shards: usiz
         .bytes(&[0xff])
         .bytes(table.as_bytes())
         .0;
-    let mut sums = vec![0u64; batch.num_rows()];
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if ColumnType::from_arrow_field(field) != Some(ColumnType::Tag) {
-            continue;
-        }
-        let name = Fnv::START.bytes(field.name().as_bytes());
-        if let Some(dict) = column.as_dictionary_opt::<Int32Type>() {
-            // Hash each distinct value once, then look rows up by key.
-            let values = dict.values().as_string::<i32>();
-            let value_hashes: Vec<u64> = (0..values.len())
-                .map(|i| name.bytes(&[0]).bytes(values.value(i).as_bytes()).0)
-                .collect();
-            for (row, key) in dict.keys().iter().enumerate() {
-                if let Some(k) = key {
-                    sums[row] = sums[row].wrapping_add(value_hashes[k as usize]);
-                }
-            }
-        } else if let Some(strings) = column.as_string_opt::<i32>() {
-            for (row, v) in strings.iter().enumerate() {
-                if let Some(v) = v {
-                    sums[row] = sums[row].wrapping_add(name.bytes(&[0]).bytes(v.as_bytes()).0);
-                }
-            }
-        }
-    }
-    sums.into_iter()
+    tag_sums(batch)
+        .into_iter()
         .map(|sum| (mix(base ^ mix(sum)) % shards as u64) as usize)
         .collect()
 }

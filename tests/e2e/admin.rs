@@ -127,9 +127,9 @@ async fn databases_and_tokens_over_http_and_the_cli() {
         list,
         json!([
             {"iox::database": "metrics", "retention_period": "30d", "retention_period_ns": 30 * DAY_NS,
-             "max_tables": null, "max_columns_per_table": null},
+             "max_tables": null, "max_columns_per_table": null, "max_series": null},
             {"iox::database": "logs", "retention_period": "12h", "retention_period_ns": DAY_NS / 2,
-             "max_tables": null, "max_columns_per_table": null},
+             "max_tables": null, "max_columns_per_table": null, "max_series": null},
         ])
     );
 
@@ -568,10 +568,101 @@ async fn per_database_quotas_name_the_line_limit_and_count() {
         ("INFLOW_TOKEN", ADMIN_TOKEN),
     ];
     cli(&["database", "update", "q", "--max-tables", "0"], &host);
-    assert_eq!(cli(&["database", "list"], &host), "q\tnone\t-\t3\n");
+    assert_eq!(cli(&["database", "list"], &host), "q\tnone\t-\t3\t-\n");
     let r = write(&s, "bucket=q&precision=s", ADMIN_TOKEN, "b f=1i 1").await;
     assert_eq!(r.status, 204);
     let r = write(&s, "bucket=q&precision=s", ADMIN_TOKEN, "a,t=x g=1i 2").await;
     assert_eq!(r.status, 400);
+    assert!(s.stop().success());
+}
+
+/// The series quota: a line that would add one series too many is refused by
+/// number with the limit and the count, the rest are written, and the count
+/// (kept on the object store) holds across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_quota_names_the_line_and_holds_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--snapshot-interval", "1h"];
+    let s = Server::start(dir.path(), &args);
+    let host = [
+        ("INFLOW_HOST", s.base.as_str()),
+        ("INFLOW_TOKEN", ADMIN_TOKEN),
+    ];
+    cli(&["database", "create", "s", "--max-series", "2"], &host);
+    assert_eq!(cli(&["database", "list"], &host), "s\tnone\t-\t-\t2\n");
+    let body =
+        "cpu,host=a v=1 1\ncpu,host=b v=1 1\ncpu,host=c v=1 1\ncpu,host=a v=2 2\nmem,host=a v=1 1";
+    let r = write(&s, "bucket=s&org=o&precision=s", ADMIN_TOKEN, body).await;
+    assert_eq!(r.status, 400);
+    let error: Value = serde_json::from_slice(&r.body).unwrap();
+    let over = "new series would exceed the database's limit of 2 series (it has 2)";
+    assert_eq!(
+        error["message"],
+        format!(
+            "failed to parse line protocol: errors encountered on line(s):\n\
+             line 3, column 1: {over}\n    cpu,host=c v=1 1\n    ^\n\
+             line 5, column 1: {over}\n    mem,host=a v=1 1\n    ^"
+        ),
+        "{error}"
+    );
+    // Known series are still written, in any tag order.
+    let r = write(
+        &s,
+        "bucket=s&org=o&precision=s",
+        ADMIN_TOKEN,
+        "cpu,host=b v=2 2",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let q = "SELECT host, v FROM cpu ORDER BY host, time";
+    let (status, rows) = sql(&s, ADMIN_TOKEN, "s", q).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        rows,
+        json!([
+            {"host": "a", "v": 1.0}, {"host": "a", "v": 2.0},
+            {"host": "b", "v": 1.0}, {"host": "b", "v": 2.0},
+        ])
+    );
+    assert!(s.stop().success());
+    // The series log is on the object store, under the database's id.
+    assert!(
+        !files_under(dir.path(), "series").is_empty(),
+        "no series log under {}",
+        dir.path().display()
+    );
+
+    let s = Server::start(dir.path(), &args);
+    let r = write(
+        &s,
+        "bucket=s&org=o&precision=s",
+        ADMIN_TOKEN,
+        "cpu,host=c v=1 3",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let error: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(error["message"].as_str().unwrap().contains(over), "{error}");
+    // Raised over the API, the quota lets the third series in.
+    let body = json!({"db": "s", "max_series": 3});
+    let (status, _) = api(&s, "PUT", "/api/v3/configure/database", ADMIN_TOKEN, body).await;
+    assert_eq!(status, 200);
+    let r = write(
+        &s,
+        "bucket=s&org=o&precision=s",
+        ADMIN_TOKEN,
+        "cpu,host=c v=1 3\nmem,host=a v=1 3",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let error: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        error["message"].as_str().unwrap().contains(
+            "line 2, column 1: new series would exceed the database's limit of 3 series (it has 3)"
+        ),
+        "{error}"
+    );
+    let (_, rows) = sql(&s, ADMIN_TOKEN, "s", "SELECT count(*) AS n FROM cpu").await;
+    assert_eq!(rows, json!([{"n": 5}]));
     assert!(s.stop().success());
 }

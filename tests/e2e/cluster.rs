@@ -1056,3 +1056,44 @@ async fn a_revoked_token_stops_working_on_every_router() {
     );
     cluster.stop();
 }
+
+/// Two routers share one series quota: a router whose view is behind finds
+/// its log slot taken, reads what it missed, and refuses the line by number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_quota_holds_across_routers() {
+    let cluster = Cluster::start_on(1, 2, vec![], vec![]);
+    let a = cluster.router_urls[0].lock().clone();
+    let b = cluster.router_urls[1].lock().clone();
+    let admin = format!("Token {ADMIN_TOKEN}");
+    let r = request(
+        "POST",
+        &format!("{a}/api/v3/configure/database"),
+        &[("authorization", &admin)],
+        serde_json::json!({"db": "s", "max_series": 3}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let write = |base: &str, body: &'static str| {
+        let url = format!("{base}/api/v2/write?bucket=s&org=o");
+        let admin = admin.clone();
+        async move { request("POST", &url, &[("authorization", &admin)], body).await }
+    };
+    // b reads the series log now; a adds to it after.
+    assert_eq!(write(&b, "m,h=1 v=1").await.status, 204);
+    assert_eq!(write(&a, "m,h=2 v=1").await.status, 204);
+    // b still counts 1 series: both lines fit its view, not the log's.
+    let r = write(&b, "m,h=3 v=1\nm,h=4 v=1\nm,h=1 v=2").await;
+    assert_eq!(r.status, 400);
+    let error: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(error["line"], 2, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains(
+            "line 2, column 1: new series would exceed the database's limit of 3 series (it has 3)"
+        ),
+        "{error}"
+    );
+    let r = write(&a, "m,h=4 v=1").await;
+    assert_eq!(r.status, 400, "a knows of h=3 only through the log");
+    assert_eq!(write(&a, "m,h=3 v=2").await.status, 204);
+    cluster.stop();
+}

@@ -12,7 +12,7 @@ use inflow::proto::{WriteAck, write_ack};
 use prost::Message;
 use tonic::transport::Endpoint;
 
-use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, row};
+use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, row, write};
 
 async fn put(
     server: &Server,
@@ -116,6 +116,84 @@ async fn producers_put_arrow_on_the_http_port() {
         vec![
             row(&[("host", "a"), ("usage", "0.5"), ("time", "1000000000")]),
             row(&[("host", "b"), ("usage", "1.5"), ("time", "2000000000")]),
+        ]
+    );
+}
+
+/// A producer's batch that would pass the series quota is refused whole,
+/// naming its first row past it; the quota counts series written over HTTP too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_batches_count_against_the_series_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--snapshot-interval",
+        "1h",
+        "--max-series-per-database",
+        "3",
+    ];
+    let server = Server::start(dir.path(), &args);
+    put(&server, Some(ADMIN_TOKEN), &["capped", "cpu"], cpu_batch())
+        .await
+        .unwrap();
+    let r = write(
+        &server,
+        "bucket=capped&org=o",
+        ADMIN_TOKEN,
+        "cpu,host=c usage=1 3000000000",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let hosts = |hosts: Vec<&str>| {
+        let n = hosts.len();
+        RecordBatch::try_from_iter([
+            ("host", Arc::new(StringArray::from(hosts)) as ArrayRef),
+            (
+                "usage",
+                Arc::new(Float64Array::from(vec![2.0; n])) as ArrayRef,
+            ),
+            (
+                "time",
+                Arc::new(TimestampMillisecondArray::from(vec![4_000; n])) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    };
+    let status = put(
+        &server,
+        Some(ADMIN_TOKEN),
+        &["capped", "cpu"],
+        hosts(vec!["a", "b", "d", "c"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        status.message(),
+        "row 3: new series would exceed the database's limit of 3 series (it has 3)"
+    );
+    put(
+        &server,
+        Some(ADMIN_TOKEN),
+        &["capped", "cpu"],
+        hosts(vec!["c", "a"]),
+    )
+    .await
+    .unwrap();
+    assert!(server.stop().success());
+    let mut rows = parquet_rows(dir.path(), "capped", "cpu").await;
+    rows.sort_by(|a, b| (&a["host"], &a["time"]).cmp(&(&b["host"], &b["time"])));
+    let hosts: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["host"].as_str(), r["time"].as_str()))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("a", "1000000000"),
+            ("a", "4000000000"),
+            ("b", "2000000000"),
+            ("c", "3000000000"),
+            ("c", "4000000000"),
         ]
     );
 }

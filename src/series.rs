@@ -1,0 +1,828 @@
+//! Series cardinality: which series each database has, for its series quota.
+//!
+//! A series is a table and a tag set; its id hashes both ([`series_id`]), the
+//! same way the router spreads rows ([`crate::route::shard`]). A write checks
+//! each line's series against what the database has ([`SeriesLookup`]): a line
+//! that would add a series past the quota is refused, naming the limit and the
+//! count, and adds nothing ([`Admission`]). Before its rows are sent, a write
+//! commits the series it adds to the database's series log.
+//!
+//! The log is `<db>/series/<seq>` on the object store, appended with
+//! create-only puts as the catalog is. A router whose view is behind finds its
+//! slot taken, reads what it missed and checks again, so two routers never
+//! admit more than the quota between them ([`DbSeries::commit`]).
+//!
+//! Series are kept by day, the partition of their points: an entry records a
+//! series new to the database or to a day, and a series whose last day is
+//! older than the retention period no longer counts, since its data is gone.
+//! Every [`CHECKPOINT_EVERY`] entries the writer of an entry also writes the
+//! whole live set as `checkpoint-<seq>` and deletes what the checkpoint before
+//! it covered, so loading reads one checkpoint and a short tail.
+
+use std::collections::HashMap as StdHashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int32Type;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use object_store::path::Path;
+use prost::Message;
+
+use crate::catalog::DbId;
+use crate::proto::{FORMAT_VERSION, SeriesLog};
+use crate::schema::ColumnType;
+use crate::store::{Put, Store, StoreError};
+
+type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
+
+pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// Log entries between two checkpoints.
+pub const CHECKPOINT_EVERY: u64 = 128;
+
+/// Commits that find their slot taken (or their quota crossed) before giving up.
+const MAX_RACES: usize = 8;
+
+/// FNV-1a: stable across processes and releases, unlike `DefaultHasher`.
+#[derive(Clone, Copy)]
+pub(crate) struct Fnv(pub u64);
+
+impl Fnv {
+    pub const START: Self = Self(0xcbf2_9ce4_8422_2325);
+
+    pub fn bytes(mut self, bytes: &[u8]) -> Self {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
+}
+
+/// Spreads the bits of a sum of tag hashes (a finaliser, as in splitmix64).
+pub(crate) fn mix(mut h: u64) -> u64 {
+    h ^= h >> 31;
+    h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 29)
+}
+
+/// One tag of a series. A series' tag hashes are summed, so their order does
+/// not matter and a null tag adds nothing.
+pub fn tag_hash(key: &str, value: &str) -> u64 {
+    Fnv::START
+        .bytes(key.as_bytes())
+        .bytes(&[0])
+        .bytes(value.as_bytes())
+        .0
+}
+
+/// A series' id within its database.
+pub fn series_id(table: &str, tag_sum: u64) -> u64 {
+    mix(Fnv::START.bytes(table.as_bytes()).0 ^ mix(tag_sum))
+}
+
+/// The sum of the tag hashes of every row of `batch` (tags are its `Tag` columns).
+pub fn tag_sums(batch: &RecordBatch) -> Vec<u64> {
+    let mut sums = vec![0u64; batch.num_rows()];
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if ColumnType::from_arrow_field(field) != Some(ColumnType::Tag) {
+            continue;
+        }
+        let name = field.name();
+        if let Some(dict) = column.as_dictionary_opt::<Int32Type>() {
+            // Hash each distinct value once, then look rows up by key.
+            let values = dict.values().as_string::<i32>();
+            let value_hashes: Vec<u64> = (0..values.len())
+                .map(|i| tag_hash(name, values.value(i)))
+                .collect();
+            for (row, key) in dict.keys().iter().enumerate() {
+                if let Some(k) = key {
+                    sums[row] = sums[row].wrapping_add(value_hashes[k as usize]);
+                }
+            }
+        } else if let Some(strings) = column.as_string_opt::<i32>() {
+            for (row, v) in strings.iter().enumerate() {
+                if let Some(v) = v {
+                    sums[row] = sums[row].wrapping_add(tag_hash(name, v));
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// The day (since the Unix epoch) a point at `time_ns` belongs to.
+pub fn day_of(time_ns: i64) -> i32 {
+    // Every i64 of nanoseconds is within ±106,752 days.
+    time_ns.div_euclid(DAY_NS) as i32
+}
+
+/// The first nanosecond after `day`.
+fn end_of(day: i32) -> i64 {
+    (i64::from(day) + 1).saturating_mul(DAY_NS)
+}
+
+/// What a write asks of the series a database has.
+pub trait SeriesLookup {
+    /// The last day `series` has points in, if the database has it.
+    fn last_day(&self, series: u64) -> Option<i32>;
+    /// Series the database has.
+    fn count(&self) -> usize;
+    /// Most series it may have.
+    fn limit(&self) -> usize;
+}
+
+/// A series a write adds to its database (`new`), or a later day it adds to
+/// one the database has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesDay {
+    pub series: u64,
+    pub day: i32,
+    pub new: bool,
+}
+
+/// A line would add a series past the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverQuota {
+    pub limit: usize,
+    /// Series the database has plus those the write added before this line.
+    pub current: usize,
+}
+
+/// The verdict on one line's series, to [`Admission::admit`] once the rest of
+/// the line is accepted too.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    series: u64,
+    day: i32,
+    record: Record,
+    /// Lines of this series before this time need no check.
+    pub until_ns: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Nothing,
+    New,
+    Day,
+}
+
+/// The series one write adds, checked line by line. Only admitted lines count,
+/// so a refused line leaves room for a later one.
+#[derive(Debug, Default)]
+pub struct Admission {
+    found: Vec<SeriesDay>,
+    index: HashMap<u64, usize>,
+    new: usize,
+}
+
+impl Admission {
+    /// Whether a point of `series` at `time_ns` may be written.
+    pub fn check(
+        &self,
+        lookup: &dyn SeriesLookup,
+        series: u64,
+        time_ns: i64,
+    ) -> Result<Checked, OverQuota> {
+        let day = day_of(time_ns);
+        let checked = |record, last: i32| Checked {
+            series,
+            day,
+            record,
+            until_ns: end_of(last.max(day)),
+        };
+        if let Some(&i) = self.index.get(&series) {
+            let have = self.found[i].day;
+            let record = if day > have {
+                Record::Day
+            } else {
+                Record::Nothing
+            };
+            return Ok(checked(record, have));
+        }
+        match lookup.last_day(series) {
+            Some(last) if day <= last => Ok(checked(Record::Nothing, last)),
+            Some(last) => Ok(checked(Record::Day, last)),
+            None => {
+                let current = lookup.count() + self.new;
+                if current >= lookup.limit() {
+                    return Err(OverQuota {
+                        limit: lookup.limit(),
+                        current,
+                    });
+                }
+                Ok(checked(Record::New, day))
+            }
+        }
+    }
+
+    /// Counts a line checked by [`Self::check`] and then accepted.
+    pub fn admit(&mut self, c: Checked) {
+        match c.record {
+            Record::Nothing => {}
+            Record::Day => match self.index.get(&c.series) {
+                Some(&i) => self.found[i].day = self.found[i].day.max(c.day),
+                None => self.push(c, false),
+            },
+            Record::New => {
+                self.new += 1;
+                self.push(c, true);
+            }
+        }
+    }
+
+    fn push(&mut self, c: Checked, new: bool) {
+        self.index.insert(c.series, self.found.len());
+        self.found.push(SeriesDay {
+            series: c.series,
+            day: c.day,
+            new,
+        });
+    }
+
+    pub fn into_found(self) -> Vec<SeriesDay> {
+        self.found
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeriesError {
+    #[error("series log: {0}")]
+    Store(#[from] StoreError),
+    #[error("series log object {path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(
+        "series log object {path} has format version {version}; this build reads up to {FORMAT_VERSION}"
+    )]
+    UnsupportedVersion { path: String, version: u32 },
+    #[error("the series log of database {0} kept changing under this write; retry")]
+    Contended(DbId),
+}
+
+/// The series every database has, loaded on first use.
+pub struct SeriesRegistry {
+    store: Store,
+    databases: parking_lot::Mutex<HashMap<DbId, Arc<DbSeries>>>,
+}
+
+impl SeriesRegistry {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            databases: Default::default(),
+        }
+    }
+
+    /// Database `db`'s series, read from the object store the first time.
+    pub async fn database(&self, db: DbId) -> Result<Arc<DbSeries>, SeriesError> {
+        let series = Arc::clone(
+            self.databases
+                .lock()
+                .entry(db)
+                .or_insert_with(|| Arc::new(DbSeries::new(self.store.clone(), db))),
+        );
+        series.ensure_loaded().await?;
+        Ok(series)
+    }
+}
+
+/// The live series of one database: series → the last day it has points in.
+#[derive(Debug)]
+pub struct Live {
+    last_day: HashMap<u64, i32>,
+    /// Series whose last day is before this one no longer count (retention).
+    cutoff_day: i32,
+    limit: usize,
+}
+
+impl Live {
+    fn new() -> Self {
+        Self {
+            last_day: HashMap::default(),
+            cutoff_day: i32::MIN,
+            limit: usize::MAX,
+        }
+    }
+
+    fn apply(&mut self, log: &SeriesLog) {
+        for (&series, &day) in log.series.iter().zip(&log.days) {
+            if day < self.cutoff_day {
+                continue;
+            }
+            let last = self.last_day.entry(series).or_insert(day);
+            *last = (*last).max(day);
+        }
+    }
+
+    fn to_log(&self) -> SeriesLog {
+        let (series, days) = self.last_day.iter().map(|(&s, &d)| (s, d)).unzip();
+        SeriesLog {
+            format_version: FORMAT_VERSION,
+            series,
+            days,
+        }
+    }
+
+    /// What of `found` the database lacks, and how many of those are new series.
+    fn missing(&self, found: &[SeriesDay]) -> (SeriesLog, usize) {
+        let mut log = SeriesLog {
+            format_version: FORMAT_VERSION,
+            ..Default::default()
+        };
+        let mut new = 0;
+        for f in found {
+            let last = self.last_day(f.series);
+            if last.is_some_and(|last| f.day <= last) {
+                continue;
+            }
+            new += usize::from(last.is_none());
+            log.series.push(f.series);
+            log.days.push(f.day);
+        }
+        (log, new)
+    }
+}
+
+impl SeriesLookup for Live {
+    fn last_day(&self, series: u64) -> Option<i32> {
+        self.last_day.get(&series).copied()
+    }
+
+    fn count(&self) -> usize {
+        self.last_day.len()
+    }
+
+    fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// How a commit ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// The log has every series of the write.
+    Done,
+    /// Others added series since the write was checked, and with them its
+    /// series no longer fit: check the write again.
+    OverQuota,
+}
+
+/// Where this process is in a database's log.
+#[derive(Debug, Default)]
+struct LogPos {
+    loaded: bool,
+    /// The slot of the next entry.
+    next: u64,
+    /// The newest checkpoint this process knows.
+    checkpoint: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct DbSeries {
+    store: Store,
+    db: DbId,
+    live: tokio::sync::RwLock<Live>,
+    /// Held while reading or appending the log: one writer per process.
+    log: tokio::sync::Mutex<LogPos>,
+}
+
+impl DbSeries {
+    fn new(store: Store, db: DbId) -> Self {
+        Self {
+            store,
+            db,
+            live: tokio::sync::RwLock::new(Live::new()),
+            log: Default::default(),
+        }
+    }
+
+    fn dir(&self) -> Path {
+        Path::from(format!("{}/series", self.db))
+    }
+
+    fn entry(&self, seq: u64) -> Path {
+        Path::from(format!("{}/series/{seq:020}", self.db))
+    }
+
+    fn checkpoint(&self, seq: u64) -> Path {
+        Path::from(format!("{}/series/checkpoint-{seq:020}", self.db))
+    }
+
+    /// The live set, for a write's check; held (shared) while the write parses.
+    pub fn live(&self) -> &tokio::sync::RwLock<Live> {
+        &self.live
+    }
+
+    /// Sets the quota and the retention: series last written before
+    /// `cutoff_day` stop counting (and are forgotten).
+    pub async fn prepare(&self, limit: usize, cutoff_day: Option<i32>) {
+        let cutoff = cutoff_day.unwrap_or(i32::MIN);
+        {
+            let live = self.live.read().await;
+            if live.limit == limit && live.cutoff_day >= cutoff {
+                return;
+            }
+        }
+        let mut live = self.live.write().await;
+        live.limit = limit;
+        if cutoff > live.cutoff_day {
+            live.cutoff_day = cutoff;
+            live.last_day.retain(|_, day| *day >= cutoff);
+        }
+    }
+
+    async fn ensure_loaded(&self) -> Result<(), SeriesError> {
+        let mut log = self.log.lock().await;
+        if !log.loaded {
+            self.load(&mut log).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the newest checkpoint and the entries after it. An object that
+    /// vanishes meanwhile was covered by a newer checkpoint: start again.
+    async fn load(&self, log: &mut LogPos) -> Result<(), SeriesError> {
+        'attempt: for _ in 0..MAX_RACES {
+            let mut checkpoint = None;
+            let mut entries = Vec::new();
+            for meta in self.store.list(&self.dir()).await? {
+                let name = meta.location.filename().unwrap_or_default();
+                match name.strip_prefix("checkpoint-") {
+                    Some(seq) => checkpoint = checkpoint.max(seq.parse::<u64>().ok()),
+                    None => entries.extend(name.parse::<u64>().ok()),
+                }
+            }
+            let mut state = Live::new();
+            {
+                let live = self.live.read().await;
+                (state.cutoff_day, state.limit) = (live.cutoff_day, live.limit);
+            }
+            if let Some(seq) = checkpoint {
+                match self.read(&self.checkpoint(seq)).await {
+                    Ok(all) => state.apply(&all),
+                    Err(SeriesError::Store(StoreError::NotFound(_))) => continue 'attempt,
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut next = checkpoint.map_or(0, |c| c + 1);
+            entries.sort_unstable();
+            entries.retain(|&s| s >= next);
+            for seq in entries {
+                if seq != next {
+                    break; // a gap: a put after it raced the listing
+                }
+                match self.read(&self.entry(seq)).await {
+                    Ok(entry) => state.apply(&entry),
+                    Err(SeriesError::Store(StoreError::NotFound(_))) => continue 'attempt,
+                    Err(e) => return Err(e),
+                }
+                next += 1;
+            }
+            *self.live.write().await = state;
+            *log = LogPos {
+                loaded: true,
+                next,
+                checkpoint,
+            };
+            return Ok(());
+        }
+        Err(SeriesError::Contended(self.db))
+    }
+
+    async fn read(&self, path: &Path) -> Result<SeriesLog, SeriesError> {
+        let bytes = self.store.get(path).await?;
+        let corrupt = |reason: String| SeriesError::Corrupt {
+            path: path.to_string(),
+            reason,
+        };
+        let log = SeriesLog::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if log.format_version > FORMAT_VERSION {
+            return Err(SeriesError::UnsupportedVersion {
+                path: path.to_string(),
+                version: log.format_version,
+            });
+        }
+        if log.series.len() != log.days.len() {
+            return Err(corrupt(format!(
+                "{} series but {} days",
+                log.series.len(),
+                log.days.len()
+            )));
+        }
+        Ok(log)
+    }
+
+    /// Adds what `found` has that the log lacks. Checks the quota again
+    /// against everything the log has by then.
+    pub async fn commit(&self, found: &[SeriesDay]) -> Result<Committed, SeriesError> {
+        if found.is_empty() {
+            return Ok(Committed::Done);
+        }
+        let mut log = self.log.lock().await;
+        for _ in 0..MAX_RACES {
+            let (entry, new) = self.live.read().await.missing(found);
+            if entry.series.is_empty() {
+                return Ok(Committed::Done);
+            }
+            {
+                let live = self.live.read().await;
+                if new > 0 && live.count() + new > live.limit {
+                    return Ok(Committed::OverQuota);
+                }
+            }
+            if !self.follows_log(&log).await? {
+                self.load(&mut log).await?;
+                continue;
+            }
+            let seq = log.next;
+            let bytes = Bytes::from(entry.encode_to_vec());
+            match self.store.put(&self.entry(seq), bytes, Put::Create).await {
+                Ok(()) => {
+                    self.live.write().await.apply(&entry);
+                    log.next += 1;
+                    if seq - log.checkpoint.unwrap_or(0) >= CHECKPOINT_EVERY {
+                        self.write_checkpoint(&mut log, seq).await?;
+                    }
+                    return Ok(Committed::Done);
+                }
+                Err(StoreError::AlreadyExists(_)) => self.read_tail(&mut log).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SeriesError::Contended(self.db))
+    }
+
+    /// Whether the slot `log.next` follows the log: the entry before it still
+    /// exists. Once a checkpoint has freed that entry, this process's view is
+    /// behind, and a put there would land in a slot no reader looks at.
+    async fn follows_log(&self, log: &LogPos) -> Result<bool, SeriesError> {
+        let head = match log.next.checked_sub(1) {
+            Some(prev) => self.store.head(&self.entry(prev)).await.map(|_| ()),
+            // The very first entry: nothing may exist yet.
+            None => match self.store.list(&self.dir()).await?.is_empty() {
+                true => Ok(()),
+                false => return Ok(false),
+            },
+        };
+        match head {
+            Ok(()) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies the entries others appended after this process's last one.
+    async fn read_tail(&self, log: &mut LogPos) -> Result<(), SeriesError> {
+        loop {
+            match self.read(&self.entry(log.next)).await {
+                Ok(entry) => {
+                    self.live.write().await.apply(&entry);
+                    log.next += 1;
+                }
+                Err(SeriesError::Store(StoreError::NotFound(_))) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes the live set as of entry `seq`, then deletes the entries and
+    /// the checkpoint the previous checkpoint covered (oldest first, so the
+    /// entries left always run on from a checkpoint).
+    async fn write_checkpoint(&self, log: &mut LogPos, seq: u64) -> Result<(), SeriesError> {
+        let all = self.live.read().await.to_log();
+        let bytes = Bytes::from(all.encode_to_vec());
+        self.store
+            .put(&self.checkpoint(seq), bytes, Put::Overwrite)
+            .await?;
+        if let Some(previous) = log.checkpoint.replace(seq) {
+            for meta in self.store.list(&self.dir()).await? {
+                let name = meta.location.filename().unwrap_or_default();
+                let old = match name.strip_prefix("checkpoint-") {
+                    Some(c) => c.parse::<u64>().is_ok_and(|c| c < seq),
+                    None => name.parse::<u64>().is_ok_and(|e| e <= previous),
+                };
+                if old {
+                    self.store.delete(&meta.location).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::local(dir).unwrap()
+    }
+
+    fn day(series: u64, day: i32) -> SeriesDay {
+        SeriesDay {
+            series,
+            day,
+            new: true,
+        }
+    }
+
+    /// Admits `series` (all at day 10) one by one as a write would.
+    async fn write(db: &DbSeries, series: &[u64]) -> Result<Vec<u64>, OverQuota> {
+        let mut admission = Admission::default();
+        let mut admitted = Vec::new();
+        {
+            let live = db.live().read().await;
+            for &s in series {
+                let c = admission.check(&*live, s, 10 * DAY_NS)?;
+                admission.admit(c);
+                admitted.push(s);
+            }
+        }
+        assert_eq!(
+            db.commit(&admission.into_found()).await.unwrap(),
+            Committed::Done
+        );
+        Ok(admitted)
+    }
+
+    #[test]
+    fn a_series_id_ignores_tag_order_and_names_the_table() {
+        let a = tag_hash("host", "a").wrapping_add(tag_hash("region", "eu"));
+        let b = tag_hash("region", "eu").wrapping_add(tag_hash("host", "a"));
+        assert_eq!(series_id("cpu", a), series_id("cpu", b));
+        assert_ne!(series_id("cpu", a), series_id("mem", a));
+        assert_ne!(tag_hash("host", "ab"), tag_hash("hosta", "b"));
+    }
+
+    #[test]
+    fn refused_lines_leave_room_and_known_series_need_no_room() {
+        let mut live = Live::new();
+        live.limit = 2;
+        live.apply(&SeriesLog {
+            format_version: 1,
+            series: vec![1],
+            days: vec![10],
+        });
+        let mut a = Admission::default();
+        let at = |d: i64| d * DAY_NS + 5;
+        a.admit(a.check(&live, 2, at(10)).unwrap());
+        // Full: a third series is refused, with the count so far.
+        assert_eq!(
+            a.check(&live, 3, at(10)).unwrap_err(),
+            OverQuota {
+                limit: 2,
+                current: 2
+            }
+        );
+        // Known series still pass; a later day of one is recorded, not counted.
+        assert_eq!(a.check(&live, 1, at(10)).unwrap().until_ns, at(11) - 5);
+        a.admit(a.check(&live, 1, at(12)).unwrap());
+        a.admit(a.check(&live, 2, at(11)).unwrap());
+        assert_eq!(
+            a.into_found(),
+            [
+                day(2, 11),
+                SeriesDay {
+                    series: 1,
+                    day: 12,
+                    new: false
+                }
+            ]
+        );
+        // A check that is not admitted counts for nothing.
+        let b = Admission::default();
+        b.check(&live, 7, at(10)).unwrap();
+        assert_eq!(b.into_found(), []);
+    }
+
+    #[tokio::test]
+    async fn two_routers_never_admit_more_than_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SeriesRegistry::new(store(dir.path()));
+        let b = SeriesRegistry::new(store(dir.path()));
+        let (da, db) = (a.database(1).await.unwrap(), b.database(1).await.unwrap());
+        da.prepare(3, None).await;
+        db.prepare(3, None).await;
+        write(&da, &[1, 2]).await.unwrap();
+        // b has not seen a's entry: its check passes, its commit must not.
+        let mut admission = Admission::default();
+        {
+            let live = db.live().read().await;
+            for s in [3, 4] {
+                admission.admit(admission.check(&*live, s, 10 * DAY_NS).unwrap());
+            }
+        }
+        let found = admission.into_found();
+        assert_eq!(db.commit(&found).await.unwrap(), Committed::OverQuota);
+        // Checked again against what b now knows, one of them fits.
+        assert_eq!(
+            write(&db, &[3, 4]).await.unwrap_err(),
+            OverQuota {
+                limit: 3,
+                current: 3
+            }
+        );
+        write(&db, &[3]).await.unwrap();
+        assert_eq!(db.live().read().await.count(), 3);
+        // Known series commit nothing.
+        write(&da, &[1, 2]).await.unwrap();
+        assert_eq!(a.database(1).await.unwrap().live().read().await.count(), 2);
+        let fresh = SeriesRegistry::new(store(dir.path()));
+        assert_eq!(
+            fresh.database(1).await.unwrap().live().read().await.count(),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn checkpoints_bound_the_log_and_load_the_same_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SeriesRegistry::new(store(dir.path()));
+        let da = a.database(4).await.unwrap();
+        // A second router that loads now and then falls far behind.
+        let b = SeriesRegistry::new(store(dir.path()));
+        let db = b.database(4).await.unwrap();
+        let entries = 3 * CHECKPOINT_EVERY + 5;
+        for s in 0..entries {
+            write(&da, &[s]).await.unwrap();
+        }
+        let names: Vec<String> = da
+            .store
+            .list(&da.dir())
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.location.filename().unwrap().to_string())
+            .collect();
+        // The newest checkpoint, and the entries since the one before it.
+        let checkpoints: Vec<_> = names.iter().filter(|n| n.starts_with("check")).collect();
+        assert_eq!(
+            checkpoints,
+            [&format!("checkpoint-{:020}", 3 * CHECKPOINT_EVERY)]
+        );
+        assert_eq!(
+            names.len() as u64,
+            1 + (entries - 2 * CHECKPOINT_EVERY - 1),
+            "{names:?}"
+        );
+        let fresh = SeriesRegistry::new(store(dir.path()));
+        let loaded = fresh.database(4).await.unwrap();
+        assert_eq!(loaded.live().read().await.count() as u64, entries);
+        // The router that fell behind notices its slot was freed, reloads,
+        // and appends after the end.
+        write(&db, &[u64::MAX]).await.unwrap();
+        assert_eq!(db.live().read().await.count() as u64, entries + 1);
+        let fresh = SeriesRegistry::new(store(dir.path()));
+        let loaded = fresh.database(4).await.unwrap();
+        assert_eq!(loaded.live().read().await.count() as u64, entries + 1);
+    }
+
+    #[tokio::test]
+    async fn series_past_retention_stop_counting() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = SeriesRegistry::new(store(dir.path()));
+        let db = reg.database(2).await.unwrap();
+        db.prepare(2, None).await;
+        let found = [day(1, 10), day(2, 12)];
+        assert_eq!(db.commit(&found).await.unwrap(), Committed::Done);
+        assert_eq!(db.live().read().await.count(), 2);
+        // Day 10's data is gone: series 1 no longer counts, so 3 fits.
+        db.prepare(2, Some(11)).await;
+        assert_eq!(db.live().read().await.count(), 1);
+        assert_eq!(db.live().read().await.last_day(1), None);
+        let found = [day(3, 12)];
+        assert_eq!(db.commit(&found).await.unwrap(), Committed::Done);
+        // Loading skips what retention dropped, too.
+        let again = SeriesRegistry::new(store(dir.path()));
+        let db = again.database(2).await.unwrap();
+        db.prepare(2, Some(11)).await;
+        let live = db.live().read().await;
+        assert_eq!((live.count(), live.last_day(1)), (2, None));
+    }
+
+    #[tokio::test]
+    async fn a_future_format_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let log = SeriesLog {
+            format_version: FORMAT_VERSION + 1,
+            ..Default::default()
+        };
+        s.put(
+            &Path::from("9/series/00000000000000000000"),
+            Bytes::from(log.encode_to_vec()),
+            Put::Create,
+        )
+        .await
+        .unwrap();
+        let err = SeriesRegistry::new(s).database(9).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "series log object 9/series/00000000000000000000 has format version {}; this build reads up to {FORMAT_VERSION}",
+                FORMAT_VERSION + 1
+            )
+        );
+    }
+}
