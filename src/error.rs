@@ -376,7 +376,9 @@ impl From<CatalogError> for Error {
 impl From<SeriesError> for Error {
     fn from(e: SeriesError) -> Self {
         match e {
-            SeriesError::Store(_) | SeriesError::Contended(_) => Self::Unavailable(e.to_string()),
+            SeriesError::Store(_) | SeriesError::Contended(_) | SeriesError::Failed(_) => {
+                Self::Unavailable(e.to_string())
+            }
             SeriesError::Corrupt { .. } | SeriesError::UnsupportedVersion { .. } => {
                 Self::Internal(e.to_string())
             }

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int32Type;
@@ -28,6 +29,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
 use prost::Message;
+use tokio::sync::oneshot;
 
 use crate::catalog::DbId;
 use crate::proto::{FORMAT_VERSION, SeriesLog};
@@ -41,8 +43,11 @@ pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// Log entries between two checkpoints.
 pub const CHECKPOINT_EVERY: u64 = 128;
 
-/// Commits that find their slot taken (or their quota crossed) before giving up.
+/// Commits that find their slot taken before giving up.
 const MAX_RACES: usize = 8;
+
+/// How old a checkpoint must be before the entries it covers are deleted.
+pub const DELETE_GRACE: Duration = Duration::from_secs(300);
 
 /// FNV-1a: stable across processes and releases, unlike `DefaultHasher`.
 #[derive(Clone, Copy)]
@@ -258,12 +263,16 @@ pub enum SeriesError {
     UnsupportedVersion { path: String, version: u32 },
     #[error("the series log of database {0} kept changing under this write; retry")]
     Contended(DbId),
+    /// The group commit this write was part of failed (the reason is shared).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The series every database has, loaded on first use.
 pub struct SeriesRegistry {
     store: Store,
     databases: parking_lot::Mutex<HashMap<DbId, Arc<DbSeries>>>,
+    delete_grace: Duration,
 }
 
 impl SeriesRegistry {
@@ -271,17 +280,22 @@ impl SeriesRegistry {
         Self {
             store,
             databases: Default::default(),
+            delete_grace: DELETE_GRACE,
         }
+    }
+
+    /// With another [`DELETE_GRACE`] (tests).
+    pub fn with_delete_grace(mut self, grace: Duration) -> Self {
+        self.delete_grace = grace;
+        self
     }
 
     /// Database `db`'s series, read from the object store the first time.
     pub async fn database(&self, db: DbId) -> Result<Arc<DbSeries>, SeriesError> {
-        let series = Arc::clone(
-            self.databases
-                .lock()
-                .entry(db)
-                .or_insert_with(|| Arc::new(DbSeries::new(self.store.clone(), db))),
-        );
+        let series =
+            Arc::clone(self.databases.lock().entry(db).or_insert_with(|| {
+                Arc::new(DbSeries::new(self.store.clone(), db, self.delete_grace))
+            }));
         series.ensure_loaded().await?;
         Ok(series)
     }
@@ -324,23 +338,42 @@ impl Live {
         }
     }
 
-    /// What of `found` the database lacks, and how many of those are new series.
-    fn missing(&self, found: &[SeriesDay]) -> (SeriesLog, usize) {
-        let mut log = SeriesLog {
-            format_version: FORMAT_VERSION,
-            ..Default::default()
-        };
-        let mut new = 0;
-        for f in found {
-            let last = self.last_day(f.series);
-            if last.is_some_and(|last| f.day <= last) {
-                continue;
+    /// The entry that adds what a group of writes found and the database
+    /// lacks, and whether each write fits the quota: in the order they came,
+    /// each counting the series of those before it that fit.
+    fn plan(&self, group: &[Waiting]) -> (SeriesLog, Vec<bool>) {
+        let mut added: HashMap<u64, i32> = HashMap::default();
+        let mut added_new = 0;
+        let mut fits = Vec::with_capacity(group.len());
+        let mut mine = Vec::new();
+        for w in group {
+            mine.clear();
+            let mut new = 0;
+            for f in &w.found {
+                let last = self.last_day(f.series).max(added.get(&f.series).copied());
+                if last.is_some_and(|last| f.day <= last) {
+                    continue;
+                }
+                new += usize::from(last.is_none());
+                mine.push((f.series, f.day));
             }
-            new += usize::from(last.is_none());
-            log.series.push(f.series);
-            log.days.push(f.day);
+            let fit = new == 0 || self.count() + added_new + new <= self.limit;
+            if fit {
+                added_new += new;
+                for &(series, day) in &mine {
+                    let last = added.entry(series).or_insert(day);
+                    *last = (*last).max(day);
+                }
+            }
+            fits.push(fit);
         }
-        (log, new)
+        let (series, days) = added.into_iter().unzip();
+        let entry = SeriesLog {
+            format_version: FORMAT_VERSION,
+            series,
+            days,
+        };
+        (entry, fits)
     }
 }
 
@@ -359,7 +392,7 @@ impl SeriesLookup for Live {
 }
 
 /// How a commit ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Committed {
     /// The log has every series of the write.
     Done,
@@ -376,24 +409,42 @@ struct LogPos {
     next: u64,
     /// The newest checkpoint this process knows.
     checkpoint: Option<u64>,
+    /// When `next` was last seen free (see [`DbSeries::follows_log`]).
+    synced: Option<Instant>,
+}
+
+/// A write waiting for its series to be in the log.
+#[derive(Debug)]
+struct Waiting {
+    found: Vec<SeriesDay>,
+    done: oneshot::Sender<Result<Committed, String>>,
 }
 
 #[derive(Debug)]
 pub struct DbSeries {
     store: Store,
     db: DbId,
+    delete_grace: Duration,
     live: tokio::sync::RwLock<Live>,
     /// Held while reading or appending the log: one writer per process.
     log: tokio::sync::Mutex<LogPos>,
+    /// The log was read once.
+    loaded: std::sync::atomic::AtomicBool,
+    /// Writes waiting for the log; whoever holds `log` next appends them all
+    /// in one entry (a group commit), so concurrent writes share a put.
+    waiting: parking_lot::Mutex<Vec<Waiting>>,
 }
 
 impl DbSeries {
-    fn new(store: Store, db: DbId) -> Self {
+    fn new(store: Store, db: DbId, delete_grace: Duration) -> Self {
         Self {
             store,
             db,
+            delete_grace,
             live: tokio::sync::RwLock::new(Live::new()),
             log: Default::default(),
+            loaded: Default::default(),
+            waiting: Default::default(),
         }
     }
 
@@ -432,11 +483,18 @@ impl DbSeries {
         }
     }
 
+    /// Loads the log the first time; after that, never waits for the log
+    /// (a write adding no series must not queue behind one that does).
     async fn ensure_loaded(&self) -> Result<(), SeriesError> {
+        if self.loaded.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         let mut log = self.log.lock().await;
         if !log.loaded {
             self.load(&mut log).await?;
         }
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -444,6 +502,7 @@ impl DbSeries {
     /// vanishes meanwhile was covered by a newer checkpoint: start again.
     async fn load(&self, log: &mut LogPos) -> Result<(), SeriesError> {
         'attempt: for _ in 0..MAX_RACES {
+            let listed = Instant::now();
             let mut checkpoint = None;
             let mut entries = Vec::new();
             for meta in self.store.list(&self.dir()).await? {
@@ -484,6 +543,7 @@ impl DbSeries {
                 loaded: true,
                 next,
                 checkpoint,
+                synced: Some(listed),
             };
             return Ok(());
         }
@@ -514,48 +574,100 @@ impl DbSeries {
     }
 
     /// Adds what `found` has that the log lacks. Checks the quota again
-    /// against everything the log has by then.
-    pub async fn commit(&self, found: &[SeriesDay]) -> Result<Committed, SeriesError> {
+    /// against everything the log has by then, and the writes committed with
+    /// this one, in the order they came.
+    pub async fn commit(self: &Arc<Self>, found: &[SeriesDay]) -> Result<Committed, SeriesError> {
         if found.is_empty() {
             return Ok(Committed::Done);
         }
-        let mut log = self.log.lock().await;
-        for _ in 0..MAX_RACES {
-            let (entry, new) = self.live.read().await.missing(found);
-            if entry.series.is_empty() {
-                return Ok(Committed::Done);
+        let (done, result) = oneshot::channel();
+        self.waiting.lock().push(Waiting {
+            found: found.to_vec(),
+            done,
+        });
+        // In a task of its own, so a write whose client goes away does not
+        // cancel the commit of the others in its group.
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut log = me.log.lock().await;
+            let group = std::mem::take(&mut *me.waiting.lock());
+            if !group.is_empty() {
+                me.commit_group(&mut log, group).await;
             }
-            {
-                let live = self.live.read().await;
-                if new > 0 && live.count() + new > live.limit {
-                    return Ok(Committed::OverQuota);
+        });
+        result
+            .await
+            .map_err(|_| SeriesError::Failed("the series log writer stopped".into()))?
+            .map_err(SeriesError::Failed)
+    }
+
+    async fn commit_group(&self, log: &mut LogPos, group: Vec<Waiting>) {
+        let outcome = async {
+            for _ in 0..MAX_RACES {
+                let (entry, fits) = self.live.read().await.plan(&group);
+                if entry.series.is_empty() {
+                    return Ok(fits);
                 }
-            }
-            if !self.follows_log(&log).await? {
-                self.load(&mut log).await?;
-                continue;
-            }
-            let seq = log.next;
-            let bytes = Bytes::from(entry.encode_to_vec());
-            match self.store.put(&self.entry(seq), bytes, Put::Create).await {
-                Ok(()) => {
-                    self.live.write().await.apply(&entry);
-                    log.next += 1;
-                    if seq - log.checkpoint.unwrap_or(0) >= CHECKPOINT_EVERY {
-                        self.write_checkpoint(&mut log, seq).await?;
+                let stale = log
+                    .synced
+                    .is_none_or(|t| t.elapsed() >= self.delete_grace / 5);
+                if stale && !self.follows_log(log).await? {
+                    self.load(log).await?;
+                    continue;
+                }
+                let (seq, before) = (log.next, Instant::now());
+                let bytes = Bytes::from(entry.encode_to_vec());
+                match self.store.put(&self.entry(seq), bytes, Put::Create).await {
+                    Ok(()) => {
+                        self.live.write().await.apply(&entry);
+                        log.next += 1;
+                        log.synced = Some(before);
+                        if seq - log.checkpoint.unwrap_or(0) >= CHECKPOINT_EVERY {
+                            self.write_checkpoint(log, seq).await?;
+                        }
+                        return Ok(fits);
                     }
-                    return Ok(Committed::Done);
+                    // Someone else's entry: take it in and try the next slot
+                    // (a put there costs no more than asking whether it is free).
+                    Err(StoreError::AlreadyExists(_)) => match self.read(&self.entry(seq)).await {
+                        Ok(theirs) => {
+                            self.live.write().await.apply(&theirs);
+                            log.next += 1;
+                        }
+                        Err(SeriesError::Store(StoreError::NotFound(_))) => self.load(log).await?,
+                        Err(e) => return Err(e),
+                    },
+                    Err(e) => return Err(e.into()),
                 }
-                Err(StoreError::AlreadyExists(_)) => self.read_tail(&mut log).await?,
-                Err(e) => return Err(e.into()),
+            }
+            Err(SeriesError::Contended(self.db))
+        }
+        .await;
+        match outcome {
+            Ok(fits) => {
+                for (w, fit) in group.into_iter().zip(fits) {
+                    let committed = if fit {
+                        Committed::Done
+                    } else {
+                        Committed::OverQuota
+                    };
+                    let _ = w.done.send(Ok(committed));
+                }
+            }
+            Err(e) => {
+                for w in group {
+                    let _ = w.done.send(Err(e.to_string()));
+                }
             }
         }
-        Err(SeriesError::Contended(self.db))
     }
 
     /// Whether the slot `log.next` follows the log: the entry before it still
     /// exists. Once a checkpoint has freed that entry, this process's view is
-    /// behind, and a put there would land in a slot no reader looks at.
+    /// behind, and a put there would land in a slot no reader looks at. A
+    /// process that saw its slot free less than a fifth of the delete grace
+    /// ago need not ask: entries are deleted only once a checkpoint covering
+    /// them is older than that grace.
     async fn follows_log(&self, log: &LogPos) -> Result<bool, SeriesError> {
         let head = match log.next.checked_sub(1) {
             Some(prev) => self.store.head(&self.entry(prev)).await.map(|_| ()),
@@ -572,42 +684,41 @@ impl DbSeries {
         }
     }
 
-    /// Applies the entries others appended after this process's last one.
-    async fn read_tail(&self, log: &mut LogPos) -> Result<(), SeriesError> {
-        loop {
-            match self.read(&self.entry(log.next)).await {
-                Ok(entry) => {
-                    self.live.write().await.apply(&entry);
-                    log.next += 1;
-                }
-                Err(SeriesError::Store(StoreError::NotFound(_))) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Writes the live set as of entry `seq`, then deletes the entries and
-    /// the checkpoint the previous checkpoint covered (oldest first, so the
-    /// entries left always run on from a checkpoint).
+    /// Writes the live set as of entry `seq`. Then deletes, in one request
+    /// where the store allows, what the newest checkpoint older than the
+    /// delete grace covers: the entries up to it, and it and older ones.
     async fn write_checkpoint(&self, log: &mut LogPos, seq: u64) -> Result<(), SeriesError> {
         let all = self.live.read().await.to_log();
         let bytes = Bytes::from(all.encode_to_vec());
         self.store
             .put(&self.checkpoint(seq), bytes, Put::Overwrite)
             .await?;
-        if let Some(previous) = log.checkpoint.replace(seq) {
-            for meta in self.store.list(&self.dir()).await? {
-                let name = meta.location.filename().unwrap_or_default();
-                let old = match name.strip_prefix("checkpoint-") {
-                    Some(c) => c.parse::<u64>().is_ok_and(|c| c < seq),
-                    None => name.parse::<u64>().is_ok_and(|e| e <= previous),
-                };
-                if old {
-                    self.store.delete(&meta.location).await?;
-                }
+        log.checkpoint = Some(seq);
+        let listed = self.store.list(&self.dir()).await?;
+        let now = chrono::Utc::now();
+        let grace = chrono::Duration::from_std(self.delete_grace).unwrap_or(chrono::Duration::MAX);
+        let named = |meta: &object_store::ObjectMeta| {
+            let name = meta.location.filename().unwrap_or_default();
+            match name.strip_prefix("checkpoint-") {
+                Some(c) => c.parse::<u64>().ok().map(|c| (true, c)),
+                None => name.parse::<u64>().ok().map(|e| (false, e)),
             }
-        }
-        Ok(())
+        };
+        let cover = listed
+            .iter()
+            .filter(|m| now - m.last_modified >= grace)
+            .filter_map(|m| named(m).filter(|&(check, c)| check && c < seq))
+            .map(|(_, c)| c)
+            .max();
+        let Some(cover) = cover else {
+            return Ok(());
+        };
+        let old: Vec<Path> = listed
+            .into_iter()
+            .filter(|m| named(m).is_some_and(|(_, n)| n <= cover))
+            .map(|m| m.location)
+            .collect();
+        Ok(self.store.delete_many(old).await?)
     }
 }
 
@@ -628,7 +739,7 @@ mod tests {
     }
 
     /// Admits `series` (all at day 10) one by one as a write would.
-    async fn write(db: &DbSeries, series: &[u64]) -> Result<Vec<u64>, OverQuota> {
+    async fn write(db: &Arc<DbSeries>, series: &[u64]) -> Result<Vec<u64>, OverQuota> {
         let mut admission = Admission::default();
         let mut admitted = Vec::new();
         {
@@ -738,10 +849,11 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_bound_the_log_and_load_the_same_set() {
         let dir = tempfile::tempdir().unwrap();
-        let a = SeriesRegistry::new(store(dir.path()));
+        let registry = || SeriesRegistry::new(store(dir.path())).with_delete_grace(Duration::ZERO);
+        let a = registry();
         let da = a.database(4).await.unwrap();
         // A second router that loads now and then falls far behind.
-        let b = SeriesRegistry::new(store(dir.path()));
+        let b = registry();
         let db = b.database(4).await.unwrap();
         let entries = 3 * CHECKPOINT_EVERY + 5;
         for s in 0..entries {
@@ -776,6 +888,39 @@ mod tests {
         let fresh = SeriesRegistry::new(store(dir.path()));
         let loaded = fresh.database(4).await.unwrap();
         assert_eq!(loaded.live().read().await.count() as u64, entries + 1);
+    }
+
+    /// Concurrent writes share one entry; in the order they came, those that
+    /// no longer fit are told so, and the others are committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_an_entry_within_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = SeriesRegistry::new(store(dir.path()));
+        let db = reg.database(3).await.unwrap();
+        db.prepare(5, None).await;
+        let commits = (0..20u64).map(|i| {
+            let db = Arc::clone(&db);
+            // Each write adds series i and i + 1: neighbours overlap.
+            tokio::spawn(async move { db.commit(&[day(i, 10), day(i + 1, 10)]).await })
+        });
+        let outcomes = futures::future::try_join_all(commits).await.unwrap();
+        let done = outcomes
+            .iter()
+            .filter(|o| *o.as_ref().unwrap() == Committed::Done)
+            .count();
+        let live = db.live().read().await;
+        assert!((4..=5).contains(&live.count()), "{}", live.count());
+        assert!(done >= 2, "{outcomes:?}");
+        // Fewer entries than writes: they were grouped.
+        let entries = db.store.list(&db.dir()).await.unwrap().len();
+        assert!(entries <= done, "{entries} entries for {done} writes");
+        drop(live);
+        let again = SeriesRegistry::new(store(dir.path()));
+        let loaded = again.database(3).await.unwrap();
+        assert_eq!(
+            loaded.live().read().await.count(),
+            db.live().read().await.count()
+        );
     }
 
     #[tokio::test]

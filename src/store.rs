@@ -10,7 +10,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -152,6 +152,20 @@ impl Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Deletes many objects in as few requests as the store allows (S3:
+    /// `DeleteObjects`, up to 1,000 a request); ones already gone are fine.
+    pub async fn delete_many(&self, paths: Vec<Path>) -> Result<(), StoreError> {
+        let paths = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut deleted = self.inner.delete_stream(paths);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {

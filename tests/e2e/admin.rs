@@ -216,7 +216,7 @@ async fn databases_and_tokens_over_http_and_the_cli() {
     );
     assert_eq!(
         cli(&["database", "list"], &host),
-        "metrics\t30d\t-\t-\nlogs\t12h\t-\t-\nevents\t7d\t-\t-\n"
+        "metrics\t30d\t-\t-\t-\nlogs\t12h\t-\t-\t-\nevents\t7d\t-\t-\t-\n"
     );
     let cli_token = cli(
         &[
@@ -253,7 +253,7 @@ async fn databases_and_tokens_over_http_and_the_cli() {
     let data = dir.path().to_str().unwrap();
     assert_eq!(
         cli(&["database", "list", "--data-dir", data], &[]),
-        "metrics\t30d\t-\t-\nevents\t7d\t-\t-\n"
+        "metrics\t30d\t-\t-\t-\nevents\t7d\t-\t-\t-\n"
     );
     let listed = cli(&["token", "list", "--data-dir", data], &[]);
     assert!(
