@@ -10,7 +10,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use inflow::lineproto::{EmptySchema, ParseOptions, Precision, parse_lines};
+use inflow::lineproto::{
+    ColumnType, EmptySchema, ParseOptions, Precision, SchemaLookup, parse_lines,
+};
+use inflow::series::SeriesLookup;
 
 const LINES: usize = 5_000;
 const HOSTS: u64 = 100;
@@ -143,6 +146,40 @@ fn theirs(text: &str) -> u64 {
     sum
 }
 
+/// The series a database has, as a write's series quota check sees them.
+struct Known(std::collections::HashMap<u64, i32, ahash::RandomState>);
+
+impl SeriesLookup for Known {
+    fn last_day(&self, series: u64) -> Option<i32> {
+        self.0.get(&series).copied()
+    }
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    fn limit(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// A schema lookup with a series lookup: every line's series is checked.
+struct WithSeries<'a>(&'a Known);
+
+impl SchemaLookup for WithSeries<'_> {
+    fn column_type(&self, _: &str, _: &str) -> Option<ColumnType> {
+        None
+    }
+    fn series(&self) -> Option<&dyn SeriesLookup> {
+        Some(self.0)
+    }
+}
+
+/// The series of `body`, all known (the steady state of a Telegraf fleet).
+fn known_series(body: &[u8], opts: &ParseOptions) -> Known {
+    let none = Known(Default::default());
+    let parsed = parse_lines(body, opts, &WithSeries(&none));
+    Known(parsed.series.iter().map(|s| (s.series, s.day)).collect())
+}
+
 fn bench(c: &mut Criterion) {
     let opts = ParseOptions::new(Precision::Nanosecond, START_NS);
     for (name, body) in [
@@ -163,6 +200,11 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function("inflow_to_arrow", |b| {
             b.iter(|| parse_lines(black_box(&body), &opts, &EmptySchema))
+        });
+        let known = known_series(&body, &opts);
+        assert_eq!(known.0.len(), HOSTS as usize);
+        group.bench_function("inflow_to_arrow_series_checked", |b| {
+            b.iter(|| parse_lines(black_box(&body), &opts, &WithSeries(&known)))
         });
         group.bench_function("influxdb_line_protocol", |b| {
             b.iter(|| theirs(black_box(text)))

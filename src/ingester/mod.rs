@@ -684,12 +684,13 @@ async fn persist(
             .enumerate()
         {
             let columns = Arc::clone(&table);
-            let day_files = tokio::task::spawn_blocking(move || {
+            // At a lower priority: writes preempt it (see `crate::background`).
+            let day_files = crate::background::run(move || {
                 let schema = snapshot::target_schema(table_columns(&columns), &chunks);
                 let merged = snapshot::merge(&schema, &chunks)?;
                 snapshot::day_files(&merged)
             })
-            .await??;
+            .await?;
             for f in day_files {
                 let path = format!(
                     "{}/{}/{}/{prefix}-{covered:020}-{group:04}.parquet",
