@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 lines=${1:-5000}
 rounds=${2:-3}
 source benches/server.sh
-start_inflow 18191 --wal-flush-interval 0s
+# shellcheck disable=SC2086 # INFLOW_SERVE_ARGS: extra serve flags, split on spaces
+start_inflow 18191 --wal-flush-interval 0s ${INFLOW_SERVE_ARGS:-}
 load() { taskset -c 1 "$bin" bench write --url http://127.0.0.1:18191 --token bench \
   --lines-per-batch "$lines" --batches $((1000000 / lines)) --max-duration 60s "$@"; }
 for r in $(seq "$rounds"); do

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 batches=${2:-200}
 conns=${3:-4}
-bin=target/release/inflow
+bin=${INFLOW_BIN:-target/release/inflow}
 work=$(mktemp -d)
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -1,6 +1,6 @@
-# Sourced by the load scripts: a release inflow pinned to core 0, on a fresh data
+# Sourced by the load scripts: a release inflow (or $INFLOW_BIN) pinned to core 0, on a fresh data
 # directory removed on exit.
-bin=target/release/inflow
+bin=${INFLOW_BIN:-target/release/inflow}
 work=$(mktemp -d)
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 #[derive(Debug, Clone, Args)]
@@ -190,9 +191,14 @@ pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
                 args.token.clone(),
             );
             tokio::spawn(async move {
+                // No Nagle, as Telegraf (Go) and urllib3 do: otherwise a
+                // body's last partial segment can wait out the server's
+                // delayed ACK (40 ms) and the bench measures that.
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
                 let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
                     .pool_max_idle_per_host(1)
-                    .build_http();
+                    .build(connector);
                 let mut samples = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
