@@ -684,13 +684,12 @@ async fn persist(
             .enumerate()
         {
             let columns = Arc::clone(&table);
-            // At a lower priority: writes preempt it (see `crate::background`).
-            let day_files = crate::background::run(move || {
+            let day_files = tokio::task::spawn_blocking(move || {
                 let schema = snapshot::target_schema(table_columns(&columns), &chunks);
                 let merged = snapshot::merge(&schema, &chunks)?;
                 snapshot::day_files(&merged)
             })
-            .await?;
+            .await??;
             for f in day_files {
                 let path = format!(
                     "{}/{}/{}/{prefix}-{covered:020}-{group:04}.parquet",
