@@ -89,6 +89,18 @@ struct QuotaArgs {
     max_series: Option<usize>,
 }
 
+impl QuotaArgs {
+    /// What a create or update sets: these quotas and `retention_period`.
+    fn settings(&self, retention_period: Option<String>) -> DatabaseSettings {
+        DatabaseSettings {
+            retention_period,
+            max_tables: self.max_tables,
+            max_columns_per_table: self.max_columns,
+            max_series: self.max_series,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum TableCommand {
     /// List a database's tables and their columns.
@@ -214,12 +226,7 @@ async fn database(command: DatabaseCommand) -> Result<(), String> {
             quotas,
             target,
         } => {
-            let settings = DatabaseSettings {
-                retention_period: Some(retention.clone()),
-                max_tables: quotas.max_tables,
-                max_columns_per_table: quotas.max_columns,
-                max_series: quotas.max_series,
-            };
+            let settings = quotas.settings(Some(retention.clone()));
             Target::open(target)
                 .await?
                 .create_database(&name, &settings)
@@ -245,12 +252,7 @@ async fn database(command: DatabaseCommand) -> Result<(), String> {
             quotas,
             target,
         } => {
-            let settings = DatabaseSettings {
-                retention_period: retention,
-                max_tables: quotas.max_tables,
-                max_columns_per_table: quotas.max_columns,
-                max_series: quotas.max_series,
-            };
+            let settings = quotas.settings(retention);
             if settings == DatabaseSettings::default() {
                 return Err(
                     "nothing to update: give --retention, --max-tables, --max-columns or --max-series".into(),
