@@ -129,10 +129,7 @@ pub async fn write_lines(
     let quotas = db.limits(edge.server_limits());
     opts.max_tables = quotas.max_tables;
     opts.max_table_columns = quotas.max_columns;
-    let series = edge.series.database(db.id).await?;
-    series
-        .prepare(quotas.max_series, opts.min_time_ns.map(day_of))
-        .await;
+    let series = series_of(edge, &db, opts.min_time_ns).await?;
     let text = tokio::task::spawn_blocking(move || match encoding {
         Encoding::Gzip => gunzip(&body, max_decompressed),
         Encoding::Identity if body.len() > max_decompressed => Err(Error::DecompressedTooLarge {
@@ -147,51 +144,55 @@ pub async fn write_lines(
     metrics.line_bytes.inc_by(text.len() as u64);
     // Parsed again only when other writes took the series quota meanwhile.
     let mut races = 0;
-    loop {
+    let parsed = loop {
         let parsed = parse(text.clone(), &opts, &db, &series).await?;
-        if parsed.is_empty() {
-            metrics.rejected_lines.inc_by(parsed.error_count as u64);
-            return Err(match parsed.error_count {
-                0 => Error::EmptyBody,
-                total => Error::LineErrors {
-                    errors: parsed.errors,
-                    total,
-                    written: false,
-                },
-            });
+        let refused = parsed.is_empty() || (parsed.error_count > 0 && !mode.accept_partial);
+        if refused || mode.dry_run {
+            break parsed;
         }
-        if parsed.error_count > 0 && !mode.accept_partial {
-            metrics.rejected_lines.inc_by(parsed.error_count as u64);
-            return Err(Error::LineErrors {
-                errors: parsed.errors,
-                total: parsed.error_count,
-                written: false,
-            });
-        }
-        if !mode.dry_run {
-            let tables = commit_schema(edge, &db.name, parsed.tables).await?;
-            if series.commit(&parsed.series).await? == Committed::OverQuota {
-                races += 1;
-                if races < MAX_QUOTA_RACES {
-                    continue;
-                }
-                return Err(SeriesError::Contended(db.id).into());
+        let tables = commit_schema(edge, &db.name, parsed.tables).await?;
+        if series.commit(&parsed.series).await? == Committed::OverQuota {
+            races += 1;
+            if races < MAX_QUOTA_RACES {
+                continue;
             }
-            let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
-            let routed = edge.router.write(&db.name, &tables, mode.no_sync);
-            routed.instrument(span).await?;
-            metrics.lines.inc_by(parsed.lines as u64);
+            return Err(SeriesError::Contended(db.id).into());
         }
-        metrics.rejected_lines.inc_by(parsed.error_count as u64);
-        if parsed.error_count > 0 {
-            return Err(Error::LineErrors {
-                errors: parsed.errors,
-                total: parsed.error_count,
-                written: !mode.dry_run,
-            });
-        }
-        return Ok(());
+        let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
+        let routed = edge.router.write(&db.name, &tables, mode.no_sync);
+        routed.instrument(span).await?;
+        metrics.lines.inc_by(parsed.lines as u64);
+        // Its tables went to the ingesters; its line errors are answered below.
+        break ParsedBody {
+            tables: Vec::new(),
+            ..parsed
+        };
+    };
+    metrics.rejected_lines.inc_by(parsed.error_count as u64);
+    if parsed.is_empty() && parsed.error_count == 0 {
+        return Err(Error::EmptyBody);
     }
+    if parsed.error_count > 0 {
+        let written = !(parsed.is_empty() || !mode.accept_partial || mode.dry_run);
+        return Err(Error::LineErrors {
+            errors: parsed.errors,
+            total: parsed.error_count,
+            written,
+        });
+    }
+    Ok(())
+}
+
+/// The database's series, with its quota and retention applied.
+async fn series_of(
+    edge: &Edge,
+    db: &Database,
+    retention_cutoff: Option<i64>,
+) -> Result<Arc<DbSeries>, Error> {
+    let series = edge.series.database(db.id).await?;
+    let limit = db.limits(edge.server_limits()).max_series;
+    series.prepare(limit, retention_cutoff.map(day_of)).await;
+    Ok(series)
 }
 
 /// Times a write is parsed again because others took its series quota first.
@@ -250,10 +251,7 @@ pub async fn write_batch(
     table: &str,
     batch: RecordBatch,
 ) -> Result<(), Error> {
-    let series = edge.series.database(db.id).await?;
-    let limit = db.limits(edge.server_limits()).max_series;
-    let cutoff = db.retention_cutoff(crate::auth::now_ns());
-    series.prepare(limit, cutoff.map(day_of)).await;
+    let series = series_of(edge, db, db.retention_cutoff(crate::auth::now_ns())).await?;
     let times = batch
         .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
@@ -269,7 +267,7 @@ pub async fn write_batch(
             // Rows of the series just checked, before its checked day, pass.
             let mut last = (0, i64::MIN);
             for (row, (&id, time)) in ids.iter().zip(times.values()).enumerate() {
-                if (id, true) == (last.0, *time < last.1) {
+                if id == last.0 && *time < last.1 {
                     continue;
                 }
                 let checked = admission.check(&*live, id, *time).map_err(|over| {
