@@ -2,16 +2,17 @@
 # Write latency at half of the peak rate: finds the peak with a closed-loop run,
 # then offers half of it on a fixed schedule (open loop, latency counted from each
 # request's scheduled time) and prints p50/p99. Server pinned to core 0, load to
-# core 1, --wal-flush-interval 0s (the target: p99 <= flush interval + 20 ms).
+# core 1, --wal-flush-interval $WAL_FLUSH_INTERVAL (default 0s; the target: p99 <=
+# flush interval + 20 ms).
 #
-#   benches/latency.sh [LINES_PER_BATCH] [ROUNDS]
+#   [WAL_FLUSH_INTERVAL=10ms] benches/latency.sh [LINES_PER_BATCH] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-5000}
 rounds=${2:-3}
 source benches/server.sh
 # shellcheck disable=SC2086 # INFLOW_SERVE_ARGS: extra serve flags, split on spaces
-start_inflow 18191 --wal-flush-interval 0s ${INFLOW_SERVE_ARGS:-}
+start_inflow 18191 --wal-flush-interval "${WAL_FLUSH_INTERVAL:-0s}" ${INFLOW_SERVE_ARGS:-}
 load() { taskset -c 1 "$bin" bench write --url http://127.0.0.1:18191 --token bench \
   --lines-per-batch "$lines" --batches $((1000000 / lines)) --max-duration 60s "$@"; }
 for r in $(seq "$rounds"); do
