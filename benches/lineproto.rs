@@ -6,10 +6,12 @@
 //! float fields from ~100 hosts. `mixed_types`: the same series with integer,
 //! unsigned, string and boolean fields. Throughput is reported in bytes; the
 //! average line length printed at start-up turns it into lines per second.
+//! `gunzip` times the edge's decompression of the same body, gzipped.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use inflow::edge::body::gunzip;
 use inflow::lineproto::{
     ColumnType, EmptySchema, ParseOptions, Precision, SchemaLookup, parse_lines,
 };
@@ -209,8 +211,21 @@ fn bench(c: &mut Criterion) {
         group.bench_function("influxdb_line_protocol", |b| {
             b.iter(|| theirs(black_box(text)))
         });
+        // What the edge does first with a gzip body (throughput in the same
+        // decompressed bytes as the parse).
+        let gz = gzip(&body);
+        group.bench_function("gunzip", |b| {
+            b.iter(|| gunzip(black_box(&gz), usize::MAX).expect("valid gzip"))
+        });
         group.finish();
     }
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body).expect("writes to a Vec");
+    encoder.finish().expect("writes to a Vec")
 }
 
 criterion_group! {

@@ -9,6 +9,7 @@
 //! temporary names (`name#digits`) as it skips its own.
 
 use std::collections::HashSet;
+use std::io::ErrorKind;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -188,15 +189,22 @@ impl LocalDurability {
             let path = path.to_path_buf();
             move |source| StoreError::Sync { path, source }
         };
-        if let Some(dir) = file.parent().filter(|d| !d.is_dir()) {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-            // New directories (perhaps where emptied ones were removed) must
-            // have their entries synced again, up to the root.
-            self.synced_dirs
-                .lock()
-                .retain(|known| !dir.starts_with(known));
-        }
-        let temp = Self::write_temp(&file, bytes)?;
+        let temp = match Self::write_temp(&file, bytes) {
+            // A new directory, or one that a delete emptied and removed
+            // (`with_automatic_cleanup`) meanwhile: make it, then try again.
+            Err(StoreError::Sync { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                    // New directories must have their entries synced again, up
+                    // to the root.
+                    self.synced_dirs
+                        .lock()
+                        .retain(|known| !dir.starts_with(known));
+                }
+                Self::write_temp(&file, bytes)?
+            }
+            other => other?,
+        };
         let published = match mode {
             Put::Create => {
                 std::fs::hard_link(&temp, &file).and_then(|()| std::fs::remove_file(&temp))

@@ -129,22 +129,20 @@ impl Buffer {
         self.tables.get(key).cloned().unwrap_or_default()
     }
 
-    /// Takes out what a registered snapshot covers, and returns it: freeing
-    /// hundreds of megabytes takes long enough that the caller should do it
-    /// after letting go of the buffer's lock, which every WAL commit takes.
-    #[must_use = "the chunks are freed where they are dropped"]
-    pub fn remove_up_to(&mut self, segment: u64) -> Vec<Arc<Chunk>> {
-        let mut removed = Vec::new();
+    /// Drops what a registered snapshot covers.
+    pub fn remove_up_to(&mut self, segment: u64) {
+        let mut freed = 0;
         self.tables.retain(|_, chunks| {
-            let (gone, kept) = std::mem::take(chunks)
-                .into_iter()
-                .partition(|c| c.segment <= segment);
-            *chunks = kept;
-            removed.extend::<Vec<_>>(gone);
+            chunks.retain(|c| {
+                let keep = c.segment > segment;
+                if !keep {
+                    freed += c.bytes();
+                }
+                keep
+            });
             !chunks.is_empty()
         });
-        self.bytes -= removed.iter().map(|c| c.bytes()).sum::<usize>();
-        removed
+        self.bytes -= freed;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -223,9 +221,9 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].1.len(), 1);
         let before = b.bytes();
-        let _ = b.remove_up_to(1);
+        b.remove_up_to(1);
         assert!(b.bytes() < before && b.bytes() > 0);
-        let _ = b.remove_up_to(2);
+        b.remove_up_to(2);
         assert_eq!(b.bytes(), 0);
         assert!(b.is_empty());
     }

@@ -525,8 +525,7 @@ impl Ingester {
         self.catalog
             .register_files(&self.config.id, covered, files)
             .await?;
-        let persisted = self.buffer.lock().remove_up_to(covered);
-        crate::background::run(move || drop(persisted)).await;
+        self.buffer.lock().remove_up_to(covered);
         self.publish_buffer_bytes();
         self.count_snapshot("ok");
         metrics()
@@ -685,12 +684,12 @@ async fn persist(
             .enumerate()
         {
             let columns = Arc::clone(&table);
-            let day_files = crate::background::run(move || {
+            let day_files = tokio::task::spawn_blocking(move || {
                 let schema = snapshot::target_schema(table_columns(&columns), &chunks);
                 let merged = snapshot::merge(&schema, &chunks)?;
                 snapshot::day_files(&merged)
             })
-            .await?;
+            .await??;
             for f in day_files {
                 let path = format!(
                     "{}/{}/{}/{prefix}-{covered:020}-{group:04}.parquet",
@@ -798,7 +797,7 @@ async fn replay(
     }
     if covered.is_some() {
         // A covered segment may have been replayed before the refresh found it so.
-        drop(buffer.remove_up_to(covered.unwrap_or_default()));
+        buffer.remove_up_to(covered.unwrap_or_default());
     }
     if replayed > 0 {
         tracing::info!(
