@@ -185,16 +185,12 @@ impl LocalDurability {
     /// `Overwrite`. A reader never sees a partial object.
     fn put(&self, location: &Path, bytes: &[u8], mode: Put) -> Result<(), StoreError> {
         let file = self.fs.path_to_filesystem(location)?;
-        let io = |path: &FsPath| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Sync { path, source }
-        };
         let temp = match Self::write_temp(&file, bytes) {
             // A new directory, or one that a delete emptied and removed
             // (`with_automatic_cleanup`) meanwhile: make it, then try again.
             Err(StoreError::Sync { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 if let Some(dir) = file.parent() {
-                    std::fs::create_dir_all(dir).map_err(io(dir))?;
+                    std::fs::create_dir_all(dir).map_err(sync_error(dir))?;
                     // New directories must have their entries synced again, up
                     // to the root.
                     self.synced_dirs
@@ -214,10 +210,8 @@ impl LocalDurability {
         if let Err(e) = published {
             let _ = std::fs::remove_file(&temp);
             return Err(match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
-                    StoreError::AlreadyExists(location.to_string())
-                }
-                _ => io(&file)(e),
+                ErrorKind::AlreadyExists => StoreError::AlreadyExists(location.to_string()),
+                _ => sync_error(&file)(e),
             });
         }
         self.sync_dirs(&file)
@@ -237,20 +231,17 @@ impl LocalDurability {
                 .open(&temp)
             {
                 Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(source) => return Err(StoreError::Sync { path: temp, source }),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(sync_error(&temp)(e)),
             };
             let written = write_paced(&mut f, bytes).and_then(|()| f.sync_data());
-            if let Err(source) = written {
+            if let Err(e) = written {
                 let _ = std::fs::remove_file(&temp);
-                return Err(StoreError::Sync { path: temp, source });
+                return Err(sync_error(&temp)(e));
             }
             return Ok(temp);
         }
-        Err(StoreError::Sync {
-            path: file.to_path_buf(),
-            source: std::io::ErrorKind::AlreadyExists.into(),
-        })
+        Err(sync_error(file)(ErrorKind::AlreadyExists.into()))
     }
 
     /// fsyncs the file's directory, and each new ancestor up to the root, so the
@@ -263,10 +254,7 @@ impl LocalDurability {
             }
             std::fs::File::open(d)
                 .and_then(|f| f.sync_all())
-                .map_err(|source| StoreError::Sync {
-                    path: d.to_path_buf(),
-                    source,
-                })?;
+                .map_err(sync_error(d))?;
             // A directory synced before already had its entry made durable in its
             // parent; a new one must have its parent synced too.
             let known_before = !self.synced_dirs.lock().insert(d.to_path_buf());
@@ -277,6 +265,12 @@ impl LocalDurability {
         }
         Ok(())
     }
+}
+
+/// An I/O error of a local put, naming the file or directory it concerns.
+fn sync_error(path: &FsPath) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Sync { path, source }
 }
 
 /// A large object (a snapshot's or a compaction's Parquet) goes to the disk a
