@@ -56,5 +56,8 @@ tests/helm/run.sh 2>&1 | tee -a "$log" || status=1
 awk '/^test result:/ { p += $4; f += $6 }
      /^chart: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
+if [ "$status" -ne 0 ]; then
+  echo "FAILED: a step exited non-zero (see above; a bench or build failure is not counted in the totals)"
+fi
 rm -f "$log"
 exit "$status"

@@ -108,9 +108,9 @@ async fn drain(mut body: Body, budget: usize) {
 /// Inflates a gzip body (also multi-member), at most `limit` bytes of output.
 pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, Error> {
     let decoder = flate2::read::MultiGzDecoder::new(compressed);
-    let mut out = Vec::with_capacity((compressed.len() * 4).min(limit) + 1);
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
     decoder
-        .take(limit as u64 + 1)
+        .take((limit as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| Error::InvalidGzip(e.to_string()))?;
     if out.len() > limit {
@@ -144,6 +144,7 @@ mod tests {
             Err(Error::DecompressedTooLarge { limit: 1000 })
         ));
         assert_eq!(gunzip(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+        assert_eq!(gunzip(&bomb, usize::MAX).unwrap().len(), 1 << 20);
 
         let whole = gz(b"home,room=kitchen temp=72 1641024000\n");
         assert!(matches!(
