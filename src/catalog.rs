@@ -594,6 +594,12 @@ impl Catalog {
     where
         F: FnMut(&CatalogState) -> Result<Vec<Op>, CatalogError>,
     {
+        // Nearly every write finds its schema already there: that check needs
+        // a fresh state, not the lock that would queue every write behind one.
+        let state = self.refresh().await?;
+        if build(&state)?.is_empty() {
+            return Ok(state);
+        }
         let _guard = self.commit.lock().await;
         loop {
             let state = self.refresh().await?;

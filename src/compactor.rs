@@ -196,32 +196,12 @@ impl Compactor {
         files: &[ParquetFile],
     ) -> Result<ParquetFile, CompactionError> {
         let schema = file_schema(table);
-        let mut inputs = Vec::with_capacity(files.len());
-        for f in files {
-            inputs.push(Input::open(&self.store, f, &schema).await?);
-        }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
-        let mut out = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(props))?;
-        let mut merge = Merge::new(&schema, inputs)?;
-        let (mut rows, mut min_time, mut max_time) = (0u64, i64::MAX, i64::MIN);
-        while let Some(batch) = merge.next_batch().await? {
-            let batch = fold(&batch)?;
-            let time = batch.column_by_name(TIME_COLUMN).map(|c| {
-                c.as_primitive::<arrow::datatypes::TimestampNanosecondType>()
-                    .clone()
-            });
-            if let Some(time) = time {
-                min_time = min_time.min(arrow::compute::min(&time).unwrap_or(i64::MAX));
-                max_time = max_time.max(arrow::compute::max(&time).unwrap_or(i64::MIN));
-            }
-            rows += batch.num_rows() as u64;
-            writer.write(&batch)?;
-        }
-        writer.close()?;
+        let (store, inputs) = (self.store.clone(), files.to_vec());
+        let runtime = tokio::runtime::Handle::current();
+        // Seconds of CPU: off the runtime's workers, at background priority.
+        let merged =
+            crate::background::run(move || runtime.block_on(merge_files(&store, &schema, &inputs)))
+                .await?;
         let first = &files[0];
         let path = format!(
             "{}/{}/{}/compacted-{}.parquet",
@@ -230,21 +210,70 @@ impl Compactor {
             first.partition,
             uuid::Uuid::new_v4()
         );
-        let size = out.len() as u64;
+        let size = merged.parquet.len() as u64;
         self.store
-            .put(&Path::from(path.as_str()), Bytes::from(out), Put::Create)
+            .put(&Path::from(path.as_str()), merged.parquet, Put::Create)
             .await?;
         Ok(ParquetFile {
             path,
             database: first.database,
             table: first.table,
             partition: first.partition.clone(),
-            min_time,
-            max_time,
-            rows,
+            min_time: merged.min_time,
+            max_time: merged.max_time,
+            rows: merged.rows,
             size_bytes: size,
         })
     }
+}
+
+/// One compaction's output file, encoded.
+struct Merged {
+    parquet: Bytes,
+    rows: u64,
+    min_time: i64,
+    max_time: i64,
+}
+
+/// Reads `files` a batch at a time, merges them by key, folds each point's
+/// versions, and encodes the result as one Parquet file.
+async fn merge_files(
+    store: &Store,
+    schema: &SchemaRef,
+    files: &[ParquetFile],
+) -> Result<Merged, CompactionError> {
+    let mut inputs = Vec::with_capacity(files.len());
+    for f in files {
+        inputs.push(Input::open(store, f, schema).await?);
+    }
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(schema), Some(props))?;
+    let mut merge = Merge::new(schema, inputs)?;
+    let (mut rows, mut min_time, mut max_time) = (0u64, i64::MAX, i64::MIN);
+    while let Some(batch) = merge.next_batch().await? {
+        let batch = fold(&batch)?;
+        let time = batch.column_by_name(TIME_COLUMN).map(|c| {
+            c.as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+                .clone()
+        });
+        if let Some(time) = time {
+            min_time = min_time.min(arrow::compute::min(&time).unwrap_or(i64::MAX));
+            max_time = max_time.max(arrow::compute::max(&time).unwrap_or(i64::MIN));
+        }
+        rows += batch.num_rows() as u64;
+        writer.write(&batch)?;
+    }
+    writer.close()?;
+    Ok(Merged {
+        parquet: Bytes::from(out),
+        rows,
+        min_time,
+        max_time,
+    })
 }
 
 /// A table's file schema: its columns as the catalog has them now (older

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod background;
 pub mod bench;
 pub mod catalog;
 pub mod compactor;

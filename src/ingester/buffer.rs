@@ -129,20 +129,22 @@ impl Buffer {
         self.tables.get(key).cloned().unwrap_or_default()
     }
 
-    /// Drops what a registered snapshot covers.
-    pub fn remove_up_to(&mut self, segment: u64) {
-        let mut freed = 0;
+    /// Takes out what a registered snapshot covers, and returns it: freeing
+    /// hundreds of megabytes takes long enough that the caller should do it
+    /// after letting go of the buffer's lock, which every WAL commit takes.
+    #[must_use = "the chunks are freed where they are dropped"]
+    pub fn remove_up_to(&mut self, segment: u64) -> Vec<Arc<Chunk>> {
+        let mut removed = Vec::new();
         self.tables.retain(|_, chunks| {
-            chunks.retain(|c| {
-                let keep = c.segment > segment;
-                if !keep {
-                    freed += c.bytes();
-                }
-                keep
-            });
+            let (gone, kept) = std::mem::take(chunks)
+                .into_iter()
+                .partition(|c| c.segment <= segment);
+            *chunks = kept;
+            removed.extend::<Vec<_>>(gone);
             !chunks.is_empty()
         });
-        self.bytes -= freed;
+        self.bytes -= removed.iter().map(|c| c.bytes()).sum::<usize>();
+        removed
     }
 
     pub fn is_empty(&self) -> bool {
@@ -221,9 +223,9 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].1.len(), 1);
         let before = b.bytes();
-        b.remove_up_to(1);
+        let _ = b.remove_up_to(1);
         assert!(b.bytes() < before && b.bytes() > 0);
-        b.remove_up_to(2);
+        let _ = b.remove_up_to(2);
         assert_eq!(b.bytes(), 0);
         assert!(b.is_empty());
     }

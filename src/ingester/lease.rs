@@ -10,10 +10,13 @@
 //! The newest claim is the lease. It is alive while its last claim or beat is at
 //! most `ttl` old, measured against a clock object just written (the object
 //! store's time, never a local clock). When it is released or expired, anyone
-//! may claim the next epoch; if it expired, the new holder first *fences* the old
-//! epoch by writing an empty segment at the next free segment number of the old
-//! epoch's WAL directory with `PutMode::Create`. The old holder, if only paused,
-//! then fails its next commit (the number is taken) and must stop acknowledging.
+//! may claim the next epoch; if it expired, the new holder first *fences* the
+//! prefix by writing an empty segment at its next free segment number with
+//! `PutMode::Create`. Every earlier holder, if only paused, then fails its next
+//! commit (the number is taken) and must stop acknowledging. The numbers are one
+//! namespace for all epochs: a claimant may die between its claim and its fence,
+//! so the holder still writing can be older than the epoch the next claimant
+//! finds unreleased.
 //! Fencing, not the clock, is what makes this safe: a late heartbeat can at worst
 //! delay a takeover.
 
@@ -70,6 +73,16 @@ pub struct Leases {
     root: &'static str,
     me: String,
     ttl: Duration,
+}
+
+/// A running [`Leases::keep_alive`]; dropping it stops the heartbeats.
+#[derive(Debug)]
+pub struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The root of the WAL leases.
@@ -247,6 +260,23 @@ impl Leases {
         Ok(true)
     }
 
+    /// Renews `epoch` of `prefix` every ttl/3 until the returned guard is
+    /// dropped or the lease is found lost: for work done under a claim (a
+    /// takeover, a replay, a compaction) that may outlast the ttl.
+    pub fn keep_alive(&self, prefix: &str, epoch: u64) -> Heartbeat {
+        let (leases, prefix) = (self.clone(), prefix.to_string());
+        Heartbeat(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(leases.ttl / 3).await;
+                match leases.beat(&prefix, epoch).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(error = %e, prefix, "lease heartbeat failed"),
+                }
+            }
+        }))
+    }
+
     /// Gives the lease up, so the next claimant need not wait for it to expire.
     pub async fn release(&self, prefix: &str, epoch: u64) -> Result<(), LeaseError> {
         match self
@@ -303,14 +333,15 @@ fn chrono_ttl(ttl: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX)
 }
 
-/// Fences epoch `old` of `prefix`: writes an empty segment, in the new holder's
-/// name, at the first free segment number after every segment of the prefix.
-/// Returns that number. A commit of the old holder that wins the race for a
-/// number just moves the fence one further.
+/// Fences `prefix` for epoch `new_epoch`: writes an empty segment, in the new
+/// holder's name, at the first free segment number after every segment of the
+/// prefix, and returns that number. Every epoch writes in one namespace of
+/// numbers and commits them in order, so any earlier holder still running
+/// (whichever epoch it holds) finds the number taken at its next commit. A
+/// commit that wins the race for the number just moves the fence one further.
 pub async fn fence(
     store: &Store,
     prefix: &str,
-    old: u64,
     new_epoch: u64,
     by: &str,
     covered: Option<u64>,
@@ -324,7 +355,7 @@ pub async fn fence(
         }
         let body = wal::encode_segment(by, new_epoch, next, &[]);
         match store
-            .put(&wal::segment_path(prefix, old, next), body, Put::Create)
+            .put(&wal::segment_path(prefix, next), body, Put::Create)
             .await
         {
             Ok(()) => return Ok(next),
@@ -415,34 +446,51 @@ mod tests {
         let s = store(dir.path());
         for seg in [3, 4] {
             let body = wal::encode_segment("old", 1, seg, &[]);
-            s.put(&wal::segment_path("p", 1, seg), body, Put::Create)
+            s.put(&wal::segment_path("p", seg), body, Put::Create)
                 .await
                 .unwrap();
         }
-        let at = fence(&s, "p", 1, 2, "new", Some(1)).await.unwrap();
+        let at = fence(&s, "p", 3, "new", Some(1)).await.unwrap();
         assert_eq!(at, 5);
-        // The old holder's next commit is refused.
-        let late = s
-            .put(
-                &wal::segment_path("p", 1, 5),
-                wal::encode_segment("old", 1, 5, &[]),
-                Put::Create,
-            )
-            .await;
-        assert!(
-            matches!(late, Err(StoreError::AlreadyExists(_))),
-            "{late:?}"
-        );
+        // The old holder's next commit is refused, and so is that of a holder
+        // of epoch 2, claimed after 1 but never fenced by its claimant (who
+        // died first): the number is taken whatever the epoch.
+        for (holder, epoch) in [("old", 1), ("other", 2)] {
+            let late = s
+                .put(
+                    &wal::segment_path("p", 5),
+                    wal::encode_segment(holder, epoch, 5, &[]),
+                    Put::Create,
+                )
+                .await;
+            assert!(
+                matches!(late, Err(StoreError::AlreadyExists(_))),
+                "{late:?}"
+            );
+        }
         let (seg, entries) = wal::decode_segment(
-            &wal::segment_path("p", 1, 5),
-            s.get(&wal::segment_path("p", 1, 5)).await.unwrap(),
+            &wal::segment_path("p", 5),
+            s.get(&wal::segment_path("p", 5)).await.unwrap(),
         )
         .unwrap();
         assert_eq!(
             (seg.ingester_id.as_str(), seg.epoch, entries.len()),
-            ("new", 2, 0)
+            ("new", 3, 0)
         );
         // With nothing in the WAL, the fence goes after what is covered.
-        assert_eq!(fence(&s, "q", 1, 2, "new", Some(9)).await.unwrap(), 10);
+        assert_eq!(fence(&s, "q", 2, "new", Some(9)).await.unwrap(), 10);
+    }
+
+    /// A store written by an earlier build (one directory per epoch) is read:
+    /// the fence goes after its segments.
+    #[tokio::test]
+    async fn a_fence_counts_segments_of_the_per_epoch_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let old = Path::from(format!("wal/p/{:020}/{:020}", 4, 7));
+        s.put(&old, wal::encode_segment("old", 4, 7, &[]), Put::Create)
+            .await
+            .unwrap();
+        assert_eq!(fence(&s, "p", 5, "new", None).await.unwrap(), 8);
     }
 }

@@ -16,7 +16,7 @@
 //! The WAL prefix `wal/<id>` is written only by the holder of its lease
 //! ([`lease`]). An ingester claims its own prefix at start (waiting for a
 //! previous holder to release it or expire), renews it every ttl/3, and takes
-//! over any other prefix whose lease expired: it fences the old epoch, replays
+//! over any other prefix whose lease expired: it fences the prefix, replays
 //! the uncovered WAL into Parquet, registers the files in that prefix's files
 //! log and releases the lease. An ingester that finds itself fenced (a commit
 //! hits the fence, or a heartbeat finds a newer epoch) refuses writes until it
@@ -133,6 +133,8 @@ pub struct Ingester {
     wal_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     snapshot_lock: tokio::sync::Mutex<()>,
     snapshot_wanted: Notify,
+    /// Held while another prefix is taken over, so shutdown waits for it.
+    takeover_lock: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
 }
 
@@ -167,12 +169,14 @@ impl Ingester {
             wal_task: Mutex::new(None),
             snapshot_lock: tokio::sync::Mutex::new(()),
             snapshot_wanted: Notify::new(),
+            takeover_lock: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
             config,
         });
         let wal = tokio::spawn(Arc::clone(&ingester).wal_loop(rx));
         *ingester.wal_task.lock() = Some(wal);
         tokio::spawn(Arc::clone(&ingester).snapshot_loop());
+        tokio::spawn(Arc::clone(&ingester).heartbeat_loop());
         tokio::spawn(Arc::clone(&ingester).lease_loop());
         Ok(ingester)
     }
@@ -295,7 +299,7 @@ impl Ingester {
         loop {
             let (epoch, segment) = (position.epoch, position.next);
             let body = wal::encode_segment(&self.config.id, epoch, segment, &entries);
-            let path = wal::segment_path(&self.config.id, epoch, segment);
+            let path = wal::segment_path(&self.config.id, segment);
             let (size, started) = (body.len(), std::time::Instant::now());
             match self.store.put(&path, body, Put::Create).await {
                 Ok(()) => {
@@ -363,9 +367,9 @@ impl Ingester {
         Ok(true)
     }
 
-    /// Renews the lease every ttl/3, claims it again after losing it, and takes
-    /// over the WAL of ingesters whose lease expired.
-    async fn lease_loop(self: Arc<Self>) {
+    /// Renews the lease every ttl/3. A task of its own: a takeover or a
+    /// reclaim can take longer than the ttl, and must not let the lease lapse.
+    async fn heartbeat_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.lease_ttl / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -373,16 +377,32 @@ impl Ingester {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
-            if !self.fenced.load(Ordering::Acquire) {
-                let epoch = self.epoch.load(Ordering::Acquire);
-                match self.leases.beat(&self.config.id, epoch).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(epoch, "WAL lease taken by another ingester: fenced");
-                        self.fenced.store(true, Ordering::Release);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "WAL lease heartbeat failed"),
+            if self.fenced.load(Ordering::Acquire) {
+                continue; // reclaim() renews its new claim itself
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            match self.leases.beat(&self.config.id, epoch).await {
+                Ok(true) => {}
+                // A reclaim may have moved to a newer epoch of ours meanwhile.
+                Ok(false) if self.epoch.load(Ordering::Acquire) != epoch => {}
+                Ok(false) => {
+                    tracing::warn!(epoch, "WAL lease taken by another ingester: fenced");
+                    self.fenced.store(true, Ordering::Release);
                 }
+                Err(e) => tracing::warn!(error = %e, "WAL lease heartbeat failed"),
+            }
+        }
+    }
+
+    /// Claims the lease again after losing it, and takes over the WAL of
+    /// ingesters whose lease expired.
+    async fn lease_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.lease_ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.stopping.load(Ordering::Acquire) {
+                return;
             }
             if self.fenced.load(Ordering::Acquire) {
                 if let Err(e) = self.reclaim().await {
@@ -414,7 +434,12 @@ impl Ingester {
 
     async fn take_over_expired(&self) -> Result<(), IngesterError> {
         for prefix in self.leases.prefixes().await? {
-            if prefix == self.config.id || self.stopping.load(Ordering::Acquire) {
+            // Checked under the lock: shutdown sets `stopping`, then takes it.
+            let _running = self.takeover_lock.lock().await;
+            if self.stopping.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if prefix == self.config.id {
                 continue;
             }
             let Some(view) = self.leases.view(&prefix).await? else {
@@ -432,17 +457,9 @@ impl Ingester {
                 epoch = claimed.epoch,
                 "WAL lease expired: taking over"
             );
-            let heartbeat = {
-                let (leases, prefix) = (self.leases.clone(), prefix.clone());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(leases.ttl() / 3).await;
-                        let _ = leases.beat(&prefix, claimed.epoch).await;
-                    }
-                })
-            };
+            let heartbeat = self.leases.keep_alive(&prefix, claimed.epoch);
             let done = self.take_over(&prefix, claimed).await;
-            heartbeat.abort();
+            drop(heartbeat);
             let files = done?;
             self.leases.release(&prefix, claimed.epoch).await?;
             tracing::info!(prefix, files, "took over WAL and released its lease");
@@ -456,16 +473,8 @@ impl Ingester {
         self.catalog.refresh_files_of(prefix).await?;
         let covered = self.catalog.covered_segment(prefix);
         let fence = match claimed.unreleased {
-            Some(old) => Some(
-                lease::fence(
-                    &self.store,
-                    prefix,
-                    old,
-                    claimed.epoch,
-                    &self.config.id,
-                    covered,
-                )
-                .await?,
+            Some(_) => Some(
+                lease::fence(&self.store, prefix, claimed.epoch, &self.config.id, covered).await?,
             ),
             None => None,
         };
@@ -476,7 +485,7 @@ impl Ingester {
         let files = persist(
             &self.store,
             &self.catalog,
-            prefix,
+            (prefix, claimed.epoch),
             last,
             buffer.chunks_up_to(last),
         )
@@ -520,12 +529,16 @@ impl Ingester {
             }
         };
         let started = std::time::Instant::now();
-        let files = persist(&self.store, &self.catalog, &self.config.id, covered, tables).await?;
+        // Stable while the snapshot lock is held: a reclaim takes it too.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let writer = (self.config.id.as_str(), epoch);
+        let files = persist(&self.store, &self.catalog, writer, covered, tables).await?;
         let n = files.len();
         self.catalog
             .register_files(&self.config.id, covered, files)
             .await?;
-        self.buffer.lock().remove_up_to(covered);
+        let persisted = self.buffer.lock().remove_up_to(covered);
+        crate::background::run(move || drop(persisted)).await;
         self.publish_buffer_bytes();
         self.count_snapshot("ok");
         metrics()
@@ -559,8 +572,12 @@ impl Ingester {
 
     /// Stops taking writes, commits what is queued, snapshots everything, and
     /// releases the lease so a restart or another ingester need not wait for it.
+    /// A takeover under way is finished first: cut short, it would leave that
+    /// prefix's WAL unpersisted (durable, but in Parquet only once some
+    /// ingester starts again) and its lease held until it expires.
     pub async fn shutdown(&self) -> Result<(), IngesterError> {
         self.stopping.store(true, Ordering::Release);
+        drop(self.takeover_lock.lock().await);
         // Closing the channel ends the WAL task once the queued writes commit.
         drop(self.wal_tx.lock().take());
         let task = self.wal_task.lock().take();
@@ -616,11 +633,13 @@ async fn claim_own(
     } else {
         leases.acquire(id).await?
     };
+    // The replay can outlast the ttl; the caller's heartbeats start after it.
+    let _renewed = leases.keep_alive(id, claimed.epoch);
     catalog.refresh_files_of(id).await?;
     // An exclusive claimant knows the previous holder is dead: nothing to fence.
     if let Some(old) = claimed.unreleased.filter(|_| !config.exclusive) {
         let covered = catalog.covered_segment(id);
-        let at = lease::fence(store, id, old, claimed.epoch, id, covered).await?;
+        let at = lease::fence(store, id, claimed.epoch, id, covered).await?;
         tracing::info!(
             old_epoch = old,
             fence_segment = at,
@@ -643,14 +662,20 @@ async fn claim_own(
 const SNAPSHOT_GROUP_BYTES: usize = 32 << 20;
 
 /// Writes buffered chunks as Parquet (per table, per group of at most
-/// [`SNAPSHOT_GROUP_BYTES`] in write order, one file per day), named by the WAL
-/// prefix and the last segment they cover, so a snapshot redone after a crash
-/// overwrites its own earlier attempt instead of adding a copy. A point written
+/// [`SNAPSHOT_GROUP_BYTES`] in write order, one file per day). A point written
 /// again in a later group is stored in both files; queries keep the later one.
+///
+/// Files are named by the WAL prefix, the lease epoch of the writer and the
+/// last segment they cover. A snapshot redone in the same epoch holds the same
+/// chunks, so it overwrites its own earlier attempt instead of adding a copy.
+/// Two holders of a prefix (an owner whose lease expired mid-snapshot and the
+/// ingester taking over, or two takers in turn) may persist up to the same
+/// segment with different chunks: without the epoch the later put would
+/// replace a registered file by one missing some of its rows.
 async fn persist(
     store: &Store,
     catalog: &Catalog,
-    prefix: &str,
+    (prefix, epoch): (&str, u64),
     covered: u64,
     tables: Vec<(TableKey, Vec<Arc<Chunk>>)>,
 ) -> Result<Vec<ParquetFile>, IngesterError> {
@@ -684,15 +709,15 @@ async fn persist(
             .enumerate()
         {
             let columns = Arc::clone(&table);
-            let day_files = tokio::task::spawn_blocking(move || {
+            let day_files = crate::background::run(move || {
                 let schema = snapshot::target_schema(table_columns(&columns), &chunks);
                 let merged = snapshot::merge(&schema, &chunks)?;
                 snapshot::day_files(&merged)
             })
-            .await??;
+            .await?;
             for f in day_files {
                 let path = format!(
-                    "{}/{}/{}/{prefix}-{covered:020}-{group:04}.parquet",
+                    "{}/{}/{}/{prefix}-{epoch:020}-{covered:020}-{group:04}.parquet",
                     db.id, table.id, f.partition
                 );
                 store
@@ -797,7 +822,7 @@ async fn replay(
     }
     if covered.is_some() {
         // A covered segment may have been replayed before the refresh found it so.
-        buffer.remove_up_to(covered.unwrap_or_default());
+        drop(buffer.remove_up_to(covered.unwrap_or_default()));
     }
     if replayed > 0 {
         tracing::info!(
@@ -808,4 +833,49 @@ async fn replay(
         );
     }
     Ok((buffer, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{catalog_with_table, chunk};
+
+    fn rows_in(bytes: bytes::Bytes) -> usize {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .sum()
+    }
+
+    /// An owner registers a snapshot up to segment 7; an ingester that took
+    /// over the prefix meanwhile persists up to 7 too, having missed a segment
+    /// the owner's snapshot deleted. The owner's registered file keeps its rows.
+    #[tokio::test]
+    async fn another_holder_never_replaces_a_registered_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let key: TableKey = ("db".into(), "m".into());
+        let both = vec![
+            chunk(6, &[("a", Some(1.0), None, 1)]),
+            chunk(7, &[("b", Some(2.0), None, 1)]),
+        ];
+        let owner = persist(&store, &catalog, ("ing-0", 4), 7, vec![(key.clone(), both)])
+            .await
+            .unwrap();
+        catalog.register_files("ing-0", 7, owner).await.unwrap();
+
+        let missed_one = vec![chunk(7, &[("b", Some(2.0), None, 1)])];
+        let taker = persist(&store, &catalog, ("ing-0", 5), 7, vec![(key, missed_one)])
+            .await
+            .unwrap();
+        assert_eq!(taker.len(), 1);
+
+        let registered = catalog.files();
+        assert_eq!(registered.len(), 1);
+        let bytes = store.get(&Path::from(registered[0].path.as_str())).await;
+        assert_eq!(rows_in(bytes.unwrap()), 2, "the taker's put replaced it");
+        assert_ne!(registered[0].path, taker[0].path);
+    }
 }

@@ -1,9 +1,9 @@
 //! The write-ahead log: segments of Arrow IPC batches on the object store.
 //!
 //! A segment is one protobuf [`WalSegment`] object at
-//! `wal/<ingester-id>/<epoch>/<segment>`, written with `PutMode::Create` so that
-//! two writers can never both commit the same number. Segment numbers grow across
-//! epochs, so "covered up to segment S" is one number. A segment with no entries
+//! `wal/<ingester-id>/<segment>`, written with `PutMode::Create` so that two
+//! writers, of any epochs, can never both commit the same number. Segment
+//! numbers grow across epochs, so "covered up to segment S" is one number. A segment with no entries
 //! is a fence (see `lease`): it is never written by a commit and never deleted.
 
 use std::io::Cursor;
@@ -34,8 +34,12 @@ pub fn prefix(ingester_id: &str) -> Path {
     Path::from(format!("wal/{ingester_id}"))
 }
 
-pub fn segment_path(ingester_id: &str, epoch: u64, segment: u64) -> Path {
-    Path::from(format!("wal/{ingester_id}/{epoch:020}/{segment:020}"))
+/// One namespace of numbers for every epoch, so a fence at a number blocks
+/// whichever holder reaches it, not only the epoch the fencer thought was the
+/// last. (Earlier builds wrote `wal/<id>/<epoch>/<segment>`; replay lists the
+/// prefix recursively, so it reads those too.)
+pub fn segment_path(ingester_id: &str, segment: u64) -> Path {
+    Path::from(format!("wal/{ingester_id}/{segment:020}"))
 }
 
 /// Whether a segment of this size could be a fence (a segment with no entries,
@@ -164,7 +168,7 @@ mod tests {
             sequence: 42,
             ipc: encode_batch(&batch).unwrap(),
         };
-        let path = segment_path("i", 0, 7);
+        let path = segment_path("i", 7);
         assert_eq!(segment_number(&path), Some(7));
         let bytes = encode_segment("i", 0, 7, &[entry]);
         let (seg, entries) = decode_segment(&path, bytes).unwrap();
@@ -186,7 +190,7 @@ mod tests {
             segment: 3,
             entries: vec![],
         };
-        let path = segment_path("i", 0, 3);
+        let path = segment_path("i", 3);
         let err = decode_segment(&path, Bytes::from(seg.encode_to_vec())).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -199,11 +203,8 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt_not_a_panic() {
-        let err = decode_segment(
-            &segment_path("i", 0, 1),
-            Bytes::from_static(b"\xff\xff\xff"),
-        )
-        .unwrap_err();
+        let err =
+            decode_segment(&segment_path("i", 1), Bytes::from_static(b"\xff\xff\xff")).unwrap_err();
         assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
     }
 }

@@ -17,8 +17,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_inflow")
+/// The binary under test: cargo's, or `$INFLOW_TEST_BIN` (a copy, so a long
+/// loop of one test keeps running one build while the tree is rebuilt).
+pub fn binary() -> String {
+    std::env::var("INFLOW_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_inflow").into())
 }
 
 pub struct Server {
