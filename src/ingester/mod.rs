@@ -849,6 +849,28 @@ mod tests {
             .sum()
     }
 
+    /// A WAL written by an earlier build (a directory per epoch) replays.
+    #[tokio::test]
+    async fn segments_of_the_per_epoch_layout_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let batch = chunk(1, &[("a", Some(1.0), None, 1)]).batch.clone();
+        let entry = wal::EncodedEntry {
+            database: "db".into(),
+            table: "m".into(),
+            sequence: 1,
+            ipc: wal::encode_batch(&batch).unwrap(),
+        };
+        let old = Path::from(format!("wal/ing-0/{:020}/{:020}", 3, 12));
+        let body = wal::encode_segment("ing-0", 3, 12, &[entry]);
+        store.put(&old, body, Put::Create).await.unwrap();
+        let (buffer, next) = replay("ing-0", &store, &catalog).await.unwrap();
+        assert_eq!(next, 13);
+        assert_eq!(buffer.last_segment(), Some(12));
+        let key: TableKey = ("db".into(), "m".into());
+        assert_eq!(buffer.table_chunks(&key)[0].batch, batch);
+    }
+
     /// An owner registers a snapshot up to segment 7; an ingester that took
     /// over the prefix meanwhile persists up to 7 too, having missed a segment
     /// the owner's snapshot deleted. The owner's registered file keeps its rows.
