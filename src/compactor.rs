@@ -114,17 +114,7 @@ impl Compactor {
                     continue;
                 }
             };
-            let heartbeat = {
-                let (leases, epoch) = (self.leases.clone(), claimed.epoch);
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(leases.ttl() / 3).await;
-                        if !matches!(leases.beat(LEASE, epoch).await, Ok(true)) {
-                            return;
-                        }
-                    }
-                })
-            };
+            let heartbeat = self.leases.keep_alive(LEASE, claimed.epoch);
             match self.round().await {
                 Ok(c) if c != Compacted::default() => tracing::info!(?c, "compaction round"),
                 Ok(_) => {}
@@ -132,7 +122,7 @@ impl Compactor {
                     tracing::warn!(error = %e, "compaction round failed; retrying next round")
                 }
             }
-            heartbeat.abort();
+            drop(heartbeat);
             if let Err(e) = self.leases.release(LEASE, claimed.epoch).await {
                 tracing::warn!(error = %e, "compactor lease release failed");
             }

@@ -119,10 +119,6 @@ impl Leases {
         object_in(self.root, prefix, epoch, kind)
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// The object store's current time: the modification time of an object
     /// written just now.
     pub async fn store_now(&self) -> Result<DateTime<Utc>, LeaseError> {

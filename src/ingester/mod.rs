@@ -367,11 +367,17 @@ impl Ingester {
         Ok(true)
     }
 
+    /// Every ttl/3, the pace of the lease's renewals and checks.
+    fn lease_ticks(&self) -> tokio::time::Interval {
+        let mut tick = tokio::time::interval(self.config.lease_ttl / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    }
+
     /// Renews the lease every ttl/3. A task of its own: a takeover or a
     /// reclaim can take longer than the ttl, and must not let the lease lapse.
     async fn heartbeat_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.config.lease_ttl / 3);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = self.lease_ticks();
         loop {
             tick.tick().await;
             if self.stopping.load(Ordering::Acquire) {
@@ -397,8 +403,7 @@ impl Ingester {
     /// Claims the lease again after losing it, and takes over the WAL of
     /// ingesters whose lease expired.
     async fn lease_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.config.lease_ttl / 3);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = self.lease_ticks();
         loop {
             tick.tick().await;
             if self.stopping.load(Ordering::Acquire) {
