@@ -202,7 +202,7 @@ impl Compactor {
         );
         let size = merged.parquet.len() as u64;
         self.store
-            .put(&Path::from(path.as_str()), merged.parquet, Put::Create)
+            .put_background(&Path::from(path.as_str()), merged.parquet, Put::Create)
             .await?;
         Ok(ParquetFile {
             path,
@@ -597,11 +597,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let first = Arc::new(crate::ingester::buffer::Chunk {
-            segment: 1,
-            sequence: 1,
-            batch,
-        });
+        let first = Arc::new(crate::ingester::buffer::Chunk::new(1, 1, batch));
         persist(&catalog, &store, "ing", 1, first).await;
         // Then y appears.
         catalog

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Write requests' time to answer, by API (`v1`, `v2`, `v3`) and outcome.
     pub write_duration: HistogramVec,
+    /// Each stage of a write that got that far: `read` (body), `decode` (gzip),
+    /// `parse`, `commit` (schema and series), `ingest` (until the ingesters
+    /// acknowledged). Says which stage a slow write spent its time in.
+    pub write_stage: HistogramVec,
     /// Lines written (accepted and sent to ingesters).
     pub lines: IntCounter,
     /// Bytes of line protocol received, after gzip inflation.
@@ -75,6 +79,15 @@ impl Metrics {
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
                 &["api", "status"],
+            )
+            .expect("valid metric"),
+            write_stage: HistogramVec::new(
+                HistogramOpts::new(
+                    "write_stage_duration_seconds",
+                    "Time a write spent in each stage: read, decode, parse, commit, ingest",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["stage"],
             )
             .expect("valid metric"),
             lines: IntCounter::new("write_lines_total", "Lines written").expect("valid metric"),
@@ -130,9 +143,10 @@ impl Metrics {
     }
 
     fn register(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.write_duration.clone()),
+            Box::new(self.write_stage.clone()),
             Box::new(self.lines.clone()),
             Box::new(self.line_bytes.clone()),
             Box::new(self.rejected_lines.clone()),
@@ -156,6 +170,17 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+/// Awaits `fut` and counts its time as write stage `name`.
+pub async fn stage<T>(name: &'static str, fut: impl Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = fut.await;
+    metrics()
+        .write_stage
+        .with_label_values(&[name])
+        .observe(started.elapsed().as_secs_f64());
+    out
 }
 
 /// `GET /metrics`.

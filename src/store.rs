@@ -107,13 +107,35 @@ impl Store {
     pub async fn put(&self, path: &Path, bytes: Bytes, mode: Put) -> Result<(), StoreError> {
         if let Some(local) = &self.local {
             let (local, location) = (Arc::clone(local), path.clone());
-            return tokio::task::spawn_blocking(move || local.put(&location, &bytes, mode))
+            let put = move || local.put(&location, &bytes, mode, Pace::Full);
+            return tokio::task::spawn_blocking(put)
                 .await
                 .map_err(|e| StoreError::Sync {
                     path: PathBuf::from(path.as_ref()),
                     source: std::io::Error::other(e),
                 })?;
         }
+        self.put_remote(path, bytes, mode).await
+    }
+
+    /// [`Store::put`] for data that can wait (a snapshot's or a compaction's
+    /// Parquet): on a local directory it is written at background priority and
+    /// paced, so that it leaves the disk to the WAL commits half the time.
+    pub async fn put_background(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        mode: Put,
+    ) -> Result<(), StoreError> {
+        if let Some(local) = &self.local {
+            let (local, location) = (Arc::clone(local), path.clone());
+            let put = move || local.put(&location, &bytes, mode, Pace::Background);
+            return crate::background::run(put).await;
+        }
+        self.put_remote(path, bytes, mode).await
+    }
+
+    async fn put_remote(&self, path: &Path, bytes: Bytes, mode: Put) -> Result<(), StoreError> {
         let mode = match mode {
             Put::Create => PutMode::Create,
             Put::Overwrite => PutMode::Overwrite,
@@ -162,7 +184,13 @@ impl Store {
 
     /// Deletes many objects in as few requests as the store allows (S3:
     /// `DeleteObjects`, up to 1,000 a request); ones already gone are fine.
+    /// On a local directory they go paced, at background priority (see
+    /// [`LocalDurability::delete_paced`]).
     pub async fn delete_many(&self, paths: Vec<Path>) -> Result<(), StoreError> {
+        if let Some(local) = &self.local {
+            let local = Arc::clone(local);
+            return crate::background::run(move || local.delete_paced(&paths)).await;
+        }
         let paths = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
         let mut deleted = self.inner.delete_stream(paths);
         while let Some(result) = deleted.next().await {
@@ -183,9 +211,9 @@ impl LocalDurability {
     /// Publishes a fully written, fsynced temporary file: by hard link for
     /// `Create` (atomic, and refused if the name exists), by rename for
     /// `Overwrite`. A reader never sees a partial object.
-    fn put(&self, location: &Path, bytes: &[u8], mode: Put) -> Result<(), StoreError> {
+    fn put(&self, location: &Path, bytes: &[u8], mode: Put, pace: Pace) -> Result<(), StoreError> {
         let file = self.fs.path_to_filesystem(location)?;
-        let temp = match Self::write_temp(&file, bytes) {
+        let temp = match Self::write_temp(&file, bytes, pace) {
             // A new directory, or one that a delete emptied and removed
             // (`with_automatic_cleanup`) meanwhile: make it, then try again.
             Err(StoreError::Sync { source, .. }) if source.kind() == ErrorKind::NotFound => {
@@ -197,7 +225,7 @@ impl LocalDurability {
                         .lock()
                         .retain(|known| !dir.starts_with(known));
                 }
-                Self::write_temp(&file, bytes)?
+                Self::write_temp(&file, bytes, pace)?
             }
             other => other?,
         };
@@ -218,7 +246,7 @@ impl LocalDurability {
     }
 
     /// Writes `bytes` to a new `<file>#<n>` (the first n free) and fsyncs it.
-    fn write_temp(file: &FsPath, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    fn write_temp(file: &FsPath, bytes: &[u8], pace: Pace) -> Result<PathBuf, StoreError> {
         let mut name = file.as_os_str().to_owned();
         name.push("#");
         for n in 1u32..=u32::MAX {
@@ -234,7 +262,7 @@ impl LocalDurability {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(sync_error(&temp)(e)),
             };
-            let written = write_paced(&mut f, bytes).and_then(|()| f.sync_data());
+            let written = write_paced(&mut f, bytes, pace).and_then(|()| f.sync_data());
             if let Err(e) = written {
                 let _ = std::fs::remove_file(&temp);
                 return Err(sync_error(&temp)(e));
@@ -242,6 +270,41 @@ impl LocalDurability {
             return Ok(temp);
         }
         Err(sync_error(file)(ErrorKind::AlreadyExists.into()))
+    }
+
+    /// Deletes `paths` a few at a time, each batch followed by a pause three
+    /// times as long as it took. A snapshot frees thousands of WAL segments at
+    /// once, and each unlink waits on the disk (freeing blocks; on a `discard`
+    /// mount, a device command): unpaced, that burst queues ahead of the WAL
+    /// commits' fsyncs, paced it takes at most a quarter of the disk's time.
+    /// Directories left empty are removed, as `with_automatic_cleanup` does.
+    fn delete_paced(&self, paths: &[Path]) -> Result<(), StoreError> {
+        const BATCH: usize = 16;
+        for batch in paths.chunks(BATCH) {
+            let started = std::time::Instant::now();
+            for path in batch {
+                let file = self.fs.path_to_filesystem(path)?;
+                match std::fs::remove_file(&file) {
+                    Ok(()) => self.remove_empty_parents(&file),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(sync_error(&file)(e)),
+                }
+            }
+            std::thread::sleep(started.elapsed() * 3);
+        }
+        Ok(())
+    }
+
+    /// Removes the file's directory if it is now empty, then its parent, and so
+    /// on below the root; stops at the first that is not empty.
+    fn remove_empty_parents(&self, file: &FsPath) {
+        let mut dir = file.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(&self.root) && *d != self.root) {
+            if std::fs::remove_dir(d).is_err() {
+                return;
+            }
+            dir = d.parent();
+        }
     }
 
     /// fsyncs the file's directory, and each new ancestor up to the root, so the
@@ -279,16 +342,29 @@ fn sync_error(path: &FsPath) -> impl FnOnce(std::io::Error) -> StoreError {
 /// rather than the whole file.
 const WRITEBACK_CHUNK: usize = 1 << 20;
 
-fn write_paced(f: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+/// How a large object shares the disk with other writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Chunks back to back (a WAL segment: a write waits for it).
+    Full,
+    /// After each chunk, a pause as long as its writeback took.
+    Background,
+}
+
+fn write_paced(f: &mut std::fs::File, bytes: &[u8], pace: Pace) -> std::io::Result<()> {
     use std::io::Write;
     if bytes.len() <= WRITEBACK_CHUNK {
         return f.write_all(bytes);
     }
     let mut offset = 0;
     for chunk in bytes.chunks(WRITEBACK_CHUNK) {
+        let started = std::time::Instant::now();
         f.write_all(chunk)?;
         write_back(f, offset, chunk.len())?;
         offset += chunk.len();
+        if pace == Pace::Background {
+            std::thread::sleep(started.elapsed());
+        }
     }
     Ok(())
 }
@@ -400,5 +476,44 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.get(&p).await.unwrap(), Bytes::from(bytes));
+    }
+
+    /// More than one batch of deletes: every named object goes, ones already
+    /// gone are fine, the directory they emptied goes, and other objects stay.
+    #[tokio::test]
+    async fn delete_many_removes_the_named_objects_and_emptied_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let put = |p: String| {
+            let store = store.clone();
+            async move {
+                let p = Path::from(p);
+                store
+                    .put(&p, Bytes::from_static(b"x"), Put::Create)
+                    .await
+                    .unwrap();
+                p
+            }
+        };
+        let mut doomed = Vec::new();
+        for i in 0..40 {
+            doomed.push(put(format!("wal/a/{i:04}")).await);
+        }
+        let kept = put("wal/b/0001".into()).await;
+        doomed.push(Path::from("wal/a/9999"));
+        store.delete_many(doomed).await.unwrap();
+        let left: Vec<String> = store
+            .list(&Path::from("wal"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        assert_eq!(left, [kept.to_string()]);
+        assert!(
+            !dir.path().join("wal/a").exists(),
+            "emptied directory removed"
+        );
+        assert!(dir.path().join("wal/b").exists());
     }
 }

@@ -54,11 +54,7 @@ pub fn chunk(sequence: u64, rows: &[(&str, Option<f64>, Option<f64>, i64)]) -> A
         ],
     )
     .unwrap();
-    Arc::new(Chunk {
-        segment: sequence,
-        sequence,
-        batch,
-    })
+    Arc::new(Chunk::new(sequence, sequence, batch))
 }
 
 /// Persists `chunk` as ingester `owner`'s snapshot covering WAL segment

@@ -21,6 +21,7 @@ use crate::auth::Principal;
 use crate::catalog::{Database, TableColumns, table_columns};
 use crate::error::Error;
 use crate::lineproto::{ParseOptions, ParsedBody, SchemaLookup, TableBatch, parse_lines};
+use crate::metrics::stage;
 use crate::schema::TIME_COLUMN;
 use crate::schema::{ColumnType, arrow_schema, project};
 use crate::series::{
@@ -106,7 +107,8 @@ pub async fn write_request(
     let encoding = content_encoding(headers)?;
     let db = database_for_write(edge, principal, database).await?;
     let _slot = edge.write_slot().await?;
-    let body = read_body(headers, body, edge.limits.max_request_bytes).await?;
+    let body = read_body(headers, body, edge.limits.max_request_bytes);
+    let body = stage("read", body).await?;
     write_lines(edge, db, encoding, body, opts, mode).await
 }
 
@@ -130,13 +132,18 @@ pub async fn write_lines(
     opts.max_tables = quotas.max_tables;
     opts.max_table_columns = quotas.max_columns;
     let series = series_of(edge, &db, opts.min_time_ns).await?;
-    let text = tokio::task::spawn_blocking(move || match encoding {
-        Encoding::Gzip => gunzip(&body, max_decompressed),
-        Encoding::Identity if body.len() > max_decompressed => Err(Error::DecompressedTooLarge {
-            limit: max_decompressed,
+    let text = stage(
+        "decode",
+        tokio::task::spawn_blocking(move || match encoding {
+            Encoding::Gzip => gunzip(&body, max_decompressed),
+            Encoding::Identity if body.len() > max_decompressed => {
+                Err(Error::DecompressedTooLarge {
+                    limit: max_decompressed,
+                })
+            }
+            Encoding::Identity => Ok(body),
         }),
-        Encoding::Identity => Ok(body),
-    })
+    )
     .await
     .map_err(|e| Error::Internal(format!("decompression task failed: {e}")))??;
 
@@ -145,13 +152,17 @@ pub async fn write_lines(
     // Parsed again only when other writes took the series quota meanwhile.
     let mut races = 0;
     let parsed = loop {
-        let parsed = parse(text.clone(), &opts, &db, &series).await?;
+        let parsed = stage("parse", parse(text.clone(), &opts, &db, &series)).await?;
         let refused = parsed.is_empty() || (parsed.error_count > 0 && !mode.accept_partial);
         if refused || mode.dry_run {
             break parsed;
         }
-        let tables = commit_schema(edge, &db.name, parsed.tables).await?;
-        if series.commit(&parsed.series).await? == Committed::OverQuota {
+        let committed = stage("commit", async {
+            let tables = commit_schema(edge, &db.name, parsed.tables).await?;
+            Ok::<_, Error>((tables, series.commit(&parsed.series).await?))
+        });
+        let (tables, committed) = committed.await?;
+        if committed == Committed::OverQuota {
             races += 1;
             if races < MAX_QUOTA_RACES {
                 continue;
@@ -160,7 +171,7 @@ pub async fn write_lines(
         }
         let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
         let routed = edge.router.write(&db.name, &tables, mode.no_sync);
-        routed.instrument(span).await?;
+        stage("ingest", routed.instrument(span)).await?;
         metrics.lines.inc_by(parsed.lines as u64);
         // Its tables went to the ingesters; its line errors are answered below.
         break ParsedBody {

@@ -310,15 +310,15 @@ impl Ingester {
                     m.wal_flush_bytes
                         .with_label_values(&id)
                         .observe(size as f64);
-                    let chunks = writes.iter().map(|w| {
-                        let key = (Arc::clone(&w.entry.database), Arc::clone(&w.entry.table));
-                        let chunk = Chunk {
-                            segment,
-                            sequence: w.entry.sequence,
-                            batch: w.batch.clone(),
-                        };
-                        (key, chunk)
-                    });
+                    // Built before the lock is taken: a chunk measures its size.
+                    let chunks: Vec<_> = writes
+                        .iter()
+                        .map(|w| {
+                            let key = (Arc::clone(&w.entry.database), Arc::clone(&w.entry.table));
+                            let chunk = Chunk::new(segment, w.entry.sequence, w.batch.clone());
+                            (key, chunk)
+                        })
+                        .collect();
                     self.buffer.lock().insert_segment(segment, chunks);
                     self.publish_buffer_bytes();
                     position.next += 1;
@@ -726,7 +726,7 @@ async fn persist(
                     db.id, table.id, f.partition
                 );
                 store
-                    .put(&Path::from(path.as_str()), f.bytes.clone(), Put::Overwrite)
+                    .put_background(&Path::from(path.as_str()), f.bytes.clone(), Put::Overwrite)
                     .await?;
                 files.push(f.entry(path, db.id, table.id));
             }
@@ -735,30 +735,39 @@ async fn persist(
     Ok(files)
 }
 
-/// Deletes the WAL segments of `prefix` that registered files cover.
+/// Deletes the WAL segments of `prefix` that registered files cover, in one
+/// batch (a snapshot covers thousands).
 async fn delete_covered(store: &Store, prefix: &str, covered: u64) -> Result<(), IngesterError> {
+    let mut doomed = Vec::new();
     for meta in store.list(&wal::prefix(prefix)).await? {
-        if wal::segment_number(&meta.location).is_some_and(|s| s <= covered) {
-            delete_unless_fence(store, &meta).await?;
+        let is_covered = wal::segment_number(&meta.location).is_some_and(|s| s <= covered);
+        if is_covered && !is_fence(store, &meta).await? {
+            doomed.push(meta.location);
         }
     }
+    store.delete_many(doomed).await?;
     Ok(())
 }
 
-/// Deletes a covered segment, but never a fence: a paused old holder may wake
-/// up at any time and try that number, and must find it taken.
+/// Deletes a covered segment, but never a fence.
 async fn delete_unless_fence(
     store: &Store,
     meta: &object_store::ObjectMeta,
 ) -> Result<(), IngesterError> {
-    if wal::may_be_fence(meta.size) {
-        let bytes = store.get(&meta.location).await?;
-        if wal::decode_segment(&meta.location, bytes)?.1.is_empty() {
-            return Ok(());
-        }
+    if !is_fence(store, meta).await? {
+        store.delete(&meta.location).await?;
     }
-    store.delete(&meta.location).await?;
     Ok(())
+}
+
+/// A fence is never deleted: a paused old holder may wake up at any time and
+/// try that number, and must find it taken.
+async fn is_fence(store: &Store, meta: &object_store::ObjectMeta) -> Result<bool, IngesterError> {
+    if !wal::may_be_fence(meta.size) {
+        return Ok(false);
+    }
+    let bytes = store.get(&meta.location).await?;
+    Ok(wal::decode_segment(&meta.location, bytes)?.1.is_empty())
 }
 
 fn replayed_chunks(
@@ -768,16 +777,9 @@ fn replayed_chunks(
     entries.into_iter().flat_map(move |e| {
         let key: TableKey = (e.database.into(), e.table.into());
         let sequence = e.sequence;
-        e.batches.into_iter().map(move |batch| {
-            (
-                key.clone(),
-                Chunk {
-                    segment,
-                    sequence,
-                    batch,
-                },
-            )
-        })
+        e.batches
+            .into_iter()
+            .map(move |batch| (key.clone(), Chunk::new(segment, sequence, batch)))
     })
 }
 

@@ -97,11 +97,7 @@ mod tests {
         }
         arrays.push(Arc::new(TimestampNanosecondArray::from(times)));
         let batch = RecordBatch::try_new(arrow_schema(cols), arrays).unwrap();
-        Arc::new(Chunk {
-            segment: sequence,
-            sequence,
-            batch,
-        })
+        Arc::new(Chunk::new(sequence, sequence, batch))
     }
 
     #[test]

@@ -233,11 +233,7 @@ mod tests {
             ],
         )
         .unwrap();
-        Arc::new(Chunk {
-            segment: sequence,
-            sequence,
-            batch,
-        })
+        Arc::new(Chunk::new(sequence, sequence, batch))
     }
 
     #[test]
