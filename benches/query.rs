@@ -105,11 +105,7 @@ async fn corpus(dir: &std::path::Path, hosts: usize, hours: i64) -> Querier {
     let table = db.table("cpu").expect("table").clone();
     let mut buffered = Vec::new();
     for h in 0..hours {
-        let chunk = Arc::new(Chunk {
-            segment: h as u64,
-            sequence: h as u64 + 1,
-            batch: hour(hosts, h),
-        });
+        let chunk = Arc::new(Chunk::new(h as u64, h as u64 + 1, hour(hosts, h)));
         if h == hours - 1 {
             buffered.push(chunk);
             continue;
