@@ -73,6 +73,18 @@ async fn metrics_count_what_happened_in_prometheus_text_format() {
         ),
         Some(2.0)
     );
+    // Every write is read, decoded and parsed; only the two good ones reach
+    // the schema commit and the ingesters.
+    let stage = |name| {
+        sample(
+            &scrape,
+            "inflow_write_stage_duration_seconds_count",
+            &[("stage", name)],
+        )
+    };
+    let stages = ["read", "decode", "parse", "commit", "ingest"].map(stage);
+    let counts = [3.0, 3.0, 3.0, 2.0, 2.0].map(Some);
+    assert_eq!(stages, counts, "read, decode, parse, commit, ingest");
     let flushes = sample(&scrape, "inflow_wal_flush_bytes_count", &[]).unwrap();
     assert!(
         flushes >= 2.0,
