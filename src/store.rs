@@ -394,6 +394,15 @@ fn write_back(_: &std::fs::File, _: usize, _: usize) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The paths of the objects under `prefix`, in order.
+    async fn listed(store: &Store, prefix: &str) -> Vec<String> {
+        let objects = store.list(&Path::from(prefix)).await.unwrap();
+        objects
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect()
+    }
+
     #[tokio::test]
     async fn create_refuses_to_replace() {
         let dir = tempfile::tempdir().unwrap();
@@ -435,14 +444,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.get(&p).await.unwrap(), Bytes::from_static(b"whole"));
-        let listed: Vec<String> = store
-            .list(&Path::from("wal"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .collect();
-        assert_eq!(listed, ["wal/1/0001"]);
+        assert_eq!(listed(&store, "wal").await, ["wal/1/0001"]);
         assert!(
             !dir.path().join("wal/1/0001#2").exists(),
             "temp file removed"
@@ -502,14 +504,7 @@ mod tests {
         let kept = put("wal/b/0001".into()).await;
         doomed.push(Path::from("wal/a/9999"));
         store.delete_many(doomed).await.unwrap();
-        let left: Vec<String> = store
-            .list(&Path::from("wal"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .collect();
-        assert_eq!(left, [kept.to_string()]);
+        assert_eq!(listed(&store, "wal").await, [kept.to_string()]);
         assert!(
             !dir.path().join("wal/a").exists(),
             "emptied directory removed"
