@@ -361,9 +361,8 @@ impl Ingester {
             return Ok(false);
         }
         let number = segment.segment;
-        self.buffer
-            .lock()
-            .insert_segment(number, replayed_chunks(number, entries));
+        let chunks: Vec<_> = replayed_chunks(number, entries).collect();
+        self.buffer.lock().insert_segment(number, chunks);
         Ok(true)
     }
 
