@@ -32,7 +32,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Write requests' time to answer, by API (`v1`, `v2`, `v3`) and outcome.
     pub write_duration: HistogramVec,
-    /// Each stage of a write that got that far: `read` (body), `decode` (gzip),
+    /// Each stage of a line-protocol write that got that far (Flight `DoPut`
+    /// batches are not counted): `read` (body), `decode` (gzip),
     /// `parse`, `commit` (schema and series), `ingest` (until the ingesters
     /// acknowledged). Says which stage a slow write spent its time in.
     pub write_stage: HistogramVec,
