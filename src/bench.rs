@@ -331,16 +331,24 @@ pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
     Ok(report)
 }
 
-/// utime + stime of a process, in seconds.
+/// The CPU time of a process, all its threads (exited ones too), in seconds.
+/// Read from its CPU-time clock, to the nanosecond: utime and stime in
+/// `/proc/<pid>/stat` count whole ticks (10 ms), which a short run can stay under.
 fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / hz)
+    let mut clock: libc::clockid_t = 0;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls only write through the valid pointers they are given.
+    unsafe {
+        if libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) != 0
+            || libc::clock_gettime(clock, &mut now) != 0
+        {
+            return None;
+        }
+    }
+    Some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
 }
 
 /// VmHWM: the peak resident set size of a process.
@@ -364,7 +372,20 @@ mod tests {
         assert!(a.starts_with("cpu,hostname=host_234,region="));
         assert_eq!(a.matches('=').count(), 20, "10 tags and 10 fields: {a}");
         assert!(a.ends_with(" 10000000000\n"), "{a}");
-        assert!(self::process_cpu_seconds(std::process::id()).is_some());
+    }
+
+    /// Finer than a clock tick: a few milliseconds of work show.
+    #[test]
+    fn cpu_time_is_read_to_below_a_tick() {
+        let cpu = || process_cpu_seconds(std::process::id()).unwrap();
+        let before = cpu();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(3) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let spent = cpu() - before;
+        assert!(spent > 0.0 && spent < 1.0, "{spent} s ({x} loops)");
         assert!(peak_rss_bytes(std::process::id()).unwrap() > 0);
     }
 }
