@@ -103,6 +103,11 @@ impl Store {
         self.local.as_deref().map(|l| l.root.as_path())
     }
 
+    /// The file behind an object path, on a local directory.
+    pub fn local_path(&self, path: &Path) -> Option<PathBuf> {
+        self.local.as_deref()?.fs.path_to_filesystem(path).ok()
+    }
+
     /// Writes an object and returns only once it would survive a crash.
     pub async fn put(&self, path: &Path, bytes: Bytes, mode: Put) -> Result<(), StoreError> {
         if let Some(local) = &self.local {

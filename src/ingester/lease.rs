@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::wal;
+use super::{wal, wal_log};
 use crate::store::{Put, Store, StoreError};
 
 const FORMAT_VERSION: u32 = 1;
@@ -38,6 +38,8 @@ pub enum LeaseError {
     Store(#[from] StoreError),
     #[error("lease claim {path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error(transparent)]
+    Log(#[from] wal_log::LogError),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -344,9 +346,20 @@ pub async fn fence(
 ) -> Result<u64, LeaseError> {
     loop {
         let mut next = covered.map_or(0, |c| c + 1);
+        let mut newest_log = None;
         for meta in store.list(&wal::prefix(prefix)).await? {
             if let Some(s) = wal::segment_number(&meta.location) {
                 next = next.max(s + 1);
+            }
+            if let Some(first) = wal_log::first_segment(&meta.location) {
+                newest_log = newest_log.max(Some((first, meta.location)));
+            }
+        }
+        // A log file's segments come after the older files' ones.
+        if let Some((_, path)) = newest_log {
+            let bytes = store.get(&path).await?;
+            if let Some(last) = wal_log::read(&path, &bytes)?.last() {
+                next = next.max(last.segment + 1);
             }
         }
         let body = wal::encode_segment(by, new_epoch, next, &[]);

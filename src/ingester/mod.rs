@@ -28,6 +28,7 @@ pub mod lease;
 pub mod read;
 pub mod snapshot;
 pub mod wal;
+pub mod wal_log;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,7 @@ use crate::store::{Put, Store, StoreError};
 use buffer::{Buffer, Chunk, TableKey};
 use lease::{Claimed, Leases};
 use wal::EncodedEntry;
+use wal_log::LogWriter;
 
 #[derive(Debug, Clone)]
 pub struct IngesterConfig {
@@ -87,6 +89,8 @@ pub enum IngesterError {
     #[error(transparent)]
     Wal(#[from] wal::WalError),
     #[error(transparent)]
+    Log(#[from] wal_log::LogError),
+    #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
@@ -114,6 +118,9 @@ struct WalWrite {
 struct WalPosition {
     epoch: u64,
     next: u64,
+    /// Set when segments go to a local log file rather than an object each
+    /// (see [`wal_log`]).
+    log: Option<LogWriter>,
 }
 
 pub struct Ingester {
@@ -154,11 +161,12 @@ impl Ingester {
         catalog: Arc<Catalog>,
     ) -> Result<Arc<Self>, IngesterError> {
         let leases = Leases::new(store.clone(), config.id.clone(), config.lease_ttl);
-        let (epoch, buffer, next) = claim_own(&config, &leases, &store, &catalog).await?;
+        let (position, buffer) = claim_own(&config, &leases, &store, &catalog).await?;
+        let epoch = position.epoch;
         let (tx, rx) = mpsc::channel(4096);
         let ingester = Arc::new(Self {
             leases,
-            wal_position: tokio::sync::Mutex::new(WalPosition { epoch, next }),
+            wal_position: tokio::sync::Mutex::new(position),
             epoch: AtomicU64::new(epoch),
             fenced: AtomicBool::new(false),
             store,
@@ -301,7 +309,11 @@ impl Ingester {
             let body = wal::encode_segment(&self.config.id, epoch, segment, &entries);
             let path = wal::segment_path(&self.config.id, segment);
             let (size, started) = (body.len(), std::time::Instant::now());
-            match self.store.put(&path, body, Put::Create).await {
+            let written = match &position.log {
+                Some(log) => log.append(segment, body).await.map_err(IngesterError::from),
+                None => (self.store.put(&path, body, Put::Create).await).map_err(Into::into),
+            };
+            match written {
                 Ok(()) => {
                     let id = [self.config.id.as_str()];
                     let m = metrics();
@@ -324,22 +336,24 @@ impl Ingester {
                     position.next += 1;
                     return Ok(segment);
                 }
-                Err(StoreError::AlreadyExists(_)) => match self.adopt(&path, epoch).await {
-                    // Our own earlier put, reported failed but done: keep its
-                    // data and try the next number.
-                    Ok(true) => position.next += 1,
-                    Ok(false) => {
-                        tracing::warn!(%path, "WAL commit hit a fence: lease lost");
-                        self.fenced.store(true, Ordering::Release);
-                        return Err(self.fenced_refusal());
+                Err(IngesterError::Store(StoreError::AlreadyExists(_))) => {
+                    match self.adopt(&path, epoch).await {
+                        // Our own earlier put, reported failed but done: keep its
+                        // data and try the next number.
+                        Ok(true) => position.next += 1,
+                        Ok(false) => {
+                            tracing::warn!(%path, "WAL commit hit a fence: lease lost");
+                            self.fenced.store(true, Ordering::Release);
+                            return Err(self.fenced_refusal());
+                        }
+                        Err(e) => {
+                            return Err(Refused::new(
+                                Reason::Storage,
+                                format!("WAL commit failed: {e}"),
+                            ));
+                        }
                     }
-                    Err(e) => {
-                        return Err(Refused::new(
-                            Reason::Storage,
-                            format!("WAL commit failed: {e}"),
-                        ));
-                    }
-                },
+                }
                 Err(e) => {
                     tracing::error!(error = %e, %path, "WAL commit failed");
                     return Err(Refused::new(
@@ -426,9 +440,10 @@ impl Ingester {
     async fn reclaim(&self) -> Result<(), IngesterError> {
         let _no_snapshot = self.snapshot_lock.lock().await;
         let mut position = self.wal_position.lock().await;
-        let (epoch, buffer, next) =
+        let (claimed, buffer) =
             claim_own(&self.config, &self.leases, &self.store, &self.catalog).await?;
-        *position = WalPosition { epoch, next };
+        let (epoch, next) = (claimed.epoch, claimed.next);
+        *position = claimed;
         *self.buffer.lock() = buffer;
         self.epoch.store(epoch, Ordering::Release);
         self.fenced.store(false, Ordering::Release);
@@ -496,7 +511,8 @@ impl Ingester {
         .await?;
         let n = files.len();
         self.catalog.register_files(prefix, last, files).await?;
-        delete_covered(&self.store, prefix, last).await?;
+        // Its holder is gone: its newest log file is written no more.
+        delete_covered(&self.store, prefix, last, false).await?;
         Ok(n)
     }
 
@@ -549,7 +565,8 @@ impl Ingester {
             .snapshot_files
             .with_label_values(&[self.config.id.as_str()])
             .inc_by(n as u64);
-        delete_covered(&self.store, &self.config.id, covered).await?;
+        // Our newest log file is the one being appended to.
+        delete_covered(&self.store, &self.config.id, covered, true).await?;
         tracing::info!(
             files = n,
             covered_segment = covered,
@@ -589,6 +606,10 @@ impl Ingester {
             task.await?;
         }
         self.snapshot().await?;
+        // Nothing appends any more: the newest log file goes too once covered.
+        if let Some(covered) = self.catalog.covered_segment(&self.config.id) {
+            delete_covered(&self.store, &self.config.id, covered, false).await?;
+        }
         let _no_reclaim = self.wal_position.lock().await;
         if !self.fenced.load(Ordering::Acquire) {
             let epoch = self.epoch.load(Ordering::Acquire);
@@ -620,13 +641,13 @@ impl Drop for PendingGuard<'_> {
 
 /// Claims this ingester's own WAL prefix (waiting for a previous holder unless
 /// `exclusive`), fences the epoch it ended without a release, and replays what
-/// no snapshot covers. Returns the epoch, the buffer, and the next segment.
+/// no snapshot covers. Returns where commits go next, and the buffer.
 async fn claim_own(
     config: &IngesterConfig,
     leases: &Leases,
     store: &Store,
     catalog: &Catalog,
-) -> Result<(u64, Buffer, u64), IngesterError> {
+) -> Result<(WalPosition, Buffer), IngesterError> {
     let id = config.id.as_str();
     let claimed = if config.exclusive {
         loop {
@@ -652,12 +673,26 @@ async fn claim_own(
     }
     leases.prune(id, claimed.epoch).await?;
     let (buffer, next) = replay(id, store, catalog).await?;
+    // Appending needs a file of our own, which only the data directory's lock
+    // guarantees (see `wal_log`).
+    let log = match (config.exclusive, store.local_root()) {
+        (true, Some(root)) => store
+            .local_path(&wal::prefix(id))
+            .map(|dir| LogWriter::new(root.to_path_buf(), dir)),
+        _ => None,
+    };
     tracing::info!(
         epoch = claimed.epoch,
         next_segment = next,
+        log = log.is_some(),
         "WAL lease claimed"
     );
-    Ok((claimed.epoch, buffer, next))
+    let position = WalPosition {
+        epoch: claimed.epoch,
+        next,
+        log,
+    };
+    Ok((position, buffer))
 }
 
 /// Most buffered bytes merged at once by a snapshot. Merging copies the data
@@ -735,17 +770,50 @@ async fn persist(
 }
 
 /// Deletes the WAL segments of `prefix` that registered files cover, in one
-/// batch (a snapshot covers thousands).
-async fn delete_covered(store: &Store, prefix: &str, covered: u64) -> Result<(), IngesterError> {
+/// batch (a snapshot covers thousands), and the log files all of whose
+/// segments they cover. With `keep_newest_log`, the newest log file stays
+/// whatever it holds: its writer may append to it still.
+async fn delete_covered(
+    store: &Store,
+    prefix: &str,
+    covered: u64,
+    keep_newest_log: bool,
+) -> Result<(), IngesterError> {
     let mut doomed = Vec::new();
+    let mut logs = Vec::new();
     for meta in store.list(&wal::prefix(prefix)).await? {
+        if let Some(first) = wal_log::first_segment(&meta.location) {
+            logs.push((first, meta));
+            continue;
+        }
         let is_covered = wal::segment_number(&meta.location).is_some_and(|s| s <= covered);
         if is_covered && !is_fence(store, &meta).await? {
             doomed.push(meta.location);
         }
     }
+    logs.sort_by_key(|(first, _)| *first);
+    // A file's segments all come before the next file's first.
+    let nexts: Vec<Option<u64>> = logs.iter().skip(1).map(|(f, _)| Some(*f)).collect();
+    for ((_, meta), next) in logs.iter().zip(nexts.into_iter().chain([None])) {
+        let is_covered = match next {
+            Some(next) => next <= covered + 1,
+            None if keep_newest_log => false,
+            None => last_logged(store, &meta.location)
+                .await?
+                .is_none_or(|s| s <= covered),
+        };
+        if is_covered {
+            doomed.push(meta.location.clone());
+        }
+    }
     store.delete_many(doomed).await?;
     Ok(())
+}
+
+/// The last segment a log file holds.
+async fn last_logged(store: &Store, path: &Path) -> Result<Option<u64>, IngesterError> {
+    let bytes = store.get(path).await?;
+    Ok(wal_log::read(path, &bytes)?.last().map(|r| r.segment))
 }
 
 /// Deletes a covered segment, but never a fence.
@@ -793,14 +861,35 @@ async fn replay(
     let mut covered = catalog.covered_segment(prefix);
     let mut buffer = Buffer::default();
     let mut next = covered.map_or(0, |c| c + 1);
-    let mut segments: Vec<(u64, object_store::ObjectMeta)> = store
-        .list(&wal::prefix(prefix))
-        .await?
-        .into_iter()
-        .filter_map(|m| wal::segment_number(&m.location).map(|s| (s, m)))
-        .collect();
+    let mut segments = Vec::new();
+    let mut logs = Vec::new();
+    for meta in store.list(&wal::prefix(prefix)).await? {
+        if let Some(s) = wal::segment_number(&meta.location) {
+            segments.push((s, meta));
+        } else if wal_log::first_segment(&meta.location).is_some() {
+            logs.push(meta.location);
+        }
+    }
     segments.sort_by_key(|(s, _)| *s);
     let mut replayed = 0;
+    // Log files are deleted only once all they hold is covered (a later
+    // snapshot does it), so one that vanished since the listing held nothing
+    // to replay.
+    for path in logs {
+        let bytes = match store.get(&path).await {
+            Err(crate::store::StoreError::NotFound(_)) => continue,
+            bytes => bytes?,
+        };
+        for record in wal_log::read(&path, &bytes)? {
+            next = next.max(record.segment + 1);
+            if covered.is_some_and(|c| record.segment <= c) {
+                continue;
+            }
+            let (_, entries) = wal::decode_segment(&path, record.body)?;
+            buffer.insert_segment(record.segment, replayed_chunks(record.segment, entries));
+            replayed += 1;
+        }
+    }
     for (segment, meta) in segments {
         next = next.max(segment + 1);
         if covered.is_some_and(|c| segment <= c) {
@@ -875,6 +964,130 @@ mod tests {
         assert_eq!(buffer.last_segment(), Some(12));
         let key: TableKey = ("db".into(), "m".into());
         assert_eq!(buffer.table_chunks(&key)[0].batch, batch);
+    }
+
+    fn config(exclusive: bool) -> IngesterConfig {
+        IngesterConfig {
+            id: "ing-0".into(),
+            buffer_bytes: 1 << 30,
+            wal_flush_interval: Duration::ZERO,
+            snapshot_interval: Duration::from_secs(3600),
+            lease_ttl: Duration::from_secs(30),
+            exclusive,
+        }
+    }
+
+    /// The WAL objects of `ing-0`, by file name.
+    async fn wal_files(store: &Store) -> Vec<String> {
+        let listed = store.list(&wal::prefix("ing-0")).await.unwrap();
+        let names = listed
+            .iter()
+            .map(|m| m.location.filename().unwrap().to_string());
+        names.collect()
+    }
+
+    fn log_name(first: u64) -> String {
+        wal_log::file_path("ing-0", first)
+            .filename()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Holding the data directory, an ingester appends its segments to a log
+    /// file; a snapshot keeps the file it appends to, and a later run, which
+    /// starts a file of its own, replays what no snapshot covers.
+    #[tokio::test]
+    async fn an_exclusive_ingester_appends_its_wal_to_a_log_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let write = |ingester: Arc<Ingester>, host: &'static str, time: i64| async move {
+            let batch = chunk(1, &[(host, Some(1.0), None, time)]).batch.clone();
+            ingester
+                .write("db", "m", time as u64, batch, false)
+                .await
+                .unwrap()
+        };
+        let run1 = Ingester::start(config(true), store.clone(), Arc::clone(&catalog)).await;
+        let run1 = run1.unwrap();
+        assert_eq!(write(Arc::clone(&run1), "a", 1).await, 0);
+        assert_eq!(write(Arc::clone(&run1), "b", 2).await, 1);
+        assert_eq!(wal_files(&store).await, vec![log_name(0)]);
+        assert_eq!(run1.snapshot().await.unwrap(), 1);
+        assert_eq!(write(Arc::clone(&run1), "c", 3).await, 2);
+        assert_eq!(wal_files(&store).await, vec![log_name(0)], "kept: in use");
+        // What a restart after a crash would replay: the segment after the snapshot.
+        let (buffer, next) = replay("ing-0", &store, &catalog).await.unwrap();
+        assert_eq!((buffer.last_segment(), next), (Some(2), 3));
+        let key: TableKey = ("db".into(), "m".into());
+        let times = |buffer: &Buffer| -> Vec<i64> {
+            let chunks = buffer.table_chunks(&key);
+            let times = chunks.iter().map(|c| c.batch.column(3).as_any());
+            let times = times.map(|t| {
+                let t = t.downcast_ref::<arrow::array::TimestampNanosecondArray>();
+                t.unwrap().value(0)
+            });
+            times.collect()
+        };
+        assert_eq!(times(&buffer), vec![3]);
+        drop(run1); // its tasks hold it; as after kill -9, its lease stays unreleased
+
+        let run2 = Ingester::start(config(true), store.clone(), Arc::clone(&catalog)).await;
+        let run2 = run2.unwrap();
+        assert_eq!(times(&run2.buffer.lock()), vec![3], "replayed");
+        assert_eq!(write(Arc::clone(&run2), "d", 4).await, 3);
+        assert_eq!(wal_files(&store).await, vec![log_name(0), log_name(3)]);
+        assert_eq!(run2.snapshot().await.unwrap(), 1);
+        assert_eq!(
+            wal_files(&store).await,
+            vec![log_name(3)],
+            "the first run's is covered"
+        );
+        run2.shutdown().await.unwrap();
+        assert!(
+            wal_files(&store).await.is_empty(),
+            "a clean stop leaves no WAL"
+        );
+    }
+
+    /// Log files go once every segment in them is covered: a file's segments
+    /// end where the next file's begin, and the newest is read to its end
+    /// unless its writer may still append to it. A fence goes after them.
+    #[tokio::test]
+    async fn covered_log_files_are_deleted_and_fenced_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _catalog) = catalog_with_table(dir.path()).await;
+        let wal_dir = store.local_path(&wal::prefix("ing-0")).unwrap();
+        for segments in [&[1u64, 2][..], &[3, 4], &[5]] {
+            // Each writer starts a file of its own.
+            let log = LogWriter::new(dir.path().canonicalize().unwrap(), wal_dir.clone());
+            for &s in segments {
+                let body = wal::encode_segment("ing-0", 1, s, &[]);
+                log.append(s, body).await.unwrap();
+            }
+        }
+        let fenced_at = lease::fence(&store, "ing-0", 2, "other", Some(1)).await;
+        assert_eq!(fenced_at.unwrap(), 6);
+        let fence = wal::segment_path("ing-0", 6)
+            .filename()
+            .unwrap()
+            .to_string();
+        let logs = |firsts: &[u64]| {
+            let mut names: Vec<String> = firsts.iter().map(|&f| log_name(f)).collect();
+            names.push(fence.clone());
+            names
+        };
+        delete_covered(&store, "ing-0", 3, true).await.unwrap();
+        assert_eq!(wal_files(&store).await, logs(&[3, 5]));
+        delete_covered(&store, "ing-0", 5, true).await.unwrap();
+        assert_eq!(wal_files(&store).await, logs(&[5]));
+        delete_covered(&store, "ing-0", 4, false).await.unwrap();
+        assert_eq!(
+            wal_files(&store).await,
+            logs(&[5]),
+            "segment 5 is not covered"
+        );
+        delete_covered(&store, "ing-0", 6, false).await.unwrap();
+        assert_eq!(wal_files(&store).await, logs(&[]), "the fence stays");
     }
 
     /// An owner registers a snapshot up to segment 7; an ingester that took
