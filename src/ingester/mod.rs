@@ -779,7 +779,7 @@ async fn delete_covered(
     covered: u64,
     keep_newest_log: bool,
 ) -> Result<(), IngesterError> {
-    let mut doomed = Vec::new();
+    let (mut doomed, mut doomed_logs) = (Vec::new(), Vec::new());
     let mut logs = Vec::new();
     for meta in store.list(&wal::prefix(prefix)).await? {
         if let Some(first) = wal_log::first_segment(&meta.location) {
@@ -803,10 +803,12 @@ async fn delete_covered(
                 .is_none_or(|s| s <= covered),
         };
         if is_covered {
-            doomed.push(meta.location.clone());
+            doomed_logs.push(meta.location.clone());
         }
     }
     store.delete_many(doomed).await?;
+    // Nothing reads a covered log file: it can go a few MiB at a time.
+    store.delete_unread(doomed_logs).await?;
     Ok(())
 }
 
