@@ -192,7 +192,7 @@ impl Store {
     /// On a local directory they go paced, at background priority (see
     /// [`LocalDurability::delete_paced`]).
     pub async fn delete_many(&self, paths: Vec<Path>) -> Result<(), StoreError> {
-        self.delete_paced(paths, Shrink::No).await
+        self.delete_with(paths, Shrink::No).await
     }
 
     /// [`Store::delete_many`] for large objects that nothing reads any more (a
@@ -201,10 +201,10 @@ impl Store {
     /// Parquet, which a query may still be reading: cutting, unlike unlinking,
     /// takes the data from under an open file.
     pub async fn delete_unread(&self, paths: Vec<Path>) -> Result<(), StoreError> {
-        self.delete_paced(paths, Shrink::Yes).await
+        self.delete_with(paths, Shrink::Yes).await
     }
 
-    async fn delete_paced(&self, paths: Vec<Path>, shrink: Shrink) -> Result<(), StoreError> {
+    async fn delete_with(&self, paths: Vec<Path>, shrink: Shrink) -> Result<(), StoreError> {
         if let Some(local) = &self.local {
             let local = Arc::clone(local);
             return crate::background::run(move || local.delete_paced(&paths, shrink)).await;

@@ -356,11 +356,10 @@ pub async fn fence(
             }
         }
         // A log file's segments come after the older files' ones.
-        if let Some((_, path)) = newest_log {
-            let bytes = store.get(&path).await?;
-            if let Some(last) = wal_log::read(&path, &bytes)?.last() {
-                next = next.max(last.segment + 1);
-            }
+        if let Some((_, path)) = newest_log
+            && let Some(last) = wal_log::last_segment(store, &path).await?
+        {
+            next = next.max(last + 1);
         }
         let body = wal::encode_segment(by, new_epoch, next, &[]);
         match store

@@ -792,13 +792,12 @@ async fn delete_covered(
         }
     }
     logs.sort_by_key(|(first, _)| *first);
-    // A file's segments all come before the next file's first.
-    let nexts: Vec<Option<u64>> = logs.iter().skip(1).map(|(f, _)| Some(*f)).collect();
-    for ((_, meta), next) in logs.iter().zip(nexts.into_iter().chain([None])) {
-        let is_covered = match next {
-            Some(next) => next <= covered + 1,
+    for (i, (_, meta)) in logs.iter().enumerate() {
+        // A file's segments all come before the next file's first.
+        let is_covered = match logs.get(i + 1) {
+            Some((next, _)) => *next <= covered + 1,
             None if keep_newest_log => false,
-            None => last_logged(store, &meta.location)
+            None => wal_log::last_segment(store, &meta.location)
                 .await?
                 .is_none_or(|s| s <= covered),
         };
@@ -810,12 +809,6 @@ async fn delete_covered(
     // Nothing reads a covered log file: it can go a few MiB at a time.
     store.delete_unread(doomed_logs).await?;
     Ok(())
-}
-
-/// The last segment a log file holds.
-async fn last_logged(store: &Store, path: &Path) -> Result<Option<u64>, IngesterError> {
-    let bytes = store.get(path).await?;
-    Ok(wal_log::read(path, &bytes)?.last().map(|r| r.segment))
 }
 
 /// Deletes a covered segment, but never a fence.
@@ -968,14 +961,14 @@ mod tests {
         assert_eq!(buffer.table_chunks(&key)[0].batch, batch);
     }
 
-    fn config(exclusive: bool) -> IngesterConfig {
+    fn exclusive_config() -> IngesterConfig {
         IngesterConfig {
             id: "ing-0".into(),
             buffer_bytes: 1 << 30,
             wal_flush_interval: Duration::ZERO,
             snapshot_interval: Duration::from_secs(3600),
             lease_ttl: Duration::from_secs(30),
-            exclusive,
+            exclusive: true,
         }
     }
 
@@ -1009,7 +1002,7 @@ mod tests {
                 .await
                 .unwrap()
         };
-        let run1 = Ingester::start(config(true), store.clone(), Arc::clone(&catalog)).await;
+        let run1 = Ingester::start(exclusive_config(), store.clone(), Arc::clone(&catalog)).await;
         let run1 = run1.unwrap();
         assert_eq!(write(Arc::clone(&run1), "a", 1).await, 0);
         assert_eq!(write(Arc::clone(&run1), "b", 2).await, 1);
@@ -1033,7 +1026,7 @@ mod tests {
         assert_eq!(times(&buffer), vec![3]);
         drop(run1); // its tasks hold it; as after kill -9, its lease stays unreleased
 
-        let run2 = Ingester::start(config(true), store.clone(), Arc::clone(&catalog)).await;
+        let run2 = Ingester::start(exclusive_config(), store.clone(), Arc::clone(&catalog)).await;
         let run2 = run2.unwrap();
         assert_eq!(times(&run2.buffer.lock()), vec![3], "replayed");
         assert_eq!(write(Arc::clone(&run2), "d", 4).await, 3);

@@ -27,6 +27,8 @@ use bytes::Bytes;
 use object_store::path::Path;
 use parking_lot::Mutex;
 
+use crate::store::{Store, StoreError};
+
 /// Where a file ends and the next begins; bounds the WAL kept after a
 /// snapshot, as a file is deleted only when every segment in it is covered.
 pub const ROLL_BYTES: u64 = 64 << 20;
@@ -47,6 +49,8 @@ pub enum LogError {
         offset: usize,
         reason: &'static str,
     },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(
         "WAL log {0} could not be cut back after a failed append; \
          commits are refused until the ingester restarts"
@@ -130,6 +134,12 @@ pub fn read(path: &Path, file: &Bytes) -> Result<Vec<Record>, LogError> {
         at += end;
     }
     Ok(records)
+}
+
+/// The last segment the log file at `path` holds, if any.
+pub async fn last_segment(store: &Store, path: &Path) -> Result<Option<u64>, LogError> {
+    let bytes = store.get(path).await?;
+    Ok(read(path, &bytes)?.last().map(|r| r.segment))
 }
 
 /// Appends segments to this run's log files. Cloned handles share one file.
