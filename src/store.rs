@@ -103,9 +103,10 @@ impl Store {
         self.local.as_deref().map(|l| l.root.as_path())
     }
 
-    /// The file behind an object path, on a local directory.
-    pub fn local_path(&self, path: &Path) -> Option<PathBuf> {
-        self.local.as_deref()?.fs.path_to_filesystem(path).ok()
+    /// The local directory behind the store, for a file written in place
+    /// rather than as a whole object (a local WAL's log file).
+    pub fn local_files(&self) -> Option<LocalFiles> {
+        self.local.clone().map(LocalFiles)
     }
 
     /// Writes an object and returns only once it would survive a crash.
@@ -225,6 +226,38 @@ impl Store {
     }
 }
 
+/// See [`Store::local_files`].
+#[derive(Debug, Clone)]
+pub struct LocalFiles(Arc<LocalDurability>);
+
+impl LocalFiles {
+    /// Creates, or empties, the file behind `location` to append to, and makes
+    /// its name durable as a put's is. Returns it and its path on disk.
+    pub fn create_appendable(
+        &self,
+        location: &Path,
+    ) -> Result<(std::fs::File, PathBuf), StoreError> {
+        let file = self.0.fs.path_to_filesystem(location)?;
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&file)
+        };
+        let created = match (create(), file.parent()) {
+            (Err(e), Some(dir)) if e.kind() == ErrorKind::NotFound => {
+                self.0.make_dir(dir)?;
+                create()
+            }
+            (created, _) => created,
+        };
+        let created = created.map_err(sync_error(&file))?;
+        self.0.sync_dirs(&file)?;
+        Ok((created, file))
+    }
+}
+
 impl LocalDurability {
     /// Publishes a fully written, fsynced temporary file: by hard link for
     /// `Create` (atomic, and refused if the name exists), by rename for
@@ -236,12 +269,7 @@ impl LocalDurability {
             // (`with_automatic_cleanup`) meanwhile: make it, then try again.
             Err(StoreError::Sync { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 if let Some(dir) = file.parent() {
-                    std::fs::create_dir_all(dir).map_err(sync_error(dir))?;
-                    // New directories must have their entries synced again, up
-                    // to the root.
-                    self.synced_dirs
-                        .lock()
-                        .retain(|known| !dir.starts_with(known));
+                    self.make_dir(dir)?;
                 }
                 Self::write_temp(&file, bytes, pace)?
             }
@@ -261,6 +289,16 @@ impl LocalDurability {
             });
         }
         self.sync_dirs(&file)
+    }
+
+    /// Makes a directory that is new, or that a delete emptied and removed
+    /// meanwhile; its entry, and any new ancestor's, must be synced again.
+    fn make_dir(&self, dir: &FsPath) -> Result<(), StoreError> {
+        std::fs::create_dir_all(dir).map_err(sync_error(dir))?;
+        self.synced_dirs
+            .lock()
+            .retain(|known| !dir.starts_with(known));
+        Ok(())
     }
 
     /// Writes `bytes` to a new `<file>#<n>` (the first n free) and fsyncs it.

@@ -675,10 +675,8 @@ async fn claim_own(
     let (buffer, next) = replay(id, store, catalog).await?;
     // Appending needs a file of our own, which only the data directory's lock
     // guarantees (see `wal_log`).
-    let log = match (config.exclusive, store.local_root()) {
-        (true, Some(root)) => store
-            .local_path(&wal::prefix(id))
-            .map(|dir| LogWriter::new(root.to_path_buf(), dir)),
+    let log = match (config.exclusive, store.local_files()) {
+        (true, Some(files)) => Some(LogWriter::new(files, id)),
         _ => None,
     };
     tracing::info!(
@@ -1051,10 +1049,9 @@ mod tests {
     async fn covered_log_files_are_deleted_and_fenced_after() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _catalog) = catalog_with_table(dir.path()).await;
-        let wal_dir = store.local_path(&wal::prefix("ing-0")).unwrap();
         for segments in [&[1u64, 2][..], &[3, 4], &[5]] {
             // Each writer starts a file of its own.
-            let log = LogWriter::new(dir.path().canonicalize().unwrap(), wal_dir.clone());
+            let log = LogWriter::new(store.local_files().unwrap(), "ing-0");
             for &s in segments {
                 let body = wal::encode_segment("ing-0", 1, s, &[]);
                 log.append(s, body).await.unwrap();

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use parking_lot::Mutex;
 
-use crate::store::{Store, StoreError};
+use crate::store::{LocalFiles, Store, StoreError};
 
 /// Where a file ends and the next begins; bounds the WAL kept after a
 /// snapshot, as a file is deleted only when every segment in it is covered.
@@ -150,11 +150,8 @@ pub struct LogWriter {
 
 #[derive(Debug)]
 struct State {
-    /// The prefix's directory (`wal/<id>` under the data directory) and the
-    /// data directory, up to which its entry is made durable once.
-    dir: PathBuf,
-    root: PathBuf,
-    dir_synced: bool,
+    files: LocalFiles,
+    ingester_id: String,
     roll_bytes: u64,
     open: Option<Open>,
     poisoned: Option<PathBuf>,
@@ -168,17 +165,16 @@ struct Open {
 }
 
 impl LogWriter {
-    /// A writer for the prefix directory `dir` under the data directory `root`;
-    /// its first append starts a new file.
-    pub fn new(root: PathBuf, dir: PathBuf) -> Self {
-        Self::with_roll(root, dir, ROLL_BYTES)
+    /// A writer for `wal/<ingester_id>` in a local data directory; its first
+    /// append starts a new file.
+    pub fn new(files: LocalFiles, ingester_id: &str) -> Self {
+        Self::with_roll(files, ingester_id, ROLL_BYTES)
     }
 
-    fn with_roll(root: PathBuf, dir: PathBuf, roll_bytes: u64) -> Self {
+    fn with_roll(files: LocalFiles, ingester_id: &str, roll_bytes: u64) -> Self {
         let state = State {
-            dir,
-            root,
-            dir_synced: false,
+            files,
+            ingester_id: ingester_id.to_string(),
             roll_bytes,
             open: None,
             poisoned: None,
@@ -238,30 +234,13 @@ impl State {
         }
     }
 
-    /// Creates the file for segments from `first` on, and makes its name
-    /// durable before any record in it is acknowledged. A file of that name
-    /// can only exist if it holds no committed segment (those would have
-    /// moved `first` past it at replay, or it is a retry after a failed
-    /// append): it is emptied.
-    fn create(&mut self, first: u64) -> Result<Open, LogError> {
-        let dir = self.dir.as_path();
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let path = dir.join(format!("{first:020}{SUFFIX}"));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let mut d = Some(dir);
-        while let Some(dir) = d.filter(|d| d.starts_with(&self.root)) {
-            File::open(dir)
-                .and_then(|f| f.sync_all())
-                .map_err(io(dir))?;
-            // Later files need only their own directory synced.
-            d = dir.parent().filter(|_| !self.dir_synced);
-        }
-        self.dir_synced = true;
+    /// Creates the file for segments from `first` on, its name durable before
+    /// any record in it is acknowledged. A file of that name can only exist if
+    /// it holds no committed segment (those would have moved `first` past it
+    /// at replay, or it is a retry after a failed append): it is emptied.
+    fn create(&self, first: u64) -> Result<Open, LogError> {
+        let location = file_path(&self.ingester_id, first);
+        let (file, path) = self.files.create_appendable(&location)?;
         Ok(Open { file, path, len: 0 })
     }
 }
@@ -271,7 +250,8 @@ mod tests {
     use super::*;
 
     fn writer(root: &std::path::Path, roll: u64) -> LogWriter {
-        LogWriter::with_roll(root.to_path_buf(), root.join("wal/i"), roll)
+        let files = Store::local(root).unwrap().local_files().unwrap();
+        LogWriter::with_roll(files, "i", roll)
     }
 
     /// The log files under `root`, by first segment, with their records.
