@@ -137,6 +137,9 @@ pub struct Querier {
     sources: Arc<Sources>,
     /// Shared by every query, so its memory pool bounds them together.
     runtime: Arc<RuntimeEnv>,
+    /// The pool's size, when bounded: sorts' up-front reservations are cut
+    /// to fit it.
+    memory_limit: Option<usize>,
 }
 
 impl Querier {
@@ -148,6 +151,7 @@ impl Querier {
                 ingesters,
             }),
             runtime: runtime(Arc::new(UnboundedMemoryPool::default())),
+            memory_limit: None,
         }
     }
 
@@ -156,6 +160,7 @@ impl Querier {
     /// `RESOURCE_EXHAUSTED` rather than the process running out of memory.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
         self.runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)));
+        self.memory_limit = Some(bytes);
         self
     }
 
@@ -215,9 +220,13 @@ impl Querier {
 
     /// A context for one query: every table of `db` under `public.iox`.
     fn context(&self, db: &Arc<Database>) -> Result<SessionContext, QueryError> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME);
+        if let Some(limit) = self.memory_limit {
+            let reservation = sort_reservation(limit, config.target_partitions());
+            config = config.with_sort_spill_reservation_bytes(reservation);
+        }
         let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
         for table in db.tables() {
             let provider = InflowTable::new(Arc::clone(db), Arc::clone(table), &self.sources);
@@ -228,6 +237,18 @@ impl Querier {
         }
         Ok(ctx)
     }
+}
+
+/// DataFusion reserves `sort_spill_reservation_bytes` (10 MiB by default) per
+/// sorting partition before it reads a row, so against a small pool a tiny
+/// sort fails or succeeds by how many partitions the plan got. A quarter of
+/// the pool, shared by the partitions, leaves the rest for data.
+fn sort_reservation(pool_bytes: usize, partitions: usize) -> usize {
+    let default = SessionConfig::new()
+        .options()
+        .execution
+        .sort_spill_reservation_bytes;
+    default.min(pool_bytes / (4 * partitions.max(1)))
 }
 
 fn runtime(pool: Arc<dyn MemoryPool>) -> Arc<RuntimeEnv> {
@@ -262,6 +283,30 @@ fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryErr
 mod tests {
     use super::*;
     use crate::testing::{Buffered, catalog_with_table, chunk, persist, sql};
+
+    /// A sort's up-front reservation is cut to the pool: with DataFusion's
+    /// 10 MiB default, no sort at all could run under a 1 MiB limit.
+    #[tokio::test]
+    async fn a_small_sort_runs_under_a_small_memory_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let rows = chunk(1, &[("b", Some(2.0), None, 20), ("a", Some(1.0), None, 10)]);
+        persist(&catalog, &store, "i1", 1, rows).await;
+        let querier =
+            Querier::new(catalog, store, Arc::new(Buffered(vec![]))).with_memory_limit(1 << 20);
+        let sorted = sql(&querier, "SELECT host, x FROM m ORDER BY x DESC").await;
+        let expected = "\
++------+-----+
+| host | x   |
++------+-----+
+| b    | 2.0 |
+| a    | 1.0 |
++------+-----+";
+        assert_eq!(sorted, expected);
+        assert_eq!(sort_reservation(1 << 20, 2), 1 << 17);
+        assert_eq!(sort_reservation(1 << 40, 2), 10 << 20);
+        assert_eq!(sort_reservation(1 << 20, 0), 1 << 18);
+    }
 
     /// Two files of the same point from different ingesters (a failover) and a
     /// buffered version: per field, the latest write sequence wins.

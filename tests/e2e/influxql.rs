@@ -219,8 +219,8 @@ async fn a_statement_past_the_memory_limit_is_a_503() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         dir.path(),
-        // DataFusion's sort reserves 10 MiB up front; 2 MiB more is room
-        // for a small statement, not for 60,000 points.
+        // Room for a small statement, not for 60,000 points (their scan
+        // alone holds about 17 MB).
         &[
             "--snapshot-interval",
             "1h",
