@@ -9,6 +9,10 @@ use inflow::admin::client::{Target, TargetArgs};
 use inflow::catalog::Permission;
 use inflow::serve::{LogFormat, ServeArgs};
 
+#[cfg(all(not(target_env = "msvc"), not(miri)))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "inflow",
