@@ -4,7 +4,7 @@
 //! takes every chunk up to a segment, and the chunks are dropped only after the
 //! Parquet files that hold them are registered in the catalog.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayData, MutableArrayData, make_array};
@@ -95,6 +95,8 @@ pub type TableKey = (Arc<str>, Arc<str>);
 pub struct Buffer {
     tables: HashMap<TableKey, Vec<Arc<Chunk>>>,
     bytes: usize,
+    /// Bytes per segment, so a snapshot can cut the buffer into slices.
+    segments: BTreeMap<u64, usize>,
     /// The last WAL segment whose chunks are all here.
     last_segment: Option<u64>,
 }
@@ -114,11 +116,29 @@ impl Buffer {
         segment: u64,
         chunks: impl IntoIterator<Item = (TableKey, Chunk)>,
     ) {
+        let mut bytes = 0;
         for (key, chunk) in chunks {
-            self.bytes += chunk.bytes();
+            bytes += chunk.bytes();
             self.tables.entry(key).or_default().push(Arc::new(chunk));
         }
+        self.bytes += bytes;
+        *self.segments.entry(segment).or_default() += bytes;
         self.last_segment = self.last_segment.max(Some(segment));
+    }
+
+    /// The last segment up to which the buffer holds at most `max_bytes`, or
+    /// the first segment if that alone holds more; `None` when empty.
+    pub fn cut(&self, max_bytes: usize) -> Option<u64> {
+        let mut total = 0;
+        let mut cut = None;
+        for (&segment, &bytes) in &self.segments {
+            total += bytes;
+            if total > max_bytes && cut.is_some() {
+                break;
+            }
+            cut = Some(segment);
+        }
+        cut
     }
 
     /// Every chunk up to `segment`, per table, in commit order.
@@ -157,6 +177,7 @@ impl Buffer {
             !chunks.is_empty()
         });
         self.bytes -= removed.iter().map(|c| c.bytes()).sum::<usize>();
+        self.segments = self.segments.split_off(&(segment + 1));
         removed
     }
 
@@ -237,5 +258,26 @@ mod tests {
         let _ = b.remove_up_to(2);
         assert_eq!(b.bytes(), 0);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_cut_holds_at_most_the_bytes_asked_for_but_never_nothing() {
+        let key: TableKey = ("db".into(), "t".into());
+        let other: TableKey = ("db".into(), "u".into());
+        let mut b = Buffer::default();
+        assert_eq!(b.cut(100), None);
+        // 16 bytes per chunk; segment 2 holds two tables' chunks.
+        b.insert_segment(1, [(key.clone(), chunk(1))]);
+        b.insert_segment(2, [(key.clone(), chunk(2)), (other, chunk(2))]);
+        b.insert_segment(3, [(key.clone(), chunk(3))]);
+        assert_eq!(b.cut(8), Some(1), "the first segment even if larger");
+        assert_eq!(b.cut(16), Some(1));
+        assert_eq!(b.cut(47), Some(1));
+        assert_eq!(b.cut(48), Some(2));
+        assert_eq!(b.cut(1 << 20), Some(3));
+        let _ = b.remove_up_to(2);
+        assert_eq!(b.cut(8), Some(3));
+        let _ = b.remove_up_to(3);
+        assert_eq!(b.cut(8), None);
     }
 }

@@ -39,6 +39,7 @@ use object_store::path::Path;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::background::Priority;
 use crate::catalog::{Catalog, ParquetFile, table_columns};
 use crate::metrics::metrics;
 use crate::proto::refusal::Reason;
@@ -507,6 +508,7 @@ impl Ingester {
             (prefix, claimed.epoch),
             last,
             buffer.chunks_up_to(last),
+            Priority::Low,
         )
         .await?;
         let n = files.len();
@@ -534,25 +536,74 @@ impl Ingester {
         }
     }
 
-    /// Writes everything committed so far to Parquet, registers it, then drops it
-    /// from the buffer and deletes the WAL segments it covers.
+    /// Writes everything committed so far to Parquet, in slices of a sixteenth
+    /// of the buffer (at most [`SNAPSHOT_SLICE_BYTES`]) taken in segment order.
+    /// Each slice is registered, dropped from the buffer and its WAL deleted
+    /// before the next starts, so memory comes back while a large snapshot
+    /// runs instead of after it: taken whole, a snapshot of half the buffer
+    /// took long enough under load for writes to fill the other half.
     pub async fn snapshot(&self) -> Result<usize, IngesterError> {
         let _one_at_a_time = self.snapshot_lock.lock().await;
-        if self.fenced.load(Ordering::Acquire) {
-            return Ok(0); // the ingester that took over the WAL persists it
-        }
-        let (covered, tables) = {
-            let buffer = self.buffer.lock();
-            match buffer.last_segment() {
-                Some(s) if !buffer.is_empty() => (s, buffer.chunks_up_to(s)),
-                _ => return Ok(0),
-            }
+        let Some(last) = self.buffer.lock().last_segment() else {
+            return Ok(0);
         };
         let started = std::time::Instant::now();
+        let mut files = 0;
+        loop {
+            if self.fenced.load(Ordering::Acquire) {
+                break; // the ingester that took over the WAL persists it
+            }
+            let cut = self.buffer.lock().cut(self.slice_bytes());
+            let Some(covered) = cut.map(|c| c.min(last)) else {
+                break;
+            };
+            files += self.snapshot_slice(covered).await?;
+            if covered == last {
+                break;
+            }
+        }
+        if files > 0 {
+            self.count_snapshot("ok");
+            tracing::info!(
+                files,
+                covered_segment = last,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "snapshot"
+            );
+        }
+        Ok(files)
+    }
+
+    fn slice_bytes(&self) -> usize {
+        (self.config.buffer_bytes / 16).min(SNAPSHOT_SLICE_BYTES)
+    }
+
+    /// Persists and registers the buffered chunks up to `covered`, then drops
+    /// them and the WAL they came from.
+    async fn snapshot_slice(&self, covered: u64) -> Result<usize, IngesterError> {
+        let (tables, used) = {
+            let buffer = self.buffer.lock();
+            (buffer.chunks_up_to(covered), buffer.bytes())
+        };
+        // Past three quarters of the buffer, writes are about to be refused
+        // until this frees room: it must not yield the core to them.
+        let priority = if used > self.config.buffer_bytes / 4 * 3 {
+            Priority::Normal
+        } else {
+            Priority::Low
+        };
         // Stable while the snapshot lock is held: a reclaim takes it too.
         let epoch = self.epoch.load(Ordering::Acquire);
         let writer = (self.config.id.as_str(), epoch);
-        let files = persist(&self.store, &self.catalog, writer, covered, tables).await?;
+        let files = persist(
+            &self.store,
+            &self.catalog,
+            writer,
+            covered,
+            tables,
+            priority,
+        )
+        .await?;
         let n = files.len();
         self.catalog
             .register_files(&self.config.id, covered, files)
@@ -560,19 +611,12 @@ impl Ingester {
         let persisted = self.buffer.lock().remove_up_to(covered);
         crate::background::run(move || drop(persisted)).await;
         self.publish_buffer_bytes();
-        self.count_snapshot("ok");
         metrics()
             .snapshot_files
             .with_label_values(&[self.config.id.as_str()])
             .inc_by(n as u64);
         // Our newest log file is the one being appended to.
         delete_covered(&self.store, &self.config.id, covered, true).await?;
-        tracing::info!(
-            files = n,
-            covered_segment = covered,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "snapshot"
-        );
         Ok(n)
     }
 
@@ -693,6 +737,9 @@ async fn claim_own(
     Ok((position, buffer))
 }
 
+/// Most buffered bytes a snapshot persists and registers in one step.
+const SNAPSHOT_SLICE_BYTES: usize = 64 << 20;
+
 /// Most buffered bytes merged at once by a snapshot. Merging copies the data
 /// about three times (concatenated, sort keys, sorted), so this, not the buffer
 /// size, bounds the snapshot's extra memory.
@@ -715,6 +762,7 @@ async fn persist(
     (prefix, epoch): (&str, u64),
     covered: u64,
     tables: Vec<(TableKey, Vec<Arc<Chunk>>)>,
+    priority: Priority,
 ) -> Result<Vec<ParquetFile>, IngesterError> {
     let mut state = catalog.state();
     let mut files = Vec::new();
@@ -746,7 +794,7 @@ async fn persist(
             .enumerate()
         {
             let columns = Arc::clone(&table);
-            let day_files = crate::background::run(move || {
+            let day_files = crate::background::run_at(priority, move || {
                 let schema = snapshot::target_schema(table_columns(&columns), &chunks);
                 let merged = snapshot::merge(&schema, &chunks)?;
                 snapshot::day_files(&merged)
@@ -926,7 +974,7 @@ async fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{catalog_with_table, chunk};
+    use crate::testing::{Buffered, catalog_with_table, chunk, sql};
 
     fn rows_in(bytes: bytes::Bytes) -> usize {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -1042,6 +1090,49 @@ mod tests {
         );
     }
 
+    /// A snapshot larger than a slice (a sixteenth of the buffer) registers
+    /// and frees it slice by slice, in segment order, up to the last segment
+    /// it saw at its start.
+    #[tokio::test]
+    async fn a_large_snapshot_is_persisted_slice_by_slice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let batch = |time: i64| chunk(1, &[("a", Some(1.0), None, time)]).batch.clone();
+        let one = buffer::batch_bytes(&batch(0));
+        // Room for a few writes; a slice holds less than one.
+        let config = IngesterConfig {
+            buffer_bytes: 8 * one,
+            ..exclusive_config()
+        };
+        let ingester = Ingester::start(config, store.clone(), Arc::clone(&catalog));
+        let ingester = ingester.await.unwrap();
+        for time in 1..=3 {
+            let segment = ingester.write("db", "m", time as u64, batch(time), false);
+            assert_eq!(segment.await.unwrap(), time as u64 - 1);
+        }
+        assert_eq!(ingester.snapshot().await.unwrap(), 3, "one file per slice");
+        let mut names: Vec<String> = catalog.files().iter().map(|f| f.path.clone()).collect();
+        names.sort();
+        let covered: Vec<&str> = names
+            .iter()
+            .map(|n| &n[n.len() - 34..n.len() - 13])
+            .collect();
+        assert_eq!(
+            covered,
+            [
+                "-00000000000000000000",
+                "-00000000000000000001",
+                "-00000000000000000002"
+            ]
+        );
+        assert_eq!(catalog.covered_segment("ing-0"), Some(2));
+        assert_eq!(ingester.buffer.lock().bytes(), 0);
+        assert_eq!(ingester.snapshot().await.unwrap(), 0, "nothing left");
+        let querier = crate::query::Querier::new(catalog, store, Arc::new(Buffered(vec![])));
+        let all = sql(&querier, "SELECT count(*) AS n FROM m").await;
+        assert!(all.contains("| 3 |"), "{all}");
+    }
+
     /// Log files go once every segment in them is covered: a file's segments
     /// end where the next file's begin, and the newest is read to its end
     /// unless its writer may still append to it. A fence goes after them.
@@ -1094,15 +1185,29 @@ mod tests {
             chunk(6, &[("a", Some(1.0), None, 1)]),
             chunk(7, &[("b", Some(2.0), None, 1)]),
         ];
-        let owner = persist(&store, &catalog, ("ing-0", 4), 7, vec![(key.clone(), both)])
-            .await
-            .unwrap();
+        let owner = persist(
+            &store,
+            &catalog,
+            ("ing-0", 4),
+            7,
+            vec![(key.clone(), both)],
+            Priority::Low,
+        )
+        .await
+        .unwrap();
         catalog.register_files("ing-0", 7, owner).await.unwrap();
 
         let missed_one = vec![chunk(7, &[("b", Some(2.0), None, 1)])];
-        let taker = persist(&store, &catalog, ("ing-0", 5), 7, vec![(key, missed_one)])
-            .await
-            .unwrap();
+        let taker = persist(
+            &store,
+            &catalog,
+            ("ing-0", 5),
+            7,
+            vec![(key, missed_one)],
+            Priority::Low,
+        )
+        .await
+        .unwrap();
         assert_eq!(taker.len(), 1);
 
         let registered = catalog.files();
