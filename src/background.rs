@@ -5,38 +5,17 @@
 //! stay free to answer writes: pinned to one core, tokio has one worker), at
 //! a lower scheduling priority (`nice` [`NICE`]), so on a busy core a write's
 //! parse and WAL commit preempt it instead of sharing the core with it. Under
-//! overload that leaves it about a tenth of the core (the weight of nice 10
-//! against nice 0): too little for a snapshot to free the buffer as fast as
-//! writes fill it, so work that writes are waiting for runs at
-//! [`Priority::Normal`] and shares the core evenly.
+//! overload it still gets about a tenth of the core (the weight of nice 10
+//! against nice 0), so the buffer keeps draining.
 
 use tokio::sync::oneshot;
 
 /// The niceness of background threads (0 is normal, 19 the lowest).
 pub const NICE: i32 = 10;
 
-/// How background work shares a busy core with the writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// Yields to writes ([`NICE`]).
-    Low,
-    /// Writes are waiting for it (a full buffer): the caller's own priority.
-    Normal,
-}
-
-/// Runs `f` on a new background thread at [`Priority::Low`] and waits for its
-/// result. A panic in `f` is resumed in the caller, as `spawn_blocking`'s join
-/// error would be.
+/// Runs `f` on a new background thread and waits for its result. A panic in
+/// `f` is resumed in the caller, as `spawn_blocking`'s join error would be.
 pub async fn run<F, T>(f: F) -> T
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    run_at(Priority::Low, f).await
-}
-
-/// [`run`] at a chosen priority.
-pub async fn run_at<F, T>(priority: Priority, f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -45,9 +24,7 @@ where
     std::thread::Builder::new()
         .name("inflow-background".into())
         .spawn(move || {
-            if priority == Priority::Low {
-                lower_priority();
-            }
+            lower_priority();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
             let _ = tx.send(result);
         })
@@ -82,7 +59,6 @@ mod tests {
     async fn work_runs_at_a_lower_priority_and_returns_its_result() {
         let ours = nice();
         assert_eq!(run(nice).await, ours.max(NICE));
-        assert_eq!(run_at(Priority::Normal, nice).await, ours);
         assert_eq!(nice(), ours, "the caller's priority is untouched");
     }
 

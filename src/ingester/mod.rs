@@ -39,7 +39,6 @@ use object_store::path::Path;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::background::Priority;
 use crate::catalog::{Catalog, ParquetFile, table_columns};
 use crate::metrics::metrics;
 use crate::proto::refusal::Reason;
@@ -508,7 +507,6 @@ impl Ingester {
             (prefix, claimed.epoch),
             last,
             buffer.chunks_up_to(last),
-            Priority::Low,
         )
         .await?;
         let n = files.len();
@@ -581,29 +579,11 @@ impl Ingester {
     /// Persists and registers the buffered chunks up to `covered`, then drops
     /// them and the WAL they came from.
     async fn snapshot_slice(&self, covered: u64) -> Result<usize, IngesterError> {
-        let (tables, used) = {
-            let buffer = self.buffer.lock();
-            (buffer.chunks_up_to(covered), buffer.bytes())
-        };
-        // Past three quarters of the buffer, writes are about to be refused
-        // until this frees room: it must not yield the core to them.
-        let priority = if used > self.config.buffer_bytes / 4 * 3 {
-            Priority::Normal
-        } else {
-            Priority::Low
-        };
+        let tables = self.buffer.lock().chunks_up_to(covered);
         // Stable while the snapshot lock is held: a reclaim takes it too.
         let epoch = self.epoch.load(Ordering::Acquire);
         let writer = (self.config.id.as_str(), epoch);
-        let files = persist(
-            &self.store,
-            &self.catalog,
-            writer,
-            covered,
-            tables,
-            priority,
-        )
-        .await?;
+        let files = persist(&self.store, &self.catalog, writer, covered, tables).await?;
         let n = files.len();
         self.catalog
             .register_files(&self.config.id, covered, files)
@@ -762,7 +742,6 @@ async fn persist(
     (prefix, epoch): (&str, u64),
     covered: u64,
     tables: Vec<(TableKey, Vec<Arc<Chunk>>)>,
-    priority: Priority,
 ) -> Result<Vec<ParquetFile>, IngesterError> {
     let mut state = catalog.state();
     let mut files = Vec::new();
@@ -794,7 +773,7 @@ async fn persist(
             .enumerate()
         {
             let columns = Arc::clone(&table);
-            let day_files = crate::background::run_at(priority, move || {
+            let day_files = crate::background::run(move || {
                 let schema = snapshot::target_schema(table_columns(&columns), &chunks);
                 let merged = snapshot::merge(&schema, &chunks)?;
                 snapshot::day_files(&merged)
@@ -1185,29 +1164,15 @@ mod tests {
             chunk(6, &[("a", Some(1.0), None, 1)]),
             chunk(7, &[("b", Some(2.0), None, 1)]),
         ];
-        let owner = persist(
-            &store,
-            &catalog,
-            ("ing-0", 4),
-            7,
-            vec![(key.clone(), both)],
-            Priority::Low,
-        )
-        .await
-        .unwrap();
+        let owner = persist(&store, &catalog, ("ing-0", 4), 7, vec![(key.clone(), both)])
+            .await
+            .unwrap();
         catalog.register_files("ing-0", 7, owner).await.unwrap();
 
         let missed_one = vec![chunk(7, &[("b", Some(2.0), None, 1)])];
-        let taker = persist(
-            &store,
-            &catalog,
-            ("ing-0", 5),
-            7,
-            vec![(key, missed_one)],
-            Priority::Low,
-        )
-        .await
-        .unwrap();
+        let taker = persist(&store, &catalog, ("ing-0", 5), 7, vec![(key, missed_one)])
+            .await
+            .unwrap();
         assert_eq!(taker.len(), 1);
 
         let registered = catalog.files();
