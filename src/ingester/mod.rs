@@ -546,7 +546,7 @@ impl Ingester {
             return Ok(0);
         };
         let started = std::time::Instant::now();
-        let mut files = 0;
+        let (mut files, mut slices) = (0, 0);
         loop {
             if self.fenced.load(Ordering::Acquire) {
                 break; // the ingester that took over the WAL persists it
@@ -556,14 +556,16 @@ impl Ingester {
                 break;
             };
             files += self.snapshot_slice(covered).await?;
+            slices += 1;
             if covered == last {
                 break;
             }
         }
-        if files > 0 {
+        if slices > 0 {
             self.count_snapshot("ok");
             tracing::info!(
                 files,
+                slices,
                 covered_segment = last,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "snapshot"

@@ -31,7 +31,9 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, UnboundedMemoryPool};
+use datafusion::execution::memory_pool::{
+    GreedyMemoryPool, MemoryLimit, MemoryPool, UnboundedMemoryPool,
+};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
@@ -137,9 +139,6 @@ pub struct Querier {
     sources: Arc<Sources>,
     /// Shared by every query, so its memory pool bounds them together.
     runtime: Arc<RuntimeEnv>,
-    /// The pool's size, when bounded: sorts' up-front reservations are cut
-    /// to fit it.
-    memory_limit: Option<usize>,
 }
 
 impl Querier {
@@ -151,7 +150,6 @@ impl Querier {
                 ingesters,
             }),
             runtime: runtime(Arc::new(UnboundedMemoryPool::default())),
-            memory_limit: None,
         }
     }
 
@@ -160,7 +158,6 @@ impl Querier {
     /// `RESOURCE_EXHAUSTED` rather than the process running out of memory.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
         self.runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)));
-        self.memory_limit = Some(bytes);
         self
     }
 
@@ -223,7 +220,7 @@ impl Querier {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME);
-        if let Some(limit) = self.memory_limit {
+        if let MemoryLimit::Finite(limit) = self.runtime.memory_pool.memory_limit() {
             let reservation = sort_reservation(limit, config.target_partitions());
             config = config.with_sort_spill_reservation_bytes(reservation);
         }
