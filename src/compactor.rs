@@ -439,7 +439,7 @@ fn fold(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         .collect();
     let data = batch.project(&fields)?;
     let key = key_columns_by_kind(&data.schema());
-    let deduped = dedup(&data, &key, &sequences)?;
+    let deduped = dedup(&data.schema(), &[data], &key, &[sequences])?;
     let mut columns = deduped.batch.columns().to_vec();
     columns.insert(seq_index, Arc::new(deduped.sequences));
     RecordBatch::try_new(schema, columns)

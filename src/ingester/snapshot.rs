@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, TimestampNanosecondArray, UInt32Array, UInt64Array};
-use arrow::compute::{concat_batches, take};
+use arrow::compute::take;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -115,12 +115,11 @@ pub fn merge(schema: &SchemaRef, chunks: &[Arc<Chunk>]) -> Result<RecordBatch, S
         .iter()
         .map(|c| project(&c.batch, schema))
         .collect::<Result<Vec<_>, _>>()?;
-    let all = concat_batches(schema, &widened)?;
-    let sequences: UInt64Array = ordered
+    let sequences: Vec<UInt64Array> = ordered
         .iter()
-        .flat_map(|c| std::iter::repeat_n(c.sequence, c.batch.num_rows()))
+        .map(|c| std::iter::repeat_n(c.sequence, c.batch.num_rows()).collect())
         .collect();
-    let deduped = dedup(&all, &key_columns_by_kind(schema), &sequences)?;
+    let deduped = dedup(schema, &widened, &key_columns_by_kind(schema), &sequences)?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(sequence_field());
     let mut columns = deduped.batch.columns().to_vec();

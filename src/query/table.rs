@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
-use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
 use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
@@ -531,13 +531,16 @@ fn points(
     drop(batches);
     // The sources were counted as they were read; the fold adds a copy.
     count(memory, &projected)?;
-    let all = concat_batches(&with_seq, &projected).map_err(internal)?;
-    drop(projected);
     let seq_index = schema.fields().len();
-    let sequences = sequences(all.column(seq_index).as_primitive::<UInt64Type>());
-    let mut data = all;
-    data.remove_column(seq_index);
-    let deduped = dedup(&data, key, &sequences).map_err(internal)?;
+    let mut sequences_of = Vec::with_capacity(projected.len());
+    let mut data = Vec::with_capacity(projected.len());
+    for mut batch in projected {
+        sequences_of.push(sequences(
+            batch.remove_column(seq_index).as_primitive::<UInt64Type>(),
+        ));
+        data.push(batch);
+    }
+    let deduped = dedup(schema, &data, key, &sequences_of).map_err(internal)?;
     Ok(deduped.batch)
 }
 
