@@ -160,7 +160,6 @@ impl RankedTag {
 
         // Distinct values, numbered as first seen; per dictionary entry, its number.
         let mut ids: HashMap<&str, u32> = HashMap::default();
-        let mut distinct: Vec<&str> = Vec::new();
         let mut entry_ids: Vec<Vec<Option<u32>>> = Vec::with_capacity(dicts.len());
         for dict in &dicts {
             let values = dict.values().as_string_opt::<i32>().ok_or_else(|| {
@@ -170,23 +169,16 @@ impl RankedTag {
                 .iter()
                 .map(|v| {
                     v.map(|s| {
-                        *ids.entry(s).or_insert_with(|| {
-                            distinct.push(s);
-                            (distinct.len() - 1) as u32
-                        })
+                        let next = ids.len() as u32;
+                        *ids.entry(s).or_insert(next)
                     })
                 })
                 .collect();
             entry_ids.push(of_entry);
         }
 
-        let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
-        order.sort_unstable_by_key(|&id| distinct[id as usize]);
-        let mut rank_of_id = vec![0u32; distinct.len()];
-        for (r, &id) in order.iter().enumerate() {
-            rank_of_id[id as usize] = r as u32 + 1;
-        }
-        let values = StringArray::from_iter_values(order.iter().map(|&id| distinct[id as usize]));
+        let (in_order, rank_of_id) = ranked(ids);
+        let values = StringArray::from_iter_values(in_order);
 
         let ranks = dicts
             .iter()
@@ -194,7 +186,7 @@ impl RankedTag {
             .map(|(dict, of_entry)| {
                 let rank_of_entry: Vec<u32> = of_entry
                     .iter()
-                    .map(|id| id.map_or(NULL_RANK, |id| rank_of_id[id as usize]))
+                    .map(|id| id.map_or(NULL_RANK, |id| rank_of_id[id as usize] + 1))
                     .collect();
                 let rank = |k: i32| rank_of_entry.get(k as usize).copied().unwrap_or(NULL_RANK);
                 let keys = dict.keys();
@@ -237,7 +229,6 @@ fn series_ranks(tags: &[RankedTag], batches: &[RecordBatch]) -> Vec<Vec<u32>> {
         return only.ranks.clone();
     }
     let mut ids: HashMap<Box<[u32]>, u32> = HashMap::default();
-    let mut sets: Vec<Box<[u32]>> = Vec::new();
     let mut tuple = vec![0u32; tags.len()];
     let row_ids: Vec<Vec<u32>> = batches
         .iter()
@@ -251,8 +242,7 @@ fn series_ranks(tags: &[RankedTag], batches: &[RecordBatch]) -> Vec<Vec<u32>> {
                     match ids.get(tuple.as_slice()) {
                         Some(&id) => id,
                         None => {
-                            let id = sets.len() as u32;
-                            sets.push(tuple.clone().into_boxed_slice());
+                            let id = ids.len() as u32;
                             ids.insert(tuple.clone().into_boxed_slice(), id);
                             id
                         }
@@ -261,16 +251,28 @@ fn series_ranks(tags: &[RankedTag], batches: &[RecordBatch]) -> Vec<Vec<u32>> {
                 .collect()
         })
         .collect();
-    let mut order: Vec<u32> = (0..sets.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| sets[a as usize].cmp(&sets[b as usize]));
-    let mut rank_of_id = vec![0u32; sets.len()];
-    for (r, &id) in order.iter().enumerate() {
-        rank_of_id[id as usize] = r as u32;
-    }
+    let (_, rank_of_id) = ranked(ids);
     row_ids
         .into_iter()
         .map(|ids| ids.into_iter().map(|id| rank_of_id[id as usize]).collect())
         .collect()
+}
+
+/// Keys numbered `0..n` as first seen: the keys in order, and each number's
+/// rank in that order.
+fn ranked<K: Ord>(ids: HashMap<K, u32>) -> (Vec<K>, Vec<u32>) {
+    let mut by_key: Vec<(K, u32)> = ids.into_iter().collect();
+    by_key.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut rank_of_id = vec![0u32; by_key.len()];
+    let keys = by_key
+        .into_iter()
+        .enumerate()
+        .map(|(rank, (key, id))| {
+            rank_of_id[id as usize] = rank as u32;
+            key
+        })
+        .collect();
+    (keys, rank_of_id)
 }
 
 /// A row's sort key after its series, and where it came from.
