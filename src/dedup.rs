@@ -100,10 +100,10 @@ pub fn dedup(
     let firsts: Vec<(usize, usize)> = runs.iter().map(|&(s, _)| entries[s].source()).collect();
 
     let mut columns = Vec::with_capacity(schema.fields().len());
-    let mut next_tag = tags.iter();
     for (c, field) in schema.fields().iter().enumerate() {
-        let column: ArrayRef = if tag_columns.contains(&c) {
-            let tag = next_tag.next().expect("one ranked tag per tag column");
+        // Tags are ranked in key order, which need not be column order.
+        let tag = tag_columns.iter().position(|&t| t == c).map(|i| &tags[i]);
+        let column: ArrayRef = if let Some(tag) = tag {
             let keys = tag.keys(&runs, &entries);
             let dict = DictionaryArray::try_new(keys, Arc::clone(&tag.values) as ArrayRef)?;
             cast_to(Arc::new(dict), field.data_type())?
@@ -589,6 +589,16 @@ mod tests {
             assert_eq!(plain(&ours.batch), plain(&want.batch), "case {case}");
             assert_eq!(ours.sequences, want.sequences, "case {case}");
             assert_eq!(ours.batch.schema(), schema, "case {case}");
+
+            // Tags keyed in another order than their columns: sorted by the key.
+            let reversed = [key[2], key[1], key[0], key[3]];
+            let ours = dedup(&schema, &batches, &reversed, &seqs).unwrap();
+            let want_reversed = by_row_format(&schema, &batches, &reversed, &seqs);
+            assert_eq!(
+                plain(&ours.batch),
+                plain(&want_reversed.batch),
+                "case {case}, reversed key"
+            );
 
             // As a query lays them out: tags and string fields both plain
             // Utf8, told apart only by the key.
