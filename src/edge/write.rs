@@ -109,6 +109,10 @@ pub async fn write_request(
     let _slot = edge.write_slot().await?;
     let body = read_body(headers, body, edge.limits.max_request_bytes);
     let body = stage("read", body).await?;
+    // Shed before decoding; the body was read, so the connection stays usable.
+    if let Some(full) = edge.router.all_full().filter(|_| !mode.dry_run) {
+        return Err(full.into());
+    }
     write_lines(edge, db, encoding, body, opts, mode).await
 }
 

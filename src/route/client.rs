@@ -88,9 +88,16 @@ impl Breaker {
     }
 }
 
+/// How long a full-buffer refusal stands for the ingester: short, so that
+/// writes probe again soon after a snapshot frees the buffer.
+pub const FULL_FOR: Duration = Duration::from_millis(100);
+
 /// The client side of one ingester.
 pub struct IngesterClient {
     pub breaker: Breaker,
+    /// Until when this ingester is taken to be full, after it refused a write
+    /// for its buffer; a success clears it.
+    full_until: Mutex<Option<Instant>>,
     addr: String,
     cluster_token: Arc<str>,
     ack_timeout: Duration,
@@ -106,6 +113,7 @@ impl IngesterClient {
     pub fn new(addr: String, cluster_token: Arc<str>, ack_timeout: Duration) -> Self {
         Self {
             breaker: Breaker::default(),
+            full_until: Mutex::new(None),
             addr,
             cluster_token,
             ack_timeout,
@@ -212,11 +220,21 @@ impl IngesterClient {
     ) -> Result<(), RouteError> {
         let result = self.send(database, table, sequence, batch, no_sync).await;
         match &result {
-            Ok(()) => self.breaker.success(),
-            Err(e) if e.is_retryable() && !e.is_busy() => self.breaker.failure(),
+            Ok(()) => {
+                self.breaker.success();
+                *self.full_until.lock() = None;
+            }
+            Err(e) if e.is_busy() => *self.full_until.lock() = Some(Instant::now() + FULL_FOR),
+            Err(e) if e.is_retryable() => self.breaker.failure(),
             Err(_) => {}
         }
         result
+    }
+
+    /// Whether this ingester refused a write for a full buffer within the last
+    /// [`FULL_FOR`], with no success since.
+    pub fn is_full(&self) -> bool {
+        self.full_until.lock().is_some_and(|t| Instant::now() < t)
     }
 
     async fn send(

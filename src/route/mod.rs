@@ -231,6 +231,26 @@ impl Router {
         Ok(())
     }
 
+    /// A refusal for a write not yet decoded, when every ingester has just
+    /// refused one for a full buffer: under overload, decoding and parsing
+    /// bodies only to shed them takes the CPU that snapshots need to drain
+    /// the buffers. Lasts [`client::FULL_FOR`] after the last refusal.
+    pub fn all_full(&self) -> Option<RouteError> {
+        let ingesters = self.ingesters();
+        let first = ingesters.first()?;
+        ingesters
+            .iter()
+            .all(|i| i.is_full())
+            .then(|| RouteError::Refused {
+                ingester: first.addr().to_string(),
+                reason: Reason::BufferFull,
+                message: format!(
+                    "buffer is full on all {} ingesters; shed before decoding the body",
+                    ingesters.len()
+                ),
+            })
+    }
+
     /// Whether any ingester is taking writes (for `/ready`).
     pub fn any_ingester_allowed(&self) -> bool {
         self.ingesters().iter().any(|i| i.breaker.allows())

@@ -1,5 +1,7 @@
 //! Every row of the DESIGN.md §2 write contract, against the real binary.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::harness::{
@@ -476,6 +478,8 @@ async fn generated_admin_token_file() {
 
 /// Overload: when the ingester's buffer is full the write is refused, and the
 /// client gets 503 with `Retry-After` (what Telegraf retries on), never a 500.
+/// Right after such a refusal the edge sheds writes before decoding them (a
+/// corrupt gzip body is a 503, not a 400); a moment later it decodes again.
 #[tokio::test]
 async fn full_ingester_buffer_is_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
@@ -488,6 +492,29 @@ async fn full_ingester_buffer_is_503_with_retry_after() {
     assert!(
         j["message"].as_str().unwrap().contains("buffer is full"),
         "{j}"
+    );
+
+    let url = server.url("/api/v2/write?bucket=db");
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let corrupt = || async {
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-encoding", "gzip"),
+        ];
+        request("POST", &url, &headers, &b"not gzip"[..]).await
+    };
+    let r = corrupt().await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.headers["retry-after"], "1");
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("shed before decoding"), "{message}");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = corrupt().await;
+    assert_eq!(
+        r.status, 400,
+        "decoded again once the refusal is old: {:?}",
+        r.body
     );
 }
 
