@@ -402,7 +402,8 @@ impl From<RouteError> for Error {
             }
             | RouteError::Unavailable { .. }
             | RouteError::Timeout { .. }
-            | RouteError::NoIngesters => Self::Unavailable(e.to_string()),
+            | RouteError::NoIngesters
+            | RouteError::Saturated => Self::Unavailable(e.to_string()),
         }
     }
 }

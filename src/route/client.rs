@@ -224,11 +224,15 @@ impl IngesterClient {
                 self.breaker.success();
                 *self.full_until.lock() = None;
             }
-            Err(e) if e.is_busy() => *self.full_until.lock() = Some(Instant::now() + FULL_FOR),
+            Err(e) if e.is_busy() => self.refused_full(),
             Err(e) if e.is_retryable() => self.breaker.failure(),
             Err(_) => {}
         }
         result
+    }
+
+    pub(super) fn refused_full(&self) {
+        *self.full_until.lock() = Some(Instant::now() + FULL_FOR);
     }
 
     /// Whether this ingester refused a write for a full buffer within the last

@@ -45,6 +45,8 @@ pub enum RouteError {
     Encode(String),
     #[error("no ingester configured")]
     NoIngesters,
+    #[error("every ingester's buffer is full; shed before decoding the body")]
+    Saturated,
 }
 
 /// A hybrid logical clock: wall-clock nanoseconds, but strictly increasing.
@@ -77,7 +79,7 @@ impl RouteError {
                     Reason::BufferFull | Reason::ShuttingDown | Reason::Storage | Reason::Fenced
                 )
             }
-            Self::Encode(_) | Self::NoIngesters => false,
+            Self::Encode(_) | Self::NoIngesters | Self::Saturated => false,
         }
     }
 
@@ -237,18 +239,8 @@ impl Router {
     /// the buffers. Lasts [`client::FULL_FOR`] after the last refusal.
     pub fn all_full(&self) -> Option<RouteError> {
         let ingesters = self.ingesters();
-        let first = ingesters.first()?;
-        ingesters
-            .iter()
-            .all(|i| i.is_full())
-            .then(|| RouteError::Refused {
-                ingester: first.addr().to_string(),
-                reason: Reason::BufferFull,
-                message: format!(
-                    "buffer is full on all {} ingesters; shed before decoding the body",
-                    ingesters.len()
-                ),
-            })
+        let full = !ingesters.is_empty() && ingesters.iter().all(|i| i.is_full());
+        full.then_some(RouteError::Saturated)
     }
 
     /// Whether any ingester is taking writes (for `/ready`).
@@ -292,6 +284,23 @@ mod tests {
         assert!(!client.breaker.allows());
         let router = Router::new(vec![client], 1);
         assert!(!router.any_ingester_allowed());
+    }
+
+    /// Writes are shed before decoding only while every ingester has just
+    /// refused one: one that may still take the part is tried.
+    #[test]
+    fn writes_are_shed_early_only_while_every_ingester_is_full() {
+        let clients = ["127.0.0.1:1", "127.0.0.1:2"]
+            .map(|a| IngesterClient::new(a.into(), "t".into(), Duration::from_secs(1)));
+        let router = Router::new(clients.into(), 1);
+        assert!(router.all_full().is_none());
+        router.ingesters()[0].refused_full();
+        assert!(router.all_full().is_none(), "the other one may take it");
+        router.ingesters()[1].refused_full();
+        assert!(matches!(router.all_full(), Some(RouteError::Saturated)));
+        std::thread::sleep(client::FULL_FOR);
+        assert!(router.all_full().is_none(), "old refusals: try them again");
+        assert!(Router::new(Vec::new(), 1).all_full().is_none());
     }
 
     #[test]
