@@ -231,6 +231,7 @@ impl IngesterClient {
         result
     }
 
+    /// Marks the ingester full for the next [`FULL_FOR`].
     pub(super) fn refused_full(&self) {
         *self.full_until.lock() = Some(Instant::now() + FULL_FOR);
     }
