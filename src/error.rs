@@ -38,9 +38,6 @@ pub enum Error {
     )]
     InvalidPrecision(String),
 
-    #[error("invalid org value: org must not be empty")]
-    EmptyOrg,
-
     /// v1 and v3: the `db` parameter is missing or empty.
     #[error("database is required: set the db query parameter")]
     MissingDb,
@@ -103,6 +100,10 @@ pub enum Error {
     #[error("{0}")]
     QueryMemoryExhausted(String),
 
+    /// A query ran past `--query-timeout` and was cancelled.
+    #[error("{0}")]
+    QueryTimedOut(String),
+
     #[error("{0}")]
     TableNotFound(String),
 
@@ -142,7 +143,6 @@ impl Error {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::MissingBucket
             | Self::InvalidPrecision(_)
-            | Self::EmptyOrg
             | Self::MissingDb
             | Self::InvalidV1Precision(_)
             | Self::InvalidV3Precision(_)
@@ -167,6 +167,9 @@ impl Error {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable(_) | Self::QueryMemoryExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // The server gave up on its own work in time: not the client's
+            // request timing out (408), and not worth an immediate retry (503).
+            Self::QueryTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -185,6 +188,7 @@ impl Error {
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             StatusCode::NOT_IMPLEMENTED => "not implemented",
+            StatusCode::GATEWAY_TIMEOUT => "timeout",
             _ => "internal error",
         }
     }
@@ -196,7 +200,6 @@ impl Error {
             Self::Forbidden(_) => Code::PermissionDenied,
             Self::MissingBucket
             | Self::InvalidPrecision(_)
-            | Self::EmptyOrg
             | Self::MissingDb
             | Self::InvalidV1Precision(_)
             | Self::InvalidV3Precision(_)
@@ -221,6 +224,7 @@ impl Error {
             Self::MethodNotAllowed | Self::NotImplemented(_) => Code::Unimplemented,
             Self::Unavailable(_) => Code::Unavailable,
             Self::QueryMemoryExhausted(_) => Code::ResourceExhausted,
+            Self::QueryTimedOut(_) => Code::DeadlineExceeded,
             Self::Internal(_) => Code::Internal,
         };
         tonic::Status::new(code, self.to_string())
@@ -417,6 +421,8 @@ impl From<QueryError> for Error {
             QueryError::NotImplemented(m) => Self::NotImplemented(m),
             QueryError::Unavailable(m) => Self::Unavailable(m),
             QueryError::ResourcesExhausted(m) => Self::QueryMemoryExhausted(m),
+            QueryError::Busy(m) => Self::Unavailable(m),
+            QueryError::TimedOut(m) => Self::QueryTimedOut(m),
             QueryError::Internal(m) => Self::Internal(m),
         }
     }

@@ -167,6 +167,19 @@ pub struct ServeArgs {
     /// that needs more fails with RESOURCE_EXHAUSTED.
     #[arg(long, env = "INFLOW_QUERY_MEMORY_BYTES", default_value_t = 1 << 30)]
     pub query_memory_bytes: usize,
+    /// For queriers: how long one query may run, from admission to the last
+    /// row handed to its reader; past it the query is cancelled and answered
+    /// with a timeout error (HTTP 504, gRPC DEADLINE_EXCEEDED).
+    #[arg(long, env = "INFLOW_QUERY_TIMEOUT", value_parser = duration, default_value = "5m")]
+    pub query_timeout: Duration,
+    /// For queriers: queries running at once; more wait up to
+    /// `--query-queue-timeout`, then get 503 with `Retry-After`.
+    #[arg(long, env = "INFLOW_MAX_CONCURRENT_QUERIES", default_value_t = 16)]
+    pub max_concurrent_queries: usize,
+    /// For queriers: how long a query waits for one of the
+    /// `--max-concurrent-queries` slots.
+    #[arg(long, env = "INFLOW_QUERY_QUEUE_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub query_queue_timeout: Duration,
     /// PEM certificate chain: serve HTTP and gRPC over TLS on the HTTP port
     /// (plain text is then refused there). Needs `--tls-key`.
     #[arg(long, env = "INFLOW_TLS_CERT")]
@@ -202,6 +215,16 @@ pub struct ServeArgs {
     /// Most input bytes one compaction merges; bounds its memory.
     #[arg(long, env = "INFLOW_COMPACTION_MAX_INPUT_BYTES", default_value_t = 256 << 20)]
     pub compaction_max_input_bytes: u64,
+}
+
+impl ServeArgs {
+    fn query_limits(&self) -> crate::query::QueryLimits {
+        crate::query::QueryLimits {
+            max_concurrent: self.max_concurrent_queries,
+            queue_timeout: self.query_queue_timeout,
+            timeout: self.query_timeout,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -352,7 +375,11 @@ async fn run_all(
         store,
         Arc::clone(&buffers) as Arc<dyn crate::query::BufferSource>,
     );
-    let querier = Arc::new(querier.with_memory_limit(args.query_memory_bytes));
+    let querier = Arc::new(
+        querier
+            .with_memory_limit(args.query_memory_bytes)
+            .with_limits(args.query_limits()),
+    );
     let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
     let router = Arc::new(Router::new(vec![client], 1));
     serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
@@ -427,7 +454,9 @@ async fn run_querier(
     }
     let auth = operator_auth(args, Arc::clone(&catalog))?;
     let querier = Querier::new(catalog, store.clone(), buffers);
-    let querier = querier.with_memory_limit(args.query_memory_bytes);
+    let querier = querier
+        .with_memory_limit(args.query_memory_bytes)
+        .with_limits(args.query_limits());
     let querier = Arc::new(querier);
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
     let listener = bind_http(args).await?;

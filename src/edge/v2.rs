@@ -13,7 +13,7 @@ use super::write::{QueryParams, WriteMode, write_request};
 use crate::error::Error;
 use crate::lineproto::{ParseOptions, Precision};
 
-/// The v2 query parameters that matter; `orgID` and unknown ones are ignored.
+/// The v2 query parameters that matter; `org`, `orgID` and unknown ones are ignored.
 #[derive(Debug, PartialEq)]
 pub struct V2Params {
     pub bucket: String,
@@ -23,7 +23,9 @@ pub struct V2Params {
 
 impl V2Params {
     /// Validates in InfluxDB Clustered's order: precision (a deserialisation
-    /// error there), then org, then bucket.
+    /// error there), then bucket. `org` is never checked: Telegraf always
+    /// sends it, empty when configured as the InfluxDB 3 guides say, and drops
+    /// a batch answered 400.
     pub fn parse(query: Option<&str>) -> Result<Self, Error> {
         let query = QueryParams::parse(query)?;
         let get = |k: &str| query.get(k);
@@ -31,9 +33,6 @@ impl V2Params {
             None => Precision::Nanosecond,
             Some(p) => v2_precision(p).ok_or_else(|| Error::InvalidPrecision(p.to_string()))?,
         };
-        if get("org").is_some_and(str::is_empty) {
-            return Err(Error::EmptyOrg);
-        }
         let bucket = get("bucket")
             .filter(|b| !b.is_empty())
             .ok_or(Error::MissingBucket)?;
@@ -113,10 +112,14 @@ mod tests {
             Err(Error::MissingBucket)
         ));
         assert!(matches!(V2Params::parse(None), Err(Error::MissingBucket)));
-        assert!(matches!(
-            V2Params::parse(Some("bucket=a&org=")),
-            Err(Error::EmptyOrg)
-        ));
+        for org in [
+            "bucket=a&org=",
+            "org=&bucket=a",
+            "bucket=a&org=x",
+            "bucket=a",
+        ] {
+            assert_eq!(V2Params::parse(Some(org)).unwrap().bucket, "a", "{org}");
+        }
         assert!(
             matches!(V2Params::parse(Some("bucket=a&precision=u")), Err(Error::InvalidPrecision(p)) if p == "u")
         );

@@ -9,6 +9,7 @@ use arrow::array::{
     TimestampNanosecondBuilder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use futures::StreamExt;
 use tonic::metadata::MetadataMap;
 
 use super::Context;
@@ -41,10 +42,25 @@ pub async fn run(
         database: Some(database),
         now: crate::auth::now_ns(),
     };
-    let series = super::execute(&ctx, statement).await?;
+    let ticket = frontend.querier.admit().await?;
+    let mut memory = frontend.querier.reservation("influxql answer");
+    let series = ticket
+        .within(async {
+            super::execute_counted(&ctx, statement, &mut memory)
+                .await
+                .map_err(Error::from)
+        })
+        .await?;
     let batch = to_batch(&series, matches!(statement, Statement::Select(_)))
         .map_err(|e| Error::Internal(format!("building the InfluxQL answer: {e}")))?;
-    Ok(encode_batches(batch.schema(), vec![batch]))
+    // The answer is one batch now: charged as such until the stream is done.
+    drop(series);
+    memory.resize(batch.get_array_memory_size());
+    let stream = encode_batches(batch.schema(), vec![batch]);
+    Ok(Box::pin(stream.map(move |item| {
+        let _held = (&memory, &ticket);
+        item
+    })))
 }
 
 /// The series as one table. Column types come from the values (a column with

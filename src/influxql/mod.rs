@@ -21,6 +21,8 @@ pub mod result;
 mod select;
 mod show;
 
+use datafusion::execution::memory_pool::MemoryReservation;
+
 use crate::auth::Principal;
 use crate::query::{Querier, QueryError};
 use ast::Statement;
@@ -108,6 +110,20 @@ pub async fn execute(
     }
 }
 
+/// Runs one statement and charges its answer to `memory` (the query memory
+/// pool), where it stays until the caller writes it and shrinks the charge.
+pub async fn execute_counted(
+    ctx: &Context<'_>,
+    statement: &Statement,
+    memory: &mut MemoryReservation,
+) -> Result<Vec<Series>, InfluxqlError> {
+    let series = execute(ctx, statement).await?;
+    memory
+        .try_grow(result::answer_bytes(&series))
+        .map_err(QueryError::from)?;
+    Ok(series)
+}
+
 impl InfluxqlError {
     /// Data that could not be read fails the whole request (503), never one
     /// statement of an otherwise successful answer; so does a token that may
@@ -119,6 +135,8 @@ impl InfluxqlError {
                 | Self::Query(
                     QueryError::Unavailable(_)
                         | QueryError::ResourcesExhausted(_)
+                        | QueryError::Busy(_)
+                        | QueryError::TimedOut(_)
                         | QueryError::Internal(_)
                 )
         )

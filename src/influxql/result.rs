@@ -247,52 +247,79 @@ pub fn encode(results: &[StatementResult], time: impl Fn(usize) -> TimeFormat) -
         if i > 0 {
             out.push(',');
         }
-        let long = |_: usize, s: &Series| s.values.len() > CHUNK_ROWS;
-        push_result(&mut out, r, time(r.statement_id), long, false);
+        push_statement(&mut out, r, time(r.statement_id));
     }
     out.push_str("]}");
     out
+}
+
+/// One statement's object of a whole (not chunked) answer.
+pub fn push_statement(out: &mut String, r: &StatementResult, time: TimeFormat) {
+    let long = |_: usize, s: &Series| s.values.len() > CHUNK_ROWS;
+    push_result(out, r, time, long, false);
+}
+
+/// What a statement's answer holds in memory, about: what the query memory
+/// pool is charged for it until it is written.
+pub fn answer_bytes(series: &[Series]) -> usize {
+    series
+        .iter()
+        .map(|s| {
+            std::mem::size_of::<Series>()
+                + s.values.len() * std::mem::size_of::<Vec<Value>>()
+                + s.values.iter().map(|r| r.len()).sum::<usize>() * std::mem::size_of::<Value>()
+        })
+        .sum()
 }
 
 /// The chunked answer: one `{"results":[…]}` line per chunk of at most
 /// `chunk_size` rows, as 1.x streams it. A series cut between chunks is
 /// marked `partial` in all but its last chunk, a statement in all but its last.
 pub fn encode_chunked(results: &[StatementResult], time: TimeFormat, chunk_size: usize) -> String {
+    results
+        .iter()
+        .flat_map(|r| chunk_lines(r, time, chunk_size))
+        .collect()
+}
+
+/// One statement's lines of a chunked answer, made one at a time.
+pub fn chunk_lines(
+    r: &StatementResult,
+    time: TimeFormat,
+    chunk_size: usize,
+) -> impl Iterator<Item = String> + '_ {
     let chunk_size = chunk_size.max(1);
-    let mut out = String::new();
-    let mut line = |r: &StatementResult, partial_series: bool, partial: bool| {
-        out.push_str("{\"results\":[");
+    let line = move |r: &StatementResult, partial_series: bool, partial: bool| {
+        let mut out = String::from("{\"results\":[");
         push_result(&mut out, r, time, |_, _| partial_series, partial);
         out.push_str("]}\n");
+        out
     };
-    for r in results {
-        if r.series.is_empty() {
-            line(r, false, false);
-            continue;
-        }
-        let last_series = r.series.len() - 1;
-        for (i, s) in r.series.iter().enumerate() {
-            let pieces: Vec<&[Vec<Value>]> = if s.values.is_empty() {
-                vec![&[]]
-            } else {
-                s.values.chunks(chunk_size).collect()
+    let whole = r.series.is_empty().then(|| line(r, false, false));
+    let last_series = r.series.len().saturating_sub(1);
+    let pieces = r.series.iter().enumerate().flat_map(move |(i, s)| {
+        let rows: Vec<&[Vec<Value>]> = if s.values.is_empty() {
+            vec![&[]]
+        } else {
+            s.values.chunks(chunk_size).collect()
+        };
+        let last_piece = rows.len() - 1;
+        rows.into_iter().enumerate().map(move |(j, rows)| {
+            let piece = StatementResult {
+                statement_id: r.statement_id,
+                series: vec![Series {
+                    name: s.name.clone(),
+                    tags: s.tags.clone(),
+                    columns: s.columns.clone(),
+                    values: rows.to_vec(),
+                }],
+                error: None,
             };
-            let last_piece = pieces.len() - 1;
-            for (j, rows) in pieces.into_iter().enumerate() {
-                let piece = StatementResult {
-                    statement_id: r.statement_id,
-                    series: vec![Series {
-                        values: rows.to_vec(),
-                        ..s.clone()
-                    }],
-                    error: None,
-                };
-                let more_rows = j < last_piece;
-                line(&piece, more_rows, more_rows || i < last_series);
-            }
-        }
-    }
-    out
+            let more_rows = j < last_piece;
+            line(&piece, more_rows, more_rows || i < last_series)
+        })
+    });
+    whole.into_iter().chain(pieces)
 }
 
 /// A time zone's offset from UTC at `ns`, in nanoseconds.

@@ -17,7 +17,7 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::{Expr as DfExpr, ident, lit};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
-use futures::TryStreamExt;
+use futures::StreamExt;
 
 use super::ast::{
     BinaryOp, Dimension, Expr, FUNCTIONS, Fill, MeasurementName, Number, Select, Source, VarType,
@@ -560,7 +560,17 @@ impl<'a> Plan<'a> {
             .collect();
         sort.push(ident(TIME_COLUMN).sort(true, true));
         let frame = frame.select(projection)?.sort(sort)?;
-        let batches: Vec<RecordBatch> = frame.execute_stream().await?.try_collect().await?;
+        // The sorted rows are held until grouped: counted as they arrive, so
+        // a measurement too large for the pool fails instead of the process.
+        let memory =
+            MemoryConsumer::new("influxql scan").register(&session.runtime_env().memory_pool);
+        let mut stream = frame.execute_stream().await?;
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            memory.try_grow(batch.get_array_memory_size())?;
+            batches.push(batch);
+        }
         Ok((group_rows(&batches, group.len(), self.refs.len()), present))
     }
 

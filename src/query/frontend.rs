@@ -80,16 +80,34 @@ impl QueryFrontend {
         database: &str,
         sql: &str,
     ) -> Result<FlightStream, Error> {
+        self.authorize_read(metadata, database).await?;
+        let (schema, stream) = self.execute(database, sql).await?;
+        Ok(encode(schema, stream))
+    }
+
+    /// Plans and runs `sql` (already authorized) within the query limits: a
+    /// slot, the deadline from admission on, the reader's pace. The stream
+    /// holds the slot until it ends or is dropped.
+    pub async fn execute(
+        &self,
+        database: &str,
+        sql: &str,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream), Error> {
         let started = std::time::Instant::now();
-        let planned = self.plan(metadata, database, sql).await?;
-        let schema = planned.schema();
-        let stream = planned.execute().await?;
+        let ticket = self.querier.admit().await?;
+        let (schema, stream) = ticket
+            .within(async {
+                let planned = self.querier.plan(database, sql).await?;
+                let schema = planned.schema();
+                Ok::<_, QueryError>((schema, planned.execute().await?))
+            })
+            .await?;
         tracing::debug!(
             database,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "query planned and scanned"
         );
-        Ok(encode(schema, stream))
+        Ok((schema, ticket.bounded(stream)))
     }
 }
 

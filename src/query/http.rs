@@ -6,14 +6,15 @@
 
 use std::sync::Arc;
 
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use serde::Deserialize;
 
 use super::QueryError;
@@ -69,34 +70,68 @@ impl Format {
             Self::Csv => "text/csv",
         }
     }
+}
 
-    fn encode(self, batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::ArrowError> {
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
+/// Encodes an answer batch by batch, so what is held is one batch's text.
+#[derive(Debug, Clone, Copy)]
+struct Encoder {
+    format: Format,
+    /// Rows were written (JSON: the array is open; CSV: the header is out).
+    started: bool,
+}
+
+impl Encoder {
+    fn new(format: Format) -> Self {
+        Self {
+            format,
+            started: false,
+        }
+    }
+
+    /// The text of `batch`, continuing what came before.
+    fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes, ArrowError> {
+        if batch.num_rows() == 0 {
+            return Ok(Bytes::new());
+        }
         let mut out = Vec::new();
-        match self {
-            Self::Json => {
-                let mut w = arrow::json::ArrayWriter::new(&mut out);
-                w.write_batches(&refs)?;
+        match self.format {
+            Format::Json => {
+                let mut lines = Vec::new();
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut lines);
+                w.write(batch)?;
                 w.finish()?;
-                if out.is_empty() {
-                    out.extend_from_slice(b"[]");
+                // Lines become array elements: `[` or `,` before each (a
+                // newline inside a value is escaped, so each is one row).
+                out.reserve(lines.len() + 1);
+                for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    out.push(if self.started { b',' } else { b'[' });
+                    out.extend_from_slice(line);
+                    self.started = true;
                 }
             }
-            Self::JsonLines => {
+            Format::JsonLines => {
                 let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
-                w.write_batches(&refs)?;
+                w.write(batch)?;
                 w.finish()?;
             }
-            Self::Csv => {
+            Format::Csv => {
                 let mut w = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
+                    .with_header(!self.started)
                     .build(&mut out);
-                for b in batches {
-                    w.write(b)?;
-                }
+                w.write(batch)?;
+                self.started = true;
             }
         }
-        Ok(out)
+        Ok(Bytes::from(out))
+    }
+
+    /// What closes the answer.
+    fn finish(&self) -> Bytes {
+        match (self.format, self.started) {
+            (Format::Json, true) => Bytes::from_static(b"]"),
+            (Format::Json, false) => Bytes::from_static(b"[]"),
+            _ => Bytes::new(),
+        }
     }
 }
 
@@ -147,23 +182,59 @@ async fn run(
     frontend
         .authorize(headers.get(header::AUTHORIZATION), &database)
         .await?;
-    let planned = frontend.querier.plan(&database, &sql).await?;
-    let batches: Vec<RecordBatch> = planned
-        .execute()
-        .await?
-        .try_collect()
-        .await
-        .map_err(QueryError::from)?;
-    let body = tokio::task::spawn_blocking(move || format.encode(&batches))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| Error::Internal(format!("encoding the result: {e}")))?;
-    let mut response = body.into_response();
+    let (_, mut batches) = frontend.execute(&database, &sql).await?;
+    // The first batch before the status: a query that fails at once (memory,
+    // an unreachable ingester, the deadline) gets its own status, not a 200
+    // cut short.
+    let first = batches.next().await.transpose().map_err(QueryError::from)?;
+    let mut encoder = Encoder::new(format);
+    let head = match first {
+        Some(batch) => encode(&mut encoder, batch).await?,
+        None => Bytes::new(),
+    };
+    let rest = futures::stream::unfold(
+        (batches, encoder, false),
+        |(mut batches, mut encoder, done)| async move {
+            if done {
+                return None;
+            }
+            match batches.next().await {
+                Some(Ok(batch)) => {
+                    let text = encode(&mut encoder, batch).await;
+                    let stop = text.is_err();
+                    Some((text, (batches, encoder, stop)))
+                }
+                // An error after the status was sent: the body is cut (the
+                // connection is reset), so it never looks complete.
+                Some(Err(e)) => {
+                    let e = Error::from(QueryError::from(e));
+                    tracing::info!(error = %e, "query failed while its answer was sent");
+                    Some((Err(e), (batches, encoder, true)))
+                }
+                None => Some((Ok(encoder.finish()), (batches, encoder, true))),
+            }
+        },
+    );
+    let body = futures::stream::once(async { Ok::<_, Error>(head) }).chain(rest);
+    let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
     Ok(response)
+}
+
+/// Encodes one batch off the async threads (a batch of text is CPU work).
+async fn encode(encoder: &mut Encoder, batch: RecordBatch) -> Result<Bytes, Error> {
+    let mut moved = *encoder;
+    let (moved, text) = tokio::task::spawn_blocking(move || {
+        let text = moved.batch(&batch);
+        (moved, text)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    *encoder = moved;
+    text.map_err(|e| Error::Internal(format!("encoding the result: {e}")))
 }
 
 #[cfg(test)]
@@ -181,15 +252,26 @@ mod tests {
             ("n", Arc::new(Int64Array::from(vec![1, 2])) as _),
         ])
         .unwrap();
-        let text =
-            |f: Format| String::from_utf8(f.encode(std::slice::from_ref(&batch)).unwrap()).unwrap();
-        assert_eq!(text(Format::Json), r#"[{"host":"a","n":1},{"n":2}]"#);
+        let text = |f: Format| {
+            let mut e = Encoder::new(f);
+            let mut out = Vec::new();
+            for b in [batch.clone(), batch.slice(0, 0), batch.clone()] {
+                out.extend_from_slice(&e.batch(&b).unwrap());
+            }
+            out.extend_from_slice(&e.finish());
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            text(Format::Json),
+            r#"[{"host":"a","n":1},{"n":2},{"host":"a","n":1},{"n":2}]"#
+        );
         assert_eq!(
             text(Format::JsonLines),
-            "{\"host\":\"a\",\"n\":1}\n{\"n\":2}\n"
+            "{\"host\":\"a\",\"n\":1}\n{\"n\":2}\n{\"host\":\"a\",\"n\":1}\n{\"n\":2}\n"
         );
-        assert_eq!(text(Format::Csv), "host,n\na,1\n,2\n");
-        assert_eq!(Format::Json.encode(&[]).unwrap(), b"[]");
+        assert_eq!(text(Format::Csv), "host,n\na,1\n,2\na,1\n,2\n");
+        assert_eq!(&Encoder::new(Format::Json).finish()[..], b"[]");
+        assert_eq!(&Encoder::new(Format::Csv).finish()[..], b"");
         assert!(Format::parse(Some("parquet")).is_err());
     }
 }

@@ -20,8 +20,10 @@
 
 pub mod flight_sql;
 pub mod frontend;
+mod held;
 pub mod http;
 pub mod ingesters;
+pub mod limits;
 pub mod table;
 pub mod ticket;
 
@@ -32,7 +34,8 @@ use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::{
-    GreedyMemoryPool, MemoryLimit, MemoryPool, UnboundedMemoryPool,
+    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+    UnboundedMemoryPool,
 };
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
@@ -40,6 +43,7 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use crate::catalog::{Catalog, CatalogError, Database};
 use crate::store::Store;
 pub use ingesters::{BufferSource, FlightIngesters};
+pub use limits::{Admission, QueryLimits, Ticket};
 use table::{InflowTable, Sources};
 
 /// The catalog and schema every table is in, as InfluxDB 3 names them.
@@ -66,6 +70,12 @@ pub enum QueryError {
     /// The query needs more memory than `--query-memory-bytes` leaves it.
     #[error("{0}")]
     ResourcesExhausted(String),
+    /// `--max-concurrent-queries` are running and none finished in time.
+    #[error("{0}")]
+    Busy(String),
+    /// The query ran past `--query-timeout` and was cancelled.
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -139,6 +149,8 @@ pub struct Querier {
     sources: Arc<Sources>,
     /// Shared by every query, so its memory pool bounds them together.
     runtime: Arc<RuntimeEnv>,
+    /// How many queries run at once, and for how long.
+    admission: Admission,
 }
 
 impl Querier {
@@ -150,7 +162,26 @@ impl Querier {
                 ingesters,
             }),
             runtime: runtime(Arc::new(UnboundedMemoryPool::default())),
+            admission: Admission::new(QueryLimits::default()),
         }
+    }
+
+    /// Sets how many queries run at once and how long each may run.
+    pub fn with_limits(mut self, limits: QueryLimits) -> Self {
+        self.admission = Admission::new(limits);
+        self
+    }
+
+    /// A reservation against the query memory pool, for what a query holds
+    /// outside DataFusion's operators (an answer being written).
+    pub fn reservation(&self, name: &str) -> MemoryReservation {
+        MemoryConsumer::new(name).register(&self.runtime.memory_pool)
+    }
+
+    /// A slot for one query, waiting as `--max-concurrent-queries` says; the
+    /// query's deadline starts now.
+    pub async fn admit(&self) -> Result<Ticket, QueryError> {
+        self.admission.admit().await
     }
 
     /// Queries running at once may hold at most `bytes` of data between them

@@ -7,7 +7,8 @@
 //! query's key predicates, fetching only the footer and the column chunks of
 //! the row groups kept. What the scan holds is counted against the query
 //! memory pool, so a query too large fails with `ResourcesExhausted` instead
-//! of taking the process down. It is not streaming: the rows that survive
+//! of taking the process down, and stays counted until the last stream reading
+//! the folded rows is dropped ([`Held`]). It is not streaming: the rows that survive
 //! pruning are in memory at once. Where this should go next: merge per series
 //! across the sources (files are sorted by tags and time already).
 
@@ -44,6 +45,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
 
 use super::QueryError;
+use super::held::Held;
 use super::ingesters::BufferSource;
 use crate::catalog::{Catalog, Database, ParquetFile, Table, table_columns};
 use crate::dedup::dedup;
@@ -267,12 +269,18 @@ impl TableProvider for InflowTable {
                 .register(&state.runtime_env().memory_pool),
         );
         let batch = self
-            .gather(range, columns, memory)
+            .gather(range, columns, Arc::clone(&memory))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let partitions = split(&batch, state.config().target_partitions());
+        // What stays held is the folded rows, until the query's last reader
+        // of them is gone (not when this function returns).
+        memory.resize(batch.get_array_memory_size());
+        let config = state.config();
+        let partitions = split(&batch, config.target_partitions(), config.batch_size());
+        drop(batch);
         let table = MemTable::try_new(Arc::clone(&self.schema), partitions)?;
-        table.scan(state, projection, filters, limit).await
+        let plan = table.scan(state, projection, filters, limit).await?;
+        Ok(Arc::new(Held::new(plan, memory)))
     }
 }
 
@@ -300,13 +308,21 @@ fn unqualified(expr: Expr) -> datafusion::error::Result<Expr> {
 }
 
 /// Splits a batch into `n` partitions of contiguous rows, so the plan runs on
-/// every core.
-fn split(batch: &RecordBatch, n: usize) -> Vec<Vec<RecordBatch>> {
-    let n = n.max(1);
-    let per = batch.num_rows().div_ceil(n).max(1);
-    let mut partitions: Vec<Vec<RecordBatch>> = (0..batch.num_rows())
+/// every core, each a list of zero-copy slices of at most `batch_size` rows
+/// (so what reads them, an HTTP answer's encoder too, takes a batch at a time).
+fn split(batch: &RecordBatch, n: usize, batch_size: usize) -> Vec<Vec<RecordBatch>> {
+    let rows = batch.num_rows();
+    let per = rows.div_ceil(n.max(1)).max(1);
+    let batch_size = batch_size.max(1);
+    let mut partitions: Vec<Vec<RecordBatch>> = (0..rows)
         .step_by(per)
-        .map(|start| vec![batch.slice(start, per.min(batch.num_rows() - start))])
+        .map(|start| {
+            let end = (start + per).min(rows);
+            (start..end)
+                .step_by(batch_size)
+                .map(|s| batch.slice(s, batch_size.min(end - s)))
+                .collect()
+        })
         .collect();
     if partitions.is_empty() {
         partitions.push(vec![]);
@@ -808,9 +824,25 @@ mod tests {
             Arc::new(UInt64Array::from((0..10).collect::<Vec<u64>>())) as _,
         )])
         .unwrap();
-        let parts = split(&batch, 3);
+        let parts = split(&batch, 3, 100);
         let rows: Vec<usize> = parts.iter().map(|p| p[0].num_rows()).collect();
         assert_eq!(rows, vec![4, 4, 2]);
-        assert_eq!(split(&batch.slice(0, 0), 2).len(), 1);
+        assert_eq!(split(&batch.slice(0, 0), 2, 100).len(), 1);
+        // Each partition in slices of at most the batch size, in order.
+        let parts = split(&batch, 2, 2);
+        let slices: Vec<Vec<u64>> = parts
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(slices, vec![vec![0, 1, 2, 3, 4], vec![5, 6, 7, 8, 9]]);
+        let sizes: Vec<Vec<usize>> = parts
+            .iter()
+            .map(|p| p.iter().map(RecordBatch::num_rows).collect())
+            .collect();
+        assert_eq!(sizes, vec![vec![2, 2, 1], vec![2, 2, 1]]);
     }
 }

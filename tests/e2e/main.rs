@@ -12,4 +12,6 @@ mod harness;
 mod influxql;
 mod ops;
 mod query;
+mod query_limits;
+mod telegraf;
 mod write_contract;
