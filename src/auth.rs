@@ -7,8 +7,11 @@
 //! by another process (`inflow token create`) are found by re-reading the catalog
 //! when a token is unknown: that costs one read of the next log entry number.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use http::HeaderValue;
@@ -151,10 +154,26 @@ pub fn v1_token<'a>(
     }
 }
 
+/// How long a token found in no catalog is refused from memory.
+pub const UNKNOWN_TOKEN_TTL: Duration = Duration::from_secs(2);
+/// Misses (tokens not in the catalog as known) reread it at most this often:
+/// a reread is an object-store listing, and random tokens cost a client
+/// nothing.
+pub const MISS_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+/// Unknown tokens remembered at most; past it the expired ones are dropped,
+/// and if all are live the memory starts over.
+const UNKNOWN_TOKENS_KEPT: usize = 4096;
+
 #[derive(Debug)]
 pub struct Authorizer {
     admin_hash: [u8; 32],
     catalog: Arc<Catalog>,
+    /// Hashes of tokens refused as unknown, with when.
+    unknown: parking_lot::Mutex<HashMap<[u8; 32], Instant>>,
+    /// When misses last reread the catalog; held while one does, so
+    /// concurrent misses share it.
+    last_miss_refresh: tokio::sync::Mutex<Option<Instant>>,
+    miss_refreshes: AtomicU64,
 }
 
 impl Authorizer {
@@ -162,7 +181,15 @@ impl Authorizer {
         Self {
             admin_hash: hash_token(admin_token),
             catalog,
+            unknown: Default::default(),
+            last_miss_refresh: Default::default(),
+            miss_refreshes: AtomicU64::new(0),
         }
+    }
+
+    /// How often a miss has reread the catalog.
+    pub fn miss_refreshes(&self) -> u64 {
+        self.miss_refreshes.load(Ordering::Relaxed)
     }
 
     /// Authenticates the value of an `Authorization` header.
@@ -179,13 +206,7 @@ impl Authorizer {
         let hex = hex::encode(hash);
         let record = match self.lookup(&hex) {
             Some(r) => r,
-            None => {
-                self.catalog
-                    .refresh()
-                    .await
-                    .map_err(|_| AuthError::Catalog)?;
-                self.lookup(&hex).ok_or(AuthError::UnknownToken)?
-            }
+            None => self.lookup_missed(hash, &hex).await?,
         };
         if record
             .expires_at_ns
@@ -197,6 +218,49 @@ impl Authorizer {
             admin: false,
             permissions: record.permissions.clone(),
         })
+    }
+
+    /// A token the catalog as known does not have: refused from memory if it
+    /// was refused lately, else looked up again after a reread of the catalog
+    /// (at most one per `MISS_REFRESH_INTERVAL`, shared by concurrent misses).
+    async fn lookup_missed(
+        &self,
+        hash: [u8; 32],
+        hex: &str,
+    ) -> Result<Arc<TokenRecord>, AuthError> {
+        let now = Instant::now();
+        if self
+            .unknown
+            .lock()
+            .get(&hash)
+            .is_some_and(|at| now.duration_since(*at) < UNKNOWN_TOKEN_TTL)
+        {
+            return Err(AuthError::UnknownToken);
+        }
+        let mut last = self.last_miss_refresh.lock().await;
+        // Another miss may have reread it while this one waited.
+        if let Some(record) = self.lookup(hex) {
+            return Ok(record);
+        }
+        if last.is_none_or(|at| at.elapsed() >= MISS_REFRESH_INTERVAL) {
+            self.miss_refreshes.fetch_add(1, Ordering::Relaxed);
+            let reread = self.catalog.refresh().await;
+            *last = Some(Instant::now());
+            reread.map_err(|_| AuthError::Catalog)?;
+        }
+        drop(last);
+        if let Some(record) = self.lookup(hex) {
+            return Ok(record);
+        }
+        let mut unknown = self.unknown.lock();
+        if unknown.len() >= UNKNOWN_TOKENS_KEPT {
+            unknown.retain(|_, at| at.elapsed() < UNKNOWN_TOKEN_TTL);
+            if unknown.len() >= UNKNOWN_TOKENS_KEPT {
+                unknown.clear();
+            }
+        }
+        unknown.insert(hash, Instant::now());
+        Err(AuthError::UnknownToken)
     }
 
     fn lookup(&self, hex: &str) -> Option<Arc<TokenRecord>> {
@@ -373,6 +437,59 @@ mod tests {
             "the token itself must never be stored"
         );
         assert!(on_disk.contains(&hex::encode(hash_token(&token))));
+    }
+
+    /// A flood of unknown tokens does not become a flood of catalog reads
+    /// (one object-store listing each, before): an unknown token is
+    /// remembered for a while, and misses refresh at most every
+    /// `MISS_REFRESH_INTERVAL`. A token created elsewhere is still found.
+    #[tokio::test]
+    async fn unknown_tokens_do_not_each_reread_the_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let catalog = Catalog::load(store.clone()).await.unwrap();
+        let auth = Authorizer::new("admin-secret", Arc::clone(&catalog));
+        let started = std::time::Instant::now();
+        for i in 0..200 {
+            let r = auth
+                .authenticate_token(&format!("inflow_nope{}", i % 50))
+                .await;
+            assert!(matches!(r, Err(AuthError::UnknownToken)), "{r:?}");
+        }
+        let intervals = started.elapsed().as_nanos() / MISS_REFRESH_INTERVAL.as_nanos() + 1;
+        let refreshes = auth.miss_refreshes();
+        assert!(
+            u128::from(refreshes) <= intervals,
+            "{refreshes} catalog refreshes for 200 unknown tokens in {:?}",
+            started.elapsed()
+        );
+        // A token another process creates is found once the gate opens.
+        let other = Catalog::load(store).await.unwrap();
+        let perm = Permission::Database {
+            name: "db".into(),
+            read: true,
+            write: false,
+        };
+        let (token, record) = new_token_record(vec![perm], String::new());
+        other.create_token(record).await.unwrap();
+        tokio::time::sleep(MISS_REFRESH_INTERVAL).await;
+        assert!(
+            auth.authenticate_token(&token)
+                .await
+                .unwrap()
+                .can_read("db")
+        );
+        // One already refused is refused from memory until its entry expires.
+        let (late, record) = new_token_record(vec![], String::new());
+        assert!(auth.authenticate_token(&late).await.is_err());
+        other.create_token(record).await.unwrap();
+        tokio::time::sleep(MISS_REFRESH_INTERVAL).await;
+        assert!(matches!(
+            auth.authenticate_token(&late).await,
+            Err(AuthError::UnknownToken)
+        ));
+        tokio::time::sleep(UNKNOWN_TOKEN_TTL).await;
+        assert!(auth.authenticate_token(&late).await.is_ok());
     }
 
     #[test]

@@ -407,6 +407,7 @@ impl From<RouteError> for Error {
             | RouteError::Unavailable { .. }
             | RouteError::Timeout { .. }
             | RouteError::NoIngesters
+            | RouteError::TooFewIngesters { .. }
             | RouteError::Saturated => Self::Unavailable(e.to_string()),
         }
     }

@@ -27,6 +27,16 @@ pub const COLUMN_KIND_KEY: &str = "inflow.column";
 /// shown to users.
 pub const SEQUENCE_COLUMN: &str = "_inflow_seq";
 
+/// Column names beginning with this are the server's ([`SEQUENCE_COLUMN`] and
+/// any it adds later): a client's tag or field key may not use it, or it could
+/// forge the sequence that decides which write of a point wins.
+pub const RESERVED_PREFIX: &str = "_inflow_";
+
+/// Whether `name` is reserved for the server's own columns.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
+
 /// The Arrow field of [`SEQUENCE_COLUMN`]; its kind is `sequence`, so it is
 /// never taken for a tag or a field.
 pub fn sequence_field() -> Field {

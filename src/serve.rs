@@ -405,6 +405,13 @@ async fn run_router(
     let (timeout, token) = (args.write_timeout, Arc::clone(&cluster_token));
     let new_client = move |addr: String| IngesterClient::new(addr, Arc::clone(&token), timeout);
     let clients = match &source {
+        IngesterSource::Static(addrs) if addrs.len() < args.write_replicas => {
+            return Err(ServeError::Unsupported(format!(
+                "--write-replicas is {} but --ingesters names only {}",
+                args.write_replicas,
+                addrs.len()
+            )));
+        }
         IngesterSource::Static(addrs) => addrs.iter().cloned().map(&new_client).collect(),
         IngesterSource::Dns { .. } => Vec::new(),
     };

@@ -34,7 +34,7 @@ use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
 use crate::query::flight_sql;
 use crate::query::frontend::QueryFrontend;
 use crate::query::ticket::{self, InfluxTicket, Language};
-use crate::schema::{ColumnType, TIME_COLUMN, arrow_schema};
+use crate::schema::{ColumnType, RESERVED_PREFIX, TIME_COLUMN, arrow_schema, is_reserved};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -76,6 +76,12 @@ pub fn normalize_producer_batch(batch: &RecordBatch) -> Result<RecordBatch, Erro
     let mut kinds = Vec::with_capacity(batch.num_columns());
     let schema = batch.schema();
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if is_reserved(field.name()) {
+            return Err(bad(format!(
+                "column name \"{}\" is reserved (names beginning with \"{RESERVED_PREFIX}\" are the server's)",
+                field.name()
+            )));
+        }
         let ty = if field.name() == TIME_COLUMN
             && matches!(field.data_type(), DataType::Timestamp(_, _))
         {
@@ -293,5 +299,37 @@ impl FlightService for EdgeFlight {
         self.query()?;
         let actions = flight_sql::list_actions().into_iter().map(Ok);
         Ok(Response::new(Box::pin(futures::stream::iter(actions))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, TimestampNanosecondArray, UInt64Array};
+
+    /// A producer cannot send the hidden write sequence (or any `_inflow_`
+    /// column) and so forge which write of a point wins.
+    #[test]
+    fn reserved_columns_are_refused() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "time",
+                Arc::new(TimestampNanosecondArray::from(vec![1])) as _,
+            ),
+            ("v", Arc::new(Float64Array::from(vec![1.0])) as _),
+            (
+                "_inflow_seq",
+                Arc::new(UInt64Array::from(vec![u64::MAX])) as _,
+            ),
+        ])
+        .unwrap();
+        let e = normalize_producer_batch(&batch).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("column name \"_inflow_seq\" is reserved"),
+            "{e}"
+        );
+        let ok = batch.project(&[0, 1]).unwrap();
+        assert_eq!(normalize_producer_batch(&ok).unwrap().num_rows(), 1);
     }
 }

@@ -471,6 +471,29 @@ fn time_as_a_key() {
     );
 }
 
+/// Names beginning with `_inflow_` are the server's own columns (the hidden
+/// write sequence is `_inflow_seq`): a line using one as a tag or field key is
+/// refused by number, and its neighbours are written.
+#[test]
+fn internal_column_names_are_reserved() {
+    assert_eq!(
+        err("m _inflow_seq=1i 1"),
+        "3: column name \"_inflow_seq\" is reserved (names beginning with \"_inflow_\" are the server's)"
+    );
+    assert_eq!(
+        err("m,_inflow_x=a f=1 1"),
+        "3: column name \"_inflow_x\" is reserved (names beginning with \"_inflow_\" are the server's)"
+    );
+    assert_eq!(
+        err("m f=1,_inflow_seq=\"s\" 1"),
+        "7: column name \"_inflow_seq\" is reserved (names beginning with \"_inflow_\" are the server's)"
+    );
+    // `\_` is no escape: `_inflow\_seq` is another name, the user's.
+    assert!(one("m _inflow\\_seq=1 1").is_ok());
+    // Other names with underscores, and the measurement, are the user's.
+    assert!(one("_inflow_m,_inflowx=a _inflow=1,inflow_seq=2 1").is_ok());
+}
+
 // --- Empty parts ---------------------------------------------------------------
 
 /// InfluxDB 3: "Invalid measurement was provided" (`parse_no_measurement`).

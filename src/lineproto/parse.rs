@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::{Precision, scan};
-use crate::schema::{ColumnType, TIME_COLUMN};
+use crate::schema::{ColumnType, RESERVED_PREFIX, TIME_COLUMN, is_reserved};
 
 /// A field value as written in the line, already converted.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +102,8 @@ pub(crate) enum Problem<'a> {
     TrailingBackslash,
     /// A tag named `time` (on the measurement).
     TimeTag(Cow<'a, str>),
+    /// A tag or field key the server uses for its own columns.
+    ReservedName(Cow<'a, str>),
     /// A line whose only fields are named `time` (on the measurement).
     TimeOnlyField(Cow<'a, str>),
     /// A token longer than its limit: what it is (and its key), its length
@@ -236,6 +238,11 @@ impl fmt::Display for Problem<'_> {
                 Snip(k)
             ),
             Self::TrailingBackslash => f.write_str("line ends with a backslash"),
+            Self::ReservedName(k) => write!(
+                f,
+                "column name {} is reserved (names beginning with \"{RESERVED_PREFIX}\" are the server's)",
+                Snip(k)
+            ),
             // InfluxDB 1.x's wording, which InfluxDB 3 keeps on purpose.
             Self::TimeTag(m) => write!(
                 f,
@@ -569,6 +576,9 @@ impl<'a> Cursor<'a> {
                 let m = out.measurement.clone();
                 return Err(self.fault(at, Problem::TimeTag(m)));
             }
+            if is_reserved(&key) {
+                return Err(self.fault(at, Problem::ReservedName(key)));
+            }
             self.pos += 1;
             let value_at = self.pos;
             // `=` does not end a tag value, but `\=` is still unescaped in one.
@@ -610,6 +620,9 @@ impl<'a> Cursor<'a> {
             }
             if self.peek() != Some(b'=') {
                 return Err(self.fault(self.pos, Problem::FieldWithoutEquals(key)));
+            }
+            if is_reserved(&key) {
+                return Err(self.fault(at, Problem::ReservedName(key)));
             }
             self.pos += 1;
             // The common float, written straight into the line.

@@ -45,6 +45,11 @@ pub enum RouteError {
     Encode(String),
     #[error("no ingester configured")]
     NoIngesters,
+    /// Fewer ingesters known (DNS discovery) than acknowledgements asked.
+    #[error(
+        "--write-replicas is {replicas} but only {known} ingesters are known: writes wait for more"
+    )]
+    TooFewIngesters { replicas: usize, known: usize },
     #[error("every ingester's buffer is full; shed before decoding the body")]
     Saturated,
 }
@@ -79,7 +84,10 @@ impl RouteError {
                     Reason::BufferFull | Reason::ShuttingDown | Reason::Storage | Reason::Fenced
                 )
             }
-            Self::Encode(_) | Self::NoIngesters | Self::Saturated => false,
+            Self::Encode(_)
+            | Self::NoIngesters
+            | Self::TooFewIngesters { .. }
+            | Self::Saturated => false,
         }
     }
 
@@ -166,6 +174,12 @@ impl Router {
         if ingesters.is_empty() {
             return Err(RouteError::NoIngesters);
         }
+        if ingesters.len() < self.replicas {
+            return Err(RouteError::TooFewIngesters {
+                replicas: self.replicas,
+                known: ingesters.len(),
+            });
+        }
         let sequence = self.clock.next();
         let mut parts = Vec::new();
         for t in tables {
@@ -197,7 +211,7 @@ impl Router {
         no_sync: bool,
     ) -> Result<(), RouteError> {
         let n = ingesters.len();
-        let replicas = self.replicas.min(n);
+        let replicas = self.replicas;
         let ring = (0..n).map(|i| (shard + i) % n);
         let (healthy, tripped): (Vec<usize>, Vec<usize>) =
             ring.partition(|&i| ingesters[i].breaker.allows());
@@ -284,6 +298,31 @@ mod tests {
         assert!(!client.breaker.allows());
         let router = Router::new(vec![client], 1);
         assert!(!router.any_ingester_allowed());
+    }
+
+    /// More replicas asked than ingesters known is a 503 naming the
+    /// shortfall, not a write silently acknowledged by fewer.
+    #[tokio::test]
+    async fn more_replicas_than_ingesters_is_refused_naming_the_shortfall() {
+        let clients = ["127.0.0.1:1", "127.0.0.1:2"]
+            .map(|a| IngesterClient::new(a.into(), "t".into(), Duration::from_secs(1)));
+        let router = Router::new(clients.into(), 3);
+        let batch = RecordBatch::try_from_iter([(
+            "x",
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let tables = [TableBatch {
+            table: "t".into(),
+            batch,
+        }];
+        let err = router.write("db", &tables, false).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--write-replicas is 3 but only 2 ingesters are known: writes wait for more"
+        );
+        let status = crate::error::Error::from(err).status();
+        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
     }
 
     /// Writes are shed before decoding only while every ingester has just
