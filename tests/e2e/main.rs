@@ -9,6 +9,7 @@ mod durability;
 mod endpoints;
 mod flight;
 mod harness;
+mod hostile;
 mod influxql;
 mod misconfig;
 mod ops;

@@ -1,0 +1,269 @@
+//! The hostile-client run: every kind of careless or malicious client this
+//! suite knows, against one server at once for a minute (`INFLOW_HOSTILE_SECS`),
+//! beside a well-behaved writer. At the end the server must be writable, and
+//! every write it acknowledged must be there, before and after a `kill -9`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{ADMIN_TOKEN, Server, request, write};
+
+const DB: &str = "hostile";
+
+fn run_for() -> Duration {
+    let secs = std::env::var("INFLOW_HOSTILE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// What the well-behaved writer saw.
+#[derive(Default)]
+struct Ledger {
+    /// Ids of lines in writes answered 204.
+    acked: BTreeSet<u64>,
+    /// Ids of lines in writes whose answer never came (written or not).
+    unknown: BTreeSet<u64>,
+    refused: u64,
+}
+
+/// Writes batches of 200 lines with unique ids until `until`, retrying a 503
+/// as a client should; anything else but 204 fails the run.
+async fn good_writer(server: Arc<Server>, until: Instant) -> Ledger {
+    let mut ledger = Ledger::default();
+    let mut next = 0u64;
+    let auth = format!("Token {ADMIN_TOKEN}");
+    while Instant::now() < until {
+        let ids: Vec<u64> = (next..next + 200).collect();
+        next += 200;
+        let body: String = ids
+            .iter()
+            .map(|i| {
+                format!(
+                    "good,writer=w{} id={i}i {}\n",
+                    i % 7,
+                    1_700_000_000_000_000_000 + i
+                )
+            })
+            .collect();
+        loop {
+            let url = server.url(&format!("/api/v2/write?bucket={DB}&org="));
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let req = http::Request::post(url)
+                .header("authorization", &auth)
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                .unwrap();
+            match tokio::time::timeout(Duration::from_secs(30), client.request(req)).await {
+                Ok(Ok(r)) if r.status() == 204 => {
+                    ledger.acked.extend(&ids);
+                    break;
+                }
+                Ok(Ok(r)) if r.status() == 503 => {
+                    ledger.refused += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Ok(r)) => panic!("the good writer got {}", r.status()),
+                Ok(Err(_)) | Err(_) => {
+                    ledger.unknown.extend(&ids);
+                    break;
+                }
+            }
+        }
+    }
+    ledger
+}
+
+/// Reads `bytes` of an answer over a raw connection, then stops reading for
+/// `hold` with the connection open.
+async fn stalled_read(base: &str, path: &str, bytes: usize, hold: Duration) {
+    let host = base.trim_start_matches("http://");
+    let Ok(mut socket) = TcpStream::connect(host).await else {
+        return;
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Token {ADMIN_TOKEN}\r\n\r\n"
+    );
+    if socket.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    while got < bytes {
+        match tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got += n,
+            _ => break,
+        }
+    }
+    tokio::time::sleep(hold).await;
+}
+
+fn sql_path(q: &str) -> String {
+    let query = serde_urlencoded::to_string([("db", DB), ("q", q), ("format", "jsonl")]).unwrap();
+    format!("/api/v3/query_sql?{query}")
+}
+
+/// Readers of answers far larger than the server's memory, that stop reading.
+async fn huge_readers(base: String, until: Instant, done: Arc<AtomicU64>) {
+    let path = sql_path("SELECT * FROM generate_series(1, 20000000000)");
+    while Instant::now() < until {
+        let readers = (0..4).map(|_| stalled_read(&base, &path, 4 << 20, Duration::from_secs(2)));
+        futures::future::join_all(readers).await;
+        done.fetch_add(4, Ordering::Relaxed);
+    }
+}
+
+/// Queries that run past `--query-timeout`.
+async fn endless_queries(base: String, until: Instant, done: Arc<AtomicU64>) {
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let path = sql_path("SELECT count(*) FROM generate_series(1, 20000000000)");
+    while Instant::now() < until {
+        let r = request(
+            "GET",
+            &format!("{base}{path}"),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        assert!(
+            matches!(r.status, 503 | 504),
+            "an endless query got {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes with random tokens (each a catalog miss), names the server keeps for
+/// itself, and Telegraf's `org=`.
+async fn careless_writers(server: Arc<Server>, until: Instant, done: Arc<AtomicU64>) {
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let r = write(
+            &server,
+            &format!("bucket={DB}"),
+            &format!("inflow_random{n}"),
+            "m v=1",
+        )
+        .await;
+        assert_eq!(r.status, 401, "an unknown token");
+        let body = format!("careless _inflow_seq={n}i,v=1 {n}\ncareless v=2 {n}\n");
+        let r = write(&server, &format!("bucket={DB}&org="), ADMIN_TOKEN, body).await;
+        assert!(
+            matches!(r.status, 400 | 503),
+            "a reserved name got {}",
+            r.status
+        );
+        done.fetch_add(2, Ordering::Relaxed);
+    }
+}
+
+async fn acknowledged_are_there(server: &Server, ledger: &Ledger) {
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let path = sql_path("SELECT id FROM good");
+    let r = request("GET", &server.url(&path), &[("authorization", &auth)], "").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let found: BTreeSet<u64> = String::from_utf8_lossy(&r.body)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let missing: Vec<&u64> = ledger.acked.difference(&found).take(10).collect();
+    assert!(missing.is_empty(), "acknowledged but missing: {missing:?}…");
+    let extra = found
+        .iter()
+        .filter(|i| !ledger.acked.contains(i) && !ledger.unknown.contains(i))
+        .count();
+    assert_eq!(extra, 0, "rows nobody wrote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--snapshot-interval",
+        "2s",
+        "--query-memory-bytes",
+        "134217728",
+        "--query-timeout",
+        "3s",
+        "--max-concurrent-queries",
+        "4",
+        "--query-queue-timeout",
+        "200ms",
+    ];
+    let server = Arc::new(Server::start(dir.path(), &args));
+    let r = write(
+        &server,
+        &format!("bucket={DB}"),
+        ADMIN_TOKEN,
+        "before v=1 1",
+    )
+    .await;
+    assert_eq!(r.status, 204, "the database is made by a first write");
+    let until = Instant::now() + run_for();
+    let counts: Vec<Arc<AtomicU64>> = (0..3).map(|_| Arc::default()).collect();
+    let writer = tokio::spawn(good_writer(Arc::clone(&server), until));
+    let actors = vec![
+        tokio::spawn(huge_readers(
+            server.base.clone(),
+            until,
+            Arc::clone(&counts[0]),
+        )),
+        tokio::spawn(endless_queries(
+            server.base.clone(),
+            until,
+            Arc::clone(&counts[1]),
+        )),
+        tokio::spawn(careless_writers(
+            Arc::clone(&server),
+            until,
+            Arc::clone(&counts[2]),
+        )),
+    ];
+    for actor in actors {
+        actor.await.expect("a hostile actor's checks");
+    }
+    let ledger = writer.await.expect("the good writer");
+    eprintln!(
+        "hostile run: {} lines acknowledged, {} unknown, {} writes retried after 503; \
+         huge readers {}, endless queries {}, careless writes {}",
+        ledger.acked.len(),
+        ledger.unknown.len(),
+        ledger.refused,
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+        counts[2].load(Ordering::Relaxed),
+    );
+    assert!(
+        ledger.acked.len() >= 200,
+        "the good writer got nothing through"
+    );
+    for c in &counts {
+        assert!(c.load(Ordering::Relaxed) > 0, "an actor never ran");
+    }
+    let r = write(&server, &format!("bucket={DB}"), ADMIN_TOKEN, "after v=1 1").await;
+    assert_eq!(r.status, 204, "writable at the end");
+    acknowledged_are_there(&server, &ledger).await;
+
+    // And after a crash: the WAL has every acknowledged write.
+    let server = Arc::try_unwrap(server)
+        .ok()
+        .expect("no actor holds the server");
+    server.kill9();
+    let server = Server::start(dir.path(), &args);
+    acknowledged_are_there(&server, &ledger).await;
+    assert!(server.stop().success());
+}
