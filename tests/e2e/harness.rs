@@ -47,6 +47,17 @@ impl Server {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Self {
+        Self::try_start_logging_to(data_dir, extra, env, stderr).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Server::start_logging_to`], but a process that exits before it
+    /// listens is an `Err` with what it printed (for a caller that retries).
+    pub fn try_start_logging_to(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(binary());
         cmd.arg("serve")
             .arg("--data-dir")
@@ -68,10 +79,13 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let mut seen = Vec::new();
         let base = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("inflow exited before listening; stdout: {seen:?}"))
-                .expect("stdout readable");
+            let Some(line) = lines.next() else {
+                let status = child.wait().expect("reaped");
+                return Err(format!(
+                    "inflow exited ({status}) before listening; stdout: {seen:?}"
+                ));
+            };
+            let line = line.expect("stdout readable");
             seen.push(line.clone());
             if let Some(rest) = line.strip_prefix("inflow: listening on ") {
                 break rest.split_whitespace().next().expect("address").to_string();
@@ -79,11 +93,11 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self {
+        Ok(Self {
             child: Some(child),
             base,
             stdout_lines: seen,
-        }
+        })
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -244,16 +258,19 @@ pub async fn parquet_rows(data_dir: &Path, database: &str, table: &str) -> Vec<R
     parquet_rows_in(&Store::local(data_dir).unwrap(), database, table).await
 }
 
-/// [`parquet_rows`] from any object store (S3 too).
+/// [`parquet_rows`] from any object store (S3 too). A database or table the
+/// catalog does not know is a panic, not `[]`: an "is empty" check must not
+/// pass because the name was wrong or nothing was ever written (say that with
+/// [`assert_no_table`]).
 pub async fn parquet_rows_in(store: &Store, database: &str, table: &str) -> Vec<Row> {
     let catalog = Catalog::load(store.clone()).await.unwrap();
     let state = catalog.state();
-    let Some(db) = state.database(database) else {
-        return vec![];
-    };
-    let Some(t) = db.table(table) else {
-        return vec![];
-    };
+    let db = state
+        .database(database)
+        .unwrap_or_else(|| panic!("database {database:?} is not in the catalog"));
+    let t = db
+        .table(table)
+        .unwrap_or_else(|| panic!("table {table:?} is not in database {database:?}"));
     let mut rows = Vec::new();
     for f in catalog
         .files()
@@ -296,6 +313,39 @@ pub async fn parquet_rows_in(store: &Store, database: &str, table: &str) -> Vec<
         }
     }
     rows
+}
+
+/// Asserts that the catalog has no table `table` in `database` (or no such
+/// database at all), and so no Parquet file of it: what a write refused as a
+/// whole must leave behind.
+pub async fn assert_no_table(data_dir: &Path, database: &str, table: &str) {
+    let catalog = Catalog::load(Store::local(data_dir).unwrap())
+        .await
+        .unwrap();
+    let state = catalog.state();
+    if let Some(db) = state.database(database) {
+        assert!(
+            db.table(table).is_none(),
+            "table {table:?} exists in database {database:?}"
+        );
+    }
+}
+
+/// The sorted column names the catalog has for `table` (which must exist).
+pub async fn table_columns(data_dir: &Path, database: &str, table: &str) -> Vec<String> {
+    let catalog = Catalog::load(Store::local(data_dir).unwrap())
+        .await
+        .unwrap();
+    let state = catalog.state();
+    let db = state
+        .database(database)
+        .unwrap_or_else(|| panic!("database {database:?} is not in the catalog"));
+    let t = db
+        .table(table)
+        .unwrap_or_else(|| panic!("table {table:?} is not in database {database:?}"));
+    let mut names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+    names.sort();
+    names
 }
 
 pub fn row(pairs: &[(&str, &str)]) -> Row {
