@@ -85,7 +85,7 @@ async fn kill_9_mid_write_keeps_every_acknowledged_batch_whole() {
     let server = Arc::new(Server::start(dir.path(), &["--snapshot-interval", "300ms"]));
     let url = server.url("/api/v2/write?bucket=db");
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..WRITERS)
+    let mut writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (url, acked) = (url.clone(), Arc::clone(&acked));
             tokio::spawn(async move {
@@ -104,7 +104,19 @@ async fn kill_9_mid_write_keeps_every_acknowledged_batch_whole() {
             })
         })
         .collect();
+    // Kill once 100 batches are acknowledged; writers that stall or fail
+    // (each panics on a status other than 204) fail the test here, not hang it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 100 {
+        if let Some(i) = writers.iter().position(|w| w.is_finished()) {
+            let outcome = writers.swap_remove(i).await;
+            panic!("writer stopped before the kill: {outcome:?}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 100 batches acknowledged within 60 s",
+            acked.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.signal(libc::SIGKILL);
