@@ -38,11 +38,21 @@ fn start_role(
     store_args: &[String],
     env: &[(String, String)],
 ) -> Server {
+    try_start_role(dir, args, store_args, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`start_role`], with a process that exits before listening as an `Err`.
+fn try_start_role(
+    dir: &Path,
+    args: &[&str],
+    store_args: &[String],
+    env: &[(String, String)],
+) -> Result<Server, String> {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(store_args.iter().map(String::as_str));
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     env.push(("INFLOW_ADMIN_TOKEN", ADMIN_TOKEN));
-    Server::start_logging_to(dir, &all, &env, log_sink(args))
+    Server::try_start_logging_to(dir, &all, &env, log_sink(args))
 }
 
 /// Each process's logs in a file of their own under `$INFLOW_TEST_LOG_DIR`
@@ -75,6 +85,19 @@ fn start_ingester(
     store_args: &[String],
     env: &[(String, String)],
 ) -> (Server, String) {
+    try_start_ingester(dir, token_file, id, grpc, store_args, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`start_ingester`], with an ingester that exits before listening (its
+/// `--grpc-bind` port taken, say) as an `Err`.
+fn try_start_ingester(
+    dir: &Path,
+    token_file: &Path,
+    id: &str,
+    grpc: &str,
+    store_args: &[String],
+    env: &[(String, String)],
+) -> Result<(Server, String), String> {
     let token = token_file.to_str().unwrap();
     let args = [
         "--role",
@@ -86,14 +109,14 @@ fn start_ingester(
         "--cluster-token-file",
         token,
     ];
-    let server = start_role(dir, &args, store_args, env);
+    let server = try_start_role(dir, &args, store_args, env)?;
     let addr = server
         .stdout_lines
         .iter()
         .find_map(|l| l.split("grpc://").nth(1))
         .expect("ingester prints its gRPC address")
         .to_string();
-    (server, addr)
+    Ok((server, addr))
 }
 
 fn start_router(
@@ -186,18 +209,72 @@ impl Cluster {
         }
     }
 
+    /// Ingester `i`'s `inflow_ingester_buffer_bytes`, scraped from its HTTP port.
+    async fn buffer_bytes(&self, i: usize) -> i64 {
+        let base = self.ingesters[i]
+            .lock()
+            .as_ref()
+            .expect("running")
+            .base
+            .clone();
+        let r = request("GET", &format!("{base}/metrics"), &[], "").await;
+        assert_eq!(r.status, 200);
+        let text = String::from_utf8_lossy(&r.body);
+        let value = text
+            .lines()
+            .find(|l| l.starts_with("inflow_ingester_buffer_bytes{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no inflow_ingester_buffer_bytes in {text}"));
+        value.parse().unwrap()
+    }
+
+    /// SIGTERM to ingester `i`: it snapshots all it buffers and exits 0.
+    fn stop_ingester(&self, i: usize) {
+        if let Some(s) = self.ingesters[i].lock().take() {
+            assert!(s.stop().success(), "ingester {i} exits 0");
+        }
+    }
+
+    /// Starts ingester `i` again on its old gRPC address, the one the routers
+    /// were given. Its first start bound port 0, so nothing raced for the port
+    /// then; but once it died, another process may bind that port before it
+    /// comes back. Then its start fails, and is retried (for at most 15 s)
+    /// only while the port is seen taken: any other failure fails the test.
     fn restart_ingester(&self, i: usize) {
         let mut slot = self.ingesters[i].lock();
-        if slot.is_none() {
-            let (s, _) = start_ingester(
+        if slot.is_some() {
+            return;
+        }
+        let addr = &self.ingester_addrs[i];
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let started = try_start_ingester(
                 &self.data(),
                 &self.token_file,
                 &format!("ing-{i}"),
-                &self.ingester_addrs[i],
+                addr,
                 &[&self.ingester_args[..], &self.store_args].concat(),
                 &self.env,
             );
-            *slot = Some(s);
+            match started {
+                Ok((s, _)) => {
+                    *slot = Some(s);
+                    return;
+                }
+                Err(e) => {
+                    let taken = matches!(
+                        std::net::TcpListener::bind(addr.as_str()),
+                        Err(b) if b.kind() == std::io::ErrorKind::AddrInUse
+                    );
+                    assert!(taken, "ingester {i} did not restart on {addr}: {e}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "ingester {i}: {addr} still taken by another process after 15 s: {e}"
+                    );
+                    // Waiting for another process to let go of the port.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
     }
 
@@ -318,19 +395,48 @@ struct MotoServer {
 }
 
 impl MotoServer {
+    /// moto binds port 0 itself and logs the port it got (werkzeug's
+    /// " * Running on http://127.0.0.1:PORT" on stderr): no port is picked
+    /// here and released for another process to take first.
     async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child =
+        use std::io::BufRead;
+        let mut child =
             std::process::Command::new(crate::clients::python().with_file_name("moto_server"))
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-H", "127.0.0.1", "-p", "0"])
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .expect("moto_server starts (tests/run.sh installs it)");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the port, then keeps draining moto's request log.
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok);
+            let mut said = Vec::new();
+            for line in lines.by_ref() {
+                let port = line
+                    .trim()
+                    .strip_prefix("* Running on http://127.0.0.1:")
+                    .and_then(|p| p.parse::<u16>().ok());
+                if let Some(port) = port {
+                    let _ = tx.send(Ok(port));
+                    lines.for_each(drop);
+                    return;
+                }
+                said.push(line);
+            }
+            let _ = tx.send(Err(format!("moto_server exited without a port: {said:?}")));
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(port)) => port,
+            Ok(Err(e)) => panic!("{e}"),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("moto_server named no port within 30 s: {e}");
+            }
+        };
         let endpoint = format!("http://127.0.0.1:{port}");
         let bucket = "inflow-test".to_string();
         let started = Instant::now();
@@ -417,6 +523,9 @@ async fn chaos(cluster: Arc<Cluster>, store: Store) {
             while !done.load(Ordering::Acquire) && started.elapsed() < Duration::from_secs(60) {
                 let victim = round % 3;
                 cluster.kill_ingester(victim);
+                // Deliberate pauses: the victim stays dead for a while (its
+                // parts fail over meanwhile), and the cluster runs whole
+                // between rounds. Time passing is the point, no condition.
                 std::thread::sleep(Duration::from_millis(150));
                 cluster.restart_ingester(victim);
                 if round == 2 {
@@ -470,6 +579,7 @@ async fn chaos(cluster: Arc<Cluster>, store: Store) {
                             }
                             Ok(Some(503)) | Ok(None) | Err(_) => {
                                 refused.fetch_add(1, Ordering::Relaxed);
+                                // A client's back-off before it retries, as Telegraf's.
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                             }
                             Ok(Some(other)) => panic!("batch {k}: unexpected status {other}"),
@@ -690,9 +800,26 @@ fn start_querier(dir: &Path, token_file: &Path, ingesters: &str) -> Server {
 /// written through the router are visible through the querier whether they sit
 /// in an ingester's buffer or in Parquet; with an ingester gone the querier
 /// answers UNAVAILABLE rather than a partial result.
+///
+/// Which path answered is pinned down: the first answer comes while no Parquet
+/// file exists at all (only the buffers hold the rows), the second after both
+/// ingesters stopped gracefully (snapshotting everything) and restarted with
+/// empty buffers (their WAL holds no entry to replay), so only Parquet holds
+/// them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn querier_sees_buffered_and_persisted_rows_and_refuses_partial_answers() {
-    let cluster = Cluster::start(2, 1);
+    // No snapshot but on a graceful stop, which waits 1 s (not 30) for the
+    // router's and querier's connections to go.
+    let ingester_args = [
+        "--snapshot-interval",
+        "1h",
+        "--lease-ttl",
+        "1s",
+        "--shutdown-timeout",
+        "1s",
+    ]
+    .map(String::from);
+    let cluster = Cluster::start_with(2, 1, vec![], ingester_args.to_vec(), vec![]);
     let url = cluster.router_urls[0].lock().clone();
     let querier = start_querier(
         &cluster.data(),
@@ -717,14 +844,46 @@ async fn querier_sees_buffered_and_persisted_rows_and_refuses_partial_answers() 
         ("total", "1225"),
         ("hosts", "50"),
     ])];
-    // At once (buffers), and again once the 1 s snapshots have run (Parquet),
-    // with an overwrite of one point in a buffer on top.
+    let parquet = || crate::harness::files_under(&cluster.data(), ".parquet");
+    // From the buffers: no Parquet file before or after the answer, and
+    // both ingesters buffer a share.
+    assert_eq!(parquet(), Vec::<std::path::PathBuf>::new());
+    assert!(cluster.buffer_bytes(0).await > 0 && cluster.buffer_bytes(1).await > 0);
     assert_eq!(
         crate::query::query_rows(&querier.base, "db", sql).await,
         expected
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(!crate::harness::files_under(&cluster.data(), ".parquet").is_empty());
+    assert_eq!(
+        parquet(),
+        Vec::<std::path::PathBuf>::new(),
+        "still no snapshot"
+    );
+
+    // From Parquet: a graceful stop snapshots what an ingester buffers; the
+    // restarted ones buffer nothing.
+    let store = Store::local(&cluster.data()).unwrap();
+    for i in 0..2 {
+        cluster.stop_ingester(i);
+        // What a restart replays into its buffer: nothing.
+        let wal = segments_of(&store, &format!("ing-{i}")).await;
+        assert!(wal.iter().all(|(.., entries)| *entries == 0), "{wal:?}");
+        cluster.restart_ingester(i);
+    }
+    assert!(!parquet().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let batches = loop {
+        match crate::query::query(&querier.base, Some(ADMIN_TOKEN), "db", sql).await {
+            Ok(batches) => break batches,
+            // The querier may take a moment to reconnect to the restarted ingesters.
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{sql}: {e:?}"),
+        }
+    };
+    assert_eq!(crate::query::rows(&batches), expected);
+
+    // Both: an overwrite of one point in a buffer, on top of Parquet.
     let r = request(
         "POST",
         &format!("{url}/api/v2/write?bucket=db"),
@@ -1122,21 +1281,60 @@ async fn the_series_quota_holds_across_routers() {
         async move { request("POST", &url, &[("authorization", &admin)], body).await }
     };
     // b reads the series log now; a adds to it after.
-    assert_eq!(write(&b, "m,h=1 v=1").await.status, 204);
-    assert_eq!(write(&a, "m,h=2 v=1").await.status, 204);
+    assert_eq!(write(&b, "m,h=1 v=1 1").await.status, 204);
+    assert_eq!(write(&a, "m,h=2 v=1 2").await.status, 204);
     // b still counts 1 series: both lines fit its view, not the log's.
-    let r = write(&b, "m,h=3 v=1\nm,h=4 v=1\nm,h=1 v=2").await;
+    let r = write(&b, "m,h=3 v=1 3\nm,h=4 v=1 4\nm,h=1 v=2 5").await;
     assert_eq!(r.status, 400);
     let error: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(error["line"], 2, "{error}");
-    assert!(
-        error["message"].as_str().unwrap().contains(
-            "line 2, column 1: new series would exceed the database's limit of 3 series (it has 3)"
-        ),
-        "{error}"
+    assert_eq!(
+        error,
+        serde_json::json!({"code": "invalid", "line": 2, "message": "failed to parse line protocol: errors encountered on line(s):\nline 2, column 1: new series would exceed the database's limit of 3 series (it has 3)\n    m,h=4 v=1 4\n    ^"})
     );
-    let r = write(&a, "m,h=4 v=1").await;
+    let r = write(&a, "m,h=4 v=1 6").await;
     assert_eq!(r.status, 400, "a knows of h=3 only through the log");
-    assert_eq!(write(&a, "m,h=3 v=2").await.status, 204);
+    assert_eq!(write(&a, "m,h=3 v=2 7").await.status, 204);
+    cluster.stop();
+    // Read back: the accepted lines, of three series, and no h=4.
+    let mut rows = parquet_rows(&cluster.data(), "s", "m").await;
+    rows.sort_by_key(|r| r["time"].parse::<i64>().unwrap());
+    let point = |h: &str, v: &str, t: &str| crate::harness::row(&[("h", h), ("v", v), ("time", t)]);
+    assert_eq!(
+        rows,
+        vec![
+            point("1", "1.0", "1"),
+            point("2", "1.0", "2"),
+            point("3", "1.0", "3"),
+            point("1", "2.0", "5"),
+            point("3", "2.0", "7"),
+        ]
+    );
+}
+
+/// The harness's restart of an ingester on its old address: while another
+/// process holds that port the start fails and is retried, and it succeeds
+/// once the port is free (the race a restart on a fixed port can lose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_ingester_waits_for_its_port() {
+    let cluster = Cluster::start(1, 0);
+    cluster.kill_ingester(0);
+    let squatter = std::net::TcpListener::bind(cluster.ingester_addrs[0].as_str())
+        .expect("the dead ingester's port is free");
+    let release = std::thread::spawn(move || {
+        // Holding the port for a while is the point: no condition to await.
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(squatter);
+    });
+    let started = Instant::now();
+    cluster.restart_ingester(0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "restarted while the port was taken? {:?}",
+        started.elapsed()
+    );
+    release.join().unwrap();
+    let base = cluster.ingesters[0].lock().as_ref().unwrap().base.clone();
+    let r = request("GET", &format!("{base}/ready"), &[], "").await;
+    assert_eq!(r.status, 200);
     cluster.stop();
 }
