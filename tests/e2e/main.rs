@@ -17,4 +17,5 @@ mod query;
 mod query_limits;
 mod reserved;
 mod telegraf;
+mod wal;
 mod write_contract;
