@@ -110,6 +110,10 @@ struct WalWrite {
     entry: EncodedEntry,
     batch: RecordBatch,
     done: oneshot::Sender<Result<u64, Refused>>,
+    /// Its bytes in `pending_bytes`, released once the commit put them in the
+    /// buffer (or failed): a `no_sync` write is answered while queued, and its
+    /// bytes must count against the limit until then.
+    _pending: PendingGuard,
 }
 
 /// Where the next WAL commit goes. Held across each commit, and across a
@@ -135,7 +139,7 @@ pub struct Ingester {
     catalog: Arc<Catalog>,
     buffer: Mutex<Buffer>,
     /// Bytes accepted but not yet in the buffer (waiting for their WAL commit).
-    pending_bytes: AtomicUsize,
+    pending_bytes: Arc<AtomicUsize>,
     wal_tx: Mutex<Option<mpsc::Sender<WalWrite>>>,
     wal_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     snapshot_lock: tokio::sync::Mutex<()>,
@@ -172,7 +176,7 @@ impl Ingester {
             store,
             catalog,
             buffer: Mutex::new(buffer),
-            pending_bytes: AtomicUsize::new(0),
+            pending_bytes: Arc::default(),
             wal_tx: Mutex::new(Some(tx)),
             wal_task: Mutex::new(None),
             snapshot_lock: tokio::sync::Mutex::new(()),
@@ -221,8 +225,8 @@ impl Ingester {
         let size = buffer::batch_bytes(&batch);
         let used =
             self.buffer.lock().bytes() + self.pending_bytes.fetch_add(size, Ordering::AcqRel);
-        let _pending = PendingGuard {
-            counter: &self.pending_bytes,
+        let pending = PendingGuard {
+            counter: Arc::clone(&self.pending_bytes),
             size,
         };
         if used + size > self.config.buffer_bytes {
@@ -247,7 +251,12 @@ impl Ingester {
         let tx = self.wal_tx.lock().clone();
         let stopped = || Refused::new(Reason::ShuttingDown, "ingester is shutting down");
         tx.ok_or_else(stopped)?
-            .send(WalWrite { entry, batch, done })
+            .send(WalWrite {
+                entry,
+                batch,
+                done,
+                _pending: pending,
+            })
             .await
             .map_err(|_| stopped())?;
         if no_sync {
@@ -288,8 +297,9 @@ impl Ingester {
             if self.buffer.lock().bytes() > self.config.buffer_bytes / 2 {
                 self.snapshot_wanted.notify_one();
             }
-            for w in writes {
-                let _ = w.done.send(outcome.clone());
+            for WalWrite { done, _pending, .. } in writes {
+                drop(_pending); // in the buffer now, or refused
+                let _ = done.send(outcome.clone());
             }
         }
     }
@@ -654,12 +664,12 @@ impl Ingester {
     }
 }
 
-struct PendingGuard<'a> {
-    counter: &'a AtomicUsize,
+struct PendingGuard {
+    counter: Arc<AtomicUsize>,
     size: usize,
 }
 
-impl Drop for PendingGuard<'_> {
+impl Drop for PendingGuard {
     fn drop(&mut self) {
         self.counter.fetch_sub(self.size, Ordering::AcqRel);
     }
@@ -1112,6 +1122,56 @@ mod tests {
         let querier = crate::query::Querier::new(catalog, store, Arc::new(Buffered(vec![])));
         let all = sql(&querier, "SELECT count(*) AS n FROM m").await;
         assert!(all.contains("| 3 |"), "{all}");
+    }
+
+    /// A WAL slower than its writers (here stalled: the test holds the lock
+    /// every commit takes): `no_sync` writes are acknowledged once queued, but
+    /// what is queued counts against `buffer_bytes` until it is in the buffer,
+    /// so past the limit they are refused as a full buffer like the others.
+    #[tokio::test]
+    async fn queued_no_sync_writes_count_against_the_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let batch = |time: i64| chunk(1, &[("a", Some(1.0), None, time)]).batch.clone();
+        let one = buffer::batch_bytes(&batch(0));
+        let config = IngesterConfig {
+            buffer_bytes: 4 * one,
+            ..exclusive_config()
+        };
+        let ingester = Ingester::start(config, store, catalog).await.unwrap();
+        let stalled = ingester.wal_position.lock().await;
+        let mut outcomes = Vec::new();
+        for time in 0..16 {
+            let write = ingester.write("db", "m", time as u64, batch(time), true);
+            let outcome = tokio::time::timeout(Duration::from_secs(10), write).await;
+            outcomes.push(outcome.expect("a no_sync write is answered without its commit"));
+        }
+        let refused: Vec<bool> = outcomes
+            .iter()
+            .map(|o| matches!(o, Err(r) if r.reason == Reason::BufferFull))
+            .collect();
+        let accepted = refused.iter().filter(|r| !**r).count();
+        assert_eq!(accepted, 4, "{outcomes:?}");
+        assert!(refused[4..].iter().all(|r| *r), "{outcomes:?}");
+        assert!(ingester.pending_bytes.load(Ordering::Acquire) <= 4 * one);
+
+        // The WAL catches up: the queued writes reach the buffer, and what
+        // was queued for them is released.
+        drop(stalled);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while ingester.buffered_bytes() < 4 * one {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queued writes not committed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(ingester.pending_bytes.load(Ordering::Acquire), 0);
+        // A snapshot (ours, or the one a full buffer asked for) makes room.
+        ingester.snapshot().await.unwrap();
+        assert_eq!(ingester.buffered_bytes(), 0);
+        let again = ingester.write("db", "m", 99, batch(99), true).await;
+        assert!(again.is_ok(), "room again after the snapshot: {again:?}");
     }
 
     /// Log files go once every segment in them is covered: a file's segments

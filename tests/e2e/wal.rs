@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{ADMIN_TOKEN, Server, binary, files_under, parquet_rows, write};
+use crate::harness::{ADMIN_TOKEN, Server, binary, files_under, parquet_rows, request, write};
 
 const WRITES: usize = 5;
 
@@ -147,4 +147,57 @@ async fn a_flipped_length_in_the_wal_log_stops_the_start_by_file_and_byte() {
         .collect();
     values.sort();
     assert_eq!(values, ["0", "1", "2", "3"]);
+}
+
+/// `no_sync` writes while the WAL is slower than the writer (a commit waits
+/// `--wal-flush-interval`, 10 s, to gather writes): each is answered once
+/// queued, but what is queued counts against `--buffer-bytes` until it is in
+/// the buffer, so past it they get 503 with `Retry-After` like any write, and
+/// every one acknowledged is there after a clean stop.
+#[tokio::test]
+async fn no_sync_writes_past_the_buffer_get_503_while_the_wal_lags() {
+    const WRITES: usize = 12;
+    const LINES: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--snapshot-interval",
+        "1h",
+        "--wal-flush-interval",
+        "10s",
+        "--buffer-bytes",
+        "1048576",
+    ];
+    let server = Server::start(dir.path(), &flags);
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let url = server.url("/api/v3/write_lp?db=db&no_sync=true");
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    for i in 0..WRITES {
+        let body: String = (0..LINES)
+            .map(|l| {
+                format!(
+                    "q,host=h{l} v={i}i {}\n",
+                    1_700_000_000_000_000_000i64 + i as i64
+                )
+            })
+            .collect();
+        let r = request("POST", &url, &[("authorization", &auth)], body).await;
+        if r.status == 503 {
+            assert_eq!(r.headers["retry-after"], "1", "{:?}", r.body);
+        }
+        statuses.push(r.status);
+    }
+    // All sent before the first commit: the queue alone held the bytes.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let accepted = statuses.iter().filter(|s| **s == 204).count();
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(accepted + refused, WRITES, "{statuses:?}");
+    assert!(accepted > 0 && refused > 0, "{statuses:?}");
+    assert!(server.stop().success());
+    let rows = parquet_rows(dir.path(), "db", "q").await;
+    assert_eq!(rows.len(), accepted * LINES, "{statuses:?}");
 }
