@@ -128,7 +128,7 @@ async fn corpus(dir: &std::path::Path, hosts: usize, hours: i64) -> Querier {
             files.push(f.entry(path, db.id, table.id));
         }
         catalog
-            .register_files("bench-ingester", h as u64, files)
+            .register_files("bench-ingester", h as u64, 0, files)
             .await
             .expect("register");
     }

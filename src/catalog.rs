@@ -192,6 +192,11 @@ struct FilesEntry {
     /// Every WAL segment up to this one is in the files of this entry or earlier ones.
     covered_segment: u64,
     files: Vec<ParquetFile>,
+    /// The highest write sequence in `files` (0 in entries of earlier
+    /// builds): a starting ingester reports it, so that routers stamp later
+    /// writes above it whatever their clocks say.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    max_sequence: u64,
     /// Files no longer part of the data (dropped by retention or replaced),
     /// by path; their objects are deleted once `removed_at_ns` is a grace
     /// period old, so queries planned before the removal can finish.
@@ -456,10 +461,16 @@ pub struct TableColumns<'a> {
     pub columns: Vec<(&'a str, ColumnType)>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Default)]
 struct FilesState {
     /// Per ingester: the next entry number of its files log and its covered segment.
     logs: HashMap<String, (u64, Option<u64>)>,
+    /// The highest write sequence of any entry applied.
+    max_sequence: u64,
     files: Vec<ParquetFile>,
     /// Removed files by path, with when: a registration read after its
     /// removal (logs are read in any order) stays removed.
@@ -474,6 +485,7 @@ impl FilesState {
             return;
         }
         log.0 = n + 1;
+        self.max_sequence = self.max_sequence.max(entry.max_sequence);
         if !entry.removed.is_empty() {
             let at = entry.removed_at_ns.unwrap_or_default();
             for path in entry.removed {
@@ -916,6 +928,7 @@ impl Catalog {
         &self,
         ingester_id: &str,
         covered_segment: u64,
+        max_sequence: u64,
         files: Vec<ParquetFile>,
     ) -> Result<(), CatalogError> {
         let entry = FilesEntry {
@@ -923,6 +936,7 @@ impl Catalog {
             ingester_id: ingester_id.to_string(),
             covered_segment,
             files,
+            max_sequence,
             removed: Vec::new(),
             removed_at_ns: None,
         };
@@ -946,6 +960,7 @@ impl Catalog {
             ingester_id: writer.to_string(),
             covered_segment: 0,
             files: Vec::new(),
+            max_sequence: 0,
             removed: paths,
             removed_at_ns: Some(now_ns),
         };
@@ -966,6 +981,7 @@ impl Catalog {
             ingester_id: writer.to_string(),
             covered_segment: 0,
             files,
+            max_sequence: 0,
             removed,
             removed_at_ns: Some(now_ns),
         };
@@ -1025,6 +1041,12 @@ impl Catalog {
     /// The last WAL segment of an ingester that Parquet files cover.
     pub fn covered_segment(&self, ingester_id: &str) -> Option<u64> {
         self.files.lock().logs.get(ingester_id).and_then(|l| l.1)
+    }
+
+    /// The highest write sequence registered files hold, as far as the files
+    /// logs read so far tell (0 for files registered by earlier builds).
+    pub fn max_sequence(&self) -> u64 {
+        self.files.lock().max_sequence
     }
 
     /// Every registered Parquet file.
@@ -1191,11 +1213,18 @@ mod tests {
         let c = catalog(dir.path()).await;
         assert_eq!(c.covered_segment("i1"), None);
         let f = file("1/1/2022-01-01/x.parquet");
-        c.register_files("i1", 7, vec![f.clone()]).await.unwrap();
-        c.register_files("i1", 9, vec![]).await.unwrap();
+        c.register_files("i1", 7, 40, vec![f.clone()])
+            .await
+            .unwrap();
+        c.register_files("i1", 9, 30, vec![]).await.unwrap();
         let again = catalog(dir.path()).await;
         assert_eq!(again.covered_segment("i1"), Some(9));
         assert_eq!(again.files(), vec![f]);
+        assert_eq!(
+            again.max_sequence(),
+            40,
+            "the highest write sequence registered"
+        );
     }
 
     #[tokio::test]
@@ -1204,17 +1233,17 @@ mod tests {
         let writer = catalog(dir.path()).await;
         let reader = catalog(dir.path()).await;
         writer
-            .register_files("i1", 1, vec![file("a")])
+            .register_files("i1", 1, 0, vec![file("a")])
             .await
             .unwrap();
         writer
-            .register_files("i2", 4, vec![file("b")])
+            .register_files("i2", 4, 0, vec![file("b")])
             .await
             .unwrap();
         assert!(reader.files().is_empty());
         reader.refresh_file_logs().await.unwrap();
         writer
-            .register_files("i1", 2, vec![file("c")])
+            .register_files("i1", 2, 0, vec![file("c")])
             .await
             .unwrap();
         reader.refresh_file_logs().await.unwrap();

@@ -213,7 +213,7 @@ mod tests {
             put(&store, &path).await;
             files.push(file(db, d, &path));
         }
-        catalog.register_files("ing", 1, files).await.unwrap();
+        catalog.register_files("ing", 1, 0, files).await.unwrap();
         // One day of retention at 03-10 12:00: the cutoff is 03-09 12:00, so
         // 03-08 goes; 03-09 still holds points inside the period.
         catalog.set_retention("db", Some(DAY)).await.unwrap();
@@ -258,7 +258,7 @@ mod tests {
         let path = format!("{db}/1/2024-03-10/a.parquet");
         put(&store, &path).await;
         catalog
-            .register_files("ing", 1, vec![file(db, "2024-03-10", &path)])
+            .register_files("ing", 1, 0, vec![file(db, "2024-03-10", &path)])
             .await
             .unwrap();
         catalog.delete_database("gone", MARCH_10).await.unwrap();

@@ -55,6 +55,14 @@ fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
 
+/// The clock that stamps write sequences: the system's, unless a test moved it.
+fn sequence_clock(args: &ServeArgs) -> crate::route::HybridClock {
+    match args.test_clock_offset_secs {
+        0 => crate::route::HybridClock::default(),
+        secs => crate::route::HybridClock::offset_by(secs),
+    }
+}
+
 /// Flags of `inflow serve`; each `--x-y` can also be set as `INFLOW_X_Y`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -90,6 +98,16 @@ pub struct ServeArgs {
     /// For routers: how many ingesters must acknowledge each part of a write.
     #[arg(long, env = "INFLOW_WRITE_REPLICAS", default_value_t = 1)]
     pub write_replicas: usize,
+    /// Test only, hidden: moves the clock that stamps write sequences by this
+    /// many seconds (negative: back), to show a router whose clock is behind.
+    #[arg(
+        long,
+        env = "INFLOW_TEST_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        hide = true
+    )]
+    pub test_clock_offset_secs: i64,
     /// Stable id of this ingester (default: from the id file in the data dir).
     #[arg(long, env = "INFLOW_INGESTER_ID")]
     pub ingester_id: Option<String>,
@@ -381,7 +399,8 @@ async fn run_all(
             .with_limits(args.query_limits()),
     );
     let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
-    let router = Arc::new(Router::new(vec![client], 1));
+    let router = Router::new(vec![client], 1).with_clock(sequence_clock(args));
+    let router = Arc::new(router);
     serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
     router.close().await;
     // Our query connections to the ingester would hold its shutdown back.
@@ -415,7 +434,8 @@ async fn run_router(
         IngesterSource::Static(addrs) => addrs.iter().cloned().map(&new_client).collect(),
         IngesterSource::Dns { .. } => Vec::new(),
     };
-    let router = Arc::new(Router::new(clients, args.write_replicas));
+    let router = Router::new(clients, args.write_replicas).with_clock(sequence_clock(args));
+    let router = Arc::new(router);
     if let IngesterSource::Dns { name, port } = source {
         tokio::spawn(resolve_ingesters(
             Arc::clone(&router),

@@ -69,6 +69,7 @@ pub async fn persist(
     let db = catalog.state().database("db").cloned().unwrap();
     let table = db.table("m").cloned().unwrap();
     let schema = target_schema(table_columns(&table), &[Arc::clone(&chunk)]);
+    let max_sequence = chunk.sequence;
     let merged = merge(&schema, &[chunk]).unwrap();
     let mut files = Vec::new();
     for f in day_files(&merged).unwrap() {
@@ -82,7 +83,10 @@ pub async fn persist(
             .unwrap();
         files.push(f.entry(path, db.id, table.id));
     }
-    catalog.register_files(owner, covered, files).await.unwrap();
+    catalog
+        .register_files(owner, covered, max_sequence, files)
+        .await
+        .unwrap();
 }
 
 /// An ingester's buffer holding `chunks`.

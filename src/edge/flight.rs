@@ -121,6 +121,7 @@ fn ack(write_id: u64) -> PutResult {
         format_version: FORMAT_VERSION,
         write_id,
         outcome: Some(write_ack::Outcome::WalSegment(0)),
+        max_sequence: 0,
     };
     PutResult {
         app_metadata: msg.encode_to_vec().into(),

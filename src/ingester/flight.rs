@@ -75,7 +75,7 @@ impl IngesterFlight {
     }
 }
 
-fn ack(write_id: u64, outcome: Result<u64, Refused>) -> PutResult {
+fn ack(write_id: u64, outcome: Result<u64, Refused>, max_sequence: u64) -> PutResult {
     let outcome = match outcome {
         Ok(segment) => write_ack::Outcome::WalSegment(segment),
         Err(r) => write_ack::Outcome::Refused(Refusal {
@@ -83,11 +83,26 @@ fn ack(write_id: u64, outcome: Result<u64, Refused>) -> PutResult {
             message: r.message,
         }),
     };
-    let msg = WriteAck {
+    put_result(WriteAck {
         format_version: FORMAT_VERSION,
         write_id,
         outcome: Some(outcome),
-    };
+        max_sequence,
+    })
+}
+
+/// The first message of a `DoPut` stream: no write's, only the highest
+/// sequence held, which the router observes before it stamps a write.
+fn hello(max_sequence: u64) -> PutResult {
+    put_result(WriteAck {
+        format_version: FORMAT_VERSION,
+        write_id: 0,
+        outcome: None,
+        max_sequence,
+    })
+}
+
+fn put_result(msg: WriteAck) -> PutResult {
     PutResult {
         app_metadata: msg.encode_to_vec().into(),
     }
@@ -123,6 +138,9 @@ impl FlightService for IngesterFlight {
         let mut decoder = FlightDataDecoder::new(stream);
         let (tx, rx) = mpsc::channel::<Result<PutResult, Status>>(1024);
         let ingester = Arc::clone(&self.ingester);
+        tx.send(Ok(hello(ingester.max_sequence())))
+            .await
+            .map_err(|_| Status::internal("the answer stream closed at once"))?;
         tokio::spawn(async move {
             while let Some(item) = decoder.next().await {
                 let decoded = match item {
@@ -154,7 +172,11 @@ impl FlightService for IngesterFlight {
                             m.format_version, m.database, m.table
                         );
                         let _ = tx
-                            .send(Ok(ack(m.write_id, Err(Refused::new(Reason::Invalid, why)))))
+                            .send(Ok(ack(
+                                m.write_id,
+                                Err(Refused::new(Reason::Invalid, why)),
+                                ingester.max_sequence(),
+                            )))
                             .await;
                         continue;
                     }
@@ -186,7 +208,8 @@ impl FlightService for IngesterFlight {
                             meta.no_sync,
                         )
                         .await;
-                    let _ = tx.send(Ok(ack(meta.write_id, outcome))).await;
+                    let max_sequence = ingester.max_sequence();
+                    let _ = tx.send(Ok(ack(meta.write_id, outcome, max_sequence))).await;
                 };
                 tokio::spawn(write.instrument(span));
             }

@@ -140,6 +140,10 @@ pub struct Ingester {
     buffer: Mutex<Buffer>,
     /// Bytes accepted but not yet in the buffer (waiting for their WAL commit).
     pending_bytes: Arc<AtomicUsize>,
+    /// The highest write sequence this ingester holds or has persisted (and
+    /// the catalog's, at start). Every ack carries it, so routers stamp later
+    /// writes above it even when their clocks are behind (see `route`).
+    max_sequence: AtomicU64,
     wal_tx: Mutex<Option<mpsc::Sender<WalWrite>>>,
     wal_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     snapshot_lock: tokio::sync::Mutex<()>,
@@ -167,6 +171,7 @@ impl Ingester {
         let leases = Leases::new(store.clone(), config.id.clone(), config.lease_ttl);
         let (position, buffer) = claim_own(&config, &leases, &store, &catalog).await?;
         let epoch = position.epoch;
+        let max_sequence = catalog.max_sequence().max(max_sequence_of(&buffer));
         let (tx, rx) = mpsc::channel(4096);
         let ingester = Arc::new(Self {
             leases,
@@ -177,6 +182,7 @@ impl Ingester {
             catalog,
             buffer: Mutex::new(buffer),
             pending_bytes: Arc::default(),
+            max_sequence: AtomicU64::new(max_sequence),
             wal_tx: Mutex::new(Some(tx)),
             wal_task: Mutex::new(None),
             snapshot_lock: tokio::sync::Mutex::new(()),
@@ -199,6 +205,15 @@ impl Ingester {
 
     pub fn buffered_bytes(&self) -> usize {
         self.buffer.lock().bytes()
+    }
+
+    /// The highest write sequence this ingester holds (buffered or persisted).
+    pub fn max_sequence(&self) -> u64 {
+        self.max_sequence.load(Ordering::Acquire)
+    }
+
+    fn observe_sequence(&self, sequence: u64) {
+        self.max_sequence.fetch_max(sequence, Ordering::AcqRel);
     }
 
     /// Makes one batch durable; returns the WAL segment that holds it. With
@@ -241,6 +256,7 @@ impl Ingester {
         }
         let ipc =
             wal::encode_batch(&batch).map_err(|e| Refused::new(Reason::Invalid, e.to_string()))?;
+        self.observe_sequence(sequence);
         let entry = EncodedEntry {
             database: database.into(),
             table: table.into(),
@@ -454,6 +470,7 @@ impl Ingester {
             claim_own(&self.config, &self.leases, &self.store, &self.catalog).await?;
         let (epoch, next) = (claimed.epoch, claimed.next);
         *position = claimed;
+        self.observe_sequence(max_sequence_of(&buffer));
         *self.buffer.lock() = buffer;
         self.epoch.store(epoch, Ordering::Release);
         self.fenced.store(false, Ordering::Release);
@@ -511,6 +528,8 @@ impl Ingester {
         let Some(last) = buffer.last_segment().max(fence) else {
             return Ok(0);
         };
+        let max_sequence = max_sequence_of(&buffer);
+        self.observe_sequence(max_sequence);
         let files = persist(
             &self.store,
             &self.catalog,
@@ -520,7 +539,9 @@ impl Ingester {
         )
         .await?;
         let n = files.len();
-        self.catalog.register_files(prefix, last, files).await?;
+        (self.catalog)
+            .register_files(prefix, last, max_sequence, files)
+            .await?;
         // Its holder is gone: its newest log file is written no more.
         delete_covered(&self.store, prefix, last, false).await?;
         Ok(n)
@@ -592,13 +613,14 @@ impl Ingester {
     /// them and the WAL they came from.
     async fn snapshot_slice(&self, covered: u64) -> Result<usize, IngesterError> {
         let tables = self.buffer.lock().chunks_up_to(covered);
+        let max_sequence = max_sequence_in(&tables);
         // Stable while the snapshot lock is held: a reclaim takes it too.
         let epoch = self.epoch.load(Ordering::Acquire);
         let writer = (self.config.id.as_str(), epoch);
         let files = persist(&self.store, &self.catalog, writer, covered, tables).await?;
         let n = files.len();
         self.catalog
-            .register_files(&self.config.id, covered, files)
+            .register_files(&self.config.id, covered, max_sequence, files)
             .await?;
         let persisted = self.buffer.lock().remove_up_to(covered);
         crate::background::run(move || drop(persisted)).await;
@@ -869,6 +891,17 @@ async fn is_fence(store: &Store, meta: &object_store::ObjectMeta) -> Result<bool
     Ok(wal::decode_segment(&meta.location, bytes)?.1.is_empty())
 }
 
+/// The highest write sequence among `tables`' chunks (0 if none).
+fn max_sequence_in(tables: &[(TableKey, Vec<Arc<Chunk>>)]) -> u64 {
+    let chunks = tables.iter().flat_map(|(_, chunks)| chunks);
+    chunks.map(|c| c.sequence).max().unwrap_or_default()
+}
+
+/// The highest write sequence a buffer holds (0 if empty).
+fn max_sequence_of(buffer: &Buffer) -> u64 {
+    max_sequence_in(&buffer.chunks_up_to(u64::MAX))
+}
+
 fn replayed_chunks(
     segment: u64,
     entries: Vec<wal::ReplayedEntry>,
@@ -1124,6 +1157,37 @@ mod tests {
         assert!(all.contains("| 3 |"), "{all}");
     }
 
+    /// What a starting ingester tells routers (see `route::HybridClock`): the
+    /// highest write sequence its WAL replays or its registered files hold,
+    /// read back from the store as after a restart.
+    #[tokio::test]
+    async fn a_starting_ingester_reports_the_highest_sequence_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _catalog) = catalog_with_table(dir.path()).await;
+        let batch = |time: i64| chunk(1, &[("a", Some(1.0), None, time)]).batch.clone();
+        let start = || async {
+            let catalog = Catalog::load(store.clone()).await.unwrap();
+            Ingester::start(exclusive_config(), store.clone(), catalog)
+                .await
+                .unwrap()
+        };
+        let run1 = start().await;
+        assert_eq!(run1.max_sequence(), 0);
+        run1.write("db", "m", 70, batch(1), false).await.unwrap();
+        assert_eq!(run1.snapshot().await.unwrap(), 1);
+        run1.write("db", "m", 90, batch(2), false).await.unwrap();
+        run1.write("db", "m", 80, batch(3), false).await.unwrap();
+        assert_eq!(run1.max_sequence(), 90);
+        drop(run1); // as after kill -9: 90 and 80 only in the WAL
+
+        let run2 = start().await;
+        assert_eq!(run2.max_sequence(), 90, "from the WAL");
+        run2.shutdown().await.unwrap();
+        let run3 = start().await;
+        assert_eq!(run3.buffered_bytes(), 0, "everything persisted");
+        assert_eq!(run3.max_sequence(), 90, "from the catalog");
+    }
+
     /// A WAL slower than its writers (here stalled: the test holds the lock
     /// every commit takes): `no_sync` writes are acknowledged once queued, but
     /// what is queued counts against `buffer_bytes` until it is in the buffer,
@@ -1229,7 +1293,7 @@ mod tests {
         let owner = persist(&store, &catalog, ("ing-0", 4), 7, vec![(key.clone(), both)])
             .await
             .unwrap();
-        catalog.register_files("ing-0", 7, owner).await.unwrap();
+        catalog.register_files("ing-0", 7, 0, owner).await.unwrap();
 
         let missed_one = vec![chunk(7, &[("b", Some(2.0), None, 1)])];
         let taker = persist(&store, &catalog, ("ing-0", 5), 7, vec![(key, missed_one)])

@@ -6,6 +6,10 @@
 //! with a `WriteBatch` in the batch's `app_metadata`. A task reads the acks and
 //! wakes the waiting writer. A broken stream fails its waiting writes and is
 //! reopened by the next write.
+//!
+//! Every ack, and a first message the ingester sends when a stream opens,
+//! carries the highest write sequence the ingester holds: the router's clock
+//! observes it (see [`super::HybridClock`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,6 +107,11 @@ pub struct IngesterClient {
     ack_timeout: Duration,
     stream: tokio::sync::Mutex<Option<Arc<PutStream>>>,
     next_write_id: AtomicU64,
+    /// The highest write sequence the ingester said it holds.
+    max_sequence: Arc<AtomicU64>,
+    /// Whether a connection attempt ever ended: the router waits for the
+    /// first before it stamps a write, never again.
+    tried: AtomicBool,
 }
 
 impl IngesterClient {
@@ -119,6 +128,24 @@ impl IngesterClient {
             ack_timeout,
             stream: tokio::sync::Mutex::new(None),
             next_write_id: AtomicU64::new(1),
+            max_sequence: Arc::default(),
+            tried: AtomicBool::new(false),
+        }
+    }
+
+    /// The highest write sequence the ingester reported holding.
+    pub fn max_sequence(&self) -> u64 {
+        self.max_sequence.load(Ordering::Acquire)
+    }
+
+    /// Opens the stream (and so hears the ingester's highest sequence) if no
+    /// stream was ever tried; a failure is left to the writes that follow.
+    pub async fn greet(&self) {
+        if self.tried.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.stream().await {
+            tracing::debug!(ingester = %self.addr, error = %e, "first connection failed");
         }
     }
 
@@ -174,15 +201,31 @@ impl IngesterClient {
             .await
             .map_err(|e| self.unavailable(e))?
             .into_inner();
+        // The ingester's first message: what it holds, before any write of
+        // ours is stamped.
+        let hello = match acks.message().await {
+            Ok(Some(first)) => WriteAck::decode(first.app_metadata).ok(),
+            Ok(None) => return Err(self.unavailable("stream ended at once")),
+            Err(status) => return Err(self.unavailable(status)),
+        };
+        match hello {
+            Some(ack) if ack.write_id == 0 && ack.outcome.is_none() => {
+                self.max_sequence
+                    .fetch_max(ack.max_sequence, Ordering::AcqRel);
+            }
+            _ => return Err(self.unavailable("the stream did not open with the ingester's state")),
+        }
 
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         let (p, c, addr) = (Arc::clone(&pending), Arc::clone(&closed), self.addr.clone());
+        let max_sequence = Arc::clone(&self.max_sequence);
         tokio::spawn(async move {
             let end = loop {
                 match acks.message().await {
                     Ok(Some(result)) => match WriteAck::decode(result.app_metadata) {
                         Ok(ack) => {
+                            max_sequence.fetch_max(ack.max_sequence, Ordering::AcqRel);
                             if let Some(waiter) = p.lock().remove(&ack.write_id) {
                                 let _ = waiter.send(ack);
                             }

@@ -54,15 +54,60 @@ pub enum RouteError {
     Saturated,
 }
 
-/// A hybrid logical clock: wall-clock nanoseconds, but strictly increasing.
-#[derive(Debug, Default)]
+/// Where a clock reads the wall time, in nanoseconds since the Unix epoch.
+/// Injected so that a test can set a router's clock back.
+pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// A hybrid logical clock: wall-clock nanoseconds, but strictly increasing and
+/// above every sequence observed. Routers observe the highest sequence each
+/// ingester holds (told when a stream opens and in every ack), so a router
+/// whose clock is behind, or was set back across a restart, still stamps an
+/// overwrite above the value it replaces. Between routers, a write of one
+/// that has not heard of another's later stamp is still ordered by their
+/// clocks: the skew bounds how far such a write can be misordered.
 pub struct HybridClock {
     last: AtomicU64,
+    wall: WallClock,
+}
+
+impl Default for HybridClock {
+    fn default() -> Self {
+        Self::with_wall(Arc::new(|| crate::auth::now_ns().max(0) as u64))
+    }
+}
+
+impl std::fmt::Debug for HybridClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridClock")
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HybridClock {
+    pub fn with_wall(wall: WallClock) -> Self {
+        Self {
+            last: AtomicU64::new(0),
+            wall,
+        }
+    }
+
+    /// The system clock moved by `secs` (the hidden `--test-clock-offset-secs`).
+    pub fn offset_by(secs: i64) -> Self {
+        let offset = secs.saturating_mul(1_000_000_000);
+        Self::with_wall(Arc::new(move || {
+            crate::auth::now_ns().saturating_add(offset).max(0) as u64
+        }))
+    }
+
+    /// Takes in a sequence stamped elsewhere (the highest an ingester
+    /// holds): every later stamp is above it, whatever the wall clock says.
+    pub fn observe(&self, sequence: u64) {
+        self.last.fetch_max(sequence, Ordering::AcqRel);
+    }
+
     pub fn next(&self) -> u64 {
-        let now = crate::auth::now_ns().max(0) as u64;
+        let now = (self.wall)();
         let prev = self
             .last
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
@@ -126,6 +171,12 @@ impl Router {
         }
     }
 
+    /// This router stamping writes by `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: HybridClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     fn ingesters(&self) -> Ingesters {
         Arc::clone(&self.ingesters.read())
     }
@@ -179,6 +230,12 @@ impl Router {
                 replicas: self.replicas,
                 known: ingesters.len(),
             });
+        }
+        // A new router (or a new ingester) is heard from once before it
+        // stamps: it starts above what the WAL and the catalog hold.
+        futures::future::join_all(ingesters.iter().map(|i| i.greet())).await;
+        if let Some(held) = ingesters.iter().map(|i| i.max_sequence()).max() {
+            self.clock.observe(held);
         }
         let sequence = self.clock.next();
         let mut parts = Vec::new();
@@ -341,6 +398,25 @@ mod tests {
         std::thread::sleep(client::FULL_FOR);
         assert!(router.all_full().is_none(), "old refusals: try them again");
         assert!(Router::new(Vec::new(), 1).all_full().is_none());
+    }
+
+    /// A clock set back (an injected wall clock, an hour behind the
+    /// sequences the ingesters reported) stamps above what it observed, and
+    /// follows the wall clock again once the wall is ahead.
+    #[test]
+    fn a_clock_behind_stamps_above_what_it_observed() {
+        let wall = Arc::new(AtomicU64::new(1_000));
+        let read = Arc::clone(&wall);
+        let clock = HybridClock::with_wall(Arc::new(move || read.load(Ordering::Acquire)));
+        assert_eq!(clock.next(), 1_000);
+        let held = 1_000 + 3_600_000_000_000;
+        clock.observe(held);
+        assert_eq!(clock.next(), held + 1);
+        assert_eq!(clock.next(), held + 2);
+        clock.observe(5); // an older sequence moves nothing
+        assert_eq!(clock.next(), held + 3);
+        wall.store(held + 100, Ordering::Release);
+        assert_eq!(clock.next(), held + 100);
     }
 
     #[test]

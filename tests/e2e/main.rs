@@ -16,6 +16,7 @@ mod ops;
 mod query;
 mod query_limits;
 mod reserved;
+mod sequence;
 mod telegraf;
 mod wal;
 mod write_contract;
