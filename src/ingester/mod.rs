@@ -13,6 +13,10 @@
 //! register their files with the last segment they cover; replay on start skips
 //! what is covered, so no point is read twice.
 //!
+//! Each write is kept at a sequence above every one the ingester holds (the
+//! receiving side of the routers' hybrid logical clock), and every ack says
+//! the highest, so routers stamp later writes above it.
+//!
 //! The WAL prefix `wal/<id>` is written only by the holder of its lease
 //! ([`lease`]). An ingester claims its own prefix at start (waiting for a
 //! previous holder to release it or expire), renews it every ttl/3, and takes
@@ -216,6 +220,20 @@ impl Ingester {
         self.max_sequence.fetch_max(sequence, Ordering::AcqRel);
     }
 
+    /// The sequence a write stamped `sequence` by its router is kept at: the
+    /// receiving side of the hybrid logical clock. Above every sequence this
+    /// ingester took or holds, so a write sent after another was acknowledged
+    /// orders after it even when the two routers' clocks disagree.
+    fn stamp(&self, sequence: u64) -> u64 {
+        let held = self
+            .max_sequence
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(sequence.max(held.saturating_add(1)))
+            })
+            .unwrap_or_default();
+        sequence.max(held.saturating_add(1))
+    }
+
     /// Makes one batch durable; returns the WAL segment that holds it. With
     /// `no_sync` it returns once the batch is queued for the WAL (segment 0): a
     /// crash before the commit loses it, which is what the client asked for.
@@ -256,7 +274,7 @@ impl Ingester {
         }
         let ipc =
             wal::encode_batch(&batch).map_err(|e| Refused::new(Reason::Invalid, e.to_string()))?;
-        self.observe_sequence(sequence);
+        let sequence = self.stamp(sequence);
         let entry = EncodedEntry {
             database: database.into(),
             table: table.into(),
@@ -1159,9 +1177,11 @@ mod tests {
 
     /// What a starting ingester tells routers (see `route::HybridClock`): the
     /// highest write sequence its WAL replays or its registered files hold,
-    /// read back from the store as after a restart.
+    /// read back from the store as after a restart. A write stamped below what
+    /// the ingester holds (by a router that had not heard of it) is taken one
+    /// above it: it was sent after the others were acknowledged.
     #[tokio::test]
-    async fn a_starting_ingester_reports_the_highest_sequence_it_holds() {
+    async fn an_ingester_stamps_above_the_highest_sequence_it_holds_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _catalog) = catalog_with_table(dir.path()).await;
         let batch = |time: i64| chunk(1, &[("a", Some(1.0), None, time)]).batch.clone();
@@ -1171,21 +1191,34 @@ mod tests {
                 .await
                 .unwrap()
         };
+        let sequences = |ingester: &Ingester| -> Vec<u64> {
+            let chunks = ingester.buffered_chunks("db", "m");
+            chunks.iter().map(|c| c.sequence).collect()
+        };
         let run1 = start().await;
         assert_eq!(run1.max_sequence(), 0);
         run1.write("db", "m", 70, batch(1), false).await.unwrap();
         assert_eq!(run1.snapshot().await.unwrap(), 1);
         run1.write("db", "m", 90, batch(2), false).await.unwrap();
         run1.write("db", "m", 80, batch(3), false).await.unwrap();
-        assert_eq!(run1.max_sequence(), 90);
-        drop(run1); // as after kill -9: 90 and 80 only in the WAL
+        assert_eq!(
+            sequences(&run1),
+            [90, 91],
+            "80 came after 90 was acknowledged"
+        );
+        assert_eq!(run1.max_sequence(), 91);
+        drop(run1); // as after kill -9: 90 and 91 only in the WAL
 
         let run2 = start().await;
-        assert_eq!(run2.max_sequence(), 90, "from the WAL");
+        assert_eq!(run2.max_sequence(), 91, "from the WAL");
+        run2.write("db", "m", 5, batch(4), false).await.unwrap();
+        assert_eq!(sequences(&run2), [90, 91, 92]);
         run2.shutdown().await.unwrap();
         let run3 = start().await;
         assert_eq!(run3.buffered_bytes(), 0, "everything persisted");
-        assert_eq!(run3.max_sequence(), 90, "from the catalog");
+        assert_eq!(run3.max_sequence(), 92, "from the catalog");
+        run3.write("db", "m", 5, batch(5), false).await.unwrap();
+        assert_eq!(sequences(&run3), [93]);
     }
 
     /// A WAL slower than its writers (here stalled: the test holds the lock

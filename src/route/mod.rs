@@ -61,10 +61,11 @@ pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// A hybrid logical clock: wall-clock nanoseconds, but strictly increasing and
 /// above every sequence observed. Routers observe the highest sequence each
 /// ingester holds (told when a stream opens and in every ack), so a router
-/// whose clock is behind, or was set back across a restart, still stamps an
-/// overwrite above the value it replaces. Between routers, a write of one
-/// that has not heard of another's later stamp is still ordered by their
-/// clocks: the skew bounds how far such a write can be misordered.
+/// whose clock is behind, or was set back across a restart, starts above
+/// what the WAL and the catalog hold. The receiving side is the ingester's
+/// (`Ingester::write` keeps a write at least one above all it holds), so an
+/// overwrite sent after another was acknowledged wins whichever router
+/// stamped it.
 pub struct HybridClock {
     last: AtomicU64,
     wall: WallClock,

@@ -1,6 +1,8 @@
 //! Last-write-wins across routers' clocks: write sequences come from a hybrid
 //! logical clock that never stamps below what the ingesters already hold.
 
+use std::path::Path;
+
 use crate::harness::{ADMIN_TOKEN, Server, write};
 use crate::query::query_rows;
 
@@ -47,4 +49,70 @@ async fn an_overwrite_stamped_by_a_clock_set_back_still_wins() {
         assert_eq!(values(&server).await, ["2"], "crash: {crash}, restarted");
         assert!(server.stop().success());
     }
+}
+
+/// A process of split roles on the shared data directory, with the cluster
+/// token.
+fn start_role(data: &Path, token: &Path, args: &[&str]) -> Server {
+    let token = token.to_str().unwrap();
+    let all = [args, &["--cluster-token-file", token]].concat();
+    Server::start(data, &all)
+}
+
+/// Split roles: one ingester, two routers, the second an hour behind the
+/// first. A point written through the first router, then overwritten through
+/// the second (its first write: it has heard from the ingester only as its
+/// stream opened), keeps the overwrite; so does an overwrite through the
+/// second once the first has written again, which it hears of in its acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_behind_another_stamps_its_overwrites_above_what_it_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("cluster-token");
+    std::fs::write(&token, "cluster-secret\n").unwrap();
+    let data = dir.path().join("data");
+    let ingester = start_role(
+        &data,
+        &token,
+        &[
+            "--role",
+            "ingester",
+            "--ingester-id",
+            "ing-0",
+            "--grpc-bind",
+            "127.0.0.1:0",
+            "--snapshot-interval",
+            "1h",
+        ],
+    );
+    let addr = ingester
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.split("grpc://").nth(1))
+        .expect("ingester prints its gRPC address")
+        .to_string();
+    let router = |extra: &[&str]| {
+        let args = [&["--role", "router", "--ingesters", addr.as_str()], extra].concat();
+        start_role(&data, &token, &args)
+    };
+    let ahead = router(&[]);
+    let behind = router(&["--test-clock-offset-secs", "-3600"]);
+    let querier = start_role(
+        &data,
+        &token,
+        &["--role", "querier", "--ingesters", addr.as_str()],
+    );
+    write_v(&ahead, 1).await;
+    write_v(&behind, 2).await;
+    assert_eq!(
+        values(&querier).await,
+        ["2"],
+        "the behind router's first write"
+    );
+    write_v(&ahead, 3).await;
+    write_v(&behind, 4).await;
+    assert_eq!(
+        values(&querier).await,
+        ["4"],
+        "after the other router wrote again"
+    );
 }
