@@ -68,6 +68,16 @@ pub enum Error {
     #[error("error reading request body: {0}")]
     BodyRead(String),
 
+    /// The bodies being received hold all the memory set aside for them.
+    #[error(
+        "request bodies being received hold all of the {limit} bytes set aside for them (--max-buffered-body-bytes); retry later"
+    )]
+    BodyBufferFull { limit: usize },
+
+    /// The body stopped arriving, or came too slowly; the reason names the flag.
+    #[error("request body timed out: {0}")]
+    BodyTimeout(String),
+
     #[error("invalid Flight data: {0}")]
     InvalidFlightData(String),
 
@@ -155,6 +165,7 @@ impl Error {
             | Self::InvalidQuery(_)
             | Self::LineErrors { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge { .. } | Self::DecompressedTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -166,7 +177,9 @@ impl Error {
             Self::AlreadyExists(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Self::Unavailable(_) | Self::QueryMemoryExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::QueryMemoryExhausted(_) | Self::BodyBufferFull { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             // The server gave up on its own work in time: not the client's
             // request timing out (408), and not worth an immediate retry (503).
             Self::QueryTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -179,7 +192,8 @@ impl Error {
         match self.status() {
             StatusCode::UNAUTHORIZED => "unauthorized",
             StatusCode::FORBIDDEN => "forbidden",
-            StatusCode::BAD_REQUEST => "invalid",
+            // v2's codes have no timeout: the request was incomplete.
+            StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT => "invalid",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
             StatusCode::PAYLOAD_TOO_LARGE => "request too large",
             StatusCode::NOT_FOUND => "not found",
@@ -216,13 +230,14 @@ impl Error {
                 Code::ResourceExhausted
             }
             Self::LimitExceeded(_) => Code::FailedPrecondition,
+            Self::BodyTimeout(_) => Code::DeadlineExceeded,
             Self::DatabaseNotFound(_)
             | Self::TableNotFound(_)
             | Self::NotFound(_)
             | Self::PathNotFound => Code::NotFound,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::MethodNotAllowed | Self::NotImplemented(_) => Code::Unimplemented,
-            Self::Unavailable(_) => Code::Unavailable,
+            Self::Unavailable(_) | Self::BodyBufferFull { .. } => Code::Unavailable,
             Self::QueryMemoryExhausted(_) => Code::ResourceExhausted,
             Self::QueryTimedOut(_) => Code::DeadlineExceeded,
             Self::Internal(_) => Code::Internal,
@@ -301,7 +316,11 @@ impl Error {
         }
         .unwrap_or_else(|_| serde_json::json!({ "error": "unserializable error" }));
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let unread = matches!(
+            self,
+            Self::BodyTooLarge { .. } | Self::BodyTimeout(_) | Self::BodyBufferFull { .. }
+        );
+        if unread || status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read: the connection cannot be reused.
             response
                 .headers_mut()

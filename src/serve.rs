@@ -153,6 +153,33 @@ pub struct ServeArgs {
     /// and then get 503. Bounds the memory of requests in flight.
     #[arg(long, env = "INFLOW_MAX_CONCURRENT_WRITES", default_value_t = 16)]
     pub max_concurrent_writes: usize,
+    /// Most HTTP (and gRPC) connections open at once on the HTTP port; past it
+    /// the server stops accepting and new clients wait in the listen backlog.
+    /// The server raises its open-file limit to the hard limit at start and
+    /// warns when this does not fit under it.
+    #[arg(long, env = "INFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers; an HTTP/1
+    /// connection waiting for its next request is closed after this too.
+    #[arg(long, env = "INFLOW_HTTP_HEADER_READ_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub http_header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (gracefully; for HTTP/2 with GOAWAY).
+    #[arg(long, env = "INFLOW_HTTP_IDLE_TIMEOUT", value_parser = duration, default_value = "60s")]
+    pub http_idle_timeout: Duration,
+    /// Longest gap between two pieces of a request body (408 and the connection
+    /// closed past it); also the grace before --http-body-min-rate applies.
+    #[arg(long, env = "INFLOW_HTTP_BODY_READ_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub http_body_read_timeout: Duration,
+    /// Slowest average rate, in bytes a second, a write's body may arrive at
+    /// once --http-body-read-timeout has passed (408 below it). 0: no minimum.
+    #[arg(long, env = "INFLOW_HTTP_BODY_MIN_RATE", default_value_t = 1024)]
+    pub http_body_min_rate: usize,
+    /// Most bytes of write request bodies the edge holds at once, from their
+    /// first byte until their write is done; a body that would pass it gets
+    /// 503 + Retry-After at once. Bounds the memory of slow uploads.
+    #[arg(long, env = "INFLOW_MAX_BUFFERED_BODY_BYTES", default_value_t = 512 << 20)]
+    pub max_buffered_body_bytes: usize,
     /// Extra time the WAL waits to gather writes into one segment.
     #[arg(long, env = "INFLOW_WAL_FLUSH_INTERVAL", value_parser = duration, default_value = "0s")]
     pub wal_flush_interval: Duration,
@@ -280,6 +307,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = shutdown_signal()?;
+    raise_open_file_limit(args.max_connections);
     // A bad certificate is found before an ingester waits for its lease.
     tls_acceptor(&args)?;
     let store = object_store(&args)?;
@@ -488,8 +516,15 @@ async fn run_querier(
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
-    let service = edge::EdgeService::querier(frontend, stopping, store);
-    edge::serve(listener, service, shutdown, args.shutdown_timeout).await;
+    let service = edge::EdgeService::querier(frontend, stopping, store, &edge_limits(args));
+    edge::serve(
+        listener,
+        service,
+        conn_limits(args),
+        shutdown,
+        args.shutdown_timeout,
+    )
+    .await;
     tracing::info!("querier stopped");
     Ok(())
 }
@@ -542,7 +577,14 @@ async fn run_ingester(
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
     let ops = edge::ops_app(stopping, ready_store);
-    edge::serve(listener, ops, shutdown, args.shutdown_timeout).await;
+    edge::serve(
+        listener,
+        ops,
+        conn_limits(args),
+        shutdown,
+        args.shutdown_timeout,
+    )
+    .await;
     ingester.stop(args.shutdown_timeout).await
 }
 
@@ -643,23 +685,13 @@ async fn serve_edge(
         series: SeriesRegistry::new(catalog.store().clone()),
         catalog,
         router,
-        limits: Limits {
-            max_request_bytes: args.max_request_bytes,
-            max_decompressed_bytes: args.max_decompressed_bytes,
-            max_line_bytes: args.max_line_bytes,
-            max_tables_per_database: args.max_tables_per_database,
-            max_columns_per_table: args.max_columns_per_table,
-            max_series_per_database: match args.max_series_per_database {
-                0 => usize::MAX,
-                n => n,
-            },
-            max_tag_bytes: args.max_tag_bytes,
-            max_string_bytes: args.max_string_bytes,
-            max_concurrent_writes: args.max_concurrent_writes,
-            write_queue_timeout: args.write_timeout,
-        },
+        limits: edge_limits(args),
         stopping: Default::default(),
         write_slots: tokio::sync::Semaphore::new(args.max_concurrent_writes),
+        body_bytes: tokio::sync::Semaphore::new(
+            args.max_buffered_body_bytes
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ),
     });
     let listener = bind_http(args).await?;
     let stopping = Arc::clone(&edge);
@@ -674,12 +706,83 @@ async fn serve_edge(
     edge::serve(
         listener,
         edge::EdgeService::with_query(edge, query),
+        conn_limits(args),
         shutdown,
         args.shutdown_timeout,
     )
     .await;
     tracing::info!("edge stopped");
     Ok(())
+}
+
+/// The write limits of an edge, from the flags.
+fn edge_limits(args: &ServeArgs) -> Limits {
+    Limits {
+        max_request_bytes: args.max_request_bytes,
+        max_decompressed_bytes: args.max_decompressed_bytes,
+        max_line_bytes: args.max_line_bytes,
+        max_tables_per_database: args.max_tables_per_database,
+        max_columns_per_table: args.max_columns_per_table,
+        max_series_per_database: match args.max_series_per_database {
+            0 => usize::MAX,
+            n => n,
+        },
+        max_tag_bytes: args.max_tag_bytes,
+        max_string_bytes: args.max_string_bytes,
+        max_concurrent_writes: args.max_concurrent_writes,
+        write_queue_timeout: args.write_timeout,
+        body_read_timeout: args.http_body_read_timeout,
+        body_min_rate: args.http_body_min_rate,
+        max_buffered_body_bytes: args.max_buffered_body_bytes,
+    }
+}
+
+/// How the HTTP port treats connections, from the flags.
+fn conn_limits(args: &ServeArgs) -> edge::ConnLimits {
+    edge::ConnLimits {
+        max_connections: args.max_connections,
+        header_read_timeout: args.http_header_read_timeout,
+        idle_timeout: args.http_idle_timeout,
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (each connection is a
+/// file descriptor; many systems start processes at 1024), and warns when
+/// `--max-connections` does not fit under it.
+fn raise_open_file_limit(max_connections: usize) {
+    /// Descriptors kept for everything but client connections: WAL and
+    /// Parquet files, object-store and ingester connections.
+    const RESERVED: u64 = 256;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a pointer to a local struct.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if got != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "reading the open-file limit failed");
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "raising the open-file limit failed");
+        }
+    }
+    let wanted = (max_connections as u64).saturating_add(RESERVED);
+    if limit.rlim_cur < wanted {
+        tracing::warn!(
+            open_file_limit = limit.rlim_cur,
+            max_connections,
+            "--max-connections does not fit under the open-file limit: accepts will fail with EMFILE before it is reached"
+        );
+    }
 }
 
 /// The authorizer of an entry point: the operator token (announced on stdout)

@@ -28,6 +28,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Edge;
 use super::write::{database_for_write, write_batch};
+use crate::auth::Principal;
 use crate::error::Error;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
 use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
@@ -43,16 +44,25 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 pub struct EdgeFlight {
     edge: Option<Arc<Edge>>,
     query: Option<Arc<QueryFrontend>>,
+    /// The largest message a client may send (`--max-request-bytes`).
+    max_message_bytes: usize,
 }
 
 impl EdgeFlight {
+    /// Messages from clients larger than `max_message_bytes` are refused
+    /// from their length prefix, before they are read.
     pub fn server(
         edge: Option<Arc<Edge>>,
         query: Option<Arc<QueryFrontend>>,
+        max_message_bytes: usize,
     ) -> FlightServiceServer<Self> {
-        FlightServiceServer::new(Self { edge, query })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        FlightServiceServer::new(Self {
+            edge,
+            query,
+            max_message_bytes,
+        })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     fn query(&self) -> Result<&QueryFrontend, Status> {
@@ -116,6 +126,17 @@ pub fn normalize_producer_batch(batch: &RecordBatch) -> Result<RecordBatch, Erro
     RecordBatch::try_new(arrow_schema(kinds), columns).map_err(|e| bad(e.to_string()))
 }
 
+/// A `DoPut` stream that failed: tonic's refusal of a message over the
+/// decoding limit (its only `OUT_OF_RANGE`) names our flag.
+fn stream_error(e: FlightError, limit: usize) -> Status {
+    match e {
+        FlightError::Tonic(s) if s.code() == tonic::Code::OutOfRange => {
+            Error::BodyTooLarge { limit }.to_grpc()
+        }
+        e => Status::invalid_argument(format!("bad Flight data: {e}")),
+    }
+}
+
 fn ack(write_id: u64) -> PutResult {
     let msg = WriteAck {
         format_version: FORMAT_VERSION,
@@ -149,15 +170,20 @@ impl FlightService for EdgeFlight {
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         let edge = Arc::clone(self.edge()?);
-        let auth = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
-        let principal = edge
-            .auth
-            .authenticate(auth.as_ref())
-            .await
-            .map_err(|e| Error::from(e).to_grpc())?;
+        // Authenticated before the stream is read (see `EdgeService`).
+        let principal = match request.extensions().get::<Principal>() {
+            Some(p) => p.clone(),
+            None => {
+                let auth = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
+                edge.auth
+                    .authenticate(auth.as_ref())
+                    .await
+                    .map_err(|e| Error::from(e).to_grpc())?
+            }
+        };
         let mut input = request
             .into_inner()
             .map_err(|s| FlightError::Tonic(Box::new(s)));
@@ -166,7 +192,7 @@ impl FlightService for EdgeFlight {
             .next()
             .await
             .ok_or_else(|| Status::invalid_argument("empty DoPut stream"))?
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| stream_error(e, self.max_message_bytes))?;
         let path = first
             .flight_descriptor
             .as_ref()
@@ -190,17 +216,14 @@ impl FlightService for EdgeFlight {
             });
         let mut decoder = FlightDataDecoder::new(first.chain(input));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let limit = self.max_message_bytes;
         tokio::spawn(async move {
             let mut write_id = 0;
             while let Some(item) = decoder.next().await {
                 let decoded = match item {
                     Ok(d) => d,
                     Err(e) => {
-                        let _ = tx
-                            .send(Err(Status::invalid_argument(format!(
-                                "bad Flight data: {e}"
-                            ))))
-                            .await;
+                        let _ = tx.send(Err(stream_error(e, limit))).await;
                         return;
                     }
                 };

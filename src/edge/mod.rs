@@ -7,10 +7,13 @@
 
 pub mod body;
 pub mod flight;
+pub mod server;
 pub mod v1;
 pub mod v2;
 pub mod v3;
 pub mod write;
+
+pub use server::{ConnLimits, Listener, serve};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,10 +25,6 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tower::Service;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -50,6 +49,8 @@ pub struct Edge {
     pub stopping: AtomicBool,
     /// One permit per write request in flight (`Limits::max_concurrent_writes`).
     pub write_slots: tokio::sync::Semaphore,
+    /// One permit per byte of write bodies held (`Limits::max_buffered_body_bytes`).
+    pub body_bytes: tokio::sync::Semaphore,
 }
 
 impl Edge {
@@ -208,10 +209,16 @@ async fn ping() -> Response {
 /// One port for both: gRPC (by `content-type: application/grpc`) goes to Flight,
 /// everything else to the HTTP routes. Dispatching here, in front of both, keeps
 /// tonic's own fallback from clashing with axum's.
+///
+/// gRPC calls are authenticated here, from their `authorization` metadata,
+/// before tonic decodes a message: an unknown client cannot make the server
+/// read a large message. HTTP request bodies get a per-frame read timeout.
 #[derive(Clone)]
 pub struct EdgeService {
     http: Router,
     grpc: FlightServiceServer<flight::EdgeFlight>,
+    auth: Arc<Authorizer>,
+    body_read_timeout: Duration,
 }
 
 impl EdgeService {
@@ -223,20 +230,52 @@ impl EdgeService {
     /// Writes, and queries too when `query` is given (the one-process mode).
     pub fn with_query(edge: Arc<Edge>, query: Option<Arc<QueryFrontend>>) -> Self {
         let extra = query.clone().map(query_routes).unwrap_or_default();
+        let limits = edge.limits;
         Self {
             http: app_with(Arc::clone(&edge), extra),
-            grpc: flight::EdgeFlight::server(Some(edge), query),
+            auth: Arc::clone(&edge.auth),
+            grpc: flight::EdgeFlight::server(Some(edge), query, limits.max_request_bytes),
+            body_read_timeout: limits.body_read_timeout,
         }
     }
 
     /// A querier's edge: queries over Flight, health and readiness over HTTP.
-    pub fn querier(query: Arc<QueryFrontend>, stopping: Arc<AtomicBool>, store: Store) -> Self {
+    /// `limits` gives the largest gRPC message and the body read timeout.
+    pub fn querier(
+        query: Arc<QueryFrontend>,
+        stopping: Arc<AtomicBool>,
+        store: Store,
+        limits: &Limits,
+    ) -> Self {
         let http = finish(ops_app_routes(stopping, store).merge(query_routes(Arc::clone(&query))));
         Self {
             http,
-            grpc: flight::EdgeFlight::server(None, Some(query)),
+            auth: Arc::clone(&query.auth),
+            grpc: flight::EdgeFlight::server(None, Some(query), limits.max_request_bytes),
+            body_read_timeout: limits.body_read_timeout,
         }
     }
+}
+
+/// Flight's `Handshake` carries its own credentials (in its messages), so it
+/// is not authenticated from metadata.
+const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
+
+/// Authenticates a gRPC call from its `authorization` metadata (an HTTP/2
+/// header) and hands the principal on in the request's extensions.
+async fn authenticate_grpc<B>(
+    auth: &Authorizer,
+    mut request: http::Request<B>,
+) -> Result<http::Request<B>, tonic::Status> {
+    if request.uri().path() == HANDSHAKE_PATH {
+        return Ok(request);
+    }
+    let principal = auth
+        .authenticate(request.headers().get(http::header::AUTHORIZATION))
+        .await
+        .map_err(|e| Error::from(e).to_grpc())?;
+    request.extensions_mut().insert(principal);
+    Ok(request)
 }
 
 impl Service<http::Request<hyper::body::Incoming>> for EdgeService {
@@ -258,99 +297,22 @@ impl Service<http::Request<hyper::body::Incoming>> for EdgeService {
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         if is_grpc {
             let mut grpc = self.grpc.clone();
+            let auth = Arc::clone(&self.auth);
             Box::pin(async move {
+                let request = match authenticate_grpc(&auth, request).await {
+                    Ok(r) => r,
+                    Err(status) => return Ok(status.into_http()),
+                };
                 let response = grpc.call(request).await?;
                 Ok(response.map(axum::body::Body::new))
             })
         } else {
             let mut http = self.http.clone();
-            let request = normalize_method(request);
+            let timeout = self.body_read_timeout;
+            // A body that stops arriving fails its read (see `body::read_body`).
+            let request = normalize_method(request)
+                .map(|b| axum::body::Body::new(body::StallTimeout::new(timeout, b)));
             Box::pin(async move { http.call(request).await })
         }
-    }
-}
-
-/// A bound HTTP (and gRPC) listener, with TLS when a certificate was given.
-pub struct Listener {
-    pub tcp: TcpListener,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-/// How long a client may take for its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `service` on `listener` (HTTP/1.1 and HTTP/2, TLS if configured)
-/// until `shutdown`, then gives open connections `grace` to finish.
-pub async fn serve<S>(
-    listener: Listener,
-    service: S,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) where
-    S: Service<
-            http::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            conn = listener.tcp.accept() => match conn {
-                Ok(c) => c,
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone());
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        let tls = listener.tls.clone();
-        tokio::spawn(async move {
-            let served = match tls {
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Some(tls) => {
-                    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
-                    let stream = match handshake.await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(?grace, "connections still open after the shutdown deadline");
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampNanosecondType;
 use arrow::record_batch::RecordBatch;
 use axum::body::Body;
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::Edge;
-use super::body::{Encoding, content_encoding, gunzip, read_body};
+use super::body::{Encoding, Limits, content_encoding, gunzip, read_body};
 
 use crate::auth::Principal;
 use crate::catalog::{Database, TableColumns, table_columns};
@@ -106,9 +106,11 @@ pub async fn write_request(
     }
     let encoding = content_encoding(headers)?;
     let db = database_for_write(edge, principal, database).await?;
+    // The slot is taken once the body is here: a client that stalls mid-body
+    // holds only its own connection, not a slot every tenant shares.
+    let read = read_body(headers, body, &edge.limits, &edge.body_bytes);
+    let (body, _held) = stage("read", read).await?;
     let _slot = edge.write_slot().await?;
-    let body = read_body(headers, body, edge.limits.max_request_bytes);
-    let body = stage("read", body).await?;
     // Shed before decoding; the body was read, so the connection stays usable.
     if let Some(full) = edge.router.all_full().filter(|_| !mode.dry_run) {
         return Err(full.into());
@@ -258,15 +260,20 @@ impl SchemaLookup for WriteLookup<'_> {
     }
 }
 
-/// Writes a producer's batch (Flight `DoPut`) of one table. Past the series
-/// quota the whole batch is refused, naming its first row past it.
+/// Writes a producer's batch (Flight `DoPut`) of one table, held to the same
+/// limits as a line-protocol write: name and value sizes, the retention period,
+/// the table and column quotas (at the schema commit), the series quota, and a
+/// write slot. A batch is refused whole, naming its first row past a limit.
 pub async fn write_batch(
     edge: &Edge,
     db: &Database,
     table: &str,
     batch: RecordBatch,
 ) -> Result<(), Error> {
-    let series = series_of(edge, db, db.retention_cutoff(crate::auth::now_ns())).await?;
+    let cutoff = db.retention_cutoff(crate::auth::now_ns());
+    check_batch(&edge.limits, table, &batch, cutoff)?;
+    let _slot = edge.write_slot().await?;
+    let series = series_of(edge, db, cutoff).await?;
     let times = batch
         .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
@@ -308,6 +315,97 @@ pub async fn write_batch(
         }
     }
     Err(SeriesError::Contended(db.id).into())
+}
+
+/// The checks line protocol makes while parsing, made on a producer's batch
+/// (already in the table layout): the lengths of names, tag values and string
+/// values, and no time before the retention `cutoff`.
+fn check_batch(
+    limits: &Limits,
+    table: &str,
+    batch: &RecordBatch,
+    cutoff: Option<i64>,
+) -> Result<(), Error> {
+    let bad = |m: String| Error::InvalidFlightData(m);
+    let name_limit = limits.max_tag_bytes;
+    if table.len() > name_limit {
+        return Err(bad(format!(
+            "table name is {} bytes, over the limit of {name_limit} (--max-tag-bytes)",
+            table.len()
+        )));
+    }
+    let schema = batch.schema();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let name = field.name();
+        if name.len() > name_limit {
+            return Err(bad(format!(
+                "column name is {} bytes, over the limit of {name_limit} (--max-tag-bytes)",
+                name.len()
+            )));
+        }
+        let (values, keys, what, limit, flag) = match ColumnType::from_arrow_field(field) {
+            Some(ColumnType::Tag) => {
+                let dict = column.as_any_dictionary_opt().ok_or_else(|| {
+                    Error::Internal(format!("tag column \"{name}\" is not a dictionary"))
+                })?;
+                let keys = dict.normalized_keys();
+                (
+                    dict.values().clone(),
+                    Some(keys),
+                    "value of tag",
+                    name_limit,
+                    "--max-tag-bytes",
+                )
+            }
+            Some(ColumnType::String) => (
+                column.clone(),
+                None,
+                "string value of field",
+                limits.max_string_bytes,
+                "--max-string-bytes",
+            ),
+            Some(ColumnType::Time) => {
+                if let (Some(min), Some(times)) =
+                    (cutoff, column.as_primitive_opt::<TimestampNanosecondType>())
+                    && let Some(row) = times.values().iter().position(|&t| t < min)
+                {
+                    return Err(bad(format!(
+                        "row {}: timestamp {} is older than the database's retention period: points must be at or after {} ({min} ns)",
+                        row + 1,
+                        times.value(row),
+                        chrono::DateTime::from_timestamp_nanos(min)
+                            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    )));
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        let Some(strings) = values.as_string_opt::<i32>() else {
+            continue;
+        };
+        let too_long = |row: usize, value: usize| {
+            (strings.is_valid(value) && strings.value(value).len() > limit).then(|| {
+                bad(format!(
+                    "row {}: {what} \"{name}\" is {} bytes, over the limit of {limit} ({flag})",
+                    row + 1,
+                    strings.value(value).len()
+                ))
+            })
+        };
+        let found = match &keys {
+            Some(keys) => keys
+                .iter()
+                .enumerate()
+                .filter(|(row, _)| column.is_valid(*row))
+                .find_map(|(row, &key)| too_long(row, key)),
+            None => (0..strings.len()).find_map(|row| too_long(row, row)),
+        };
+        if let Some(e) = found {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Adds new tables and columns to the catalog, then lays every batch out in the
