@@ -18,7 +18,7 @@ use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, request, row, write};
 
 /// Sends `batch` as one `DoPut` to `[database, table]`, unsplit (as pyarrow
 /// sends it), with `token` as a bearer token.
-async fn put(
+pub async fn put(
     server: &Server,
     token: &str,
     path: [&str; 2],
@@ -51,7 +51,7 @@ async fn put(
 }
 
 /// `rows` rows of `m`: tag `host`, float `v`, times `time_ns`, `time_ns + 1`, ….
-fn batch(host: &str, rows: usize, time_ns: i64) -> RecordBatch {
+pub fn batch(host: &str, rows: usize, time_ns: i64) -> RecordBatch {
     RecordBatch::try_from_iter([
         (
             "host",

@@ -167,6 +167,81 @@ async fn careless_writers(server: Arc<Server>, until: Instant, done: Arc<AtomicU
     }
 }
 
+/// Connections that send half a request line and stall, over and over.
+async fn slow_loris(base: String, until: Instant, done: Arc<AtomicU64>) {
+    let host = base.trim_start_matches("http://").to_string();
+    while Instant::now() < until {
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            if let Ok(mut s) = TcpStream::connect(&host).await
+                && s.write_all(b"POST /api/v2/wri").await.is_ok()
+            {
+                held.push(s);
+            }
+        }
+        done.fetch_add(held.len() as u64, Ordering::Relaxed);
+        // The header timeout closes them; a read then ends.
+        let closed = held.into_iter().map(|mut s| async move {
+            let mut buf = [0u8; 64];
+            tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+                .await
+                .is_ok()
+        });
+        let closed = futures::future::join_all(closed).await;
+        assert!(
+            closed.iter().all(|c| *c),
+            "a half request outlived the header timeout"
+        );
+    }
+}
+
+/// Authenticated uploads that declare 1 MB (under the limit) and stall after 1 KB.
+async fn stalled_uploads(base: String, until: Instant, done: Arc<AtomicU64>) {
+    let host = base.trim_start_matches("http://").to_string();
+    while Instant::now() < until {
+        let uploads = (0..20).map(|_| async {
+            let mut s = TcpStream::connect(&host).await.ok()?;
+            let head = format!(
+                "POST /api/v2/write?bucket={DB} HTTP/1.1\r\nHost: {host}\r\n\
+                 Authorization: Token {ADMIN_TOKEN}\r\nContent-Length: 1000000\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.ok()?;
+            s.write_all(&[b'x'; 1024]).await.ok()?;
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer));
+            read.await.ok()?.ok()?;
+            Some(String::from_utf8_lossy(&answer).into_owned())
+        });
+        for answer in futures::future::join_all(uploads).await {
+            let answer = answer.expect("a stalled upload was neither answered nor closed");
+            assert!(
+                answer.is_empty()
+                    || answer.starts_with("HTTP/1.1 408")
+                    || answer.starts_with("HTTP/1.1 503"),
+                "a stalled upload got {answer}"
+            );
+        }
+        done.fetch_add(20, Ordering::Relaxed);
+    }
+}
+
+/// Flight producers: batches over the size limit, and unknown tokens.
+async fn hostile_producers(server: Arc<Server>, until: Instant, done: Arc<AtomicU64>) {
+    while Instant::now() < until {
+        let big = crate::flight_limits::batch("h", 200_000, 1_700_000_000_000_000_000);
+        let e = crate::flight_limits::put(&server, ADMIN_TOKEN, [DB, "big"], big)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+        let small = crate::flight_limits::batch("h", 10, 1_700_000_000_000_000_000);
+        let e = crate::flight_limits::put(&server, "inflow_forged", [DB, "small"], small)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+        done.fetch_add(2, Ordering::Relaxed);
+    }
+}
+
 async fn acknowledged_are_there(server: &Server, ledger: &Ledger) {
     let auth = format!("Token {ADMIN_TOKEN}");
     let path = sql_path("SELECT id FROM good");
@@ -203,6 +278,12 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
         "4",
         "--query-queue-timeout",
         "200ms",
+        "--http-header-read-timeout",
+        "2s",
+        "--http-body-read-timeout",
+        "2s",
+        "--max-request-bytes",
+        "1048576",
     ];
     let server = Arc::new(Server::start(dir.path(), &args));
     let r = write(
@@ -214,7 +295,7 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
     .await;
     assert_eq!(r.status, 204, "the database is made by a first write");
     let until = Instant::now() + run_for();
-    let counts: Vec<Arc<AtomicU64>> = (0..3).map(|_| Arc::default()).collect();
+    let counts: Vec<Arc<AtomicU64>> = (0..6).map(|_| Arc::default()).collect();
     let writer = tokio::spawn(good_writer(Arc::clone(&server), until));
     let actors = vec![
         tokio::spawn(huge_readers(
@@ -232,6 +313,21 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
             until,
             Arc::clone(&counts[2]),
         )),
+        tokio::spawn(slow_loris(
+            server.base.clone(),
+            until,
+            Arc::clone(&counts[3]),
+        )),
+        tokio::spawn(stalled_uploads(
+            server.base.clone(),
+            until,
+            Arc::clone(&counts[4]),
+        )),
+        tokio::spawn(hostile_producers(
+            Arc::clone(&server),
+            until,
+            Arc::clone(&counts[5]),
+        )),
     ];
     for actor in actors {
         actor.await.expect("a hostile actor's checks");
@@ -239,13 +335,17 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
     let ledger = writer.await.expect("the good writer");
     eprintln!(
         "hostile run: {} lines acknowledged, {} unknown, {} writes retried after 503; \
-         huge readers {}, endless queries {}, careless writes {}",
+         huge readers {}, endless queries {}, careless writes {}, half requests {}, \
+         stalled uploads {}, hostile producers {}",
         ledger.acked.len(),
         ledger.unknown.len(),
         ledger.refused,
         counts[0].load(Ordering::Relaxed),
         counts[1].load(Ordering::Relaxed),
         counts[2].load(Ordering::Relaxed),
+        counts[3].load(Ordering::Relaxed),
+        counts[4].load(Ordering::Relaxed),
+        counts[5].load(Ordering::Relaxed),
     );
     assert!(
         ledger.acked.len() >= 200,
