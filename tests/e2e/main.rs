@@ -17,6 +17,7 @@ mod ops;
 mod query;
 mod query_limits;
 mod reserved;
+mod reuse;
 mod sequence;
 mod slow_clients;
 mod telegraf;
