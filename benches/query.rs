@@ -18,7 +18,7 @@ use arrow::array::{Float64Array, RecordBatch, StringDictionaryBuilder, Timestamp
 use arrow::datatypes::Int32Type;
 use futures::TryStreamExt;
 use inflow::auth::Principal;
-use inflow::catalog::{Catalog, SchemaLimits, TableColumns};
+use inflow::catalog::{Catalog, DbRef, SchemaLimits, TableColumns};
 use inflow::influxql;
 use inflow::ingester::buffer::Chunk;
 use inflow::ingester::read::{TimeRange, buffered_batches};
@@ -38,7 +38,7 @@ struct Buffered(Vec<Arc<Chunk>>);
 impl BufferSource for Buffered {
     async fn fetch(
         &self,
-        _: &str,
+        _: DbRef<'_>,
         _: &str,
         range: TimeRange,
     ) -> Result<Vec<RecordBatch>, QueryError> {

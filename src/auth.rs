@@ -18,7 +18,7 @@ use http::HeaderValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::catalog::{Catalog, Permission, TokenRecord};
+use crate::catalog::{Catalog, CatalogState, Database, DbId, Permission, TokenRecord};
 
 /// Prefix of every token this service makes, so they are recognisable in a leak scan.
 pub const TOKEN_PREFIX: &str = "inflow_";
@@ -80,18 +80,51 @@ impl Principal {
         self.admin || self.permissions.contains(&Permission::Admin)
     }
 
-    pub fn can_write(&self, database: &str) -> bool {
-        self.is_admin()
-            || self.permissions.iter().any(
-                |p| matches!(p, Permission::Database { name, write: true, .. } if name == database),
-            )
+    /// Whether the token names `database` with write permission: checked
+    /// before the database is looked up, so a token learns nothing about
+    /// databases it was never given. [`Self::can_write`] decides.
+    pub fn may_write(&self, database: &str) -> bool {
+        self.is_admin() || self.names(database, |write, _| write)
     }
 
-    pub fn can_read(&self, database: &str) -> bool {
-        self.is_admin()
-            || self.permissions.iter().any(
-                |p| matches!(p, Permission::Database { name, read: true, .. } if name == database),
-            )
+    /// [`Self::may_write`] for reading.
+    pub fn may_read(&self, database: &str) -> bool {
+        self.is_admin() || self.names(database, |_, read| read)
+    }
+
+    /// Whether the token may write to this database: by id, so a token made
+    /// for a deleted database of the same name does not reach it.
+    pub fn can_write(&self, database: &Database) -> bool {
+        self.is_admin() || self.grants(database.id, |write, _| write)
+    }
+
+    /// Whether the token may read this database, by id.
+    pub fn can_read(&self, database: &Database) -> bool {
+        self.is_admin() || self.grants(database.id, |_, read| read)
+    }
+
+    /// [`Self::can_read`] of the live database named `database` in `state`;
+    /// with no such database, [`Self::may_read`] (the caller then answers
+    /// that it does not exist).
+    pub fn can_read_in(&self, state: &CatalogState, database: &str) -> bool {
+        match state.database(database) {
+            Some(db) => self.can_read(db),
+            None => self.may_read(database),
+        }
+    }
+
+    fn names(&self, database: &str, action: impl Fn(bool, bool) -> bool) -> bool {
+        self.permissions.iter().any(|p| {
+            matches!(p, Permission::Database { name, read, write, .. }
+                if name == database && action(*write, *read))
+        })
+    }
+
+    fn grants(&self, id: DbId, action: impl Fn(bool, bool) -> bool) -> bool {
+        self.permissions.iter().any(|p| {
+            matches!(p, Permission::Database { database_id: Some(granted), read, write, .. }
+                if *granted == id && action(*write, *read))
+        })
     }
 }
 
@@ -423,15 +456,13 @@ mod tests {
                 .is_admin()
         );
 
-        let perm = Permission::Database {
-            name: "db".into(),
-            read: false,
-            write: true,
-        };
+        let perm = Permission::database("db", false, true);
         let (token, record) = new_token_record(vec![perm], String::new());
         catalog.create_token(record).await.unwrap();
         let p = auth.authenticate_token(&token).await.unwrap();
-        assert!(p.can_write("db") && !p.can_read("db") && !p.can_write("other") && !p.is_admin());
+        let db = catalog.state().database("db").cloned().unwrap();
+        assert!(p.can_write(&db) && !p.can_read(&db) && !p.is_admin());
+        assert!(p.may_write("db") && !p.may_read("db") && !p.may_write("other"));
         assert!(matches!(
             auth.authenticate_token("inflow_nope").await,
             Err(AuthError::UnknownToken)
@@ -481,19 +512,80 @@ mod tests {
         // Right after a miss, a token another process made is found.
         assert!(auth.authenticate_token("inflow_other").await.is_err());
         let other = Catalog::load(store).await.unwrap();
-        let perm = Permission::Database {
-            name: "db".into(),
-            read: true,
-            write: false,
-        };
+        let perm = Permission::database("db", true, false);
         let (token, record) = new_token_record(vec![perm], String::new());
         other.create_token(record).await.unwrap();
-        assert!(
-            auth.authenticate_token(&token)
-                .await
-                .unwrap()
-                .can_read("db")
+        let found = auth.authenticate_token(&token).await.unwrap();
+        let db = catalog.state().database("db").cloned().unwrap();
+        assert!(found.can_read(&db));
+    }
+
+    /// A token made for `x` keeps reaching that database only: once it is
+    /// deleted and `x` created again, the name still matches (so the answer
+    /// is 403, not 404) but the new database is out of its reach.
+    #[tokio::test]
+    async fn a_token_reaches_only_the_database_it_was_made_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::load(Store::local(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let auth = Authorizer::new("admin-secret", Arc::clone(&catalog));
+        let perm = Permission::database("x", true, true);
+        let (token, record) = new_token_record(vec![perm], "old".into());
+        catalog.create_token(record).await.unwrap();
+        let old = catalog.state().database("x").cloned().unwrap();
+        catalog.delete_database("x", 1).await.unwrap();
+        catalog.create_database_strict("x", None).await.unwrap();
+        let new = catalog.state().database("x").cloned().unwrap();
+        assert_ne!(old.id, new.id);
+        let p = auth.authenticate_token(&token).await.unwrap();
+        assert!(p.can_read(&old) && p.can_write(&old));
+        assert!(!p.can_read(&new) && !p.can_write(&new));
+        assert!(!p.can_read_in(&catalog.state(), "x"));
+        assert!(p.may_read("x") && p.may_write("x"));
+    }
+
+    /// Tokens stored by a release before permissions carried ids name their
+    /// database only: each is bound to the database of that name when it was
+    /// made, so a token from before a delete does not reach the database
+    /// created afterwards, and one from after does.
+    #[tokio::test]
+    async fn a_token_stored_by_name_is_bound_to_the_database_it_was_made_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("catalog/log");
+        std::fs::create_dir_all(&log).unwrap();
+        let token_op = |id: u64, token: &str| {
+            format!(
+                r#"{{"op":"create_token","id":{id},"hash":"{}","permissions":[{{"kind":"database","name":"x","read":true,"write":true}}],"created_at_ns":1}}"#,
+                hex::encode(hash_token(token))
+            )
+        };
+        let entries = [
+            r#"{"op":"create_database","id":1,"name":"x"}"#.to_string(),
+            token_op(1, "before"),
+            r#"{"op":"delete_database","database":1,"at_ns":2}"#.to_string(),
+            r#"{"op":"create_database","id":2,"name":"x"}"#.to_string(),
+            token_op(2, "after"),
+        ];
+        for (n, op) in entries.iter().enumerate() {
+            let version = if op.contains("delete_database") { 2 } else { 1 };
+            let entry = format!(r#"{{"format_version":{version},"ops":[{op}]}}"#);
+            std::fs::write(log.join(format!("{n:020}.json")), entry).unwrap();
+        }
+        let catalog = Catalog::load(Store::local(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let auth = Authorizer::new("admin-secret", Arc::clone(&catalog));
+        let state = catalog.state();
+        let (old, new) = (
+            state.database_by_id(1).unwrap(),
+            state.database("x").unwrap(),
         );
+        assert_eq!(new.id, 2);
+        let before = auth.authenticate_token("before").await.unwrap();
+        assert!(before.can_read(old) && !before.can_read(new) && !before.can_write(new));
+        let after = auth.authenticate_token("after").await.unwrap();
+        assert!(after.can_read(new) && after.can_write(new) && !after.can_read(old));
     }
 
     #[test]

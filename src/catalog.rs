@@ -82,11 +82,42 @@ pub struct ColumnDef {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Permission {
     Admin,
+    /// One database, by id: a database deleted and created again under the
+    /// same name is another database, which this permission does not reach.
+    /// `name` is what the token was made for (shown, and checked first so a
+    /// token learns nothing of databases it never named).
     Database {
         name: String,
+        /// Absent in entries of releases before ids were stored: the log
+        /// binds such a permission, as it is read, to the database that had
+        /// the name when the token was created (see [`CatalogState::apply`]).
+        /// Older readers ignore the field and go on matching by name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database_id: Option<DbId>,
         read: bool,
         write: bool,
     },
+}
+
+impl Permission {
+    /// A permission on the database `name`; its id is set when the token is stored.
+    pub fn database(name: impl Into<String>, read: bool, write: bool) -> Self {
+        Self::Database {
+            name: name.into(),
+            database_id: None,
+            read,
+            write,
+        }
+    }
+}
+
+/// A database as writes and reads carry it below the edge: the id keys WAL
+/// entries, buffers and files (a name can be reused after a delete, an id
+/// never is); the name is for logs and for peers of older releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbRef<'a> {
+    pub id: DbId,
+    pub name: &'a str,
 }
 
 /// A token as stored: only its SHA-256 hash, never the token.
@@ -239,6 +270,14 @@ pub struct Database {
 }
 
 impl Database {
+    /// Its id and name, as writes and reads carry them.
+    pub fn key(&self) -> DbRef<'_> {
+        DbRef {
+            id: self.id,
+            name: &self.name,
+        }
+    }
+
     pub fn table(&self, name: &str) -> Option<&Arc<Table>> {
         self.table_ids.get(name).and_then(|id| self.tables.get(id))
     }
@@ -320,6 +359,23 @@ impl CatalogState {
         self.database(name).is_none()
             && (self.purged_names.contains(name)
                 || self.deleted_databases().any(|d| d.name == name))
+    }
+
+    /// The database of this id if it is live (not deleted).
+    pub fn live_database_by_id(&self, id: DbId) -> Option<&Arc<Database>> {
+        self.databases
+            .get(&id)
+            .filter(|d| d.deleted_at_ns.is_none())
+    }
+
+    /// Whether the database of this id existed and was deleted (or purged
+    /// since: ids are never reused, so an id this state has given out but no
+    /// longer holds is a purged one). Its buffered rows are dropped data.
+    pub fn is_dropped(&self, id: DbId) -> bool {
+        match self.databases.get(&id) {
+            Some(db) => db.deleted_at_ns.is_some(),
+            None => id != 0 && id <= self.last_database_id,
+        }
     }
 
     /// Deleted databases not purged yet.
@@ -429,9 +485,30 @@ impl CatalogState {
                     }
                 }
             }
-            Op::CreateToken(t) => {
+            Op::CreateToken(mut t) => {
+                self.bind_permissions(&mut t);
                 self.last_token_id = self.last_token_id.max(t.id);
                 self.tokens.insert(t.hash.clone(), Arc::new(t));
+            }
+        }
+    }
+}
+
+impl CatalogState {
+    /// Gives a permission stored without a database id (by a release before
+    /// ids were stored) the id of the live database of its name at this point
+    /// of the log: every release creates a token's databases in an entry
+    /// before the token's, so that is the database the token was made for.
+    /// A name with no live database here stays unbound and grants nothing.
+    fn bind_permissions(&self, token: &mut TokenRecord) {
+        for p in &mut token.permissions {
+            if let Permission::Database {
+                name,
+                database_id: id @ None,
+                ..
+            } = p
+            {
+                *id = self.database_ids.get(name.as_str()).copied();
             }
         }
     }
@@ -676,11 +753,31 @@ impl Catalog {
         tables: &[TableColumns<'_>],
         limits: SchemaLimits,
     ) -> Result<Arc<Database>, CatalogError> {
+        let mut state = self.state();
+        if state.database(database).is_none() {
+            state = self.refresh().await?;
+        }
+        let id = state
+            .database(database)
+            .map(|d| d.id)
+            .ok_or_else(|| CatalogError::DatabaseNotFound(database.to_string()))?;
+        let db = DbRef { id, name: database };
+        self.ensure_schema_of(db, tables, limits).await
+    }
+
+    /// [`Self::ensure_schema`] of the database with this id: a write checked
+    /// against one database never adds columns to another that took its name
+    /// meanwhile; a deleted database is not found.
+    pub async fn ensure_schema_of(
+        &self,
+        database: DbRef<'_>,
+        tables: &[TableColumns<'_>],
+        limits: SchemaLimits,
+    ) -> Result<Arc<Database>, CatalogError> {
+        let not_found = || CatalogError::DatabaseNotFound(database.name.to_string());
         let state = self
             .commit(|s| {
-                let db = s
-                    .database(database)
-                    .ok_or_else(|| CatalogError::DatabaseNotFound(database.to_string()))?;
+                let db = s.live_database_by_id(database.id).ok_or_else(not_found)?;
                 let limits = db.limits(limits);
                 let mut ops = Vec::new();
                 let mut next_table = db.tables.keys().next_back().map_or(1, |id| id + 1);
@@ -753,16 +850,20 @@ impl Catalog {
             })
             .await?;
         state
-            .database(database)
+            .live_database_by_id(database.id)
             .cloned()
-            .ok_or_else(|| CatalogError::DatabaseNotFound(database.to_string()))
+            .ok_or_else(not_found)
     }
 
-    /// Stores a new token record; also creates the databases it names.
+    /// Stores a new token record; also creates the databases it names, and
+    /// binds each permission to its database's id.
     pub async fn create_token(&self, mut record: TokenRecord) -> Result<TokenRecord, CatalogError> {
-        for p in &record.permissions {
-            if let Permission::Database { name, .. } = p {
-                self.create_database(name).await?;
+        for p in &mut record.permissions {
+            if let Permission::Database {
+                name, database_id, ..
+            } = p
+            {
+                *database_id = Some(self.create_database(name).await?);
             }
         }
         let state = self

@@ -288,11 +288,11 @@ async fn token(command: TokenCommand) -> Result<(), String> {
         } => {
             let permissions = match (admin, database) {
                 (true, _) => vec![Permission::Admin],
-                (false, Some(name)) => vec![Permission::Database {
+                (false, Some(name)) => vec![Permission::database(
                     name,
-                    read: permission.contains(&TokenPermission::Read),
-                    write: permission.contains(&TokenPermission::Write),
-                }],
+                    permission.contains(&TokenPermission::Read),
+                    permission.contains(&TokenPermission::Write),
+                )],
                 (false, None) => return Err("--database or --admin is required".into()),
             };
             let expiry = expiry

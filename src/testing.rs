@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 
-use crate::catalog::{Catalog, SchemaLimits, TableColumns, table_columns};
+use crate::catalog::{Catalog, DbRef, SchemaLimits, TableColumns, table_columns};
 use crate::ingester::buffer::Chunk;
 use crate::ingester::read::{TimeRange, buffered_batches};
 use crate::ingester::snapshot::{day_files, merge, target_schema};
@@ -97,7 +97,7 @@ pub struct Buffered(pub Vec<Arc<Chunk>>);
 impl BufferSource for Buffered {
     async fn fetch(
         &self,
-        _: &str,
+        _: DbRef<'_>,
         _: &str,
         range: TimeRange,
     ) -> Result<Vec<RecordBatch>, QueryError> {

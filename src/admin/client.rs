@@ -164,7 +164,9 @@ impl Target {
                 let grants: Vec<serde_json::Value> = permissions
                     .iter()
                     .filter_map(|p| match p {
-                        Permission::Database { name, read, write } => {
+                        Permission::Database {
+                            name, read, write, ..
+                        } => {
                             let actions: Vec<&str> = [(*read, "read"), (*write, "write")]
                                 .into_iter()
                                 .filter(|(on, _)| *on)

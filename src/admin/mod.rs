@@ -173,7 +173,9 @@ impl TokenInfo {
             .iter()
             .map(|p| match p {
                 Permission::Admin => "admin".to_string(),
-                Permission::Database { name, read, write } => {
+                Permission::Database {
+                    name, read, write, ..
+                } => {
                     let actions: Vec<&str> = [(*read, "read"), (*write, "write")]
                         .into_iter()
                         .filter(|(on, _)| *on)
@@ -496,7 +498,7 @@ fn permissions(body: Vec<PermissionBody>) -> Result<Vec<Permission>, Error> {
             )));
         }
         for name in p.resource_identifier {
-            out.push(Permission::Database { name, read, write });
+            out.push(Permission::database(name, read, write));
         }
     }
     if out.is_empty() {

@@ -201,15 +201,21 @@ impl FlightService for EdgeFlight {
         let [database, table]: [String; 2] = path.try_into().map_err(|_| {
             Status::invalid_argument("the FlightDescriptor path must be [database, table]")
         })?;
-        if !principal.can_write(&database) {
+        let forbidden = || {
             let e = Error::Forbidden(format!(
                 "token does not have write permission on database \"{database}\""
             ));
-            return Err(e.to_grpc());
+            e.to_grpc()
+        };
+        if !principal.may_write(&database) {
+            return Err(forbidden());
         }
         let db = database_for_write(&edge, &principal, &database)
             .await
             .map_err(|e| e.to_grpc())?;
+        if !principal.can_write(&db) {
+            return Err(forbidden());
+        }
         let first =
             futures::stream::iter([Ok(first)]).filter(|r: &Result<FlightData, FlightError>| {
                 futures::future::ready(r.as_ref().is_ok_and(|d| !d.data_header.is_empty()))

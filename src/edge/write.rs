@@ -99,13 +99,20 @@ pub async fn write_request(
     opts: ParseOptions,
     mode: WriteMode,
 ) -> Result<(), Error> {
-    if !principal.can_write(database) {
-        return Err(Error::Forbidden(format!(
+    let forbidden = || {
+        Error::Forbidden(format!(
             "token does not have write permission on database \"{database}\""
-        )));
+        ))
+    };
+    if !principal.may_write(database) {
+        return Err(forbidden());
     }
     let encoding = content_encoding(headers)?;
     let db = database_for_write(edge, principal, database).await?;
+    // By id: a token for an earlier database of this name does not reach it.
+    if !principal.can_write(&db) {
+        return Err(forbidden());
+    }
     // The slot is taken once the body is here: a client that stalls mid-body
     // holds only its own connection, not a slot every tenant shares.
     let read = read_body(headers, body, &edge.limits, &edge.body_bytes);
@@ -164,7 +171,7 @@ pub async fn write_lines(
             break parsed;
         }
         let committed = stage("commit", async {
-            let tables = commit_schema(edge, &db.name, parsed.tables).await?;
+            let tables = commit_schema(edge, &db, parsed.tables).await?;
             Ok::<_, Error>((tables, series.commit(&parsed.series).await?))
         });
         let (tables, committed) = committed.await?;
@@ -176,7 +183,7 @@ pub async fn write_lines(
             return Err(SeriesError::Contended(db.id).into());
         }
         let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
-        let routed = edge.router.write(&db.name, &tables, mode.no_sync);
+        let routed = edge.router.write(db.key(), &tables, mode.no_sync);
         stage("ingest", routed.instrument(span)).await?;
         metrics.lines.inc_by(parsed.lines as u64);
         // Its tables went to the ingesters; its line errors are answered below.
@@ -309,9 +316,9 @@ pub async fn write_batch(
             table: table.to_string(),
             batch: batch.clone(),
         };
-        let tables = commit_schema(edge, &db.name, vec![table]).await?;
+        let tables = commit_schema(edge, db, vec![table]).await?;
         if series.commit(&found).await? == Committed::Done {
-            return Ok(edge.router.write(&db.name, &tables, false).await?);
+            return Ok(edge.router.write(db.key(), &tables, false).await?);
         }
     }
     Err(SeriesError::Contended(db.id).into())
@@ -409,10 +416,12 @@ fn check_batch(
 }
 
 /// Adds new tables and columns to the catalog, then lays every batch out in the
-/// catalog's column order (columns it lacks are null).
+/// catalog's column order (columns it lacks are null). By the database's id:
+/// if it was deleted since the write looked it up, the write fails (404)
+/// instead of adding its columns to another database of the same name.
 pub async fn commit_schema(
     edge: &Edge,
-    database: &str,
+    database: &Database,
     tables: Vec<TableBatch>,
 ) -> Result<Vec<TableBatch>, Error> {
     let schemas: Vec<_> = tables.iter().map(|t| t.batch.schema()).collect();
@@ -431,7 +440,7 @@ pub async fn commit_schema(
     let limits = edge.server_limits();
     let db = edge
         .catalog
-        .ensure_schema(database, &wanted, limits)
+        .ensure_schema_of(database.key(), &wanted, limits)
         .await?;
     drop(wanted);
     tables

@@ -84,15 +84,28 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// The database a statement reads (its own `ON`/qualified name first),
     /// which the token must be allowed to read.
-    fn database<'b>(&'b self, named: Option<&'b str>) -> Result<&'b str, InfluxqlError> {
+    async fn database<'b>(&'b self, named: Option<&'b str>) -> Result<&'b str, InfluxqlError> {
         let db = named
             .or(self.database)
             .filter(|d| !d.is_empty())
             .ok_or(InfluxqlError::DatabaseRequired)?;
-        if !self.principal.can_read(db) {
-            return Err(InfluxqlError::Forbidden(format!(
+        let forbidden = || {
+            InfluxqlError::Forbidden(format!(
                 "token does not have read permission on database \"{db}\""
-            )));
+            ))
+        };
+        if !self.principal.may_read(db) {
+            return Err(forbidden());
+        }
+        if self.principal.is_admin() {
+            return Ok(db);
+        }
+        // By id: a token for a deleted database of this name does not read
+        // the one that took it.
+        let state = self.querier.catalog().refresh().await;
+        let state = state.map_err(crate::query::QueryError::from)?;
+        if !self.principal.can_read_in(&state, db) {
+            return Err(forbidden());
         }
         Ok(db)
     }

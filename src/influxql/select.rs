@@ -39,7 +39,7 @@ const VALUE_BYTES: usize = std::mem::size_of::<Value>();
 
 pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, InfluxqlError> {
     let named = s.from.iter().find_map(|f| f.database.as_deref());
-    let db = ctx.database(named)?;
+    let db = ctx.database(named).await?;
     // A retention policy other than the default is its own database, as
     // `/write?rp=` stores it.
     let rp = s
@@ -54,7 +54,7 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, Influx
                 return Err(InfluxqlError::DatabaseNotFound(db.to_string()));
             }
             let with_rp = format!("{db}/{rp}");
-            ctx.database(Some(&with_rp))?;
+            ctx.database(Some(&with_rp)).await?;
             match ctx.querier.session(&with_rp).await {
                 Err(crate::query::QueryError::DatabaseNotFound(_)) => {
                     return Err(InfluxqlError::RetentionPolicyNotFound(rp.to_string()));

@@ -36,7 +36,7 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
     match statement {
         Statement::ShowDatabases => show_databases(ctx).await,
         Statement::ShowRetentionPolicies { on } => {
-            let db = ctx.database(on.as_deref())?;
+            let db = ctx.database(on.as_deref()).await?;
             ctx.querier.database(db).await?;
             Ok(vec![single(
                 "",
@@ -176,8 +176,8 @@ async fn show_databases(ctx: &Context<'_>) -> Result<Vec<Series>, InfluxqlError>
     // In creation order, as 1.x lists them.
     let names: Vec<String> = state
         .databases()
+        .filter(|d| ctx.principal.can_read(d))
         .map(|d| d.name.clone())
-        .filter(|n| ctx.principal.can_read(n))
         .collect();
     let rows: Vec<Vec<Value>> = names.into_iter().map(|n| vec![Value::String(n)]).collect();
     Ok(vec![single("databases", &["name"], rows)])
@@ -207,7 +207,7 @@ async fn tables(
     from: Option<&Vec<Source>>,
 ) -> Result<(Vec<Arc<Table>>, SessionContext), InfluxqlError> {
     let named = from.and_then(|f| f.iter().find_map(|s| s.database.as_deref()));
-    let db = ctx.database(on.or(named))?;
+    let db = ctx.database(on.or(named)).await?;
     let (database, session) = ctx.querier.session(db).await?;
     let all: Vec<Arc<Table>> = database.tables().cloned().collect();
     let tables = match from {

@@ -12,6 +12,8 @@ use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
+use crate::catalog::DbId;
+
 /// One write's batch for one table, as committed in a WAL segment.
 #[derive(Debug)]
 pub struct Chunk {
@@ -88,8 +90,10 @@ fn copy(data: &ArrayData) -> Result<ArrayData, ArrowError> {
     }
 }
 
-/// (database, table) names.
-pub type TableKey = (Arc<str>, Arc<str>);
+/// (database id, table name). By id: a name may pass to a new database once
+/// the old one is deleted, and the old one's rows must not follow it. Tables
+/// cannot be deleted, so within a database their names are ids enough.
+pub type TableKey = (DbId, Arc<str>);
 
 #[derive(Debug, Default)]
 pub struct Buffer {
@@ -244,7 +248,7 @@ mod tests {
 
     #[test]
     fn snapshot_takes_and_drops_only_covered_segments() {
-        let key: TableKey = ("db".into(), "t".into());
+        let key: TableKey = (1, "t".into());
         let mut b = Buffer::default();
         b.insert_segment(1, [(key.clone(), chunk(1))]);
         b.insert_segment(2, [(key.clone(), chunk(2))]);
@@ -262,8 +266,8 @@ mod tests {
 
     #[test]
     fn a_cut_holds_at_most_the_bytes_asked_for_but_never_nothing() {
-        let key: TableKey = ("db".into(), "t".into());
-        let other: TableKey = ("db".into(), "u".into());
+        let key: TableKey = (1, "t".into());
+        let other: TableKey = (1, "u".into());
         let mut b = Buffer::default();
         assert_eq!(b.cut(100), None);
         // 16 bytes per chunk; segment 2 holds two tables' chunks.

@@ -31,6 +31,7 @@ use tracing::Instrument;
 use super::read::{TimeRange, buffered_batches};
 use super::{Ingester, Refused};
 
+use crate::catalog::{DbId, DbRef};
 use crate::proto::refusal::Reason;
 use crate::proto::{FORMAT_VERSION, ReadBuffer, Refusal, WriteAck, WriteBatch, write_ack};
 
@@ -106,6 +107,18 @@ fn put_result(msg: WriteAck) -> PutResult {
     PutResult {
         app_metadata: msg.encode_to_vec().into(),
     }
+}
+
+/// The database id a write belongs to: its own, or from a router of a
+/// release that sends names only, the live database's of that name.
+async fn database_id(ingester: &Ingester, meta: &WriteBatch) -> Result<DbId, Refused> {
+    if meta.database_id != 0 {
+        return Ok(meta.database_id);
+    }
+    ingester.database_id(&meta.database).await.ok_or_else(|| {
+        let why = format!("database \"{}\" not found", meta.database);
+        Refused::new(Reason::Invalid, why)
+    })
 }
 
 fn unimplemented<T>(what: &str) -> Result<T, Status> {
@@ -199,15 +212,17 @@ impl FlightService for IngesterFlight {
                 );
                 crate::telemetry::continue_trace(&span, &meta.traceparent);
                 let write = async move {
-                    let outcome = ingester
-                        .write(
-                            &meta.database,
-                            &meta.table,
-                            meta.sequence,
-                            batch,
-                            meta.no_sync,
-                        )
-                        .await;
+                    let outcome = match database_id(&ingester, &meta).await {
+                        Ok(id) => {
+                            let database = DbRef {
+                                id,
+                                name: &meta.database,
+                            };
+                            let (table, sequence) = (&meta.table, meta.sequence);
+                            (ingester.write(database, table, sequence, batch, meta.no_sync)).await
+                        }
+                        Err(refused) => Err(refused),
+                    };
                     let max_sequence = ingester.max_sequence();
                     let _ = tx.send(Ok(ack(meta.write_id, outcome, max_sequence))).await;
                 };
@@ -261,7 +276,12 @@ impl FlightService for IngesterFlight {
                 read.format_version
             )));
         }
-        let chunks = self.ingester.buffered_chunks(&read.database, &read.table);
+        // A querier of an older release names the database only.
+        let database_id = match read.database_id {
+            0 => self.ingester.database_id(&read.database).await.unwrap_or(0),
+            id => id,
+        };
+        let chunks = self.ingester.buffered_chunks(database_id, &read.table);
         let range = TimeRange {
             min: read.min_time,
             max: read.max_time,

@@ -43,7 +43,7 @@ use object_store::path::Path;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::catalog::{Catalog, ParquetFile, table_columns};
+use crate::catalog::{Catalog, CatalogState, DbId, DbRef, ParquetFile, table_columns};
 use crate::metrics::metrics;
 use crate::proto::refusal::Reason;
 use crate::store::{Put, Store, StoreError};
@@ -99,9 +99,13 @@ pub enum IngesterError {
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
     #[error(
-        "buffered data for table \"{table}\" of database \"{database}\", which the catalog lacks"
+        "buffered data for table \"{table}\" of database id {database}, which the catalog lacks"
     )]
-    UnknownTable { database: String, table: String },
+    UnknownTable { database: DbId, table: String },
+    #[error(
+        "WAL entry of an earlier release names database \"{0}\", which the catalog neither has nor deleted"
+    )]
+    UnknownDatabase(String),
     #[error("snapshot task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
@@ -239,7 +243,7 @@ impl Ingester {
     /// crash before the commit loses it, which is what the client asked for.
     pub async fn write(
         &self,
-        database: &str,
+        database: DbRef<'_>,
         table: &str,
         sequence: u64,
         batch: RecordBatch,
@@ -276,7 +280,8 @@ impl Ingester {
             wal::encode_batch(&batch).map_err(|e| Refused::new(Reason::Invalid, e.to_string()))?;
         let sequence = self.stamp(sequence);
         let entry = EncodedEntry {
-            database: database.into(),
+            database_id: database.id,
+            database: database.name.into(),
             table: table.into(),
             sequence,
             ipc,
@@ -370,7 +375,7 @@ impl Ingester {
                     let chunks: Vec<_> = writes
                         .iter()
                         .map(|w| {
-                            let key = (Arc::clone(&w.entry.database), Arc::clone(&w.entry.table));
+                            let key = (w.entry.database_id, Arc::clone(&w.entry.table));
                             let chunk = Chunk::new(segment, w.entry.sequence, w.batch.clone());
                             (key, chunk)
                         })
@@ -419,7 +424,8 @@ impl Ingester {
             return Ok(false);
         }
         let number = segment.segment;
-        let chunks: Vec<_> = replayed_chunks(number, entries).collect();
+        let state = self.catalog.state();
+        let chunks = replayed_chunks(number, entries, &state)?;
         self.buffer.lock().insert_segment(number, chunks);
         Ok(true)
     }
@@ -697,10 +703,20 @@ impl Ingester {
     /// The buffered (not yet persisted) chunks of one table, for a querier. A
     /// snapshot drops chunks only after registering their files, so a querier
     /// that asks here first and reads the catalog afterwards misses nothing.
-    pub fn buffered_chunks(&self, database: &str, table: &str) -> Vec<Arc<Chunk>> {
+    pub fn buffered_chunks(&self, database: DbId, table: &str) -> Vec<Arc<Chunk>> {
         self.buffer
             .lock()
-            .table_chunks(&(Arc::from(database), Arc::from(table)))
+            .table_chunks(&(database, Arc::from(table)))
+    }
+
+    /// The id of the live database `name`, for a peer of a release that sends
+    /// names only (a rolling upgrade); `None` if there is none.
+    pub async fn database_id(&self, name: &str) -> Option<DbId> {
+        if let Some(db) = self.catalog.state().database(name) {
+            return Some(db.id);
+        }
+        let state = self.catalog.refresh().await.ok()?;
+        state.database(name).map(|d| d.id)
     }
 }
 
@@ -795,30 +811,34 @@ async fn persist(
     covered: u64,
     tables: Vec<(TableKey, Vec<Arc<Chunk>>)>,
 ) -> Result<Vec<ParquetFile>, IngesterError> {
-    let mut state = catalog.state();
+    // Fresh: rows of a database deleted by another process are dropped, not
+    // written under an id that the lifecycle may already have purged.
+    let mut state = catalog.refresh().await?;
     let mut files = Vec::new();
-    for ((db_name, table_name), chunks) in tables {
-        if state
-            .database(&db_name)
+    for ((db_id, table_name), chunks) in tables {
+        let known = state
+            .live_database_by_id(db_id)
             .and_then(|d| d.table(&table_name))
-            .is_none()
-        {
+            .is_some();
+        if !known && !state.is_dropped(db_id) {
             state = catalog.refresh().await?;
+        }
+        // Rows of a database deleted since they were written go with it; a
+        // database that took its name has another id, and never sees them.
+        if state.is_dropped(db_id) {
+            tracing::info!(database_id = db_id, table = %table_name, "dropping buffered rows of a deleted database");
+            continue;
         }
         // Writes reach an ingester only after the edge committed their schema,
         // so this means a broken catalog: keep everything and retry later.
         let unknown = || IngesterError::UnknownTable {
-            database: db_name.to_string(),
+            database: db_id,
             table: table_name.to_string(),
         };
-        let Some(db) = state.database(&db_name).cloned() else {
-            // Rows of a database deleted since they were written go with it.
-            if state.was_deleted(&db_name) {
-                tracing::info!(database = %db_name, table = %table_name, "dropping buffered rows of a deleted database");
-                continue;
-            }
-            return Err(unknown());
-        };
+        let db = state
+            .live_database_by_id(db_id)
+            .cloned()
+            .ok_or_else(unknown)?;
         let table = db.table(&table_name).cloned().ok_or_else(unknown)?;
         for (group, chunks) in snapshot::groups(chunks, SNAPSHOT_GROUP_BYTES)
             .into_iter()
@@ -920,17 +940,51 @@ fn max_sequence_of(buffer: &Buffer) -> u64 {
     max_sequence_in(&buffer.chunks_up_to(u64::MAX))
 }
 
+/// The chunks of a replayed segment, by database id; entries of a deleted
+/// database are left out (their rows went with it).
 fn replayed_chunks(
     segment: u64,
     entries: Vec<wal::ReplayedEntry>,
-) -> impl Iterator<Item = (TableKey, Chunk)> {
-    entries.into_iter().flat_map(move |e| {
-        let key: TableKey = (e.database.into(), e.table.into());
+    state: &CatalogState,
+) -> Result<Vec<(TableKey, Chunk)>, IngesterError> {
+    let mut kept = Vec::with_capacity(entries.len());
+    for e in entries {
+        match entry_database(state, &e)? {
+            Some(id) => kept.push((id, e)),
+            None => tracing::info!(
+                database = %e.database,
+                database_id = e.database_id,
+                table = %e.table,
+                segment,
+                "WAL entry of a deleted database skipped"
+            ),
+        }
+    }
+    let chunks = kept.into_iter().flat_map(move |(id, e)| {
+        let key: TableKey = (id, e.table.into());
         let sequence = e.sequence;
         e.batches
             .into_iter()
             .map(move |batch| (key.clone(), Chunk::new(segment, sequence, batch)))
-    })
+    });
+    Ok(chunks.collect())
+}
+
+/// The database a WAL entry belongs to, `None` if it was deleted. An entry of
+/// a release before ids were written names its database only: it belongs to
+/// the live database of that name (what that release itself did; a name
+/// deleted and created again before the upgrade cannot be told apart).
+fn entry_database(
+    state: &CatalogState,
+    entry: &wal::ReplayedEntry,
+) -> Result<Option<DbId>, IngesterError> {
+    let id = match (entry.database_id, state.database(&entry.database)) {
+        (0, Some(db)) => db.id,
+        (0, None) if state.was_deleted(&entry.database) => return Ok(None),
+        (0, None) => return Err(IngesterError::UnknownDatabase(entry.database.clone())),
+        (id, _) => id,
+    };
+    Ok((!state.is_dropped(id)).then_some(id))
 }
 
 /// Rebuilds a buffer from the WAL segments of `prefix` (every epoch) that no
@@ -942,6 +996,8 @@ async fn replay(
     catalog: &Catalog,
 ) -> Result<(Buffer, u64), IngesterError> {
     let mut covered = catalog.covered_segment(prefix);
+    // Fresh, to tell which entries belong to databases deleted meanwhile.
+    let state = catalog.refresh().await?;
     let mut buffer = Buffer::default();
     let mut next = covered.map_or(0, |c| c + 1);
     let mut segments = Vec::new();
@@ -969,7 +1025,8 @@ async fn replay(
                 continue;
             }
             let (_, entries) = wal::decode_segment(&path, record.body)?;
-            buffer.insert_segment(record.segment, replayed_chunks(record.segment, entries));
+            let chunks = replayed_chunks(record.segment, entries, &state)?;
+            buffer.insert_segment(record.segment, chunks);
             replayed += 1;
         }
     }
@@ -995,7 +1052,7 @@ async fn replay(
             Err(e) => return Err(e.into()),
         };
         let (_, entries) = wal::decode_segment(&path, bytes)?;
-        buffer.insert_segment(segment, replayed_chunks(segment, entries));
+        buffer.insert_segment(segment, replayed_chunks(segment, entries, &state)?);
         replayed += 1;
     }
     if covered.is_some() {
@@ -1018,6 +1075,9 @@ mod tests {
     use super::*;
     use crate::testing::{Buffered, catalog_with_table, chunk, sql};
 
+    /// The database `catalog_with_table` makes.
+    const DB: DbRef<'static> = DbRef { id: 1, name: "db" };
+
     fn rows_in(bytes: bytes::Bytes) -> usize {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
@@ -1033,7 +1093,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, catalog) = catalog_with_table(dir.path()).await;
         let batch = chunk(1, &[("a", Some(1.0), None, 1)]).batch.clone();
+        // Written before entries carried ids: bound by name on replay.
         let entry = wal::EncodedEntry {
+            database_id: 0,
             database: "db".into(),
             table: "m".into(),
             sequence: 1,
@@ -1045,7 +1107,7 @@ mod tests {
         let (buffer, next) = replay("ing-0", &store, &catalog).await.unwrap();
         assert_eq!(next, 13);
         assert_eq!(buffer.last_segment(), Some(12));
-        let key: TableKey = ("db".into(), "m".into());
+        let key: TableKey = (1, "m".into());
         assert_eq!(buffer.table_chunks(&key)[0].batch, batch);
     }
 
@@ -1086,7 +1148,7 @@ mod tests {
         let write = |ingester: Arc<Ingester>, host: &'static str, time: i64| async move {
             let batch = chunk(1, &[(host, Some(1.0), None, time)]).batch.clone();
             ingester
-                .write("db", "m", time as u64, batch, false)
+                .write(DB, "m", time as u64, batch, false)
                 .await
                 .unwrap()
         };
@@ -1101,7 +1163,7 @@ mod tests {
         // What a restart after a crash would replay: the segment after the snapshot.
         let (buffer, next) = replay("ing-0", &store, &catalog).await.unwrap();
         assert_eq!((buffer.last_segment(), next), (Some(2), 3));
-        let key: TableKey = ("db".into(), "m".into());
+        let key: TableKey = (1, "m".into());
         let times = |buffer: &Buffer| -> Vec<i64> {
             let chunks = buffer.table_chunks(&key);
             let times = chunks.iter().map(|c| c.batch.column(3).as_any());
@@ -1149,7 +1211,7 @@ mod tests {
         let ingester = Ingester::start(config, store.clone(), Arc::clone(&catalog));
         let ingester = ingester.await.unwrap();
         for time in 1..=3 {
-            let segment = ingester.write("db", "m", time as u64, batch(time), false);
+            let segment = ingester.write(DB, "m", time as u64, batch(time), false);
             assert_eq!(segment.await.unwrap(), time as u64 - 1);
         }
         assert_eq!(ingester.snapshot().await.unwrap(), 3, "one file per slice");
@@ -1192,15 +1254,15 @@ mod tests {
                 .unwrap()
         };
         let sequences = |ingester: &Ingester| -> Vec<u64> {
-            let chunks = ingester.buffered_chunks("db", "m");
+            let chunks = ingester.buffered_chunks(1, "m");
             chunks.iter().map(|c| c.sequence).collect()
         };
         let run1 = start().await;
         assert_eq!(run1.max_sequence(), 0);
-        run1.write("db", "m", 70, batch(1), false).await.unwrap();
+        run1.write(DB, "m", 70, batch(1), false).await.unwrap();
         assert_eq!(run1.snapshot().await.unwrap(), 1);
-        run1.write("db", "m", 90, batch(2), false).await.unwrap();
-        run1.write("db", "m", 80, batch(3), false).await.unwrap();
+        run1.write(DB, "m", 90, batch(2), false).await.unwrap();
+        run1.write(DB, "m", 80, batch(3), false).await.unwrap();
         assert_eq!(
             sequences(&run1),
             [90, 91],
@@ -1211,13 +1273,13 @@ mod tests {
 
         let run2 = start().await;
         assert_eq!(run2.max_sequence(), 91, "from the WAL");
-        run2.write("db", "m", 5, batch(4), false).await.unwrap();
+        run2.write(DB, "m", 5, batch(4), false).await.unwrap();
         assert_eq!(sequences(&run2), [90, 91, 92]);
         run2.shutdown().await.unwrap();
         let run3 = start().await;
         assert_eq!(run3.buffered_bytes(), 0, "everything persisted");
         assert_eq!(run3.max_sequence(), 92, "from the catalog");
-        run3.write("db", "m", 5, batch(5), false).await.unwrap();
+        run3.write(DB, "m", 5, batch(5), false).await.unwrap();
         assert_eq!(sequences(&run3), [93]);
     }
 
@@ -1239,7 +1301,7 @@ mod tests {
         let stalled = ingester.wal_position.lock().await;
         let mut outcomes = Vec::new();
         for time in 0..16 {
-            let write = ingester.write("db", "m", time as u64, batch(time), true);
+            let write = ingester.write(DB, "m", time as u64, batch(time), true);
             let outcome = tokio::time::timeout(Duration::from_secs(10), write).await;
             outcomes.push(outcome.expect("a no_sync write is answered without its commit"));
         }
@@ -1267,7 +1329,7 @@ mod tests {
         // A snapshot (ours, or the one a full buffer asked for) makes room.
         ingester.snapshot().await.unwrap();
         assert_eq!(ingester.buffered_bytes(), 0);
-        let again = ingester.write("db", "m", 99, batch(99), true).await;
+        let again = ingester.write(DB, "m", 99, batch(99), true).await;
         assert!(again.is_ok(), "room again after the snapshot: {again:?}");
     }
 
@@ -1311,6 +1373,73 @@ mod tests {
         assert_eq!(wal_files(&store).await, logs(&[]), "the fence stays");
     }
 
+    /// Rows still buffered for a database that is deleted, and whose name a
+    /// new database takes with other column types, never reach the new one:
+    /// a replay (a restart) skips them, and the snapshot drops them and
+    /// writes the new database's rows alone, under its id.
+    #[tokio::test]
+    async fn rows_of_a_deleted_database_never_reach_the_one_that_took_its_name() {
+        use crate::catalog::{SchemaLimits, TableColumns};
+        use crate::schema::{ColumnType, arrow_schema};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let ingester = Ingester::start(exclusive_config(), store.clone(), Arc::clone(&catalog));
+        let ingester = ingester.await.unwrap();
+        let old = chunk(1, &[("a", Some(1.0), None, 1)]).batch.clone();
+        ingester.write(DB, "m", 1, old, false).await.unwrap();
+        catalog.delete_database("db", 1).await.unwrap();
+        catalog.create_database_strict("db", None).await.unwrap();
+        let columns = vec![("x", ColumnType::String), ("time", ColumnType::Time)];
+        let table = TableColumns {
+            table: "m",
+            columns: columns.clone(),
+        };
+        let limits = SchemaLimits::UNLIMITED;
+        let new_id = catalog
+            .ensure_schema("db", &[table], limits)
+            .await
+            .unwrap()
+            .id;
+        assert_eq!(new_id, 2);
+        let batch = RecordBatch::try_new(
+            arrow_schema(columns),
+            vec![
+                Arc::new(arrow::array::StringArray::from(vec!["new"])),
+                Arc::new(arrow::array::TimestampNanosecondArray::from(vec![2])),
+            ],
+        )
+        .unwrap();
+        let new = DbRef {
+            id: new_id,
+            name: "db",
+        };
+        ingester
+            .write(new, "m", 2, batch.clone(), false)
+            .await
+            .unwrap();
+        let buffered = ingester.buffered_chunks(new_id, "m");
+        assert_eq!(buffered.len(), 1);
+        assert_eq!(buffered[0].batch, batch);
+
+        // What a restart now would replay: the new database's rows only.
+        let (replayed, _) = replay("ing-0", &store, &catalog).await.unwrap();
+        assert!(replayed.table_chunks(&(1, "m".into())).is_empty());
+        let kept = replayed.table_chunks(&(new_id, "m".into()));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].batch, batch);
+
+        assert_eq!(
+            ingester.snapshot().await.unwrap(),
+            1,
+            "one file: the new rows"
+        );
+        let files = catalog.files();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].database, files[0].rows), (new_id, 1));
+        assert!(files[0].path.starts_with("2/"), "{}", files[0].path);
+        assert_eq!(ingester.buffered_bytes(), 0);
+    }
+
     /// An owner registers a snapshot up to segment 7; an ingester that took
     /// over the prefix meanwhile persists up to 7 too, having missed a segment
     /// the owner's snapshot deleted. The owner's registered file keeps its rows.
@@ -1318,7 +1447,7 @@ mod tests {
     async fn another_holder_never_replaces_a_registered_file() {
         let dir = tempfile::tempdir().unwrap();
         let (store, catalog) = catalog_with_table(dir.path()).await;
-        let key: TableKey = ("db".into(), "m".into());
+        let key: TableKey = (1, "m".into());
         let both = vec![
             chunk(6, &[("a", Some(1.0), None, 1)]),
             chunk(7, &[("b", Some(2.0), None, 1)]),

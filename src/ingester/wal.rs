@@ -16,6 +16,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use prost::Message;
 
+use crate::catalog::DbId;
 use crate::proto::{FORMAT_VERSION, WalEntry, WalSegment};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,9 @@ pub fn segment_number(path: &Path) -> Option<u64> {
 /// One batch as it goes into a segment: already IPC-encoded by the caller's task.
 #[derive(Debug, Clone)]
 pub struct EncodedEntry {
+    /// The catalog id: what the entry belongs to.
+    pub database_id: DbId,
+    /// The name, for a reader of an older release.
     pub database: Arc<str>,
     pub table: Arc<str>,
     pub sequence: u64,
@@ -85,6 +89,7 @@ pub fn encode_segment(
         entries: entries
             .iter()
             .map(|e| WalEntry {
+                database_id: e.database_id,
                 database: e.database.to_string(),
                 table: e.table.to_string(),
                 sequence: e.sequence,
@@ -98,6 +103,8 @@ pub fn encode_segment(
 /// A decoded entry of a segment being replayed.
 #[derive(Debug)]
 pub struct ReplayedEntry {
+    /// 0 in an entry of a release before ids were written: see `database`.
+    pub database_id: DbId,
     pub database: String,
     pub table: String,
     pub sequence: u64,
@@ -127,6 +134,7 @@ pub fn decode_segment(
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| corrupt(e.to_string()))?;
         out.push(ReplayedEntry {
+            database_id: e.database_id,
             database: e.database,
             table: e.table,
             sequence: e.sequence,
@@ -163,6 +171,7 @@ mod tests {
         )
         .unwrap();
         let entry = EncodedEntry {
+            database_id: 1,
             database: "db".into(),
             table: "home".into(),
             sequence: 42,
@@ -177,6 +186,10 @@ mod tests {
             (7, 0, "i")
         );
         assert_eq!(entries[0].sequence, 42);
+        assert_eq!(
+            (entries[0].database_id, entries[0].database.as_str()),
+            (1, "db")
+        );
         assert_eq!(entries[0].batches, vec![batch]);
     }
 

@@ -54,10 +54,27 @@ impl QueryFrontend {
         database: &str,
     ) -> Result<(), Error> {
         let principal = self.auth.authenticate(header).await?;
-        if !principal.can_read(database) {
-            return Err(Error::Forbidden(format!(
+        let forbidden = || {
+            Error::Forbidden(format!(
                 "token does not have read permission on database \"{database}\""
-            )));
+            ))
+        };
+        if !principal.may_read(database) {
+            return Err(forbidden());
+        }
+        if principal.is_admin() {
+            return Ok(());
+        }
+        // By id, in the catalog as the query will read it: a token for a
+        // deleted database of this name does not read the one that took it.
+        let state = self
+            .querier
+            .catalog()
+            .refresh()
+            .await
+            .map_err(QueryError::from)?;
+        if !principal.can_read_in(&state, database) {
+            return Err(forbidden());
         }
         Ok(())
     }

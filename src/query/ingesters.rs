@@ -18,6 +18,7 @@ use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 
 use super::QueryError;
+use crate::catalog::DbRef;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
 use crate::ingester::read::TimeRange;
 use crate::proto::{FORMAT_VERSION, ReadBuffer};
@@ -30,7 +31,7 @@ pub trait BufferSource: Send + Sync + std::fmt::Debug {
     /// sequence column; an error if any ingester cannot answer.
     async fn fetch(
         &self,
-        database: &str,
+        database: DbRef<'_>,
         table: &str,
         range: TimeRange,
     ) -> Result<Vec<RecordBatch>, QueryError>;
@@ -128,13 +129,14 @@ fn unavailable(addr: &str, reason: impl std::fmt::Display) -> QueryError {
 impl BufferSource for FlightIngesters {
     async fn fetch(
         &self,
-        database: &str,
+        database: DbRef<'_>,
         table: &str,
         range: TimeRange,
     ) -> Result<Vec<RecordBatch>, QueryError> {
         let ticket = ReadBuffer {
             format_version: FORMAT_VERSION,
-            database: database.to_string(),
+            database: database.name.to_string(),
+            database_id: database.id,
             table: table.to_string(),
             min_time: range.min,
             max_time: range.max,

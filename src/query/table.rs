@@ -109,7 +109,7 @@ impl InflowTable {
         let buffered = self
             .sources
             .ingesters
-            .fetch(&self.database.name, &self.table.name, range)
+            .fetch(self.database.key(), &self.table.name, range)
             .await?;
         count(&memory, &buffered)?;
         self.sources.catalog.refresh_file_logs().await?;

@@ -28,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::RouteError;
+use crate::catalog::DbRef;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
 use crate::proto::refusal::Reason;
 use crate::proto::{FORMAT_VERSION, WriteAck, WriteBatch, write_ack};
@@ -255,7 +256,7 @@ impl IngesterClient {
     /// the outcome feeds the breaker.
     pub async fn write(
         &self,
-        database: &str,
+        database: DbRef<'_>,
         table: &str,
         sequence: u64,
         batch: &RecordBatch,
@@ -287,7 +288,7 @@ impl IngesterClient {
 
     async fn send(
         &self,
-        database: &str,
+        database: DbRef<'_>,
         table: &str,
         sequence: u64,
         batch: &RecordBatch,
@@ -296,7 +297,8 @@ impl IngesterClient {
         let write_id = self.next_write_id.fetch_add(1, Ordering::Relaxed);
         let meta = WriteBatch {
             format_version: FORMAT_VERSION,
-            database: database.to_string(),
+            database: database.name.to_string(),
+            database_id: database.id,
             table: table.to_string(),
             write_id,
             sequence,

@@ -26,6 +26,7 @@ use parking_lot::RwLock;
 
 pub use client::{IngesterClient, encode_write};
 
+use crate::catalog::DbRef;
 use crate::lineproto::TableBatch;
 use crate::proto::refusal::Reason;
 
@@ -218,7 +219,7 @@ impl Router {
     /// Succeeds only when every part is durable on `replicas` ingesters.
     pub async fn write(
         &self,
-        database: &str,
+        database: DbRef<'_>,
         tables: &[TableBatch],
         no_sync: bool,
     ) -> Result<(), RouteError> {
@@ -241,7 +242,7 @@ impl Router {
         let sequence = self.clock.next();
         let mut parts = Vec::new();
         for t in tables {
-            let split = shard::split(database, &t.table, &t.batch, ingesters.len())
+            let split = shard::split(database.name, &t.table, &t.batch, ingesters.len())
                 .map_err(|e| RouteError::Encode(e.to_string()))?;
             for (shard, batch) in split {
                 parts.push(self.write_part(
@@ -262,7 +263,7 @@ impl Router {
         &self,
         ingesters: &[Arc<IngesterClient>],
         shard: usize,
-        database: &str,
+        database: DbRef<'_>,
         table: &str,
         sequence: u64,
         batch: RecordBatch,
@@ -331,6 +332,8 @@ impl Router {
 mod tests {
     use super::*;
 
+    const DB: DbRef<'static> = DbRef { id: 1, name: "db" };
+
     #[tokio::test]
     async fn an_unreachable_ingester_is_unavailable_not_a_hang() {
         // Bind then drop: nothing listens on this port any more.
@@ -344,14 +347,14 @@ mod tests {
             std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef,
         )])
         .unwrap();
-        let err = client.write("db", "t", 1, &batch, false).await.unwrap_err();
+        let err = client.write(DB, "t", 1, &batch, false).await.unwrap_err();
         assert!(matches!(err, RouteError::Unavailable { .. }), "{err}");
         let status = crate::error::Error::from(err).status();
         assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
         // Three failures open the breaker; the router then skips it.
         assert!(client.breaker.allows());
         for _ in 0..2 {
-            let _ = client.write("db", "t", 1, &batch, false).await;
+            let _ = client.write(DB, "t", 1, &batch, false).await;
         }
         assert!(!client.breaker.allows());
         let router = Router::new(vec![client], 1);
@@ -374,7 +377,7 @@ mod tests {
             table: "t".into(),
             batch,
         }];
-        let err = router.write("db", &tables, false).await.unwrap_err();
+        let err = router.write(DB, &tables, false).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "--write-replicas is 3 but only 2 ingesters are known: writes wait for more"
