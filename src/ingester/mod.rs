@@ -1440,6 +1440,39 @@ mod tests {
         assert_eq!(ingester.buffered_bytes(), 0);
     }
 
+    /// Which database a replayed entry belongs to: its id unless that was
+    /// deleted; for an entry of a release before ids, the live database of
+    /// its name (none if that name was deleted). A name the catalog never
+    /// had is an error, not a guess.
+    #[tokio::test]
+    async fn replayed_entries_belong_to_their_id_or_to_their_name_before_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, catalog) = catalog_with_table(dir.path()).await;
+        let entry = |database_id, database: &str| wal::ReplayedEntry {
+            database_id,
+            database: database.into(),
+            table: "m".into(),
+            sequence: 1,
+            batches: vec![],
+        };
+        let of = |state: &CatalogState, id, name| entry_database(state, &entry(id, name)).unwrap();
+        let state = catalog.state();
+        assert_eq!(
+            (of(&state, 1, "db"), of(&state, 0, "db")),
+            (Some(1), Some(1))
+        );
+        let unknown = entry_database(&state, &entry(0, "never"));
+        assert!(matches!(unknown, Err(IngesterError::UnknownDatabase(_))));
+        catalog.delete_database("db", 1).await.unwrap();
+        let state = catalog.state();
+        assert_eq!((of(&state, 1, "db"), of(&state, 0, "db")), (None, None));
+        assert_eq!(catalog.create_database("db").await.unwrap(), 2);
+        let state = catalog.state();
+        assert_eq!(of(&state, 1, "db"), None, "the deleted id stays dropped");
+        assert_eq!(of(&state, 2, "db"), Some(2));
+        assert_eq!(of(&state, 0, "db"), Some(2), "by name: the live database");
+    }
+
     /// An owner registers a snapshot up to segment 7; an ingester that took
     /// over the prefix meanwhile persists up to 7 too, having missed a segment
     /// the owner's snapshot deleted. The owner's registered file keeps its rows.
