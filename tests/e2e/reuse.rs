@@ -162,7 +162,10 @@ async fn a_deleted_database_name_reused_at_once() {
     let old_token = made["token"].as_str().unwrap().to_string();
 
     // Within the snapshot interval: the old rows are still only buffered.
-    let r = write(&s, "bucket=x&precision=s", &old_token, "m f=1i 1700000000").await;
+    // Table `gone` is one the new `x` never has (a snapshot that looked it
+    // up by name would fail on every try).
+    let old_rows = "m f=1i 1700000000\ngone v=1i 1700000000";
+    let r = write(&s, "bucket=x&precision=s", &old_token, old_rows).await;
     assert_eq!(r.status, 204);
     recreate_x(&s).await;
     let r = write(
@@ -185,6 +188,8 @@ async fn a_deleted_database_name_reused_at_once() {
         sql(&s, ADMIN_TOKEN, "x", "SELECT f, g FROM m").await,
         (200, only_new.clone())
     );
+    let (status, body) = sql(&s, ADMIN_TOKEN, "x", "SELECT * FROM gone").await;
+    assert_eq!(status, 404, "the old database's table: {body}");
     y_stays_writable(&s, 0).await;
 
     // Again, but killed before any snapshot: the restart replays a WAL that
