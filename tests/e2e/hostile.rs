@@ -242,6 +242,61 @@ async fn hostile_producers(server: Arc<Server>, until: Instant, done: Arc<Atomic
     }
 }
 
+/// Deletes a database and makes it again under the same name, with the same
+/// table's column typed otherwise each time: only the new rows answer, and
+/// snapshots go on (the good writer's data reaches Parquet beside it).
+async fn name_churn(server: Arc<Server>, until: Instant, done: Arc<AtomicU64>) {
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let path = "/api/v3/configure/database";
+    let mut round = 0u64;
+    while Instant::now() < until {
+        round += 1;
+        let line = if round % 2 == 0 {
+            format!("m f={round}i {round}")
+        } else {
+            format!("m f=\"r{round}\" {round}")
+        };
+        let r = write(&server, "bucket=churn", ADMIN_TOKEN, line).await;
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+        let q = serde_urlencoded::to_string([("db", "churn"), ("q", "SELECT f FROM m")]).unwrap();
+        let r = request(
+            "GET",
+            &server.url(&format!("/api/v3/query_sql?{q}")),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        match r.status {
+            200 => {
+                let expected = if round % 2 == 0 {
+                    serde_json::json!([{ "f": round }])
+                } else {
+                    serde_json::json!([{ "f": format!("r{round}") }])
+                };
+                assert_eq!(
+                    r.json(),
+                    expected,
+                    "round {round}: only the new database's rows"
+                );
+            }
+            503 | 504 => {} // the query slots are taken by the other actors
+            other => panic!(
+                "churn query got {other}: {}",
+                String::from_utf8_lossy(&r.body)
+            ),
+        }
+        let r = request(
+            "DELETE",
+            &server.url(&format!("{path}?db=churn")),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 async fn acknowledged_are_there(server: &Server, ledger: &Ledger) {
     let auth = format!("Token {ADMIN_TOKEN}");
     let path = sql_path("SELECT id FROM good");
@@ -295,7 +350,7 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
     .await;
     assert_eq!(r.status, 204, "the database is made by a first write");
     let until = Instant::now() + run_for();
-    let counts: Vec<Arc<AtomicU64>> = (0..6).map(|_| Arc::default()).collect();
+    let counts: Vec<Arc<AtomicU64>> = (0..7).map(|_| Arc::default()).collect();
     let writer = tokio::spawn(good_writer(Arc::clone(&server), until));
     let actors = vec![
         tokio::spawn(huge_readers(
@@ -328,6 +383,11 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
             until,
             Arc::clone(&counts[5]),
         )),
+        tokio::spawn(name_churn(
+            Arc::clone(&server),
+            until,
+            Arc::clone(&counts[6]),
+        )),
     ];
     for actor in actors {
         actor.await.expect("a hostile actor's checks");
@@ -336,7 +396,7 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
     eprintln!(
         "hostile run: {} lines acknowledged, {} unknown, {} writes retried after 503; \
          huge readers {}, endless queries {}, careless writes {}, half requests {}, \
-         stalled uploads {}, hostile producers {}",
+         stalled uploads {}, hostile producers {}, databases deleted {}",
         ledger.acked.len(),
         ledger.unknown.len(),
         ledger.refused,
@@ -346,6 +406,7 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
         counts[3].load(Ordering::Relaxed),
         counts[4].load(Ordering::Relaxed),
         counts[5].load(Ordering::Relaxed),
+        counts[6].load(Ordering::Relaxed),
     );
     assert!(
         ledger.acked.len() >= 200,
