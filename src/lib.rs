@@ -20,6 +20,8 @@ pub mod compactor;
 pub mod dedup;
 pub mod edge;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod influxql;
 pub mod ingester;
 pub mod lifecycle;

@@ -164,10 +164,19 @@ enum BenchCommand {
     Write(inflow::bench::WriteBenchArgs),
 }
 
+/// The stack of every runtime thread. Queries are planned and run on these
+/// threads, and DataFusion recurses once per level of an expression: in a
+/// debug build a 2 MiB stack (tokio's default) overflows at about 670 levels,
+/// only 2.6 times the depth the parsers accept (`MAX_EXPR_DEPTH`,
+/// `MAX_SQL_EXPR_DEPTH`: 256). 8 MiB gives ten times; it is address space,
+/// touched only as deep as a thread goes.
+const THREAD_STACK_BYTES: usize = 8 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
         .build()
         .expect("tokio runtime starts");
     let mut telemetry = None;

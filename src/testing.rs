@@ -120,3 +120,24 @@ pub async fn sql(querier: &Querier, sql: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Runs `test` on a new thread with a 2 MiB stack (tokio's default for its
+/// workers) and its own runtime, whatever `RUST_MIN_STACK` says, for tests of
+/// how deep a walk may go.
+pub fn on_small_stack<F>(test: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(test())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -52,6 +52,10 @@ fi
 log=$(mktemp)
 status=0
 cargo test --all-targets 2>&1 | tee "$log" || status=1
+# The fuzz targets are not fuzzed here (that needs cargo-fuzz and nightly
+# flags), but they must still compile: checked in the main target dir, so the
+# dependencies already built are reused. `cargo test` above replays each corpus.
+CARGO_TARGET_DIR="$PWD/target" cargo check --manifest-path fuzz/Cargo.toml --bins 2>&1 | tee -a "$log" || status=1
 tests/helm/run.sh 2>&1 | tee -a "$log" || status=1
 awk '/^test result:/ { p += $4; f += $6 }
      /^chart: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }

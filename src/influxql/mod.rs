@@ -202,3 +202,56 @@ pub async fn run(
     }
     Ok(results)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testing::{Buffered, catalog_with_table, chunk, on_small_stack, persist};
+
+    /// Every walk after parsing (time bounds, DataFusion's planner and
+    /// optimizer, evaluation, `Drop`) recurses once per level: a statement at
+    /// the parser's limit, in its select list and its condition, answers on a
+    /// 2 MiB stack (about 670 levels overflow it in a debug build).
+    #[test]
+    fn a_statement_at_the_depth_limit_runs_on_a_small_stack() {
+        on_small_stack(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, catalog) = catalog_with_table(dir.path()).await;
+            persist(
+                &catalog,
+                &store,
+                "i1",
+                1,
+                chunk(1, &[("a", Some(1.0), None, 10)]),
+            )
+            .await;
+            let querier = Querier::new(catalog, store, Arc::new(Buffered(vec![])));
+            let limit = parser::MAX_EXPR_DEPTH;
+            let text = format!(
+                "SELECT x{} FROM m WHERE {}",
+                "+x".repeat(limit),
+                vec!["x = 1"; limit].join(" OR ")
+            );
+            let query = parse(&text).unwrap();
+            let principal = Principal::admin();
+            let ctx = Context {
+                querier: &querier,
+                principal: &principal,
+                database: Some("db"),
+                now: 0,
+            };
+            let results = run(&ctx, &query).await.unwrap();
+            assert_eq!(results[0].error, None);
+            let values = &results[0].series[0].values;
+            assert_eq!(
+                values,
+                &[vec![
+                    result::Value::Time(10),
+                    result::Value::Float((limit + 1) as f64)
+                ]]
+            );
+        });
+    }
+}

@@ -468,8 +468,23 @@ fn parse_duration(text: &str) -> Result<i64, String> {
 
 type PResult<T> = Result<T, ParseError>;
 
-/// How deeply expressions (parentheses, calls, signs) may nest.
+/// How deeply the parser may recurse into an expression (parentheses,
+/// calls, signs), so that ten thousand `(` cannot overflow its stack.
 const MAX_DEPTH: usize = 100;
+
+/// How many operators (binary, unary minus, calls) may nest in one
+/// expression's tree: `a OR b OR c` is 2 deep, `v = 1 OR v = 2` is 2 as well.
+///
+/// A left-deep chain such as `v=1 OR v=1 OR …` is parsed in a loop, so
+/// [`MAX_DEPTH`] never sees it, but every walk of the tree afterwards
+/// (evaluation, planning, DataFusion's optimizer, `Drop`) recurses once per
+/// level: 100,000 terms overflow any thread's stack and abort the process.
+/// Refusing past 256 levels keeps those walks within a 2 MiB stack (tokio's
+/// and the test harness's default) in a debug build with a wide margin, while
+/// real statements stay far below: a dashboard's multi-value variable of 100
+/// hosts as `host = 'a' OR …` is 100 levels deep, and Grafana writes it as
+/// one regex (1 level).
+pub const MAX_EXPR_DEPTH: usize = 256;
 
 /// The first tokens of every statement 1.x knows, in 1.x's order.
 const STATEMENT_STARTS: &[&str] = &[
@@ -1237,26 +1252,30 @@ impl<'a> Parser<'a> {
     // -----------------------------------------------------------------------
 
     fn expr(&mut self) -> PResult<Expr> {
-        self.binary(1)
+        Ok(self.binary(1)?.0)
     }
 
     /// Precedence climbing over 1.x's levels: OR 1, AND 2, comparisons 4,
-    /// `+ - | ^` 5, `* / % &` 6; all left-associative.
-    fn binary(&mut self, min_prec: u8) -> PResult<Expr> {
-        let mut lhs = self.unary()?;
+    /// `+ - | ^` 5, `* / % &` 6; all left-associative. Returns the
+    /// expression with its depth in operators, refusing at the operator that
+    /// would take it past [`MAX_EXPR_DEPTH`], before the tree grows further.
+    fn binary(&mut self, min_prec: u8) -> PResult<(Expr, usize)> {
+        let (mut lhs, mut depth) = self.unary()?;
         loop {
-            let Some((op, prec)) = binary_op(self.peek()?) else {
-                return Ok(lhs);
+            let t = self.peek()?.clone();
+            let Some((op, prec)) = binary_op(&t) else {
+                return Ok((lhs, depth));
             };
             if prec < min_prec {
-                return Ok(lhs);
+                return Ok((lhs, depth));
             }
             self.next()?;
-            let rhs = if matches!(op, BinaryOp::RegexMatch | BinaryOp::RegexNotMatch) {
-                Expr::Regex(self.expect_regex()?)
+            let (rhs, rhs_depth) = if matches!(op, BinaryOp::RegexMatch | BinaryOp::RegexNotMatch) {
+                (Expr::Regex(self.expect_regex()?), 0)
             } else {
                 self.binary(prec + 1)?
             };
+            depth = self.operator_depth(&t, depth.max(rhs_depth))?;
             lhs = Expr::Binary {
                 op,
                 lhs: Box::new(lhs),
@@ -1265,7 +1284,21 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn unary(&mut self) -> PResult<Expr> {
+    /// The depth of an operator over operands at most `below` deep, refused
+    /// (at `at`) past [`MAX_EXPR_DEPTH`].
+    fn operator_depth(&self, at: &Token, below: usize) -> PResult<usize> {
+        if below >= MAX_EXPR_DEPTH {
+            return Err(self.err_tok(
+                at,
+                format!(
+                    "expression is nested too deeply: more than {MAX_EXPR_DEPTH} levels of operators"
+                ),
+            ));
+        }
+        Ok(below + 1)
+    }
+
+    fn unary(&mut self) -> PResult<(Expr, usize)> {
         if self.depth >= MAX_DEPTH {
             let t = self.peek()?.clone();
             return Err(self.err_tok(&t, "expression is nested too deeply"));
@@ -1276,15 +1309,15 @@ impl<'a> Parser<'a> {
         e
     }
 
-    fn unary_inner(&mut self) -> PResult<Expr> {
+    fn unary_inner(&mut self) -> PResult<(Expr, usize)> {
         let t = self.next()?;
-        match t.tok {
+        let leaf = match t.tok {
             Tok::Sym("(") => {
-                let e = self.expr()?;
+                let e = self.binary(1)?;
                 self.expect_sym(")")?;
-                Ok(e)
+                return Ok(e);
             }
-            Tok::Sym(sign @ ("-" | "+")) => self.signed(sign == "-"),
+            Tok::Sym(sign @ ("-" | "+")) => return self.signed(sign == "-"),
             Tok::Ident(ref name) | Tok::QuotedIdent(ref name) => {
                 let name = name.clone();
                 if self.adjacent_sym("(")? {
@@ -1295,36 +1328,37 @@ impl<'a> Parser<'a> {
                     && !self.adjacent_sym("::")?
                 {
                     if name.eq_ignore_ascii_case("true") {
-                        return Ok(Expr::Boolean(true));
+                        return Ok((Expr::Boolean(true), 0));
                     }
                     if name.eq_ignore_ascii_case("false") {
-                        return Ok(Expr::Boolean(false));
+                        return Ok((Expr::Boolean(false), 0));
                     }
                 }
-                self.var_ref(name)
+                self.var_ref(name)?
             }
-            Tok::Keyword("DISTINCT") => self.distinct(&t),
-            Tok::Str(s) => Ok(Expr::String(s)),
-            Tok::Integer(_) | Tok::Number(_) | Tok::Duration(_) => self.number(&t, false),
-            _ => Err(self.unexpected(&t, &["identifier", "string", "number", "bool"])),
-        }
+            Tok::Keyword("DISTINCT") => return self.distinct(&t),
+            Tok::Str(s) => Expr::String(s),
+            Tok::Integer(_) | Tok::Number(_) | Tok::Duration(_) => self.number(&t, false)?,
+            _ => return Err(self.unexpected(&t, &["identifier", "string", "number", "bool"])),
+        };
+        Ok((leaf, 0))
     }
 
     /// A unary sign: folded into a numeric literal (`-1`, `- 5m`), otherwise
     /// `Negate` (or nothing, for `+`).
-    fn signed(&mut self, negative: bool) -> PResult<Expr> {
+    fn signed(&mut self, negative: bool) -> PResult<(Expr, usize)> {
         let t = self.peek()?.clone();
         match t.tok {
             Tok::Integer(_) | Tok::Number(_) | Tok::Duration(_) => {
                 self.next()?;
-                self.number(&t, negative)
+                Ok((self.number(&t, negative)?, 0))
             }
             Tok::Sym("(") | Tok::Ident(_) | Tok::QuotedIdent(_) => {
-                let e = self.unary()?;
+                let (e, depth) = self.unary()?;
                 Ok(if negative {
-                    Expr::Negate(Box::new(e))
+                    (Expr::Negate(Box::new(e)), self.operator_depth(&t, depth)?)
                 } else {
-                    e
+                    (e, depth)
                 })
             }
             _ => Err(self.unexpected(&t, &["identifier", "number", "duration", "("])),
@@ -1389,7 +1423,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `DISTINCT x` (1.x's shorthand for `distinct(x)`) or `DISTINCT(…)`.
-    fn distinct(&mut self, t: &Token) -> PResult<Expr> {
+    fn distinct(&mut self, t: &Token) -> PResult<(Expr, usize)> {
         if self.adjacent_sym("(")? {
             return self.call(t, "distinct");
         }
@@ -1398,20 +1432,21 @@ impl<'a> Parser<'a> {
             return Err(self.unexpected(&n, &["(", "identifier"]));
         }
         let name = self.ident()?;
-        Ok(Expr::Call {
+        let call = Expr::Call {
             name: "distinct".to_string(),
             args: vec![Expr::VarRef {
                 name,
                 data_type: None,
             }],
-        })
+        };
+        Ok((call, 1))
     }
 
     /// A call; `name` is consumed and `(` is next. Functions 1.x has and we
     /// do not answer are refused here, at their name; names 1.x does not know
     /// and wrong argument counts are the planner's (1.x reports them per
     /// statement, not as parse errors).
-    fn call(&mut self, name_tok: &Token, name: &str) -> PResult<Expr> {
+    fn call(&mut self, name_tok: &Token, name: &str) -> PResult<(Expr, usize)> {
         let name = name.to_lowercase();
         if !FUNCTIONS.iter().any(|(f, _, _)| *f == name)
             && UNSUPPORTED_FUNCTIONS.contains(&name.as_str())
@@ -1419,16 +1454,23 @@ impl<'a> Parser<'a> {
             return Err(self.unsupported(name_tok, &format!("function {name}")));
         }
         self.next()?;
-        let args = self.args()?;
-        Ok(Expr::Call { name, args })
+        let (args, depth) = self.args_with_depth()?;
+        let depth = self.operator_depth(name_tok, depth)?;
+        Ok((Expr::Call { name, args }, depth))
     }
 
     /// Call arguments after `(`, through the closing `)`: `*` or
     /// expressions.
     fn args(&mut self) -> PResult<Vec<Expr>> {
+        Ok(self.args_with_depth()?.0)
+    }
+
+    /// [`Parser::args`] with the depth of the deepest argument.
+    fn args_with_depth(&mut self) -> PResult<(Vec<Expr>, usize)> {
         let mut args = Vec::new();
+        let mut depth = 0;
         if self.eat_sym(")")? {
-            return Ok(args);
+            return Ok((args, depth));
         }
         loop {
             // 1.x accepts `mean(/re/)` (every matching field); inflow does
@@ -1438,7 +1480,9 @@ impl<'a> Parser<'a> {
             } else if self.peek()?.is_sym("*") {
                 self.wildcard()?
             } else {
-                self.expr()?
+                let (arg, arg_depth) = self.binary(1)?;
+                depth = depth.max(arg_depth);
+                arg
             };
             args.push(arg);
             if self.eat_sym(",")? {
@@ -1446,7 +1490,7 @@ impl<'a> Parser<'a> {
             }
             let t = self.next()?;
             if t.is_sym(")") {
-                return Ok(args);
+                return Ok((args, depth));
             }
             return Err(self.unexpected(&t, &[")"]));
         }
@@ -2353,6 +2397,48 @@ mod tests {
         assert_eq!(err.as_deref(), Some("expression is nested too deeply"));
         let text = format!("SELECT {}1 FROM m", "-(".repeat(5_000));
         assert!(parse_query(&text).is_err());
+    }
+
+    /// Long left-deep chains never reach `MAX_DEPTH` (they parse in a loop);
+    /// before the depth count, 100,000 `OR` terms or 50,000 `+` terms built a
+    /// tree whose `Drop` overflowed the stack and aborted the process.
+    #[test]
+    fn long_operator_chains_are_an_error_not_a_crash() {
+        let too_deep = format!(
+            "expression is nested too deeply: more than {MAX_EXPR_DEPTH} levels of operators"
+        );
+        let or = format!(
+            "SELECT v FROM m WHERE {}",
+            vec!["v=1"; 100_000].join(" OR ")
+        );
+        let e = parse_query(&or).err().map(|e| e.message);
+        assert_eq!(e.as_deref(), Some(too_deep.as_str()));
+        let plus = format!("SELECT {} FROM m", vec!["1"; 50_000].join("+"));
+        let e = parse_query(&plus).err().map(|e| e.message);
+        assert_eq!(e.as_deref(), Some(too_deep.as_str()));
+
+        // Exactly at the limit parses; one more operator is refused at it
+        // ("SELECT v" is 8 characters, the n-th `+` is char 9 + 2(n - 1)).
+        let at_limit = format!("SELECT v{} FROM m", "+v".repeat(MAX_EXPR_DEPTH));
+        assert!(parse_query(&at_limit).is_ok());
+        let past = format!("SELECT v{} FROM m", "+v".repeat(MAX_EXPR_DEPTH + 1));
+        let want = ParseError {
+            message: too_deep.clone(),
+            line: 1,
+            char: 9 + 2 * MAX_EXPR_DEPTH,
+        };
+        assert_eq!(parse_query(&past), Err(want));
+
+        // Depth is the tree's: a chain on the right of `=`, inside calls and
+        // under signs counts too; a wide (balanced) expression does not.
+        let right = format!("SELECT v FROM m WHERE v = {}", vec!["1"; 300].join(" + "));
+        assert!(parse_query(&right).is_err());
+        let calls = format!("SELECT {}v{} FROM m", "mean(-".repeat(40), ")".repeat(40));
+        assert!(parse_query(&calls).is_ok(), "80 levels");
+        let in_call = format!("SELECT mean({}) FROM m", vec!["v"; 300].join("*"));
+        assert!(parse_query(&in_call).is_err());
+        let balanced = (0..10).fold("v".to_string(), |e, _| format!("({e}) + ({e})"));
+        assert!(parse_query(&format!("SELECT {balanced} FROM m")).is_ok());
     }
 
     /// Every prefix and many one-character mutations of valid statements

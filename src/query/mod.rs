@@ -18,6 +18,7 @@
 //! missing from the buffer answer is in the files read afterwards; a row in both
 //! is folded by the deduplication.
 
+pub mod depth;
 pub mod flight_sql;
 pub mod frontend;
 mod held;
@@ -207,12 +208,14 @@ impl Querier {
     }
 
     /// Parses and plans `sql`; reads no data. Unknown tables are `NOT_FOUND`;
-    /// DDL, DML and `SET` are refused.
+    /// DDL, DML and `SET` are refused, and so is an expression nested past
+    /// [`depth::MAX_SQL_EXPR_DEPTH`] (before it is parsed).
     pub async fn plan(&self, database: &str, sql: &str) -> Result<Planned, QueryError> {
         let db = self.database(database).await?;
         let ctx = self.context(&db)?;
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
+        depth::check(sql, dialect).map_err(|e| QueryError::Invalid(e.to_string()))?;
         let statement = state.sql_to_statement(sql, &dialect)?;
         let references = state.resolve_table_references(&statement)?;
         // A plan that fails because it names an unknown table is NOT_FOUND; a
@@ -310,7 +313,41 @@ fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{Buffered, catalog_with_table, chunk, persist, sql};
+    use crate::testing::{Buffered, catalog_with_table, chunk, on_small_stack, persist, sql};
+
+    /// A chain past the bound is refused before it is parsed (it used to
+    /// overflow the stack and abort); one exactly at the bound plans and runs
+    /// on a 2 MiB stack, where about 670 levels overflow in a debug build.
+    #[test]
+    fn deep_sql_is_refused_and_sql_at_the_bound_runs_on_a_small_stack() {
+        on_small_stack(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, catalog) = catalog_with_table(dir.path()).await;
+            persist(
+                &catalog,
+                &store,
+                "i1",
+                1,
+                chunk(1, &[("a", Some(1.0), None, 10)]),
+            )
+            .await;
+            let querier = Querier::new(catalog, store, Arc::new(Buffered(vec![])));
+            let deep = format!(
+                "SELECT x FROM m WHERE {}",
+                vec!["x=1"; 100_000].join(" OR ")
+            );
+            let e = querier.plan("db", &deep).await.err().unwrap();
+            let want = format!("more than {} levels", depth::MAX_SQL_EXPR_DEPTH);
+            assert!(
+                matches!(&e, QueryError::Invalid(m) if m.contains(&want)),
+                "{e}"
+            );
+            // SELECT, AS, FROM and 253 `+`.
+            let at_bound = format!("SELECT x{} AS s FROM m", "+x".repeat(253));
+            let answer = sql(&querier, &at_bound).await;
+            assert!(answer.contains("| 254.0 |"), "{answer}");
+        });
+    }
 
     /// A sort's up-front reservation is cut to the pool: with DataFusion's
     /// 10 MiB default, no sort at all could run under a 1 MiB limit.

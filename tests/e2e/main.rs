@@ -11,6 +11,7 @@ mod flight;
 mod flight_limits;
 mod harness;
 mod hostile;
+mod hostile_query;
 mod influxql;
 mod misconfig;
 mod ops;
