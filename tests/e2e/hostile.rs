@@ -297,6 +297,34 @@ async fn name_churn(server: Arc<Server>, until: Instant, done: Arc<AtomicU64>) {
     }
 }
 
+/// Statements nested far past the expression depth limit (each would have
+/// overflowed a thread's stack and aborted the process), InfluxQL and SQL.
+async fn deep_statements(base: String, until: Instant, done: Arc<AtomicU64>) {
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let ors = vec!["v=1"; 100_000].join(" OR ");
+    let influxql = format!("SELECT v FROM m WHERE {ors}");
+    let sums = format!("SELECT {}", vec!["1"; 50_000].join("+"));
+    while Instant::now() < until {
+        let form = serde_urlencoded::to_string([("db", DB), ("q", influxql.as_str())]).unwrap();
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        let r = request("POST", &format!("{base}/query"), &headers, form).await;
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+        let body = serde_json::json!({ "db": DB, "q": sums }).to_string();
+        let r = request(
+            "POST",
+            &format!("{base}/api/v3/query_sql"),
+            &[("authorization", &auth)],
+            body,
+        )
+        .await;
+        assert!(matches!(r.status, 400 | 503), "deep SQL got {}", r.status);
+        done.fetch_add(2, Ordering::Relaxed);
+    }
+}
+
 async fn acknowledged_are_there(server: &Server, ledger: &Ledger) {
     let auth = format!("Token {ADMIN_TOKEN}");
     let path = sql_path("SELECT id FROM good");
@@ -350,7 +378,7 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
     .await;
     assert_eq!(r.status, 204, "the database is made by a first write");
     let until = Instant::now() + run_for();
-    let counts: Vec<Arc<AtomicU64>> = (0..7).map(|_| Arc::default()).collect();
+    let counts: Vec<Arc<AtomicU64>> = (0..8).map(|_| Arc::default()).collect();
     let writer = tokio::spawn(good_writer(Arc::clone(&server), until));
     let actors = vec![
         tokio::spawn(huge_readers(
@@ -388,6 +416,11 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
             until,
             Arc::clone(&counts[6]),
         )),
+        tokio::spawn(deep_statements(
+            server.base.clone(),
+            until,
+            Arc::clone(&counts[7]),
+        )),
     ];
     for actor in actors {
         actor.await.expect("a hostile actor's checks");
@@ -396,7 +429,7 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
     eprintln!(
         "hostile run: {} lines acknowledged, {} unknown, {} writes retried after 503; \
          huge readers {}, endless queries {}, careless writes {}, half requests {}, \
-         stalled uploads {}, hostile producers {}, databases deleted {}",
+         stalled uploads {}, hostile producers {}, databases deleted {}, deep statements {}",
         ledger.acked.len(),
         ledger.unknown.len(),
         ledger.refused,
@@ -407,6 +440,7 @@ async fn hostile_clients_for_a_minute_lose_nothing_acknowledged() {
         counts[4].load(Ordering::Relaxed),
         counts[5].load(Ordering::Relaxed),
         counts[6].load(Ordering::Relaxed),
+        counts[7].load(Ordering::Relaxed),
     );
     assert!(
         ledger.acked.len() >= 200,
