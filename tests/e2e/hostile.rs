@@ -251,7 +251,7 @@ async fn name_churn(server: Arc<Server>, until: Instant, done: Arc<AtomicU64>) {
     let mut round = 0u64;
     while Instant::now() < until {
         round += 1;
-        let line = if round % 2 == 0 {
+        let line = if round.is_multiple_of(2) {
             format!("m f={round}i {round}")
         } else {
             format!("m f=\"r{round}\" {round}")
@@ -268,7 +268,7 @@ async fn name_churn(server: Arc<Server>, until: Instant, done: Arc<AtomicU64>) {
         .await;
         match r.status {
             200 => {
-                let expected = if round % 2 == 0 {
+                let expected = if round.is_multiple_of(2) {
                     serde_json::json!([{ "f": round }])
                 } else {
                     serde_json::json!([{ "f": format!("r{round}") }])
