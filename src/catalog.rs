@@ -1092,20 +1092,28 @@ impl Catalog {
     /// Builds the files state from the newest checkpoint (if any) and the
     /// log entries after it.
     async fn load_files(&self) -> Result<(), CatalogError> {
-        self.restart_from_checkpoint().await?;
-        self.refresh_file_logs().await
+        self.reload_files().await
     }
 
-    /// Replaces the files state by the newest checkpoint's (or an empty one).
-    /// Entries are immutable, so reading on from there ends where this
-    /// process was, or further.
-    async fn restart_from_checkpoint(&self) -> Result<(), CatalogError> {
-        let state = match self.newest_checkpoint().await? {
-            Some((n, c)) => FilesState::from_checkpoint(n, c),
-            None => FilesState::default(),
-        };
-        *self.files.lock() = state;
-        Ok(())
+    /// Rebuilds the files state from the newest checkpoint (or none) and the
+    /// entries after it, aside, and only then replaces this process's: a
+    /// query meanwhile sees the old state, never a partial one. Entries are
+    /// immutable, so the new state ends where the old one was, or further.
+    async fn reload_files(&self) -> Result<(), CatalogError> {
+        loop {
+            let fresh = Mutex::new(match self.newest_checkpoint().await? {
+                Some((n, c)) => FilesState::from_checkpoint(n, c),
+                None => FilesState::default(),
+            });
+            self.read_logs(&fresh).await?;
+            let at = fresh.lock().checkpoint;
+            // Listed after the reads: a checkpoint that deleted an entry
+            // they missed was written before it, so it shows here.
+            if self.newest_checkpoint_number().await? <= at {
+                *self.files.lock() = fresh.into_inner();
+                return Ok(());
+            }
+        }
     }
 
     /// The number of the newest files checkpoint.
@@ -1253,8 +1261,7 @@ impl Catalog {
                     // the checkpoint folded in and deleted: nobody reads that
                     // again, so the entry goes on at the log's real end.
                     if self.checkpoint_covers(ingester_id, n).await? {
-                        self.restart_from_checkpoint().await?;
-                        self.refresh_file_logs().await?;
+                        self.reload_files().await?;
                         continue;
                     }
                     self.files.lock().apply(n, entry);
@@ -1282,24 +1289,27 @@ impl Catalog {
 
     /// Reads the entries of one files log written since this process last looked.
     pub async fn refresh_files_of(&self, ingester_id: &str) -> Result<(), CatalogError> {
-        self.read_log(ingester_id).await?;
+        self.read_log(&self.files, ingester_id).await?;
         if self.behind_checkpoint().await? {
-            self.restart_from_checkpoint().await?;
-            self.refresh_file_logs().await?;
+            self.reload_files().await?;
         }
         Ok(())
     }
 
     /// Reads one files log on from this state's position, to its end or to
     /// an entry deleted by a checkpoint (the caller tells them apart).
-    async fn read_log(&self, ingester_id: &str) -> Result<(), CatalogError> {
+    async fn read_log(
+        &self,
+        state: &Mutex<FilesState>,
+        ingester_id: &str,
+    ) -> Result<(), CatalogError> {
         loop {
-            let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
+            let n = state.lock().logs.get(ingester_id).map_or(0, |l| l.0);
             let path = files_log_path(ingester_id, n);
             match self.store.get(&path).await {
                 Ok(bytes) => {
                     let entry: FilesEntry = decode(&path, &bytes)?;
-                    self.files.lock().apply(n, entry);
+                    state.lock().apply(n, entry);
                 }
                 Err(StoreError::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e.into()),
@@ -1327,31 +1337,36 @@ impl Catalog {
     /// so a querier sees snapshots taken after it started, including the logs
     /// of ingesters it has not seen before.
     pub async fn refresh_file_logs(&self) -> Result<(), CatalogError> {
-        loop {
-            let prefix = Path::from("catalog/files");
-            let listing = self
-                .store
-                .object_store()
-                .list_with_delimiter(Some(&prefix))
-                .await
-                .map_err(StoreError::from)?;
-            let mut logs: HashSet<String> = self.files.lock().logs.keys().cloned().collect();
-            logs.extend(
-                listing
-                    .common_prefixes
-                    .iter()
-                    .filter_map(|dir| dir.filename().map(str::to_string)),
-            );
-            for ingester in logs {
-                self.read_log(&ingester).await?;
-            }
-            // Listed after every read that ended on a missing entry: a
-            // checkpoint that deleted one was written before it.
-            if !self.behind_checkpoint().await? {
-                return Ok(());
-            }
-            self.restart_from_checkpoint().await?;
+        self.read_logs(&self.files).await?;
+        // Listed after every read that ended on a missing entry: a
+        // checkpoint that deleted one was written before it.
+        if self.behind_checkpoint().await? {
+            self.reload_files().await?;
         }
+        Ok(())
+    }
+
+    /// Reads every files log on from `state`'s positions: the logs it knows
+    /// and those listed.
+    async fn read_logs(&self, state: &Mutex<FilesState>) -> Result<(), CatalogError> {
+        let prefix = Path::from("catalog/files");
+        let listing = self
+            .store
+            .object_store()
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(StoreError::from)?;
+        let mut logs: HashSet<String> = state.lock().logs.keys().cloned().collect();
+        logs.extend(
+            listing
+                .common_prefixes
+                .iter()
+                .filter_map(|dir| dir.filename().map(str::to_string)),
+        );
+        for ingester in logs {
+            self.read_log(state, &ingester).await?;
+        }
+        Ok(())
     }
 
     /// Folds every files log into a new checkpoint when at least
