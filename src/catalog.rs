@@ -251,6 +251,9 @@ struct FilesCheckpoint {
     /// covered WAL segment.
     logs: BTreeMap<String, CheckpointLog>,
     files: Vec<ParquetFile>,
+    /// The highest write sequence of the entries folded in.
+    #[serde(default)]
+    max_sequence: u64,
     /// Removed paths still kept, with when they were removed.
     removed: BTreeMap<String, i64>,
     /// Removals at or before this time whose objects were deleted are left
@@ -595,6 +598,7 @@ impl FilesState {
                 .into_iter()
                 .map(|(id, l)| (id, (l.next_entry, l.covered_segment)))
                 .collect(),
+            max_sequence: c.max_sequence,
             files: c.files,
             removed: c.removed.into_iter().collect(),
             checkpoint: Some(n),
@@ -1419,6 +1423,7 @@ impl Catalog {
                     })
                     .collect(),
                 files: files.files.clone(),
+                max_sequence: files.max_sequence,
                 removed: files
                     .removed
                     .iter()
@@ -1733,7 +1738,7 @@ mod tests {
         for i in 0..30u64 {
             let ing = if i % 2 == 0 { "i1" } else { "i2" };
             writer
-                .register_files(ing, i, vec![file(&format!("f{i}"))])
+                .register_files(ing, i, i, vec![file(&format!("f{i}"))])
                 .await
                 .unwrap();
             if i == 10 {
@@ -1749,7 +1754,7 @@ mod tests {
         }
         // A registration read after its removal stays removed (f0 again, in i2's log).
         writer
-            .register_files("i2", 30, vec![file("f0")])
+            .register_files("i2", 30, 77, vec![file("f0")])
             .await
             .unwrap();
         let expected = sorted_paths(&*catalog(dir.path()).await);
@@ -1774,6 +1779,7 @@ mod tests {
         assert_eq!(sorted_paths(&fresh), expected);
         assert_eq!(fresh.covered_segment("i1"), Some(28));
         assert_eq!(fresh.covered_segment("i2"), Some(30));
+        assert_eq!(fresh.max_sequence(), 77);
         assert_eq!(
             fresh.removed_files(i64::MAX),
             writer.removed_files(i64::MAX)

@@ -338,7 +338,7 @@ mod tests {
                 let path = format!("{db}/1/{day}/r{round}-{i}.parquet");
                 put(&store, &path).await;
                 catalog
-                    .register_files("ing", round as u64, vec![file(db, day, &path)])
+                    .register_files("ing", round as u64, 0, vec![file(db, day, &path)])
                     .await
                     .unwrap();
             }
