@@ -1736,7 +1736,7 @@ mod tests {
         let writer = catalog(dir.path()).await;
         let behind = catalog(dir.path()).await;
         for i in 0..30u64 {
-            let ing = if i % 2 == 0 { "i1" } else { "i2" };
+            let ing = if i.is_multiple_of(2) { "i1" } else { "i2" };
             writer
                 .register_files(ing, i, i, vec![file(&format!("f{i}"))])
                 .await
@@ -1745,7 +1745,7 @@ mod tests {
                 // Part way: `behind` has read some entries only.
                 behind.refresh_file_logs().await.unwrap();
             }
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 writer
                     .remove_files("lifecycle", vec![format!("f{i}")], i as i64)
                     .await
