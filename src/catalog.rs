@@ -4,6 +4,7 @@
 //! ```text
 //! catalog/log/00000000000000000000.json      schema changes and tokens (shared)
 //! catalog/files/<ingester-id>/000….json      Parquet registrations (one writer each)
+//! catalog/files-checkpoint/000….json         the files logs folded up to a position
 //! ```
 //!
 //! Every entry is written with `PutMode::Create`: the first writer of number N wins,
@@ -216,7 +217,7 @@ struct LogEntry {
     ops: Vec<Op>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct FilesEntry {
     format_version: u32,
     ingester_id: String,
@@ -235,6 +236,36 @@ struct FilesEntry {
     removed: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     removed_at_ns: Option<i64>,
+}
+
+/// Every files log folded up to a position, so the entries before it can go.
+///
+/// Written by [`Catalog::checkpoint_files`] with `Create` under the next
+/// number; positions never go back from one checkpoint to the next (a writer
+/// first catches up with the newest one). A reader starts from the newest
+/// checkpoint and reads each log on from its `next_entry`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FilesCheckpoint {
+    format_version: u32,
+    /// Per files log: the number of its first entry not folded in, and its
+    /// covered WAL segment.
+    logs: BTreeMap<String, CheckpointLog>,
+    files: Vec<ParquetFile>,
+    /// The highest write sequence of the entries folded in.
+    #[serde(default)]
+    max_sequence: u64,
+    /// Removed paths still kept, with when they were removed.
+    removed: BTreeMap<String, i64>,
+    /// Removals at or before this time whose objects were deleted are left
+    /// out of `removed` (see [`Catalog::checkpoint_files`]).
+    pruned_before_ns: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointLog {
+    next_entry: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    covered_segment: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -552,9 +583,52 @@ struct FilesState {
     /// Removed files by path, with when: a registration read after its
     /// removal (logs are read in any order) stays removed.
     removed: HashMap<String, i64>,
+    /// The newest checkpoint this state is at or past in every log.
+    checkpoint: Option<u64>,
+    /// The sum of that checkpoint's log positions.
+    checkpoint_entries: u64,
 }
 
 impl FilesState {
+    fn from_checkpoint(n: u64, c: FilesCheckpoint) -> Self {
+        let checkpoint_entries = c.logs.values().map(|l| l.next_entry).sum();
+        Self {
+            logs: c
+                .logs
+                .into_iter()
+                .map(|(id, l)| (id, (l.next_entry, l.covered_segment)))
+                .collect(),
+            max_sequence: c.max_sequence,
+            files: c.files,
+            removed: c.removed.into_iter().collect(),
+            checkpoint: Some(n),
+            checkpoint_entries,
+        }
+    }
+
+    /// Whether some log of `c` is further along than here: its entries
+    /// before that position may be gone, so this state must start over from `c`.
+    fn behind(&self, c: &FilesCheckpoint) -> bool {
+        c.logs
+            .iter()
+            .any(|(id, l)| self.logs.get(id).map_or(0, |p| p.0) < l.next_entry)
+    }
+
+    /// Takes note of checkpoint `n` (not [`Self::behind`] it): forgets the
+    /// removals it dropped.
+    fn passed(&mut self, n: u64, c: &FilesCheckpoint) {
+        self.removed
+            .retain(|path, at| *at > c.pruned_before_ns || c.removed.contains_key(path));
+        self.checkpoint = Some(n);
+        self.checkpoint_entries = c.logs.values().map(|l| l.next_entry).sum();
+    }
+
+    /// Log entries read since the checkpoint this state is at.
+    fn entries_since_checkpoint(&self) -> u64 {
+        let total: u64 = self.logs.values().map(|l| l.0).sum();
+        total.saturating_sub(self.checkpoint_entries)
+    }
+
     /// Applies entry `n` of a files log, unless another task already did.
     fn apply(&mut self, n: u64, entry: FilesEntry) {
         let log = self.logs.entry(entry.ingester_id).or_default();
@@ -598,6 +672,17 @@ fn log_path(n: u64) -> Path {
 
 fn files_log_path(ingester: &str, n: u64) -> Path {
     Path::from(format!("catalog/files/{ingester}/{n:020}.json"))
+}
+
+const FILES_CHECKPOINTS: &str = "catalog/files-checkpoint";
+
+fn files_checkpoint_path(n: u64) -> Path {
+    Path::from(format!("{FILES_CHECKPOINTS}/{n:020}.json"))
+}
+
+/// The number of a files log entry or checkpoint, from its path.
+fn entry_number(path: &Path) -> Option<u64> {
+    path.filename()?.strip_suffix(".json")?.parse().ok()
 }
 
 fn decode<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, CatalogError> {
@@ -1008,17 +1093,79 @@ impl Catalog {
         revoked.ok_or_else(|| CatalogError::TokenNotFound(name.to_string()))
     }
 
+    /// Builds the files state from the newest checkpoint (if any) and the
+    /// log entries after it.
     async fn load_files(&self) -> Result<(), CatalogError> {
-        let objects = self.store.list(&Path::from("catalog/files")).await?;
-        let mut files = FilesState::default();
-        for meta in objects {
-            let bytes = self.store.get(&meta.location).await?;
-            let entry: FilesEntry = decode(&meta.location, &bytes)?;
-            let n = files.logs.get(&entry.ingester_id).map_or(0, |l| l.0);
-            files.apply(n, entry);
+        self.reload_files().await
+    }
+
+    /// Rebuilds the files state from the newest checkpoint (or none) and the
+    /// entries after it, aside, and only then replaces this process's: a
+    /// query meanwhile sees the old state, never a partial one. Entries are
+    /// immutable, so the new state ends where the old one was, or further.
+    async fn reload_files(&self) -> Result<(), CatalogError> {
+        loop {
+            let fresh = Mutex::new(match self.newest_checkpoint().await? {
+                Some((n, c)) => FilesState::from_checkpoint(n, c),
+                None => FilesState::default(),
+            });
+            self.read_logs(&fresh).await?;
+            let at = fresh.lock().checkpoint;
+            // Listed after the reads: a checkpoint that deleted an entry
+            // they missed was written before it, so it shows here.
+            if self.newest_checkpoint_number().await? <= at {
+                *self.files.lock() = fresh.into_inner();
+                return Ok(());
+            }
         }
-        *self.files.lock() = files;
-        Ok(())
+    }
+
+    /// The number of the newest files checkpoint.
+    async fn newest_checkpoint_number(&self) -> Result<Option<u64>, CatalogError> {
+        let listing = self.store.list(&Path::from(FILES_CHECKPOINTS)).await?;
+        Ok(listing
+            .iter()
+            .filter_map(|m| entry_number(&m.location))
+            .max())
+    }
+
+    /// The newest files checkpoint, with its number.
+    async fn newest_checkpoint(&self) -> Result<Option<(u64, FilesCheckpoint)>, CatalogError> {
+        loop {
+            let Some(n) = self.newest_checkpoint_number().await? else {
+                return Ok(None);
+            };
+            let path = files_checkpoint_path(n);
+            match self.store.get(&path).await {
+                Ok(bytes) => return Ok(Some((n, decode(&path, &bytes)?))),
+                // Deleted since the listing: a newer one was written.
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Looks for a checkpoint newer than the one the state is at. Returns
+    /// true when the state is behind it in some log, whose entries it still
+    /// expects may be deleted: then it must start over from the checkpoint,
+    /// not stop at the first missing entry as if the log ended there.
+    async fn behind_checkpoint(&self) -> Result<bool, CatalogError> {
+        let seen = self.files.lock().checkpoint;
+        let newest = self.newest_checkpoint_number().await?;
+        if newest <= seen {
+            return Ok(false);
+        }
+        let Some((n, c)) = self.newest_checkpoint().await? else {
+            return Ok(false);
+        };
+        let mut files = self.files.lock();
+        if files.behind(&c) {
+            return Ok(true);
+        }
+        if files.checkpoint < Some(n) {
+            files.passed(n, &c);
+        }
+        Ok(false)
     }
 
     /// Registers a snapshot's files, covering the WAL of `ingester_id` up to
@@ -1114,6 +1261,13 @@ impl Catalog {
                 .await
             {
                 Ok(()) => {
+                    // A state behind a checkpoint may put an entry at a number
+                    // the checkpoint folded in and deleted: nobody reads that
+                    // again, so the entry goes on at the log's real end.
+                    if self.checkpoint_covers(ingester_id, n).await? {
+                        self.reload_files().await?;
+                        continue;
+                    }
                     self.files.lock().apply(n, entry);
                     return Ok(());
                 }
@@ -1123,15 +1277,43 @@ impl Catalog {
         }
     }
 
+    /// Whether the newest checkpoint folded in entry `n` of a log.
+    async fn checkpoint_covers(&self, ingester_id: &str, n: u64) -> Result<bool, CatalogError> {
+        let seen = self.files.lock().checkpoint;
+        if self.newest_checkpoint_number().await? <= seen {
+            // This state is at or past the newest checkpoint, so `n` is not in it.
+            return Ok(false);
+        }
+        Ok(self
+            .newest_checkpoint()
+            .await?
+            .and_then(|(_, c)| c.logs.get(ingester_id).map(|l| l.next_entry))
+            .is_some_and(|next| n < next))
+    }
+
     /// Reads the entries of one files log written since this process last looked.
     pub async fn refresh_files_of(&self, ingester_id: &str) -> Result<(), CatalogError> {
+        self.read_log(&self.files, ingester_id).await?;
+        if self.behind_checkpoint().await? {
+            self.reload_files().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one files log on from this state's position, to its end or to
+    /// an entry deleted by a checkpoint (the caller tells them apart).
+    async fn read_log(
+        &self,
+        state: &Mutex<FilesState>,
+        ingester_id: &str,
+    ) -> Result<(), CatalogError> {
         loop {
-            let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
+            let n = state.lock().logs.get(ingester_id).map_or(0, |l| l.0);
             let path = files_log_path(ingester_id, n);
             match self.store.get(&path).await {
                 Ok(bytes) => {
                     let entry: FilesEntry = decode(&path, &bytes)?;
-                    self.files.lock().apply(n, entry);
+                    state.lock().apply(n, entry);
                 }
                 Err(StoreError::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e.into()),
@@ -1159,6 +1341,18 @@ impl Catalog {
     /// so a querier sees snapshots taken after it started, including the logs
     /// of ingesters it has not seen before.
     pub async fn refresh_file_logs(&self) -> Result<(), CatalogError> {
+        self.read_logs(&self.files).await?;
+        // Listed after every read that ended on a missing entry: a
+        // checkpoint that deleted one was written before it.
+        if self.behind_checkpoint().await? {
+            self.reload_files().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads every files log on from `state`'s positions: the logs it knows
+    /// and those listed.
+    async fn read_logs(&self, state: &Mutex<FilesState>) -> Result<(), CatalogError> {
         let prefix = Path::from("catalog/files");
         let listing = self
             .store
@@ -1166,12 +1360,113 @@ impl Catalog {
             .list_with_delimiter(Some(&prefix))
             .await
             .map_err(StoreError::from)?;
-        for dir in listing.common_prefixes {
-            if let Some(ingester) = dir.filename() {
-                self.refresh_files_of(ingester).await?;
-            }
+        let mut logs: HashSet<String> = state.lock().logs.keys().cloned().collect();
+        logs.extend(
+            listing
+                .common_prefixes
+                .iter()
+                .filter_map(|dir| dir.filename().map(str::to_string)),
+        );
+        for ingester in logs {
+            self.read_log(state, &ingester).await?;
         }
         Ok(())
+    }
+
+    /// Folds every files log into a new checkpoint when at least
+    /// `min_entries` entries were added since the last one (or a removal
+    /// can be forgotten), then deletes the entries it covers and all but the
+    /// previous checkpoint. Returns the new checkpoint's number; `None` when
+    /// there was nothing to do or another process wrote that number first.
+    ///
+    /// A removed path is left out of the checkpoint (and forgotten here) when
+    /// it was removed at or before `pruned_before_ns` and `deleted(path)`
+    /// says its object is gone. That is safe because the removed set only
+    /// guards against a registration of the path read after its removal;
+    /// `pruned_before_ns` must be at least a file grace before the logs are
+    /// read here (pass `now - file_grace` with `now` taken before the call),
+    /// so every registration of such a path was written before then, lies
+    /// below this checkpoint's positions, and no reader starting from it (or
+    /// at or past it) reads it again. Only a registration written more than a
+    /// file grace after the file's removal (whose object may be gone
+    /// already) could bring it back: the grace already assumes none is.
+    /// A reader behind the checkpoint keeps its own removed set until it
+    /// starts over from the checkpoint, which no longer registers the path.
+    pub async fn checkpoint_files(
+        &self,
+        pruned_before_ns: i64,
+        deleted: impl Fn(&str) -> bool,
+        min_entries: u64,
+    ) -> Result<Option<u64>, CatalogError> {
+        // Now at or past the newest checkpoint in every log, so positions
+        // never go back from one checkpoint to the next.
+        self.refresh_file_logs().await?;
+        let (n, checkpoint) = {
+            let files = self.files.lock();
+            let forgettable =
+                |(path, at): (&String, &i64)| *at <= pruned_before_ns && deleted(path);
+            let any_forgettable = files.removed.iter().any(forgettable);
+            if files.entries_since_checkpoint() < min_entries.max(1) && !any_forgettable {
+                return Ok(None);
+            }
+            let checkpoint = FilesCheckpoint {
+                format_version: LIFECYCLE_VERSION,
+                logs: files
+                    .logs
+                    .iter()
+                    .map(|(id, &(next_entry, covered_segment))| {
+                        let log = CheckpointLog {
+                            next_entry,
+                            covered_segment,
+                        };
+                        (id.clone(), log)
+                    })
+                    .collect(),
+                files: files.files.clone(),
+                max_sequence: files.max_sequence,
+                removed: files
+                    .removed
+                    .iter()
+                    .filter(|r| !forgettable(*r))
+                    .map(|(p, at)| (p.clone(), *at))
+                    .collect(),
+                pruned_before_ns,
+            };
+            (files.checkpoint.map_or(0, |c| c + 1), checkpoint)
+        };
+        let bytes = serde_json::to_vec(&checkpoint).expect("checkpoints serialize");
+        match self
+            .store
+            .put(&files_checkpoint_path(n), Bytes::from(bytes), Put::Create)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        {
+            let mut files = self.files.lock();
+            if !files.behind(&checkpoint) {
+                files.passed(n, &checkpoint);
+            }
+        }
+        let mut doomed = Vec::new();
+        for (id, log) in &checkpoint.logs {
+            let dir = Path::from(format!("catalog/files/{id}"));
+            for meta in self.store.list(&dir).await? {
+                if entry_number(&meta.location).is_some_and(|e| e < log.next_entry) {
+                    doomed.push(meta.location);
+                }
+            }
+        }
+        // The previous checkpoint stays for a reader that listed it just now.
+        for meta in self.store.list(&Path::from(FILES_CHECKPOINTS)).await? {
+            if entry_number(&meta.location).is_some_and(|e| e + 1 < n) {
+                doomed.push(meta.location);
+            }
+        }
+        self.store.delete_many(doomed).await?;
+        Ok(Some(n))
     }
 }
 
@@ -1414,5 +1709,108 @@ mod tests {
             err.to_string(),
             "catalog entry catalog/log/00000000000000000000.json has format version 99; this build reads up to 2"
         );
+    }
+    fn sorted_paths(c: &Catalog) -> Vec<String> {
+        let mut paths: Vec<String> = c.files().into_iter().map(|f| f.path).collect();
+        paths.sort();
+        paths
+    }
+
+    fn count_under(dir: &std::path::Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .map(|e| e.unwrap().path())
+            .map(|p| if p.is_dir() { count_under(&p) } else { 1 })
+            .sum()
+    }
+
+    /// A checkpoint deletes the entries it folds in; a fresh load, and a
+    /// reader that was behind it (its next entries are gone), see exactly
+    /// the files they saw before; a writer behind it does not lose its entry
+    /// to a number the checkpoint deleted; forgotten removals stay removed.
+    #[tokio::test]
+    async fn a_checkpoint_replaces_the_entries_it_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = catalog(dir.path()).await;
+        let behind = catalog(dir.path()).await;
+        for i in 0..30u64 {
+            let ing = if i.is_multiple_of(2) { "i1" } else { "i2" };
+            writer
+                .register_files(ing, i, i, vec![file(&format!("f{i}"))])
+                .await
+                .unwrap();
+            if i == 10 {
+                // Part way: `behind` has read some entries only.
+                behind.refresh_file_logs().await.unwrap();
+            }
+            if i.is_multiple_of(3) {
+                writer
+                    .remove_files("lifecycle", vec![format!("f{i}")], i as i64)
+                    .await
+                    .unwrap();
+            }
+        }
+        // A registration read after its removal stays removed (f0 again, in i2's log).
+        writer
+            .register_files("i2", 30, 77, vec![file("f0")])
+            .await
+            .unwrap();
+        let expected = sorted_paths(&*catalog(dir.path()).await);
+        assert_eq!(expected.len(), 20);
+        assert!(!expected.contains(&"f0".to_string()));
+        let files_dir = dir.path().join("catalog/files");
+        assert_eq!(count_under(&files_dir), 41);
+
+        // Removals up to t=5 (f0, f3) are forgotten: their objects are gone.
+        let n = writer
+            .checkpoint_files(5, |_| true, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(count_under(&files_dir), 0, "every entry is folded in");
+        assert_eq!(sorted_paths(&writer), expected);
+        assert_eq!(writer.removed_files(i64::MAX).len(), 8);
+        assert!(!writer.removed_files(i64::MAX).contains(&"f0".to_string()));
+
+        let fresh = catalog(dir.path()).await;
+        assert_eq!(sorted_paths(&fresh), expected);
+        assert_eq!(fresh.covered_segment("i1"), Some(28));
+        assert_eq!(fresh.covered_segment("i2"), Some(30));
+        assert_eq!(fresh.max_sequence(), 77);
+        assert_eq!(
+            fresh.removed_files(i64::MAX),
+            writer.removed_files(i64::MAX)
+        );
+
+        behind.refresh_file_logs().await.unwrap();
+        assert_eq!(sorted_paths(&behind), expected);
+        assert_eq!(behind.covered_segment("i2"), Some(30));
+        assert_eq!(behind.removed_files(i64::MAX).len(), 8);
+
+        // A writer whose state is behind: the number it tries was deleted,
+        // so its put succeeds there; it must notice and append at the end.
+        let stale = catalog(dir.path()).await;
+        writer
+            .remove_files("lifecycle", vec!["f1".into()], 40)
+            .await
+            .unwrap();
+        writer.checkpoint_files(0, |_| false, 1).await.unwrap();
+        *stale.files.lock() = FilesState::default();
+        stale
+            .remove_files("lifecycle", vec!["f5".into()], 41)
+            .await
+            .unwrap();
+        let mut after = expected.clone();
+        after.retain(|p| p != "f1" && p != "f5");
+        assert_eq!(sorted_paths(&*catalog(dir.path()).await), after);
+        writer.refresh_file_logs().await.unwrap();
+        assert_eq!(sorted_paths(&writer), after);
+        assert_eq!(sorted_paths(&stale), after);
+        // Only the previous checkpoint is kept besides the newest.
+        writer.checkpoint_files(0, |_| false, 1).await.unwrap();
+        assert_eq!(count_under(&dir.path().join("catalog/files-checkpoint")), 2);
     }
 }

@@ -5,7 +5,9 @@
 //! 2. deletion: a soft-deleted database's files leave the catalog at once, and
 //!    its objects go once `purge_grace` has passed, then the database itself;
 //! 3. removed files' objects are deleted after `file_grace`, so a query that
-//!    listed them just before their removal can still read them.
+//!    listed them just before their removal can still read them;
+//! 4. the files logs are folded into a checkpoint (their entries deleted, and
+//!    removals whose objects are gone forgotten), so they stay bounded.
 //!
 //! Every step is idempotent (removing a removed file, deleting a deleted
 //! object), so several processes may run rounds at once without a lease.
@@ -22,6 +24,10 @@ use crate::store::{Store, StoreError};
 
 /// The files log name this task writes its removals under.
 const WRITER: &str = "lifecycle";
+
+/// Files log entries added since the last checkpoint that make a round write
+/// the next one (a load reads each entry after the newest checkpoint).
+const CHECKPOINT_ENTRIES: u64 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -47,13 +53,16 @@ pub struct Round {
     pub files_removed: usize,
     pub objects_deleted: usize,
     pub databases_purged: usize,
+    /// The files checkpoint this round wrote.
+    pub checkpoint: Option<u64>,
 }
 
 pub struct Lifecycle {
     catalog: Arc<Catalog>,
     store: Store,
     config: LifecycleConfig,
-    /// Objects this process deleted already (not asked to delete them again).
+    /// Objects of removed files this process deleted already (not asked to
+    /// delete them again); forgotten with the removal.
     deleted: HashSet<String>,
 }
 
@@ -124,6 +133,20 @@ impl Lifecycle {
             self.deleted.insert(path);
             round.objects_deleted += 1;
         }
+
+        // 4: fold the files logs; removals whose objects this process deleted
+        // leave the removed set, then this process's memory of them.
+        let gone = &self.deleted;
+        round.checkpoint = self
+            .catalog
+            .checkpoint_files(
+                now_ns.saturating_sub(grace),
+                |path| gone.contains(path),
+                CHECKPOINT_ENTRIES,
+            )
+            .await?;
+        let removed: HashSet<String> = self.catalog.removed_files(i64::MAX).into_iter().collect();
+        self.deleted.retain(|path| removed.contains(path));
 
         // 2, later: a deleted database's objects, then the database.
         let purge = i64::try_from(self.config.purge_grace.as_nanos()).unwrap_or(i64::MAX);
@@ -287,5 +310,59 @@ mod tests {
         let again = catalog.create_database_strict("gone", None).await.unwrap();
         assert!(again > db, "ids are not reused");
         assert!(!catalog.state().was_deleted("gone"));
+    }
+    /// Many rounds of snapshots and retention: the objects under the files
+    /// logs and checkpoints stay bounded (each round's checkpoint deletes the
+    /// entries it covers), the removed set forgets files whose objects are
+    /// gone, and a fresh load sees the same files as the long-running process.
+    #[tokio::test]
+    async fn files_log_objects_stay_bounded_across_rounds() {
+        let (_dir, store, catalog) = setup().await;
+        let db = catalog.create_database_strict("db", None).await.unwrap();
+        catalog.set_retention("db", Some(DAY)).await.unwrap();
+        let config = LifecycleConfig {
+            interval: Duration::from_secs(1),
+            file_grace: Duration::from_secs(60),
+            purge_grace: Duration::from_secs(3600),
+        };
+        let mut lifecycle = Lifecycle::new(Arc::clone(&catalog), store.clone(), config);
+        let count = |prefix: &'static str| {
+            let store = store.clone();
+            async move { store.list(&Path::from(prefix)).await.unwrap().len() }
+        };
+        let mut counts = Vec::new();
+        for round in 0..40i64 {
+            // Each round: an old day (dropped by retention) and a current one.
+            let now = MARCH_10 + round * 120_000_000_000;
+            for (i, day) in ["2024-03-01", "2024-03-10"].into_iter().enumerate() {
+                let path = format!("{db}/1/{day}/r{round}-{i}.parquet");
+                put(&store, &path).await;
+                catalog
+                    .register_files("ing", round as u64, 0, vec![file(db, day, &path)])
+                    .await
+                    .unwrap();
+            }
+            lifecycle.round(now).await.unwrap();
+            let objects = count("catalog/files").await + count("catalog/files-checkpoint").await;
+            counts.push(objects);
+        }
+        assert!(
+            counts.iter().all(|&c| c <= 20),
+            "files log objects per round: {counts:?}"
+        );
+        assert!(
+            catalog.removed_files(i64::MAX).len() <= 2,
+            "removed set: {:?}",
+            catalog.removed_files(i64::MAX)
+        );
+        let fresh = Catalog::load(store.clone()).await.unwrap();
+        let paths = |c: &Catalog| {
+            let mut p: Vec<String> = c.files().into_iter().map(|f| f.path).collect();
+            p.sort();
+            p
+        };
+        assert_eq!(paths(&fresh), paths(&catalog));
+        assert_eq!(paths(&fresh).len(), 40, "every current day's file stays");
+        assert_eq!(fresh.covered_segment("ing"), Some(39));
     }
 }
