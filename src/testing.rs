@@ -57,6 +57,21 @@ pub fn chunk(sequence: u64, rows: &[(&str, Option<f64>, Option<f64>, i64)]) -> A
     Arc::new(Chunk::new(sequence, sequence, batch))
 }
 
+/// A querier over `db.m` with one persisted row (host `a`, x 1.0, time 10)
+/// and no buffered rows.
+pub async fn querier_with_one_row(dir: &std::path::Path) -> crate::query::Querier {
+    let (store, catalog) = catalog_with_table(dir).await;
+    persist(
+        &catalog,
+        &store,
+        "i1",
+        1,
+        chunk(1, &[("a", Some(1.0), None, 10)]),
+    )
+    .await;
+    crate::query::Querier::new(catalog, store, Arc::new(Buffered(vec![])))
+}
+
 /// Persists `chunk` as ingester `owner`'s snapshot covering WAL segment
 /// `covered` would: Parquet per day, registered in the catalog.
 pub async fn persist(

@@ -33,6 +33,30 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::{Service, ServiceExt};
 
+/// What the server serves: the edge's HTTP and gRPC service, cloned per
+/// connection.
+pub trait HttpService:
+    Service<
+        http::Request<hyper::body::Incoming>,
+        Response = Response,
+        Error = std::convert::Infallible,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// A bound HTTP (and gRPC) listener, with TLS when a certificate was given.
 pub struct Listener {
     pub tcp: TcpListener,
@@ -73,13 +97,7 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
-    S: Service<
-            http::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
+    S: HttpService,
     S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -170,13 +188,7 @@ async fn serve_connection<IO, S>(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: Service<
-            http::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
+    S: HttpService,
     S::Future: Send + 'static,
 {
     let activity = Arc::new(Activity::new());
@@ -265,13 +277,7 @@ struct Tracked<S> {
 
 impl<S> hyper::service::Service<http::Request<hyper::body::Incoming>> for Tracked<S>
 where
-    S: Service<
-            http::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
+    S: HttpService,
     S::Future: Send + 'static,
 {
     type Response = Response;

@@ -205,10 +205,8 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::testing::{Buffered, catalog_with_table, chunk, on_small_stack, persist};
+    use crate::testing::{on_small_stack, querier_with_one_row};
 
     /// Every walk after parsing (time bounds, DataFusion's planner and
     /// optimizer, evaluation, `Drop`) recurses once per level: a statement at
@@ -218,16 +216,7 @@ mod tests {
     fn a_statement_at_the_depth_limit_runs_on_a_small_stack() {
         on_small_stack(|| async {
             let dir = tempfile::tempdir().unwrap();
-            let (store, catalog) = catalog_with_table(dir.path()).await;
-            persist(
-                &catalog,
-                &store,
-                "i1",
-                1,
-                chunk(1, &[("a", Some(1.0), None, 10)]),
-            )
-            .await;
-            let querier = Querier::new(catalog, store, Arc::new(Buffered(vec![])));
+            let querier = querier_with_one_row(dir.path()).await;
             let limit = parser::MAX_EXPR_DEPTH;
             let text = format!(
                 "SELECT x{} FROM m WHERE {}",

@@ -313,7 +313,9 @@ fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{Buffered, catalog_with_table, chunk, on_small_stack, persist, sql};
+    use crate::testing::{
+        Buffered, catalog_with_table, chunk, on_small_stack, persist, querier_with_one_row, sql,
+    };
 
     /// A chain past the bound is refused before it is parsed (it used to
     /// overflow the stack and abort); one exactly at the bound plans and runs
@@ -322,16 +324,7 @@ mod tests {
     fn deep_sql_is_refused_and_sql_at_the_bound_runs_on_a_small_stack() {
         on_small_stack(|| async {
             let dir = tempfile::tempdir().unwrap();
-            let (store, catalog) = catalog_with_table(dir.path()).await;
-            persist(
-                &catalog,
-                &store,
-                "i1",
-                1,
-                chunk(1, &[("a", Some(1.0), None, 10)]),
-            )
-            .await;
-            let querier = Querier::new(catalog, store, Arc::new(Buffered(vec![])));
+            let querier = querier_with_one_row(dir.path()).await;
             let deep = format!(
                 "SELECT x FROM m WHERE {}",
                 vec!["x=1"; 100_000].join(" OR ")
