@@ -97,6 +97,11 @@ impl Breaker {
 /// writes probe again soon after a snapshot frees the buffer.
 pub const FULL_FOR: Duration = Duration::from_millis(100);
 
+/// How long a new stream waits for the ingester's opening state (the highest
+/// sequence it holds). An ingester of the earlier release sends none: past
+/// this the stream goes on without it, so routers may be upgraded first.
+pub const OPENING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The client side of one ingester.
 pub struct IngesterClient {
     pub breaker: Breaker,
@@ -203,18 +208,27 @@ impl IngesterClient {
             .map_err(|e| self.unavailable(e))?
             .into_inner();
         // The ingester's first message: what it holds, before any write of
-        // ours is stamped.
-        let hello = match acks.message().await {
-            Ok(Some(first)) => WriteAck::decode(first.app_metadata).ok(),
-            Ok(None) => return Err(self.unavailable("stream ended at once")),
-            Err(status) => return Err(self.unavailable(status)),
-        };
-        match hello {
-            Some(ack) if ack.write_id == 0 && ack.outcome.is_none() => {
-                self.max_sequence
-                    .fetch_max(ack.max_sequence, Ordering::AcqRel);
-            }
-            _ => return Err(self.unavailable("the stream did not open with the ingester's state")),
+        // ours is stamped. An ingester of the earlier release sends none (its
+        // acks carry no state either); a late one is taken by the ack reader.
+        match tokio::time::timeout(OPENING_TIMEOUT, acks.message()).await {
+            Ok(Ok(Some(first))) => match WriteAck::decode(first.app_metadata) {
+                Ok(ack) if ack.write_id == 0 && ack.outcome.is_none() => {
+                    self.max_sequence
+                        .fetch_max(ack.max_sequence, Ordering::AcqRel);
+                }
+                _ => {
+                    return Err(
+                        self.unavailable("the stream did not open with the ingester's state")
+                    );
+                }
+            },
+            Ok(Ok(None)) => return Err(self.unavailable("stream ended at once")),
+            Ok(Err(status)) => return Err(self.unavailable(status)),
+            Err(_) => tracing::warn!(
+                ingester = %self.addr,
+                "no opening state within {OPENING_TIMEOUT:?}: an ingester of an earlier release? \
+                 Writing without it"
+            ),
         }
 
         let pending: Pending = Arc::default();
@@ -338,5 +352,144 @@ impl IngesterClient {
     /// Ends the stream so the ingester sees the end of its input.
     pub async fn close(&self) {
         self.stream.lock().await.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+
+    use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+    use arrow_flight::{
+        Action, ActionType, Criteria, Empty, FlightInfo, HandshakeRequest, HandshakeResponse,
+        PollInfo, PutResult, SchemaResult, Ticket,
+    };
+    use futures::Stream;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::*;
+
+    type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+    /// An ingester of the release before the opening `WriteAck`: it answers
+    /// each `WriteBatch` with an ack naming its WAL segment, and says nothing
+    /// before the first one.
+    struct EarlierIngester;
+
+    #[tonic::async_trait]
+    impl FlightService for EarlierIngester {
+        type HandshakeStream = BoxStream<HandshakeResponse>;
+        type ListFlightsStream = BoxStream<FlightInfo>;
+        type DoGetStream = BoxStream<FlightData>;
+        type DoPutStream = BoxStream<PutResult>;
+        type DoExchangeStream = BoxStream<FlightData>;
+        type DoActionStream = BoxStream<arrow_flight::Result>;
+        type ListActionsStream = BoxStream<ActionType>;
+
+        async fn do_put(
+            &self,
+            request: Request<Streaming<FlightData>>,
+        ) -> Result<Response<Self::DoPutStream>, Status> {
+            let acks = request.into_inner().filter_map(|data| async move {
+                let data = data.ok()?;
+                let batch = WriteBatch::decode(data.app_metadata).ok()?;
+                (batch.write_id != 0).then(|| {
+                    let ack = WriteAck {
+                        format_version: 1,
+                        write_id: batch.write_id,
+                        outcome: Some(write_ack::Outcome::WalSegment(1)),
+                        max_sequence: 0,
+                    };
+                    Ok(PutResult {
+                        app_metadata: ack.encode_to_vec().into(),
+                    })
+                })
+            });
+            Ok(Response::new(Box::pin(acks)))
+        }
+        async fn handshake(
+            &self,
+            _: Request<Streaming<HandshakeRequest>>,
+        ) -> Result<Response<Self::HandshakeStream>, Status> {
+            Err(Status::unimplemented("Handshake"))
+        }
+        async fn list_flights(
+            &self,
+            _: Request<Criteria>,
+        ) -> Result<Response<Self::ListFlightsStream>, Status> {
+            Err(Status::unimplemented("ListFlights"))
+        }
+        async fn get_flight_info(
+            &self,
+            _: Request<FlightDescriptor>,
+        ) -> Result<Response<FlightInfo>, Status> {
+            Err(Status::unimplemented("GetFlightInfo"))
+        }
+        async fn poll_flight_info(
+            &self,
+            _: Request<FlightDescriptor>,
+        ) -> Result<Response<PollInfo>, Status> {
+            Err(Status::unimplemented("PollFlightInfo"))
+        }
+        async fn get_schema(
+            &self,
+            _: Request<FlightDescriptor>,
+        ) -> Result<Response<SchemaResult>, Status> {
+            Err(Status::unimplemented("GetSchema"))
+        }
+        async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+            Err(Status::unimplemented("DoGet"))
+        }
+        async fn do_exchange(
+            &self,
+            _: Request<Streaming<FlightData>>,
+        ) -> Result<Response<Self::DoExchangeStream>, Status> {
+            Err(Status::unimplemented("DoExchange"))
+        }
+        async fn do_action(
+            &self,
+            _: Request<Action>,
+        ) -> Result<Response<Self::DoActionStream>, Status> {
+            Err(Status::unimplemented("DoAction"))
+        }
+        async fn list_actions(
+            &self,
+            _: Request<Empty>,
+        ) -> Result<Response<Self::ListActionsStream>, Status> {
+            Err(Status::unimplemented("ListActions"))
+        }
+    }
+
+    /// Routers may be upgraded before ingesters (the chart rolls both at
+    /// once): a router writes to an ingester that never sends the opening
+    /// state, after waiting `OPENING_TIMEOUT` once per stream.
+    #[tokio::test]
+    async fn an_ingester_of_the_earlier_release_still_takes_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(FlightServiceServer::new(EarlierIngester))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let client = IngesterClient::new(addr.to_string(), "t".into(), Duration::from_secs(10));
+        let batch = RecordBatch::try_from_iter([(
+            "x",
+            Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let db = DbRef { id: 1, name: "db" };
+        let started = Instant::now();
+        client.write(db, "t", 1, &batch, false).await.unwrap();
+        assert!(started.elapsed() < OPENING_TIMEOUT + Duration::from_secs(5));
+        // The stream is kept: the next write does not wait again.
+        let started = Instant::now();
+        client.write(db, "t", 2, &batch, false).await.unwrap();
+        assert!(
+            started.elapsed() < OPENING_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(client.max_sequence(), 0);
     }
 }
