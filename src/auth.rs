@@ -190,7 +190,7 @@ pub fn v1_token<'a>(
 /// How long a token found in no catalog is refused from memory.
 pub const UNKNOWN_TOKEN_TTL: Duration = Duration::from_secs(2);
 /// Misses (tokens not in the catalog as known) reread it at most this often:
-/// a reread is an object-store listing, and random tokens cost a client
+/// a reread is an object-store request, and random tokens cost a client
 /// nothing.
 pub const MISS_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 /// Unknown tokens remembered at most; past it the expired ones are dropped,
@@ -477,7 +477,7 @@ mod tests {
     }
 
     /// A flood of unknown tokens does not become a flood of catalog reads
-    /// (one object-store listing each, before): misses that arrive together
+    /// (one object-store read each, before): misses that arrive together
     /// share a reread, rereads are at most one per `MISS_REFRESH_INTERVAL`,
     /// and a token refused lately is refused from memory. A token another
     /// process made a moment ago is still found at once.

@@ -27,7 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Edge;
-use super::write::{database_for_write, write_batch};
+use super::write::{database_for_write, write_batch, write_forbidden};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
@@ -201,21 +201,12 @@ impl FlightService for EdgeFlight {
         let [database, table]: [String; 2] = path.try_into().map_err(|_| {
             Status::invalid_argument("the FlightDescriptor path must be [database, table]")
         })?;
-        let forbidden = || {
-            let e = Error::Forbidden(format!(
-                "token does not have write permission on database \"{database}\""
-            ));
-            e.to_grpc()
-        };
         if !principal.may_write(&database) {
-            return Err(forbidden());
+            return Err(write_forbidden(&database).to_grpc());
         }
         let db = database_for_write(&edge, &principal, &database)
             .await
             .map_err(|e| e.to_grpc())?;
-        if !principal.can_write(&db) {
-            return Err(forbidden());
-        }
         let first =
             futures::stream::iter([Ok(first)]).filter(|r: &Result<FlightData, FlightError>| {
                 futures::future::ready(r.as_ref().is_ok_and(|d| !d.data_header.is_empty()))

@@ -28,8 +28,30 @@ use crate::series::{
     Admission, Committed, DbSeries, Live, SeriesError, SeriesLookup, day_of, series_id, tag_sums,
 };
 
-/// The database to write to: created on first write for an admin token, else 404.
+/// The refusal of a write to `database` by a token that may not write it.
+pub fn write_forbidden(database: &str) -> Error {
+    Error::Forbidden(format!(
+        "token does not have write permission on database \"{database}\""
+    ))
+}
+
+/// The database to write to: created on first write for an admin token, else
+/// 404; then the token must grant it by id (a token for an earlier database
+/// of this name does not reach it). Callers check
+/// [`Principal::may_write`] on the name first.
 pub async fn database_for_write(
+    edge: &Edge,
+    principal: &Principal,
+    name: &str,
+) -> Result<Arc<Database>, Error> {
+    let db = resolve_for_write(edge, principal, name).await?;
+    if !principal.can_write(&db) {
+        return Err(write_forbidden(name));
+    }
+    Ok(db)
+}
+
+async fn resolve_for_write(
     edge: &Edge,
     principal: &Principal,
     name: &str,
@@ -99,20 +121,11 @@ pub async fn write_request(
     opts: ParseOptions,
     mode: WriteMode,
 ) -> Result<(), Error> {
-    let forbidden = || {
-        Error::Forbidden(format!(
-            "token does not have write permission on database \"{database}\""
-        ))
-    };
     if !principal.may_write(database) {
-        return Err(forbidden());
+        return Err(write_forbidden(database));
     }
     let encoding = content_encoding(headers)?;
     let db = database_for_write(edge, principal, database).await?;
-    // By id: a token for an earlier database of this name does not reach it.
-    if !principal.can_write(&db) {
-        return Err(forbidden());
-    }
     // The slot is taken once the body is here: a client that stalls mid-body
     // holds only its own connection, not a slot every tenant shares.
     let read = read_body(headers, body, &edge.limits, &edge.body_bytes);
