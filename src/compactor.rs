@@ -27,13 +27,11 @@ use futures::StreamExt;
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{Catalog, CatalogError, ParquetFile, Table, table_columns};
 use crate::dedup::{dedup, key_columns_by_kind};
 use crate::ingester::lease::{LeaseError, Leases};
-use crate::ingester::snapshot::ROW_GROUP_ROWS;
+use crate::ingester::snapshot::writer_properties;
 use crate::query::table::StoreReader;
 use crate::schema::{SEQUENCE_COLUMN, TIME_COLUMN, arrow_schema, project, sequence_field};
 use crate::store::{Put, Store, StoreError};
@@ -236,12 +234,8 @@ async fn merge_files(
     for f in files {
         inputs.push(Input::open(store, f, schema).await?);
     }
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(schema), Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(schema), Some(writer_properties()))?;
     let mut merge = Merge::new(schema, inputs)?;
     let (mut rows, mut min_time, mut max_time) = (0u64, i64::MAX, i64::MIN);
     while let Some(batch) = merge.next_batch().await? {

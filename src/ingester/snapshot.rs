@@ -164,6 +164,22 @@ pub fn day_files(batch: &RecordBatch) -> Result<Vec<DayFile>, SnapshotError> {
 /// Rows per Parquet row group, the unit a query prunes by statistics.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Rows per data page at most: a day of one series at 10 s is 8,640 rows, so
+/// a query on one series reads about two pages of each column.
+pub const PAGE_ROWS: usize = 8 * 1024;
+
+/// How snapshots and compaction write Parquet. Rows are sorted by tags, so a
+/// row group, and within it a page, covers a narrow range of series: their
+/// min/max statistics (row groups in the footer, pages in the page index,
+/// which is written by default) let a query on a few series skip the others.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .build()
+}
+
 fn encode_day(day: i64, batch: &RecordBatch) -> Result<DayFile, SnapshotError> {
     let time = batch
         .column_by_name(TIME_COLUMN)
@@ -171,14 +187,8 @@ fn encode_day(day: i64, batch: &RecordBatch) -> Result<DayFile, SnapshotError> {
         .ok_or_else(|| ArrowError::SchemaError("batch has no nanosecond time column".into()))?;
     let min_time = time.values().iter().copied().min().unwrap_or_default();
     let max_time = time.values().iter().copied().max().unwrap_or_default();
-    // Rows are sorted by tags, so a row group covers a narrow range of series:
-    // its min/max statistics let a query on a few series skip the others.
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
     let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties()))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(DayFile {

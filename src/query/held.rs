@@ -1,11 +1,12 @@
 //! A plan node that keeps a scan's memory counted for as long as its rows are.
 //!
-//! A table scan folds its rows before DataFusion reads them, and counts them
-//! against the query memory pool. `TableProvider::scan` returns as soon as the
-//! rows are in place, but they live on in the streams that read them; were the
-//! reservation released with `scan`, N queries could each hold up to the pool's
-//! limit. So the reservation rides with the plan and with every stream it
-//! starts, and is released when the last of them is dropped.
+//! A table scan folds the ingesters' buffered rows before DataFusion reads
+//! them, and counts them against the query memory pool. `TableProvider::scan`
+//! returns as soon as the rows are in place, but they live on in the streams
+//! that read them; were the reservation released with `scan`, N queries could
+//! each hold up to the pool's limit. So the reservation rides with the plan
+//! and with every stream it starts, and is released when the last of them is
+//! dropped.
 
 use std::fmt;
 use std::sync::Arc;

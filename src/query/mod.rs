@@ -10,7 +10,8 @@
 //!        2. then catalog files: Parquet on the object store
 //!                              │ both carry each row's write sequence
 //!                              ▼
-//!        dedup by point identity (crate::dedup) ─► MemTable ─► DataFusion
+//!        scan::plan: files alone in time ─► DataFusion's Parquet scan
+//!                    overlapping sources ─► merge by key ─► DedupExec
 //! ```
 //!
 //! The order of 1 and 2 is what makes a snapshot in between harmless: an
@@ -18,6 +19,7 @@
 //! missing from the buffer answer is in the files read afterwards; a row in both
 //! is folded by the deduplication.
 
+mod dedup_exec;
 pub mod depth;
 pub mod flight_sql;
 pub mod frontend;
@@ -25,6 +27,7 @@ mod held;
 pub mod http;
 pub mod ingesters;
 pub mod limits;
+pub mod scan;
 pub mod table;
 pub mod ticket;
 
@@ -38,6 +41,7 @@ use datafusion::execution::memory_pool::{
     GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
     UnboundedMemoryPool,
 };
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
@@ -156,13 +160,14 @@ pub struct Querier {
 
 impl Querier {
     pub fn new(catalog: Arc<Catalog>, store: Store, ingesters: Arc<dyn BufferSource>) -> Self {
+        let runtime = runtime(Arc::new(UnboundedMemoryPool::default()), &store);
         Self {
             sources: Arc::new(Sources {
                 catalog,
                 store,
                 ingesters,
             }),
-            runtime: runtime(Arc::new(UnboundedMemoryPool::default())),
+            runtime,
             admission: Admission::new(QueryLimits::default()),
         }
     }
@@ -189,7 +194,7 @@ impl Querier {
     /// (scans and DataFusion's operators); past that a query fails with
     /// `RESOURCE_EXHAUSTED` rather than the process running out of memory.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
-        self.runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)));
+        self.runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)), &self.sources.store);
         self
     }
 
@@ -282,12 +287,18 @@ fn sort_reservation(pool_bytes: usize, partitions: usize) -> usize {
     default.min(pool_bytes / (4 * partitions.max(1)))
 }
 
-fn runtime(pool: Arc<dyn MemoryPool>) -> Arc<RuntimeEnv> {
+/// The runtime every query of a querier shares: its memory pool, and the
+/// object store the Parquet files are read from (with DataFusion's cache of
+/// their footers, so a small query does not fetch them again).
+fn runtime(pool: Arc<dyn MemoryPool>, store: &Store) -> Arc<RuntimeEnv> {
     // Building a runtime from a pool and the default disk manager cannot fail.
-    RuntimeEnvBuilder::new()
+    let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(pool)
         .build_arc()
-        .expect("default runtime environment")
+        .expect("default runtime environment");
+    let url = ObjectStoreUrl::parse(scan::STORE_URL).expect("a valid object store URL");
+    runtime.register_object_store(url.as_ref(), store.object_store());
+    runtime
 }
 
 /// A table the query names must be one of the database's (or an

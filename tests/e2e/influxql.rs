@@ -219,13 +219,13 @@ async fn a_statement_past_the_memory_limit_is_a_503() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         dir.path(),
-        // Room for a small statement, not for 60,000 points (their scan
-        // alone holds about 17 MB).
+        // Room for a small statement, not for 60,000 points (their folded
+        // buffer holds about 2 MB, the statement's rows about 5 MB more).
         &[
             "--snapshot-interval",
             "1h",
             "--query-memory-bytes",
-            "12582912",
+            "4194304",
         ],
     );
     let body: Vec<String> = (0..60_000)
