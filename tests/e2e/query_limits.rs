@@ -278,3 +278,54 @@ async fn slow_queries_time_out_and_excess_queries_are_refused() {
     );
     assert!(server.stop().success());
 }
+
+/// A scan streams: a million points in Parquet (about 40 MB as Arrow) are
+/// counted and summed under a 32 MiB query pool, by host too, with the
+/// server's memory bounded. The scan used to gather every row into memory
+/// and count it against the pool, so these answered 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_larger_than_the_memory_pool_streams() {
+    const HOSTS: u64 = 100;
+    const POINTS: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    for h in 0..HOSTS {
+        let body: String = (0..POINTS)
+            .map(|t| format!("m,host=h{h:03} a={t}i,b={h}.5 {t}\n"))
+            .collect();
+        let r = write(&server, "bucket=big&precision=s", ADMIN_TOKEN, body).await;
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    }
+    // A clean stop persists the buffer: every row is in Parquet after it.
+    assert!(server.stop().success());
+    let pool = (32 * MIB).to_string();
+    let server = Server::start(dir.path(), &["--query-memory-bytes", &pool]);
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let ask = |q: &str| {
+        let url = server.url(&sql_path("big", q, "json"));
+        let auth = auth.clone();
+        async move {
+            let r = request("GET", &url, &[("authorization", &auth)], "").await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            r.json()
+        }
+    };
+    let all = ask("SELECT count(*) AS n, sum(a) AS s FROM m").await;
+    let per_host_sum = POINTS * (POINTS - 1) / 2;
+    assert_eq!(
+        all,
+        serde_json::json!([{ "n": HOSTS * POINTS, "s": HOSTS * per_host_sum }])
+    );
+    let by_host =
+        ask("SELECT host, count(*) AS n, max(b) AS b FROM m GROUP BY host ORDER BY host").await;
+    let rows = by_host.as_array().unwrap();
+    assert_eq!(rows.len() as u64, HOSTS);
+    assert_eq!(
+        rows[42],
+        serde_json::json!({ "host": "h042", "n": POINTS, "b": 42.5 })
+    );
+    let peak = peak_rss(&server);
+    eprintln!("peak RSS scanning 1M points: {} MiB", peak / MIB);
+    assert!(peak < 32 * MIB + 256 * MIB, "peak RSS {} MiB", peak / MIB);
+    assert!(server.stop().success());
+}
