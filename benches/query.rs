@@ -21,7 +21,7 @@ use inflow::auth::Principal;
 use inflow::catalog::{Catalog, DbRef, SchemaLimits, TableColumns};
 use inflow::influxql;
 use inflow::ingester::buffer::Chunk;
-use inflow::ingester::read::{TimeRange, buffered_batches};
+use inflow::ingester::read::{BufferFilter, buffered_batches};
 use inflow::ingester::snapshot::{day_files, merge, target_schema};
 use inflow::query::{BufferSource, Querier, QueryError};
 use inflow::schema::{ColumnType, arrow_schema};
@@ -40,9 +40,9 @@ impl BufferSource for Buffered {
         &self,
         _: DbRef<'_>,
         _: &str,
-        range: TimeRange,
+        filter: &BufferFilter,
     ) -> Result<Vec<RecordBatch>, QueryError> {
-        buffered_batches(&self.0, range)
+        buffered_batches(&self.0, filter)
             .map(|(_, b)| b)
             .map_err(|e| QueryError::Internal(e.to_string()))
     }

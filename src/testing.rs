@@ -8,7 +8,7 @@ use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondAr
 
 use crate::catalog::{Catalog, DbRef, SchemaLimits, TableColumns, table_columns};
 use crate::ingester::buffer::Chunk;
-use crate::ingester::read::{TimeRange, buffered_batches};
+use crate::ingester::read::{BufferFilter, buffered_batches};
 use crate::ingester::snapshot::{day_files, merge, target_schema};
 use crate::query::{BufferSource, Querier, QueryError};
 use crate::schema::{ColumnType, arrow_schema};
@@ -114,9 +114,9 @@ impl BufferSource for Buffered {
         &self,
         _: DbRef<'_>,
         _: &str,
-        range: TimeRange,
+        filter: &BufferFilter,
     ) -> Result<Vec<RecordBatch>, QueryError> {
-        Ok(buffered_batches(&self.0, range).unwrap().1)
+        Ok(buffered_batches(&self.0, filter).unwrap().1)
     }
 }
 

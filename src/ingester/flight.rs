@@ -28,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use super::read::{TimeRange, buffered_batches};
+use super::read::{BufferFilter, TimeRange, buffered_batches};
 use super::{Ingester, Refused};
 
 use crate::catalog::{DbId, DbRef};
@@ -282,12 +282,16 @@ impl FlightService for IngesterFlight {
             id => id,
         };
         let chunks = self.ingester.buffered_chunks(database_id, &read.table);
-        let range = TimeRange {
-            min: read.min_time,
-            max: read.max_time,
+        let filter = BufferFilter {
+            range: TimeRange {
+                min: read.min_time,
+                max: read.max_time,
+            },
+            tags: read.tags.into_iter().map(|t| (t.tag, t.values)).collect(),
+            fields: (!read.fields.is_empty()).then_some(read.fields),
         };
         let (schema, batches) =
-            tokio::task::spawn_blocking(move || buffered_batches(&chunks, range))
+            tokio::task::spawn_blocking(move || buffered_batches(&chunks, &filter))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| Status::internal(format!("reading the buffer: {e}")))?;

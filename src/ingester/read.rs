@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, TimestampNanosecondArray, UInt64Array};
+use arrow::array::{AsArray, BooleanArray, TimestampNanosecondArray, UInt64Array};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::buffer::Chunk;
 use super::snapshot::target_schema;
-use crate::schema::{TIME_COLUMN, project, sequence_field};
+use crate::schema::{ColumnType, TIME_COLUMN, project, sequence_field};
 
 /// Inclusive time bounds in nanoseconds; `None` is unbounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,19 +36,51 @@ impl TimeRange {
     }
 }
 
-/// The chunks' rows within `range`, one batch per chunk, all in one schema with
-/// the sequence column last. Returns that schema too (for an empty answer).
+/// Which buffered rows a querier wants: a time range, tag values, fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BufferFilter {
+    pub range: TimeRange,
+    /// Rows whose tag equals one of the values, for every entry.
+    pub tags: Vec<(String, Vec<String>)>,
+    /// The fields to send; `None`: all (tags and time always come).
+    pub fields: Option<Vec<String>>,
+}
+
+impl BufferFilter {
+    pub fn range(range: TimeRange) -> Self {
+        Self {
+            range,
+            ..Self::default()
+        }
+    }
+}
+
+/// The chunks' rows that `filter` keeps, one batch per chunk, all in one
+/// schema with the sequence column last. Returns that schema too (for an
+/// empty answer).
 pub fn buffered_batches(
     chunks: &[Arc<Chunk>],
-    range: TimeRange,
+    filter: &BufferFilter,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
-    let schema = target_schema([], chunks);
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let all = target_schema([], chunks);
+    let mut fields: Vec<Field> = all
+        .fields()
+        .iter()
+        .filter(
+            |f| match (&filter.fields, ColumnType::from_arrow_field(f)) {
+                (Some(wanted), Some(t)) if t.is_field() => wanted.iter().any(|w| w == f.name()),
+                _ => true,
+            },
+        )
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let schema = Arc::new(Schema::new(fields.clone()));
     fields.push(sequence_field());
     let out = Arc::new(Schema::new(fields));
     let mut batches = Vec::with_capacity(chunks.len());
     for chunk in chunks {
-        let batch = filter_time(&project(&chunk.batch, &schema)?, range)?;
+        let batch = filter_time(&project(&chunk.batch, &schema)?, filter.range)?;
+        let batch = filter_tags(&batch, &filter.tags)?;
         if batch.num_rows() == 0 {
             continue;
         }
@@ -58,6 +90,34 @@ pub fn buffered_batches(
         batches.push(RecordBatch::try_new(Arc::clone(&out), columns)?);
     }
     Ok((out, batches))
+}
+
+/// The rows of `batch` whose tags match every filter (a missing tag matches
+/// none: it is null).
+fn filter_tags(
+    batch: &RecordBatch,
+    tags: &[(String, Vec<String>)],
+) -> Result<RecordBatch, ArrowError> {
+    let mut keep: Option<BooleanArray> = None;
+    for (tag, values) in tags {
+        let Some(column) = batch.column_by_name(tag) else {
+            return Ok(batch.slice(0, 0));
+        };
+        let strings = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)?;
+        let strings = strings.as_string::<i32>();
+        let matches: BooleanArray = strings
+            .iter()
+            .map(|v| Some(v.is_some_and(|v| values.iter().any(|w| w == v))))
+            .collect();
+        keep = Some(match keep {
+            Some(k) => arrow::compute::and(&k, &matches)?,
+            None => matches,
+        });
+    }
+    match keep {
+        Some(k) => filter_record_batch(batch, &k),
+        None => Ok(batch.clone()),
+    }
 }
 
 /// The rows of `batch` whose time is in `range`.
@@ -80,7 +140,7 @@ pub fn filter_time(batch: &RecordBatch, range: TimeRange) -> Result<RecordBatch,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnType, SEQUENCE_COLUMN, arrow_schema};
+    use crate::schema::{SEQUENCE_COLUMN, arrow_schema};
     use arrow::array::{Array, Float64Array};
 
     fn chunk(sequence: u64, with_y: bool, times: Vec<i64>) -> Arc<Chunk> {
@@ -107,7 +167,7 @@ mod tests {
             min: Some(2),
             max: Some(10),
         };
-        let (schema, batches) = buffered_batches(&chunks, range).unwrap();
+        let (schema, batches) = buffered_batches(&chunks, &BufferFilter::range(range)).unwrap();
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, vec!["x", "y", "time", SEQUENCE_COLUMN]);
         assert_eq!(batches.len(), 1, "the first chunk has no row in range");
@@ -116,5 +176,26 @@ mod tests {
         let seq = b.column(3).as_any().downcast_ref::<UInt64Array>().unwrap();
         assert_eq!(seq.values().to_vec(), vec![9, 9]);
         assert_eq!(b.column(1).null_count(), 0);
+    }
+
+    /// Tag filters keep the rows whose tag is one of the values (a chunk
+    /// without the tag has none); a field list drops the other fields.
+    #[test]
+    fn tags_and_fields_narrow_what_is_sent() {
+        let rows = [("a", Some(1.0), Some(2.0), 1), ("b", Some(3.0), None, 2)];
+        let chunks = vec![crate::testing::chunk(4, &rows), chunk(5, true, vec![3])];
+        let filter = BufferFilter {
+            range: TimeRange::default(),
+            tags: vec![("host".into(), vec!["b".into(), "c".into()])],
+            fields: Some(vec!["x".into()]),
+        };
+        let (schema, batches) = buffered_batches(&chunks, &filter).unwrap();
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, vec!["host", "x", "time", SEQUENCE_COLUMN]);
+        assert_eq!(batches.len(), 1, "the chunk without `host` matches nothing");
+        let b = &batches[0];
+        assert_eq!(b.num_rows(), 1);
+        let x = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(x.value(0), 3.0);
     }
 }

@@ -20,20 +20,21 @@ use tonic::transport::{Channel, Endpoint};
 use super::QueryError;
 use crate::catalog::DbRef;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
-use crate::ingester::read::TimeRange;
-use crate::proto::{FORMAT_VERSION, ReadBuffer};
+use crate::ingester::read::BufferFilter;
+use crate::proto::{FORMAT_VERSION, ReadBuffer, TagFilter};
 
 /// Where buffered (not yet persisted) rows come from; a trait so tests can
 /// stand in for ingesters.
 #[tonic::async_trait]
 pub trait BufferSource: Send + Sync + std::fmt::Debug {
-    /// Every buffered row of the table in `range`, each batch with the hidden
-    /// sequence column; an error if any ingester cannot answer.
+    /// The buffered rows of the table that `filter` keeps (at least: an
+    /// ingester may send more), each batch with the hidden sequence column;
+    /// an error if any ingester cannot answer.
     async fn fetch(
         &self,
         database: DbRef<'_>,
         table: &str,
-        range: TimeRange,
+        filter: &BufferFilter,
     ) -> Result<Vec<RecordBatch>, QueryError>;
 }
 
@@ -131,15 +132,24 @@ impl BufferSource for FlightIngesters {
         &self,
         database: DbRef<'_>,
         table: &str,
-        range: TimeRange,
+        filter: &BufferFilter,
     ) -> Result<Vec<RecordBatch>, QueryError> {
         let ticket = ReadBuffer {
             format_version: FORMAT_VERSION,
             database: database.name.to_string(),
             database_id: database.id,
             table: table.to_string(),
-            min_time: range.min,
-            max_time: range.max,
+            min_time: filter.range.min,
+            max_time: filter.range.max,
+            tags: filter
+                .tags
+                .iter()
+                .map(|(tag, values)| TagFilter {
+                    tag: tag.clone(),
+                    values: values.clone(),
+                })
+                .collect(),
+            fields: filter.fields.clone().unwrap_or_default(),
         };
         let ticket = Ticket::new(ticket.encode_to_vec());
         let addrs = self.addrs.read().clone();

@@ -17,6 +17,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
@@ -36,7 +37,7 @@ use super::QueryError;
 use super::ingesters::BufferSource;
 use super::scan::{self, ScanInput, distinct_files, fold_buffered, with_sequence};
 use crate::catalog::{Catalog, Database, ParquetFile, Table, table_columns};
-use crate::ingester::read::TimeRange;
+use crate::ingester::read::{BufferFilter, TimeRange};
 use crate::schema::{ColumnType, TIME_COLUMN};
 use crate::store::Store;
 
@@ -146,6 +147,37 @@ impl InflowTable {
         })
     }
 
+    /// What the ingesters need send: the rows in `range` whose tags the
+    /// filters pin to values (`host = 'a'`, `host IN ('a', 'b')`), with the
+    /// projected fields only. A smaller answer to move and fold; the filters
+    /// still apply above the scan.
+    fn buffer_filter(
+        &self,
+        range: TimeRange,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> BufferFilter {
+        let is_tag = |name: &str| self.table.column_type(name) == Some(ColumnType::Tag);
+        let tags = filters
+            .iter()
+            .flat_map(|f| split_conjunction(f))
+            .filter_map(pinned_tag)
+            .filter(|(tag, _)| is_tag(tag))
+            .collect();
+        let fields = projection.map(|p| {
+            p.iter()
+                .map(|&i| self.schema.field(i).name())
+                .filter(|n| self.table.column_type(n).is_some_and(|t| t.is_field()))
+                .cloned()
+                .collect()
+        });
+        BufferFilter {
+            range,
+            tags,
+            fields,
+        }
+    }
+
     /// Indexes of the tags and `time` in the query schema: a point's identity.
     fn key_columns(&self) -> Vec<usize> {
         table_columns(&self.table)
@@ -197,7 +229,11 @@ impl TableProvider for InflowTable {
         let buffered = self
             .sources
             .ingesters
-            .fetch(self.database.key(), &self.table.name, range)
+            .fetch(
+                self.database.key(),
+                &self.table.name,
+                &self.buffer_filter(range, projection, filters),
+            )
             .await
             .map_err(external)?;
         memory.try_grow(buffered.iter().map(|b| b.get_array_memory_size()).sum())?;
@@ -295,6 +331,42 @@ impl AsyncFileReader for StoreReader {
             Ok(Arc::new(metadata))
         }
         .boxed()
+    }
+}
+
+/// `column = 'value'` (either way round) or `column IN ('a', …)`: the column
+/// and the values it must take.
+fn pinned_tag(expr: &Expr) -> Option<(String, Vec<String>)> {
+    let string = |e: &Expr| match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(v))
+            | ScalarValue::LargeUtf8(Some(v))
+            | ScalarValue::Utf8View(Some(v)),
+            _,
+        ) => Some(v.clone()),
+        _ => None,
+    };
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), v) | (v, Expr::Column(c)) => Some((c.name.clone(), vec![string(v)?])),
+            _ => None,
+        },
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) => match expr.as_ref() {
+            Expr::Column(c) => Some((
+                c.name.clone(),
+                list.iter().map(string).collect::<Option<Vec<_>>>()?,
+            )),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
