@@ -37,6 +37,7 @@ use super::QueryError;
 use super::ingesters::BufferSource;
 use super::scan::{self, ScanInput, distinct_files, fold_buffered, with_sequence};
 use crate::catalog::{Catalog, Database, ParquetFile, Table, table_columns};
+use crate::ingester::buffer::batch_bytes;
 use crate::ingester::read::{BufferFilter, TimeRange};
 use crate::schema::{ColumnType, TIME_COLUMN};
 use crate::store::Store;
@@ -236,18 +237,16 @@ impl TableProvider for InflowTable {
             )
             .await
             .map_err(external)?;
-        memory.try_grow(buffered.iter().map(|b| b.get_array_memory_size()).sum())?;
+        // Counted by the bytes each batch's slices hold: decoded from Flight,
+        // every column shares one message buffer.
+        memory.try_grow(buffered.iter().map(batch_bytes).sum())?;
         let (with_seq, key) = (Arc::clone(&input.with_seq), input.key.clone());
         let buffer = tokio::task::spawn_blocking(move || fold_buffered(&with_seq, &key, buffered))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))??;
         // What stays held is the folded rows, until the plan's last stream
         // is dropped.
-        memory.resize(
-            buffer
-                .as_ref()
-                .map_or(0, |b| b.batch.get_array_memory_size()),
-        );
+        memory.resize(buffer.as_ref().map_or(0, |b| batch_bytes(&b.batch)));
         self.sources
             .catalog
             .refresh_file_logs()
