@@ -639,8 +639,9 @@ def questions(corpus, args):
         return f"time >= {(t - seconds) * 1000}ms AND time < {t * 1000}ms"
 
     def vm_range(query, seconds, step):
-        # VictoriaMetrics evaluates at start, start+step, … end, each over (e-step, e]: the
-        # same points as InfluxQL's windows [w, w+step) over [t-seconds, t), one window per step.
+        # VictoriaMetrics evaluates at start, start+step, … end, each over (e-step, e]: as many
+        # windows of as many points as InfluxQL's [w, w+step) over [t-seconds, t), each one
+        # sample later (and VictoriaMetrics rounds start down to a multiple of step).
         return ("/api/v1/query_range",
                 {"query": query, "start": t - seconds + step, "end": t, "step": f"{step}s"})
 
