@@ -540,6 +540,9 @@ mod tests {
 | b    | 12.0 |
 +------+------+";
         assert_eq!(answer, expected);
+        // Counting reads no column; the fold still counts a point once.
+        let (_, answer, _) = run(&querier, "SELECT count(*) AS n FROM m").await;
+        assert!(answer.contains("| 4 |"), "{answer}");
         // A field filter sees the folded value only: b's x at 40 was 4.0.
         let (_, answer, _) = run(&querier, "SELECT host, time FROM m WHERE x = 4.0").await;
         assert!(!answer.contains("| b "), "{answer}");
