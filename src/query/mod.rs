@@ -30,6 +30,7 @@ pub mod limits;
 pub mod scan;
 pub mod table;
 pub mod ticket;
+mod zones;
 
 use std::sync::Arc;
 

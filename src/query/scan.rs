@@ -2,19 +2,22 @@
 //! and the ingesters' buffered rows, with versions of a point folded only
 //! where two sources can hold the same point.
 //!
-//! A point is its tags and time, so two sources whose time ranges do not
-//! overlap share no point. Sources are grouped by overlapping time ranges:
+//! A point is its tags and time, so two sources share points only at times
+//! both cover: the overlap zones ([`super::zones`]).
 //!
-//! - a file alone in its group is read as it is (its rows are one per point,
-//!   deduplicated when it was written). All such files form one
-//!   `DataSourceExec` spread over the query's partitions, with every filter
-//!   pushed down for row-group and page pruning. After compaction this is
-//!   nearly every file.
-//! - a group of several sources (snapshots that overlap, a failover's two
-//!   files of one point, the buffer over the newest file) is merged in key
-//!   order (tags, `time`, then write sequence) by `SortPreservingMergeExec`
-//!   and folded by [`DedupExec`]. Only filters on the key are pushed into
-//!   those files: a field filter must see the folded value, not an older one.
+//! - Rows outside every zone have one version. All files (but those wholly
+//!   inside zones) form one `DataSourceExec` spread over the query's
+//!   partitions, with every filter pushed down for row-group and page
+//!   pruning, and a filter keeping the rows outside the zones. With no zones
+//!   (after compaction, or data written in time order) that filter is not
+//!   there at all.
+//! - Rows inside a zone (a write that arrived after the next snapshot began,
+//!   a failover's two files of one point, the buffer over the newest file)
+//!   are read from each source meeting a zone, only the zone's rows decoded
+//!   past `time`, merged in key order (tags, `time`, then write sequence) by
+//!   `SortPreservingMergeExec` and folded by [`DedupExec`]. Only filters on
+//!   the key are pushed into those reads: a field filter must see the folded
+//!   value, not an older one.
 //!
 //! The buffered rows are small and already in memory: they are folded and
 //! sorted there ([`crate::dedup`]) and counted against the query memory pool
@@ -49,6 +52,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::dedup_exec::DedupExec;
 use super::held::Held;
+use super::zones::{InZones, Span, covered, meets, zones};
 use crate::catalog::ParquetFile;
 use crate::dedup::dedup;
 #[cfg(test)]
@@ -81,13 +85,6 @@ pub fn with_sequence(schema: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(SEQUENCE_COLUMN, DataType::UInt64, true));
     Arc::new(Schema::new(fields))
-}
-
-/// A source's place in time.
-#[derive(Debug)]
-enum Source {
-    File(ParquetFile),
-    Buffer,
 }
 
 /// The buffered rows, folded and sorted by key, in `with_seq`.
@@ -148,31 +145,6 @@ pub fn fold_buffered(
     }))
 }
 
-/// Groups sources whose time ranges overlap (inclusive), each group in
-/// order of its sources' start.
-fn overlapping(files: Vec<ParquetFile>, buffer: Option<(i64, i64)>) -> Vec<Vec<Source>> {
-    let mut sources: Vec<(i64, i64, Source)> = files
-        .into_iter()
-        .map(|f| (f.min_time, f.max_time, Source::File(f)))
-        .chain(buffer.map(|(min, max)| (min, max, Source::Buffer)))
-        .collect();
-    sources.sort_by_key(|(min, max, _)| (*min, *max));
-    let mut groups: Vec<Vec<Source>> = Vec::new();
-    let mut end = i64::MIN;
-    for (min, max, source) in sources {
-        match groups.last_mut() {
-            Some(group) if min <= end => group.push(source),
-            _ => groups.push(vec![source]),
-        }
-        end = if groups.last().is_some_and(|g| g.len() > 1) {
-            end.max(max)
-        } else {
-            max
-        };
-    }
-    groups
-}
-
 /// Builds the scan's plan over `files` and the folded `buffer`; `memory`
 /// (what the buffer holds) stays counted while the plan's streams live.
 pub fn plan(
@@ -182,36 +154,44 @@ pub fn plan(
     buffer: Option<Buffered>,
     memory: Arc<MemoryReservation>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    // What every part yields: the projection, plus `time` when the
-    // retention filter below needs it.
+    let spans: Vec<Span> = files
+        .iter()
+        .map(|f| (f.min_time, f.max_time))
+        .chain(buffer.as_ref().map(|b| (b.min_time, b.max_time)))
+        .collect();
+    let zones: Arc<[Span]> = zones(&spans).into();
+    // What every part yields: the projection, plus `time` when the zones
+    // or the retention filter need it.
     let time = input.with_seq.index_of(TIME_COLUMN)?;
     let mut out = input.projection.clone();
     let cutoff = input.retention_cutoff;
-    if cutoff.is_some() && !out.contains(&time) {
+    if (cutoff.is_some() || !zones.is_empty()) && !out.contains(&time) {
         out.push(time);
     }
-    let groups = overlapping(files, buffer.as_ref().map(|b| (b.min_time, b.max_time)));
-    let mut alone = Vec::new();
-    let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-    for mut group in groups {
-        match (group.len(), group.pop()) {
-            (1, Some(Source::File(f))) => alone.push(f),
-            (1, Some(Source::Buffer)) => {
-                if let Some(b) = &buffer {
-                    parts.push(buffer_exec(state, b, &out, None)?);
-                }
-            }
-            (_, Some(last)) => {
-                group.push(last);
-                parts.push(folded_group(state, input, group, buffer.as_ref(), &out)?);
-            }
-            (_, None) => {}
+    let time_in = |columns: &[usize]| -> Arc<dyn PhysicalExpr> {
+        let at = columns.iter().position(|&c| c == time).unwrap_or_default();
+        Arc::new(Column::new(TIME_COLUMN, at))
+    };
+    let outside = |plan: Arc<dyn ExecutionPlan>| -> Result<Arc<dyn ExecutionPlan>> {
+        if zones.is_empty() {
+            return Ok(plan);
         }
-    }
-    if !alone.is_empty() {
-        let limit = if cutoff.is_none() { input.limit } else { None };
-        let groups = spread(alone, state.config().target_partitions());
-        parts.push(file_exec(
+        let keep = InZones::new(time_in(&out), Arc::clone(&zones), false);
+        Ok(Arc::new(FilterExec::try_new(Arc::new(keep), plan)?))
+    };
+    let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    // Rows outside every zone: one version each, read as they are.
+    let clean: Vec<ParquetFile> = files
+        .iter()
+        .filter(|f| !covered((f.min_time, f.max_time), &zones))
+        .cloned()
+        .collect();
+    if !clean.is_empty() {
+        let limit = (cutoff.is_none() && zones.is_empty())
+            .then_some(input.limit)
+            .flatten();
+        let groups = spread(clean, state.config().target_partitions());
+        let scan = file_exec(
             state,
             input,
             groups,
@@ -219,7 +199,25 @@ pub fn plan(
             &out,
             None,
             limit,
-        )?);
+        )?;
+        parts.push(outside(scan)?);
+    }
+    if let Some(b) = buffer
+        .as_ref()
+        .filter(|b| !covered((b.min_time, b.max_time), &zones))
+    {
+        parts.push(outside(buffer_exec(state, b, &out, None)?)?);
+    }
+    // Rows inside a zone: every version, merged by key and folded.
+    if !zones.is_empty() {
+        let zoned: Vec<ParquetFile> = files
+            .into_iter()
+            .filter(|f| meets((f.min_time, f.max_time), &zones))
+            .collect();
+        let buffer = buffer
+            .as_ref()
+            .filter(|b| meets((b.min_time, b.max_time), &zones));
+        parts.push(folded(state, input, zoned, buffer, &zones, &out)?);
     }
     let projected = Arc::new(input.with_seq.project(&out)?);
     let mut plan: Arc<dyn ExecutionPlan> = match parts.len() {
@@ -227,9 +225,8 @@ pub fn plan(
         _ => UnionExec::try_new(parts)?,
     };
     if let Some(cutoff) = cutoff {
-        let position = out.iter().position(|&c| c == time).unwrap_or_default();
         let predicate = Arc::new(BinaryExpr::new(
-            Arc::new(Column::new(TIME_COLUMN, position)),
+            time_in(&out),
             Operator::GtEq,
             Arc::new(Literal::new(ScalarValue::TimestampNanosecond(
                 Some(cutoff),
@@ -237,9 +234,9 @@ pub fn plan(
             ))),
         ));
         plan = Arc::new(FilterExec::try_new(predicate, plan)?);
-        if out.len() > input.projection.len() {
-            plan = project_to(plan, &input.with_seq, &out, &input.projection)?;
-        }
+    }
+    if out.len() > input.projection.len() {
+        plan = project_to(plan, &input.with_seq, &out, &input.projection)?;
     }
     if buffer.is_some() {
         plan = Arc::new(Held::new(plan, memory));
@@ -265,16 +262,18 @@ fn spread(mut files: Vec<ParquetFile>, n: usize) -> Vec<FileGroup> {
         .collect()
 }
 
-/// One group of overlapping sources, merged by key and folded, yielding
-/// the `out` columns.
-fn folded_group(
+/// The rows of `files` and `buffer` inside `zones`, merged by key and
+/// folded, yielding the `out` columns.
+fn folded(
     state: &dyn Session,
     input: &ScanInput,
-    group: Vec<Source>,
+    files: Vec<ParquetFile>,
     buffer: Option<&Buffered>,
+    zones: &Arc<[Span]>,
     out: &[usize],
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let seq = input.with_seq.fields().len() - 1;
+    let time = input.with_seq.index_of(TIME_COLUMN)?;
     // Read the key, the wanted columns and the sequence, the key first.
     let mut read: Vec<usize> = input.key.clone();
     for &c in out.iter().chain([&seq]) {
@@ -287,30 +286,35 @@ fn folded_group(
     let by: Vec<usize> = (0..input.key.len()).chain([read.len() - 1]).collect();
     let merge_order = ordering(&read_schema, &by)?;
     let file_order: Vec<usize> = input.key.iter().copied().chain([seq]).collect();
-    let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(group.len());
-    for source in group {
-        match source {
-            Source::File(f) => {
-                let files = vec![FileGroup::new(vec![PartitionedFile::new(
-                    f.path,
-                    f.size_bytes,
-                )])];
-                inputs.push(file_exec(
-                    state,
-                    input,
-                    files,
-                    input.key_predicate.clone(),
-                    &read,
-                    Some(ordering(&input.with_seq, &file_order)?),
-                    None,
-                )?);
-            }
-            Source::Buffer => {
-                if let Some(b) = buffer {
-                    inputs.push(buffer_exec(state, b, &read, Some(&merge_order))?);
-                }
-            }
-        }
+    let at = read.iter().position(|&c| c == time).unwrap_or_default();
+    let inside = |plan: Arc<dyn ExecutionPlan>| -> Result<Arc<dyn ExecutionPlan>> {
+        let time = Arc::new(Column::new(TIME_COLUMN, at));
+        let keep = InZones::new(time, Arc::clone(zones), true);
+        Ok(Arc::new(FilterExec::try_new(Arc::new(keep), plan)?))
+    };
+    // Pushed into the files too, so the reader decodes `time` (and the
+    // key filters' columns) and the other columns only for zone rows.
+    let in_zones: Arc<dyn PhysicalExpr> = Arc::new(InZones::new(
+        Arc::new(Column::new(TIME_COLUMN, time)),
+        Arc::clone(zones),
+        true,
+    ));
+    let predicate = match &input.key_predicate {
+        Some(p) => Arc::new(BinaryExpr::new(Arc::clone(p), Operator::And, in_zones)),
+        None => in_zones,
+    };
+    let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(files.len() + 1);
+    for f in files {
+        let group = vec![FileGroup::new(vec![PartitionedFile::new(
+            f.path,
+            f.size_bytes,
+        )])];
+        let order = Some(ordering(&input.with_seq, &file_order)?);
+        let scan = zone_file_exec(state, input, group, Arc::clone(&predicate), &read, order)?;
+        inputs.push(inside(scan)?);
+    }
+    if let Some(b) = buffer {
+        inputs.push(inside(buffer_exec(state, b, &read, Some(&merge_order))?)?);
     }
     let merged = Arc::new(SortPreservingMergeExec::new(
         merge_order.clone(),
@@ -359,6 +363,22 @@ fn buffer_exec(
     Ok(DataSourceExec::from_data_source(source))
 }
 
+/// One file's zone rows: `predicate` is pushed down as a row filter, so only
+/// the rows it keeps are decoded past its own columns.
+fn zone_file_exec(
+    state: &dyn Session,
+    input: &ScanInput,
+    groups: Vec<FileGroup>,
+    predicate: Arc<dyn PhysicalExpr>,
+    columns: &[usize],
+    ordering: Option<LexOrdering>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let source = parquet_source(state, input)?
+        .with_predicate(predicate)
+        .with_pushdown_filters(true);
+    scan_exec(source, groups, columns, ordering, None)
+}
+
 /// Parquet files read by DataFusion: `groups` as partitions, yielding
 /// `columns` of `with_seq`, pruned by `predicate`.
 fn file_exec(
@@ -370,19 +390,33 @@ fn file_exec(
     ordering: Option<LexOrdering>,
     limit: Option<usize>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let url = ObjectStoreUrl::parse(STORE_URL)?;
-    let runtime = state.runtime_env();
-    let store = runtime.object_store(&url)?;
-    let cache = runtime.cache_manager.get_file_metadata_cache();
-    let mut source = ParquetSource::new(Arc::clone(&input.with_seq))
-        .with_table_parquet_options(state.default_table_options().parquet)
-        .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
-            store, cache,
-        )));
+    let mut source = parquet_source(state, input)?;
     if let Some(p) = predicate {
         source = source.with_predicate(p);
     }
-    let config = FileScanConfigBuilder::new(url, Arc::new(source))
+    scan_exec(source, groups, columns, ordering, limit)
+}
+
+/// A Parquet source over the runtime's object store and footer cache.
+fn parquet_source(state: &dyn Session, input: &ScanInput) -> Result<ParquetSource> {
+    let runtime = state.runtime_env();
+    let store = runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?)?;
+    let cache = runtime.cache_manager.get_file_metadata_cache();
+    Ok(ParquetSource::new(Arc::clone(&input.with_seq))
+        .with_table_parquet_options(state.default_table_options().parquet)
+        .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+            store, cache,
+        ))))
+}
+
+fn scan_exec(
+    source: ParquetSource,
+    groups: Vec<FileGroup>,
+    columns: &[usize],
+    ordering: Option<LexOrdering>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
         .with_file_groups(groups)
         .with_projection_indices(Some(columns.to_vec()))?
         .with_output_ordering(ordering.into_iter().collect())
@@ -430,59 +464,6 @@ mod tests {
     use crate::query::Querier;
     use crate::testing::{Buffered as Buffers, catalog_with_table, chunk, persist};
     use datafusion::physical_plan::{collect, displayable};
-
-    fn file(path: &str, min_time: i64, max_time: i64) -> ParquetFile {
-        ParquetFile {
-            path: path.into(),
-            database: Default::default(),
-            table: Default::default(),
-            partition: "1970-01-01".into(),
-            min_time,
-            max_time,
-            rows: 1,
-            size_bytes: 1,
-        }
-    }
-
-    fn names(groups: &[Vec<Source>]) -> Vec<Vec<String>> {
-        groups
-            .iter()
-            .map(|g| {
-                g.iter()
-                    .map(|s| match s {
-                        Source::File(f) => f.path.clone(),
-                        Source::Buffer => "buffer".into(),
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// Sources group by overlapping time ranges (ends inclusive); a group
-    /// reaches as far as its longest member.
-    #[test]
-    fn sources_group_by_overlapping_time() {
-        let files = vec![
-            file("c", 30, 40),
-            file("a", 0, 10),
-            file("b", 10, 20),
-            file("d", 50, 100),
-            file("e", 60, 61),
-            file("f", 90, 95),
-            file("g", 101, 200),
-        ];
-        let groups = overlapping(files, Some((150, 300)));
-        assert_eq!(
-            names(&groups),
-            vec![
-                vec!["a", "b"],
-                vec!["c"],
-                vec!["d", "e", "f"],
-                vec!["g", "buffer"]
-            ]
-        );
-        assert!(overlapping(vec![], None).is_empty());
-    }
 
     /// Runs `sql` with its physical plan: the plan's text, the answer, and
     /// the rows the Parquet scans yielded (before any filter above them).
@@ -546,6 +527,51 @@ mod tests {
         // A field filter sees the folded value only: b's x at 40 was 4.0.
         let (_, answer, _) = run(&querier, "SELECT host, time FROM m WHERE x = 4.0").await;
         assert!(!answer.contains("| b "), "{answer}");
+    }
+
+    /// Snapshots that overlap at their ends (a late write): only the rows
+    /// at the shared times are merged and folded; the newer version wins.
+    #[tokio::test]
+    async fn a_chain_of_files_folds_only_where_they_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let first = chunk(
+            1,
+            &[
+                ("a", Some(1.0), None, 10),
+                ("a", Some(2.0), Some(5.0), 18),
+                ("b", Some(9.0), None, 12),
+            ],
+        );
+        persist(&catalog, &store, "i1", 1, first).await;
+        let second = chunk(
+            2,
+            &[("a", Some(20.0), None, 18), ("a", Some(3.0), None, 30)],
+        );
+        persist(&catalog, &store, "i1", 2, second).await;
+        let third = chunk(3, &[("b", Some(4.0), None, 31), ("b", Some(7.0), None, 40)]);
+        persist(&catalog, &store, "i1", 3, third).await;
+        let querier = Querier::new(catalog, store, Arc::new(Buffers(vec![])));
+        let (plan, answer, _) = run(
+            &querier,
+            "SELECT host, x, y, time FROM m ORDER BY host, time",
+        )
+        .await;
+        assert_eq!(plan.matches("DedupExec").count(), 1, "{plan}");
+        let expected = "\
++------+------+-----+-------------------------------+
+| host | x    | y   | time                          |
++------+------+-----+-------------------------------+
+| a    | 1.0  |     | 1970-01-01T00:00:00.000000010 |
+| a    | 20.0 | 5.0 | 1970-01-01T00:00:00.000000018 |
+| a    | 3.0  |     | 1970-01-01T00:00:00.000000030 |
+| b    | 9.0  |     | 1970-01-01T00:00:00.000000012 |
+| b    | 4.0  |     | 1970-01-01T00:00:00.000000031 |
+| b    | 7.0  |     | 1970-01-01T00:00:00.000000040 |
++------+------+-----+-------------------------------+";
+        assert_eq!(answer, expected);
+        let (_, answer, _) = run(&querier, "SELECT count(*) AS n, sum(x) AS s FROM m").await;
+        assert!(answer.contains("| 6 | 44.0 |"), "{answer}");
     }
 
     /// A one-host question over a file of 50 hosts reads the pages of that
