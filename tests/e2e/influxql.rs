@@ -213,19 +213,21 @@ async fn answers_are_the_same_from_buffer_files_and_after_restart() {
 }
 
 /// The rows an InfluxQL statement holds count against `--query-memory-bytes`:
-/// past it the request fails with 503, the process stays up.
+/// past it the request fails with 503, the process stays up. A raw `SELECT`
+/// holds its series' rows; an aggregate DataFusion computes holds a value per
+/// series and window, and answers over the same points.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_past_the_memory_limit_is_a_503() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(
         dir.path(),
-        // Room for a small statement, not for 60,000 points (their scan
-        // alone holds about 17 MB).
+        // Room for a scan of 60,000 buffered points (about 17 MB), not for
+        // a raw answer of 21 columns of them (over 500 bytes a point).
         &[
             "--snapshot-interval",
             "1h",
             "--query-memory-bytes",
-            "12582912",
+            "25165824",
         ],
     );
     let body: Vec<String> = (0..60_000)
@@ -234,11 +236,41 @@ async fn a_statement_past_the_memory_limit_is_a_503() {
     let r = write(&s, "bucket=db&precision=s", ADMIN_TOKEN, body.join("\n")).await;
     assert_eq!(r.status, 204);
     let auth = format!("Token {ADMIN_TOKEN}");
-    let (status, body) = query(&s, Some(&auth), "db=db&q=SELECT+v+FROM+m").await;
-    assert_eq!(status, 503, "{body}");
+    let columns = ["v"; 20].join(",");
+    let (status, body) = query(&s, Some(&auth), &format!("db=db&q=SELECT+{columns}+FROM+m")).await;
+    let mut text = body.to_string();
+    text.truncate(500);
+    assert_eq!(status, 503, "{text}");
     assert!(
         body["error"].as_str().is_some_and(|e| e.contains("memory")),
         "{body}"
+    );
+    // Aggregates over every point answer: h3's points in [10000 s, 20000 s)
+    // are 10003, 10013, …, 19993.
+    let (status, body) = query(
+        &s,
+        Some(&auth),
+        "db=db&epoch=s&q=SELECT+mean(v),count(v),max(v),first(v)+FROM+m+WHERE+time+%3E%3D+0s+AND+time+%3C+60000s+GROUP+BY+time(10000s),host",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let series = body["results"][0]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 10);
+    assert_eq!(series[3]["tags"], serde_json::json!({"host": "h3"}));
+    assert_eq!(
+        series[3]["values"][1],
+        serde_json::json!([10000, 14998, 1000, 19993, 10003])
+    );
+    assert_eq!(series[3]["values"].as_array().unwrap().len(), 6);
+    let (status, body) = query(&s, Some(&auth), "db=db&q=SELECT+sum(v),count(v)+FROM+m").await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            serde_json::json!({"results":[{"statement_id":0,"series":[{"name":"m",
+                "columns":["time","sum","count"],
+                "values":[["1970-01-01T00:00:00Z",1799970000,60000]]}]}]})
+        )
     );
     // A statement that fits still answers.
     let (status, body) = query(&s, Some(&auth), "db=db&q=SELECT+v+FROM+m+WHERE+time+%3C+3s").await;
