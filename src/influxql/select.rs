@@ -1,9 +1,11 @@
 //! `SELECT`: DataFusion plans the part that touches data — a scan of each
 //! measurement with the time range and the `WHERE` predicates as filters (so
-//! the table prunes files and row groups as for SQL), a projection of the
-//! columns the statement needs, a sort by series and time. InfluxQL's own
-//! semantics then run over that sorted stream: series by the `GROUP BY` tags,
-//! windows by `GROUP BY time`, aggregates and selectors, `fill`, `LIMIT` and
+//! the table prunes files and row groups as for SQL). Aggregates it can
+//! compute (`pushdown`) it computes per series and window. Everything else
+//! reads a projection of the columns the statement needs, sorted by series
+//! and time, a series at a time, and InfluxQL's own semantics run over it:
+//! windows by `GROUP BY time`, aggregates and selectors. Both end the same
+//! way: `fill`, the columns' expressions, transformations, `LIMIT` and
 //! `OFFSET` per series, `SLIMIT` and `SOFFSET` over them.
 
 use std::collections::{BTreeMap, HashMap};

@@ -10,10 +10,11 @@
 //! The answers are the row path's exactly: windows are `date_bin` with the
 //! origin 1.x aligns them to (the epoch plus the offset, shifted by the
 //! zone under `tz()` while its offset does not change over the statement's
-//! range); `first` and `last` pick, among points at the same time, the larger
-//! value, and `min` and `max` the earliest of equal values, as 1.x's
-//! reducers do; a lone selector without `GROUP BY time` reports its point's
-//! time. What does not fit (other functions, `distinct`, a selector's other
+//! range); `min` and `max` pick the earliest of equal values, and `first`
+//! and `last`, among points of the group at the same time (series the group
+//! merges), the larger value, as 1.x does under `GROUP BY time` (the row
+//! path takes whichever its sort puts first); a lone selector without
+//! `GROUP BY time` reports its point's time. What does not fit (other functions, `distinct`, a selector's other
 //! columns, types 1.x refuses, a zone whose offset changes, times at the ends
 //! of the range) stays on the row path.
 
