@@ -603,6 +603,43 @@ mod tests {
         }
     }
 
+    /// A tag compared with a literal reaches the table scan as a filter on
+    /// the plain column (which statistics prune by), with the series key's
+    /// `coalesce` only in the grouping.
+    #[tokio::test]
+    async fn tag_filters_reach_the_scan_on_the_plain_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let querier = querier(dir.path()).await;
+        let query = parse(
+            "SELECT mean(x) FROM m WHERE host = 'b' AND time >= 0s AND time < 100s \
+             GROUP BY time(10s), host",
+        )
+        .unwrap();
+        let Statement::Select(s) = &query.statements[0] else {
+            unreachable!()
+        };
+        let (database, session) = querier.session("db").await.unwrap();
+        let tables = measurements(&s.from, database.tables().cloned().collect()).unwrap();
+        let columns: Columns = table_columns(&tables[0])
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        let plan = Plan::new(s, &tables, 400 * S).unwrap();
+        let optimized = plan
+            .filtered(&session, &tables[0], &columns)
+            .await
+            .unwrap()
+            .into_optimized_plan()
+            .unwrap()
+            .display_indent()
+            .to_string();
+        let scan = optimized
+            .lines()
+            .find(|l| l.contains("TableScan"))
+            .unwrap_or_default();
+        assert!(scan.contains("m.host = Utf8(\"b\")"), "{optimized}");
+        assert!(!optimized.contains("coalesce"), "{optimized}");
+    }
+
     /// A point at the very start of time, where `date_bin` cannot place it:
     /// the row path answers (here: too many windows to the end of the range).
     #[tokio::test]
