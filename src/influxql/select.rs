@@ -101,7 +101,10 @@ async fn select_with(
             None => None,
         };
         let table_series = match pushed {
-            Some(table_series) => table_series,
+            Some(table_series) => {
+                tracing::debug!(table = %table.name, "InfluxQL aggregates computed by DataFusion");
+                table_series
+            }
             None => plan.scan(&session, table, &columns, &memory).await?,
         };
         series.extend(table_series);
