@@ -241,6 +241,9 @@ fn comparison(
         let time = lit(ScalarValue::TimestampNanosecond(Some(t), None));
         return Ok(binary_expr(ident(TIME_COLUMN), df_operator(op), time));
     }
+    if let Some(plain) = plain_tag_comparison(op, lhs, rhs, columns) {
+        return Ok(plain);
+    }
     let textual = matches!(lhs, Expr::String(_) | Expr::Regex(_))
         || matches!(rhs, Expr::String(_) | Expr::Regex(_));
     let l = operand(lhs, columns, textual)?;
@@ -250,6 +253,64 @@ fn comparison(
         // A comparison with a field that does not exist matches nothing.
         _ => Ok(lit(false)),
     }
+}
+
+/// A tag compared with a literal, on the plain column, when a missing tag
+/// (the empty string in 1.x) would not satisfy the comparison: the null a
+/// missing tag reads as is then as false as the empty string, and Parquet
+/// statistics and DataFusion's pruning can use `host = 'a'`, which they cannot
+/// use through the `coalesce(host, '')` a missing tag needs otherwise.
+/// `None` when the empty string matters (`host = ''`, `host != 'a'`,
+/// `host =~ /.*/`) or the comparison is not of a tag with a literal.
+fn plain_tag_comparison(op: BinaryOp, lhs: &Expr, rhs: &Expr, columns: &Columns) -> Option<DfExpr> {
+    let tag = |e: &Expr| match e {
+        Expr::VarRef {
+            name,
+            data_type: None | Some(VarType::Tag),
+        } if columns.get(name) == Some(&ColumnType::Tag) => Some(name.clone()),
+        _ => None,
+    };
+    // The comparison with the tag on the left.
+    let (name, op, literal) = match (tag(lhs), tag(rhs)) {
+        (Some(name), None) => (name, op, rhs),
+        (None, Some(name)) => {
+            let flipped = match op {
+                BinaryOp::Lt => BinaryOp::Gt,
+                BinaryOp::LtEq => BinaryOp::GtEq,
+                BinaryOp::Gt => BinaryOp::Lt,
+                BinaryOp::GtEq => BinaryOp::LtEq,
+                BinaryOp::Eq | BinaryOp::NotEq => op,
+                // `/re/ =~ host` is not how a regex comparison is written.
+                _ => return None,
+            };
+            (name, flipped, lhs)
+        }
+        _ => return None,
+    };
+    let empty_matches = match (op, literal) {
+        (BinaryOp::Eq, Expr::String(s)) => s.is_empty(),
+        (BinaryOp::NotEq, Expr::String(s)) => !s.is_empty(),
+        (BinaryOp::Lt, Expr::String(s)) => !s.is_empty(),
+        (BinaryOp::LtEq, Expr::String(_)) => true,
+        (BinaryOp::Gt, Expr::String(_)) => false,
+        (BinaryOp::GtEq, Expr::String(s)) => s.is_empty(),
+        // An invalid regex keeps its error where the coalesced form reports it.
+        (BinaryOp::RegexMatch, Expr::Regex(r)) => {
+            regex::Regex::new(r).map_or(true, |re| re.is_match(""))
+        }
+        (BinaryOp::RegexNotMatch, Expr::Regex(r)) => {
+            regex::Regex::new(r).map_or(true, |re| !re.is_match(""))
+        }
+        _ => return None,
+    };
+    if empty_matches {
+        return None;
+    }
+    let value = match literal {
+        Expr::String(s) | Expr::Regex(s) => lit(s.as_str()),
+        _ => return None,
+    };
+    Some(binary_expr(ident(name), df_operator(op), value))
 }
 
 /// One side of a comparison; `None` for a missing field.
@@ -455,6 +516,76 @@ mod tests {
         );
         assert!(parse_time_string("2023-01-02").is_ok());
         assert!(parse_time_string("yesterday").is_err());
+    }
+
+    /// A tag compared with a literal the empty string cannot satisfy is a
+    /// comparison of the plain column (which statistics prune by); where a
+    /// missing tag would match, the column is read as `coalesce(tag, '')`.
+    #[test]
+    fn tag_comparisons_coalesce_only_where_the_empty_string_matches() {
+        let columns: Columns = [
+            ("host".to_string(), ColumnType::Tag),
+            ("v".to_string(), ColumnType::Float),
+        ]
+        .into_iter()
+        .collect();
+        let string = |s: &str| Box::new(Expr::String(s.into()));
+        let re = |s: &str| Box::new(Expr::Regex(s.into()));
+        let planned = |e: Expr| condition(&e, &columns, 0).unwrap().to_string();
+        let plain = [
+            (
+                bin(BinaryOp::Eq, var("host"), string("a")),
+                "host = Utf8(\"a\")",
+            ),
+            (
+                bin(BinaryOp::Eq, string("a"), var("host")),
+                "host = Utf8(\"a\")",
+            ),
+            (
+                bin(BinaryOp::Gt, var("host"), string("")),
+                "host > Utf8(\"\")",
+            ),
+            (
+                bin(BinaryOp::Lt, string("a"), var("host")),
+                "host > Utf8(\"a\")",
+            ),
+            (
+                bin(BinaryOp::GtEq, var("host"), string("a")),
+                "host >= Utf8(\"a\")",
+            ),
+            (
+                bin(BinaryOp::RegexMatch, var("host"), re("^h[12]$")),
+                "host ~ Utf8(\"^h[12]$\")",
+            ),
+            (
+                bin(BinaryOp::RegexNotMatch, var("host"), re(".*")),
+                "host !~ Utf8(\".*\")",
+            ),
+        ];
+        for (e, expected) in plain {
+            assert_eq!(planned(e), expected);
+        }
+        let coalesced = [
+            bin(BinaryOp::Eq, var("host"), string("")),
+            bin(BinaryOp::NotEq, var("host"), string("a")),
+            bin(BinaryOp::Lt, var("host"), string("a")),
+            bin(BinaryOp::LtEq, var("host"), string("")),
+            bin(BinaryOp::RegexMatch, var("host"), re("a*")),
+            bin(BinaryOp::RegexNotMatch, var("host"), re("^h")),
+        ];
+        for e in coalesced {
+            let text = planned(e);
+            assert!(text.contains("coalesce(host, Utf8(\"\"))"), "{text}");
+        }
+        // Fields and missing tags are as they were.
+        assert_eq!(
+            planned(bin(BinaryOp::Eq, var("v"), Box::new(Expr::Integer(1)))),
+            "v = Int64(1)"
+        );
+        assert_eq!(
+            planned(bin(BinaryOp::Eq, var("nosuch"), string("a"))),
+            "Utf8(\"\") = Utf8(\"a\")"
+        );
     }
 
     #[test]

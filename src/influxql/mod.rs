@@ -4,11 +4,15 @@
 //! ```text
 //!  text ─► parser (positions in errors) ─► ast::Statement
 //!            SHOW …      ─► show: the catalog, DataFusion for tag values
-//!            SELECT …    ─► select: DataFusion scans, filters and sorts the
+//!            SELECT …    ─► select: DataFusion scans and filters the
 //!                           deduplicated rows (time range and predicates pushed
-//!                           to the table, so files are pruned as for SQL);
-//!                           InfluxQL's series, windows, aggregates, selectors
-//!                           and fill run over that sorted stream
+//!                           to the table, so files are pruned as for SQL) and
+//!                           either aggregates them per series and window
+//!                           (mean, sum, count, min, max, first, last, spread)
+//!                           or sorts them by series and time for InfluxQL's
+//!                           own windows, aggregates and selectors, a series
+//!                           at a time; fill, arithmetic and transformations
+//!                           run over either
 //!  result::Series ─► v1 JSON (http) or Arrow (flight)
 //! ```
 

@@ -1,21 +1,23 @@
 //! `SELECT`: DataFusion plans the part that touches data — a scan of each
 //! measurement with the time range and the `WHERE` predicates as filters (so
-//! the table prunes files and row groups as for SQL), a projection of the
-//! columns the statement needs, a sort by series and time. InfluxQL's own
-//! semantics then run over that sorted stream: series by the `GROUP BY` tags,
-//! windows by `GROUP BY time`, aggregates and selectors, `fill`, `LIMIT` and
+//! the table prunes files and row groups as for SQL). Aggregates it can
+//! compute (`pushdown`) it computes per series and window. Everything else
+//! reads a projection of the columns the statement needs, sorted by series
+//! and time, a series at a time, and InfluxQL's own semantics run over it:
+//! windows by `GROUP BY time`, aggregates and selectors. Both end the same
+//! way: `fill`, the columns' expressions, transformations, `LIMIT` and
 //! `OFFSET` per series, `SLIMIT` and `SOFFSET` over them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampNanosecondType, UInt64Type};
 use chrono_tz::Tz;
 use datafusion::common::TableReference;
-use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::{Expr as DfExpr, ident, lit};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
@@ -23,10 +25,12 @@ use super::ast::{
     BinaryOp, Dimension, Expr, FUNCTIONS, Fill, MeasurementName, Number, Select, Source, VarType,
 };
 use super::eval::{self, Columns, TimeBounds};
-use super::result::{Series, Value, zone_offset};
+use super::result::{Series, Value, answer_bytes, zone_offset};
 use super::{Context, InfluxqlError};
 use crate::catalog::{Table, table_columns};
 use crate::schema::{ColumnType, TIME_COLUMN};
+
+mod pushdown;
 
 /// Windows one series may produce: a guard against `fill` over a range far
 /// larger than the interval.
@@ -38,6 +42,17 @@ const ROW_BYTES: usize = std::mem::size_of::<Row>();
 const VALUE_BYTES: usize = std::mem::size_of::<Value>();
 
 pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, InfluxqlError> {
+    select_with(ctx, s, true).await
+}
+
+/// `SELECT`, with aggregates computed by DataFusion where they can be
+/// (`pushdown`) or every statement on the row path (what the tests compare
+/// the former with).
+async fn select_with(
+    ctx: &Context<'_>,
+    s: &Select,
+    pushdown: bool,
+) -> Result<Vec<Series>, InfluxqlError> {
     let named = s.from.iter().find_map(|f| f.database.as_deref());
     let db = ctx.database(named).await?;
     // A retention policy other than the default is its own database, as
@@ -69,37 +84,30 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, Influx
     }
     let plan = Plan::new(s, &tables, ctx.now)?;
     let mut series = Vec::new();
-    // The rows a statement holds count against the query memory pool, as
+    // What a statement holds counts against the query memory pool, as
     // DataFusion's own operators do: past it the statement fails (503)
     // instead of the process running out of memory.
     let memory =
         MemoryConsumer::new("influxql select").register(&session.runtime_env().memory_pool);
     for table in &tables {
-        let (groups, present) = plan.scan(&session, table).await?;
-        let held: usize = groups
-            .iter()
-            .flat_map(|(_, rows)| rows)
-            .map(|r| ROW_BYTES + r.values.len() * VALUE_BYTES)
-            .sum();
-        memory.try_grow(held)?;
-        for (key, rows) in groups {
-            let tags = (!plan.group_tags(table).is_empty()).then(|| {
-                plan.group_tags(table)
-                    .into_iter()
-                    .zip(key)
-                    .collect::<Vec<_>>()
-            });
-            let values = plan.rows(&rows, &present)?;
-            if values.is_empty() {
-                continue;
+        let columns: Columns = table_columns(table)
+            .map(|(n, t)| (n.to_string(), t))
+            .collect();
+        let pushed = match plan.pushdown(&columns).filter(|_| pushdown) {
+            Some(pushdown) => {
+                plan.aggregate_in_datafusion(&session, table, &columns, &pushdown, &memory)
+                    .await?
             }
-            series.push(Series {
-                name: table.name.clone(),
-                tags,
-                columns: plan.column_names(),
-                values,
-            });
-        }
+            None => None,
+        };
+        let table_series = match pushed {
+            Some(table_series) => {
+                tracing::debug!(table = %table.name, "InfluxQL aggregates computed by DataFusion");
+                table_series
+            }
+            None => plan.scan(&session, table, &columns, &memory).await?,
+        };
+        series.extend(table_series);
     }
     // 1.x orders series by time too: descending reverses them.
     if s.order_desc {
@@ -108,6 +116,17 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, Influx
     let skip = s.soffset.unwrap_or(0) as usize;
     let take = s.slimit.map_or(usize::MAX, |n| n as usize);
     Ok(series.into_iter().skip(skip).take(take).collect())
+}
+
+/// A group tag's part of a series key: a missing tag is the empty string,
+/// as in 1.x.
+fn tag_key(name: &str, columns: &Columns) -> DfExpr {
+    match columns.get(name) {
+        Some(ColumnType::Tag) => {
+            datafusion::functions::core::expr_fn::coalesce(vec![ident(name), lit("")])
+        }
+        _ => lit(""),
+    }
 }
 
 /// The tables `FROM` names (regexes matched against every table), each once,
@@ -500,42 +519,47 @@ impl<'a> Plan<'a> {
         out
     }
 
-    /// The measurement's rows in range, by series, in time order.
-    async fn scan(
+    /// The measurement's rows in range (the time range and the `WHERE`
+    /// condition as filters, so the table prunes by them).
+    async fn filtered(
         &self,
         session: &SessionContext,
         table: &Table,
-    ) -> Result<(Vec<(Vec<String>, Vec<Row>)>, Vec<bool>), InfluxqlError> {
-        let columns: Columns = table_columns(table)
-            .map(|(n, t)| (n.to_string(), t))
-            .collect();
-        let group = self.group_tags(table);
+        columns: &Columns,
+    ) -> Result<DataFrame, InfluxqlError> {
         let mut frame = session
             .table(TableReference::bare(table.name.as_str()))
             .await?;
         let time = |ns: i64| lit(ScalarValue::TimestampNanosecond(Some(ns), None));
-        let end = self.end();
         if let Some(start) = self.scan_start() {
             frame = frame.filter(ident(TIME_COLUMN).gt_eq(time(start)))?;
         }
-        if let Some(end) = end {
+        if let Some(end) = self.end() {
             frame = frame.filter(ident(TIME_COLUMN).lt_eq(time(end)))?;
         }
         if let Some(condition) = &self.condition {
-            frame = frame.filter(eval::condition(condition, &columns, self.now)?)?;
+            frame = frame.filter(eval::condition(condition, columns, self.now)?)?;
         }
-        let tag = |name: &str| -> DfExpr {
-            match columns.get(name) {
-                Some(ColumnType::Tag) => {
-                    datafusion::functions::core::expr_fn::coalesce(vec![ident(name), lit("")])
-                }
-                _ => lit(""),
-            }
-        };
+        Ok(frame)
+    }
+
+    /// A measurement's series as the statement answers them, from its rows
+    /// in series and time order. A series' rows are held (and counted in
+    /// `memory`) only until the next series starts: then its answer is made
+    /// and they are let go.
+    async fn scan(
+        &self,
+        session: &SessionContext,
+        table: &Table,
+        columns: &Columns,
+        memory: &MemoryReservation,
+    ) -> Result<Vec<Series>, InfluxqlError> {
+        let group = self.group_tags(table);
+        let frame = self.filtered(session, table, columns).await?;
         let mut projection: Vec<DfExpr> = group
             .iter()
             .enumerate()
-            .map(|(i, g)| tag(g).alias(format!("g{i}")))
+            .map(|(i, g)| tag_key(g, columns).alias(format!("g{i}")))
             .collect();
         projection.push(ident(TIME_COLUMN));
         for (i, (name, ty)) in self.refs.iter().enumerate() {
@@ -560,18 +584,80 @@ impl<'a> Plan<'a> {
             .collect();
         sort.push(ident(TIME_COLUMN).sort(true, true));
         let frame = frame.select(projection)?.sort(sort)?;
-        // The sorted rows are held until grouped: counted as they arrive, so
-        // a measurement too large for the pool fails instead of the process.
-        let memory =
-            MemoryConsumer::new("influxql scan").register(&session.runtime_env().memory_pool);
         let mut stream = frame.execute_stream().await?;
-        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut out = Vec::new();
+        let mut key: Vec<String> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut held = 0;
+        let refs = self.refs.len();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            memory.try_grow(batch.get_array_memory_size())?;
-            batches.push(batch);
+            let keys: Vec<_> = (0..group.len()).map(|i| batch.column(i)).collect();
+            let time = batch
+                .column(group.len())
+                .as_primitive::<TimestampNanosecondType>();
+            let values: Vec<_> = (0..refs)
+                .map(|i| batch.column(group.len() + 1 + i))
+                .collect();
+            let mut added = 0;
+            for row in 0..batch.num_rows() {
+                let same = !rows.is_empty()
+                    && keys
+                        .iter()
+                        .zip(&key)
+                        .all(|(k, held)| str_at(k.as_ref(), row) == held);
+                if !same {
+                    memory.try_grow(added)?;
+                    added = 0;
+                    let values = self.series_rows(&rows, &present)?;
+                    self.push_series(&table.name, &group, &key, values, memory, &mut out)?;
+                    memory.shrink(held);
+                    held = 0;
+                    rows.clear();
+                    key = keys
+                        .iter()
+                        .map(|k| str_at(k.as_ref(), row).to_string())
+                        .collect();
+                }
+                rows.push(Row {
+                    time: time.value(row),
+                    values: values.iter().map(|c| value_at(c.as_ref(), row)).collect(),
+                });
+                added += ROW_BYTES + refs * VALUE_BYTES;
+                held += ROW_BYTES + refs * VALUE_BYTES;
+            }
+            memory.try_grow(added)?;
         }
-        Ok((group_rows(&batches, group.len(), self.refs.len()), present))
+        let values = self.series_rows(&rows, &present)?;
+        self.push_series(&table.name, &group, &key, values, memory, &mut out)?;
+        memory.shrink(held);
+        Ok(out)
+    }
+
+    /// Adds a series' answer (when it has rows), counted in `memory`.
+    fn push_series(
+        &self,
+        name: &str,
+        group: &[String],
+        key: &[String],
+        values: Vec<Vec<Value>>,
+        memory: &MemoryReservation,
+        out: &mut Vec<Series>,
+    ) -> Result<(), InfluxqlError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let tags =
+            (!group.is_empty()).then(|| group.iter().cloned().zip(key.iter().cloned()).collect());
+        let series = Series {
+            name: name.to_string(),
+            tags,
+            columns: self.column_names(),
+            values,
+        };
+        memory.try_grow(answer_bytes(std::slice::from_ref(&series)))?;
+        out.push(series);
+        Ok(())
     }
 
     /// The first time read: the statement's lower bound, one window earlier
@@ -597,9 +683,16 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// One series' output rows, in output order. `present` says which
-    /// referenced fields the measurement has.
-    fn rows(&self, rows: &[Row], present: &[bool]) -> Result<Vec<Vec<Value>>, InfluxqlError> {
+    /// One series' output rows, in output order (none for no rows).
+    /// `present` says which referenced fields the measurement has.
+    fn series_rows(
+        &self,
+        rows: &[Row],
+        present: &[bool],
+    ) -> Result<Vec<Vec<Value>>, InfluxqlError> {
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
         let out = if self.aggregate {
             self.aggregate_rows(rows, present)?
         } else {
@@ -609,6 +702,11 @@ impl<'a> Plan<'a> {
             }
             out
         };
+        Ok(self.finish(out))
+    }
+
+    /// A series' rows after its transformations, `OFFSET` and `LIMIT`.
+    fn finish(&self, out: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
         let out = if self.transforms.is_empty() {
             out
         } else {
@@ -616,7 +714,7 @@ impl<'a> Plan<'a> {
         };
         let skip = self.select.offset.unwrap_or(0) as usize;
         let take = self.select.limit.map_or(usize::MAX, |n| n as usize);
-        Ok(out.into_iter().skip(skip).take(take).collect())
+        out.into_iter().skip(skip).take(take).collect()
     }
 
     /// Applies every column's transformation over the series' rows; a row
@@ -688,19 +786,38 @@ impl<'a> Plan<'a> {
             }
             results.push(per_window);
         }
-        // A series none of whose calls saw a value has no rows (fill or not).
-        if results.iter().flatten().all(Option::is_none) {
-            return Ok(vec![]);
-        }
         if let Some(Call {
             func: Func::Distinct,
             ..
         }) = self.calls.first()
         {
+            if results.iter().flatten().all(Option::is_none) {
+                return Ok(vec![]);
+            }
             return Ok(self.distinct_rows(rows, &windows));
         }
-        let fill = self.select.fill.unwrap_or(Fill::Null);
         let starts: Vec<i64> = windows.iter().map(|w| w.start).collect();
+        Ok(self.window_rows(&starts, &results, present, |i| {
+            rows.get(i).map_or(&[], |r| r.values.as_slice())
+        }))
+    }
+
+    /// An aggregate series' rows from its calls' results per window (both in
+    /// output order): `fill`, the lone selector's time and point, the
+    /// columns' expressions over the calls. `aux` reads the row a selector
+    /// picked.
+    fn window_rows<'r>(
+        &self,
+        starts: &[i64],
+        results: &[Vec<Option<Picked>>],
+        present: &[bool],
+        aux: impl Fn(usize) -> &'r [Value],
+    ) -> Vec<Vec<Value>> {
+        // A series none of whose calls saw a value has no rows (fill or not).
+        if results.iter().flatten().all(Option::is_none) {
+            return vec![];
+        }
+        let fill = self.select.fill.unwrap_or(Fill::Null);
         let filled: Vec<Vec<Option<Value>>> = results
             .iter()
             .zip(&self.calls)
@@ -708,13 +825,13 @@ impl<'a> Plan<'a> {
                 // A count of a field the measurement has is 0 in an empty
                 // window; of one it lacks, null.
                 let zero = call.func == Func::Count && present[call.column];
-                fill_column(r, &starts, fill, zero)
+                fill_column(r, starts, fill, zero)
             })
             .collect();
         let single_selector =
             self.window.is_none() && self.calls.len() == 1 && self.calls[0].func.is_selector();
         let mut out = Vec::new();
-        for (w, window) in windows.iter().enumerate() {
+        for (w, start) in starts.iter().enumerate() {
             if filled.iter().all(|c| c[w].is_none()) {
                 continue;
             }
@@ -731,15 +848,15 @@ impl<'a> Plan<'a> {
             };
             let time = match (single_selector, &results[0][w]) {
                 (true, Some(Picked { time: Some(t), .. })) => *t,
-                _ => window.start,
+                _ => *start,
             };
-            let aux: &[Value] = picked.map_or(&[], |i| rows[i].values.as_slice());
+            let aux: &[Value] = picked.map_or(&[], &aux);
             let row: Vec<Value> = std::iter::once(Value::Time(time))
                 .chain(self.columns.iter().map(|c| evaluate(&c.expr, aux, &values)))
                 .collect();
             out.push(row);
         }
-        Ok(out)
+        out
     }
 
     /// `distinct(x)`: a row per distinct value and window.
@@ -772,16 +889,38 @@ impl<'a> Plan<'a> {
     /// `GROUP BY time` (empty ones included, for `fill`), else one window
     /// starting at the range's start (the epoch when unbounded).
     fn windows(&self, rows: &[Row]) -> Result<Vec<Window>, InfluxqlError> {
-        let Some((interval, offset)) = self.window else {
+        let Some(first) = rows.first() else {
+            return Ok(vec![]);
+        };
+        if self.window.is_none() {
             return Ok(vec![Window {
                 start: self.bounds.start.unwrap_or(0),
                 rows: 0..rows.len(),
             }]);
-        };
-        let (Some(first), Some(end)) = (rows.first(), self.end()) else {
+        }
+        let mut out = Vec::new();
+        let mut i = 0;
+        for (start, next) in self.window_list(first.time)? {
+            let from = i;
+            while i < rows.len() && rows[i].time < next {
+                i += 1;
+            }
+            out.push(Window {
+                start,
+                rows: from..i,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Under `GROUP BY time`, the windows (start, start of the next) from
+    /// the statement's start (else the series' first time, `first`) to its
+    /// end.
+    fn window_list(&self, first: i64) -> Result<Vec<(i64, i64)>, InfluxqlError> {
+        let (Some((interval, offset)), Some(end)) = (self.window, self.end()) else {
             return Ok(vec![]);
         };
-        let start = self.scan_start().unwrap_or(first.time);
+        let start = self.scan_start().unwrap_or(first);
         let mut t = self.window_start(start, interval, offset);
         let last = self.window_start(end, interval, offset);
         if last.saturating_sub(t) / interval > MAX_WINDOWS {
@@ -791,20 +930,12 @@ impl<'a> Plan<'a> {
             )));
         }
         let mut out = Vec::new();
-        let mut i = 0;
         while t <= last {
             let Some(after) = t.checked_add(interval) else {
                 break;
             };
             let next = self.window_start(after, interval, offset).max(t + 1);
-            let from = i;
-            while i < rows.len() && rows[i].time < next {
-                i += 1;
-            }
-            out.push(Window {
-                start: t,
-                rows: from..i,
-            });
+            out.push((t, next));
             t = next;
         }
         Ok(out)
@@ -1461,34 +1592,17 @@ fn resolve(e: &Expr, union: &BTreeMap<String, ColumnType>) -> Expr {
     }
 }
 
-/// Splits sorted batches (`g0…`, `time`, `r0…`) into series.
-fn group_rows(batches: &[RecordBatch], groups: usize, refs: usize) -> Vec<(Vec<String>, Vec<Row>)> {
-    let mut out: Vec<(Vec<String>, Vec<Row>)> = Vec::new();
-    for batch in batches {
-        let keys: Vec<_> = (0..groups).map(|i| batch.column(i)).collect();
-        let time = batch
-            .column(groups)
-            .as_primitive::<TimestampNanosecondType>();
-        let values: Vec<_> = (0..refs).map(|i| batch.column(groups + 1 + i)).collect();
-        for row in 0..batch.num_rows() {
-            let key: Vec<String> = keys
-                .iter()
-                .map(|k| match value_at(k.as_ref(), row) {
-                    Value::String(s) => s,
-                    _ => String::new(),
-                })
-                .collect();
-            let point = Row {
-                time: time.value(row),
-                values: values.iter().map(|c| value_at(c.as_ref(), row)).collect(),
-            };
-            match out.last_mut() {
-                Some((k, rows)) if *k == key => rows.push(point),
-                _ => out.push((key, vec![point])),
-            }
-        }
+/// A string column's value (a series key's part: coalesced, never null).
+fn str_at(array: &dyn Array, i: usize) -> &str {
+    if array.is_null(i) {
+        return "";
     }
-    out
+    match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(i),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(i),
+        DataType::Utf8View => array.as_string_view().value(i),
+        _ => "",
+    }
 }
 
 pub fn value_at(array: &dyn Array, i: usize) -> Value {

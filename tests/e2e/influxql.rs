@@ -252,3 +252,97 @@ async fn a_statement_past_the_memory_limit_is_a_503() {
     );
     assert!(s.stop().success());
 }
+
+/// Aggregates DataFusion computes hold a value per series and window, not
+/// the points: over 200,000 points of ten fields (from Parquet), `mean(*)`
+/// by window and host answers within a limit the same points as rows exceed
+/// (a `median`, which stays on the row path, over them as one series is a
+/// 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_over_more_points_than_the_memory_limit_holds_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    // Host h's fields at second i: f0 = i, f1 = i + 1, …, f9 = i + 9.
+    for hosts in [0..5, 5..10] {
+        let body: Vec<String> = hosts
+            .flat_map(|h| {
+                (0..20_000).map(move |i| {
+                    let fields: Vec<String> = (0..10).map(|k| format!("f{k}={}", i + k)).collect();
+                    format!("cpu,host=h{h} {} {i}", fields.join(","))
+                })
+            })
+            .collect();
+        let r = write(&s, "bucket=db&precision=s", ADMIN_TOKEN, body.join("\n")).await;
+        assert_eq!(r.status, 204);
+    }
+    // Stopping snapshots everything: the statements read Parquet only.
+    assert!(s.stop().success());
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--snapshot-interval",
+            "1h",
+            "--query-memory-bytes",
+            "67108864",
+        ],
+    );
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let range = "WHERE+time+%3E%3D+0s+AND+time+%3C+20000s";
+    // Window [1000 s, 2000 s): f_k's mean is 1499.5 + k, for every host.
+    let second_window: Vec<serde_json::Value> = std::iter::once(serde_json::json!(1000))
+        .chain((0..10).map(|k| serde_json::json!(1499.5 + f64::from(k))))
+        .collect();
+    let (status, body) = query(
+        &s,
+        Some(&auth),
+        &format!("db=db&epoch=s&q=SELECT+mean(*)+FROM+cpu+{range}+GROUP+BY+time(1000s),host"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let series = body["results"][0]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 10);
+    assert_eq!(series[3]["tags"], serde_json::json!({"host": "h3"}));
+    assert_eq!(series[3]["columns"][10], "mean_f9");
+    assert_eq!(series[3]["values"].as_array().unwrap().len(), 20);
+    assert_eq!(
+        series[3]["values"][1],
+        serde_json::Value::from(second_window.clone())
+    );
+    let (status, body) = query(
+        &s,
+        Some(&auth),
+        &format!("db=db&epoch=s&q=SELECT+mean(*)+FROM+cpu+{range}+GROUP+BY+time(1000s)"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"][0]["series"][0]["values"][1],
+        serde_json::Value::from(second_window)
+    );
+    let (status, body) = query(
+        &s,
+        Some(&auth),
+        "db=db&epoch=s&q=SELECT+max(f3),count(f3)+FROM+cpu",
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            serde_json::json!({"results":[{"statement_id":0,"series":[{"name":"cpu",
+                "columns":["time","max","count"],"values":[[0,20002,200000]]}]}]})
+        )
+    );
+    let (status, body) = query(
+        &s,
+        Some(&auth),
+        &format!("db=db&q=SELECT+median(*)+FROM+cpu+{range}+GROUP+BY+time(1000s)"),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("memory")),
+        "{body}"
+    );
+    assert!(s.stop().success());
+}
