@@ -250,7 +250,8 @@ impl Plan<'_> {
         let mut held = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            let size = batch.get_array_memory_size();
+            // Sorted output may be slices of one buffer: count what they hold.
+            let size = crate::ingester::buffer::batch_bytes(&batch);
             memory.try_grow(size)?;
             held += size;
             batches.push(batch);
