@@ -27,6 +27,7 @@ pub mod ingesters;
 pub mod limits;
 pub mod table;
 pub mod ticket;
+pub mod unreachable;
 
 use std::sync::Arc;
 
