@@ -314,6 +314,9 @@ impl BufferSource for FlightIngesters {
         let answers = join_all(addrs.iter().map(|a| self.fetch_one(a, ticket.clone()))).await;
         let (mut batches, mut answered, mut unreachable) =
             (Vec::new(), BTreeSet::new(), Vec::new());
+        let mut refused = None;
+        // Every answer is noted, even when the query fails: a cached reading
+        // of the leases must learn who answered.
         for (addr, answer) in addrs.iter().zip(answers) {
             match answer {
                 Ok((id, rows)) => {
@@ -321,13 +324,18 @@ impl BufferSource for FlightIngesters {
                     answered.extend(id);
                     batches.extend(rows);
                 }
-                Err(Failure::Answered(e)) => return Err(e),
+                Err(Failure::Answered(e)) => {
+                    refused.get_or_insert(e);
+                }
                 Err(Failure::Unreachable(reason)) => unreachable.push(Unreachable {
                     addr: addr.clone(),
                     id: self.ids.lock().get(addr).cloned(),
                     reason,
                 }),
             }
+        }
+        if let Some(e) = refused {
+            return Err(e);
         }
         self.judge(unreachable, &answered).await?;
         Ok(batches)

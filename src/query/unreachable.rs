@@ -169,7 +169,7 @@ impl WalLeases {
             return None;
         }
         let contradicted = self.answered_at.lock().iter().any(|(id, at)| {
-            *at >= reading.at && !reading.standings.get(id).is_some_and(|s| !s.released)
+            *at >= reading.at && reading.standings.get(id).is_none_or(|s| s.released)
         });
         (!contradicted).then_some(reading.standings)
     }
