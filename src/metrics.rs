@@ -55,6 +55,9 @@ pub struct Metrics {
     pub snapshots: IntCounterVec,
     /// Parquet files written by snapshots.
     pub snapshot_files: IntCounterVec,
+    /// Table scans of a querier that left out an unreachable ingester, by its
+    /// address, because every WAL it may have held is in Parquet.
+    pub skipped_ingesters: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -137,6 +140,14 @@ impl Metrics {
                 &["ingester"],
             )
             .expect("valid metric"),
+            skipped_ingesters: IntCounterVec::new(
+                Opts::new(
+                    "query_skipped_ingesters_total",
+                    "Table scans that left out an unreachable ingester whose WAL is in Parquet",
+                ),
+                &["ingester"],
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register();
@@ -144,7 +155,7 @@ impl Metrics {
     }
 
     fn register(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.write_duration.clone()),
             Box::new(self.write_stage.clone()),
@@ -157,6 +168,7 @@ impl Metrics {
             Box::new(self.wal_flush_bytes.clone()),
             Box::new(self.snapshots.clone()),
             Box::new(self.snapshot_files.clone()),
+            Box::new(self.skipped_ingesters.clone()),
         ];
         for c in collectors {
             self.registry

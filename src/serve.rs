@@ -21,6 +21,7 @@ use crate::catalog::Catalog;
 use crate::compactor::{Compactor, CompactorConfig};
 use crate::edge::{self, Edge, body::Limits};
 use crate::ingester::flight::IngesterFlight;
+use crate::ingester::lease::Leases;
 use crate::ingester::{Ingester, IngesterConfig};
 use crate::lifecycle::{Lifecycle, LifecycleConfig};
 use crate::query::frontend::QueryFrontend;
@@ -499,11 +500,13 @@ async fn run_querier(
         IngesterSource::Static(addrs) => addrs.clone(),
         IngesterSource::Dns { .. } => Vec::new(),
     };
-    let buffers = Arc::new(FlightIngesters::new(
-        addrs,
-        cluster_token,
-        args.query_ingester_timeout,
-    ));
+    // Reads only (no claims): an unreachable ingester is left out of queries
+    // once the leases show its WAL in Parquet.
+    let wal_leases = Leases::new(store.clone(), "querier", args.lease_ttl);
+    let buffers = Arc::new(
+        FlightIngesters::new(addrs, cluster_token, args.query_ingester_timeout)
+            .with_wal_leases(wal_leases),
+    );
     if let IngesterSource::Dns { name, port } = source {
         tokio::spawn(resolve_query_ingesters(Arc::clone(&buffers), name, port));
     }

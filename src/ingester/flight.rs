@@ -7,7 +7,8 @@
 //! stream itself (bad auth, undecodable data).
 //!
 //! `DoGet` serves queriers: the buffered (not yet persisted) rows of one table,
-//! with their write sequences, so a point is queryable as soon as it is acked.
+//! with their write sequences, so a point is queryable as soon as it is acked,
+//! and the ingester's id in the answer's metadata ([`INGESTER_ID_HEADER`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +35,12 @@ use super::{Ingester, Refused};
 use crate::catalog::{DbId, DbRef};
 use crate::proto::refusal::Reason;
 use crate::proto::{FORMAT_VERSION, ReadBuffer, Refusal, WriteAck, WriteBatch, write_ack};
+
+/// The `DoGet` answer's metadata entry naming the ingester that answered, so a
+/// querier can tell later, should this address stop answering, whose WAL
+/// lease says whether its rows are persisted. Queriers of earlier releases
+/// ignore it; a querier must not count on it from ingesters of earlier ones.
+pub const INGESTER_ID_HEADER: &str = "x-inflow-ingester-id";
 
 /// Largest gRPC message the ingester accepts: one write of the largest request.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
@@ -299,7 +306,13 @@ impl FlightService for IngesterFlight {
             .with_schema(schema)
             .build(futures::stream::iter(batches.into_iter().map(Ok)))
             .map_err(|e| Status::internal(e.to_string()));
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as Self::DoGetStream);
+        // An id that is no header value goes unsaid: the querier then treats
+        // this address as one it never identified.
+        if let Ok(id) = self.ingester.id().parse() {
+            response.metadata_mut().insert(INGESTER_ID_HEADER, id);
+        }
+        Ok(response)
     }
     async fn do_exchange(
         &self,

@@ -20,6 +20,7 @@
 //! Fencing, not the clock, is what makes this safe: a late heartbeat can at worst
 //! delay a takeover.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -55,6 +56,14 @@ pub struct View {
     pub owner: String,
     /// Store time of the last claim or heartbeat.
     pub last_seen: DateTime<Utc>,
+    pub released: bool,
+}
+
+/// Where the newest claim on a prefix stands, without its owner: what one
+/// listing of every prefix tells (see [`Leases::standings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub epoch: u64,
     pub released: bool,
 }
 
@@ -310,6 +319,47 @@ impl Leases {
         Ok(out)
     }
 
+    /// The newest claim of every prefix ever claimed, from one listing of
+    /// the root: for a reader that needs no owner (a querier asking which
+    /// WALs may still hold unpersisted rows).
+    pub async fn standings(&self) -> Result<BTreeMap<String, Standing>, LeaseError> {
+        let root = Path::from(self.root);
+        let depth = root.parts().count();
+        let mut out: BTreeMap<String, Standing> = BTreeMap::new();
+        let mut released: BTreeSet<(String, u64)> = BTreeSet::new();
+        for meta in self.store.list(&root).await? {
+            let mut parts = meta.location.parts().skip(depth);
+            let (Some(prefix), Some(name), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Some((epoch, kind)) = name.as_ref().split_once('.') else {
+                continue;
+            };
+            let Ok(epoch) = epoch.parse::<u64>() else {
+                continue;
+            };
+            let prefix = prefix.as_ref().to_string();
+            match kind {
+                "claim" => {
+                    let newest = out.entry(prefix).or_insert(Standing {
+                        epoch,
+                        released: false,
+                    });
+                    newest.epoch = newest.epoch.max(epoch);
+                }
+                "released" => {
+                    released.insert((prefix, epoch));
+                }
+                _ => {}
+            }
+        }
+        for (prefix, standing) in &mut out {
+            standing.released = released.contains(&(prefix.clone(), standing.epoch));
+        }
+        Ok(out)
+    }
+
     /// Deletes the lease objects of epochs before `epoch`, which nobody reads again.
     pub async fn prune(&self, prefix: &str, epoch: u64) -> Result<(), LeaseError> {
         for meta in self.store.list(&self.dir(prefix)).await? {
@@ -442,6 +492,54 @@ mod tests {
         assert_eq!(a.view("p").await.unwrap().unwrap().epoch, 3);
         let left = store(dir.path()).list(&dir_path("p")).await.unwrap().len();
         assert_eq!(left, 1, "only epoch 3's claim remains");
+    }
+
+    /// One listing tells every prefix's newest epoch and whether it was
+    /// released, as `view` tells one prefix's.
+    #[tokio::test]
+    async fn standings_agree_with_each_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(60);
+        let a = Leases::new(store(dir.path()), "a", ttl);
+        let b = Leases::new(store(dir.path()), "b", ttl);
+        assert!(a.standings().await.unwrap().is_empty());
+        a.try_claim("p").await.unwrap().unwrap();
+        a.release("p", 1).await.unwrap();
+        b.try_claim("p").await.unwrap().unwrap(); // epoch 2, held
+        b.try_claim("q").await.unwrap().unwrap();
+        assert!(b.beat("q", 1).await.unwrap());
+        b.release("q", 1).await.unwrap();
+        let standings = a.standings().await.unwrap();
+        assert_eq!(
+            standings,
+            BTreeMap::from([
+                (
+                    "p".to_string(),
+                    Standing {
+                        epoch: 2,
+                        released: false
+                    }
+                ),
+                (
+                    "q".to_string(),
+                    Standing {
+                        epoch: 1,
+                        released: true
+                    }
+                ),
+            ])
+        );
+        for (prefix, standing) in &standings {
+            let view = a.view(prefix).await.unwrap().unwrap();
+            assert_eq!(
+                (view.epoch, view.released),
+                (standing.epoch, standing.released)
+            );
+        }
+        // Leases under another root are not WAL leases.
+        let other = Leases::under(store(dir.path()), "catalog/compactor", "c", ttl);
+        other.try_claim("p").await.unwrap().unwrap();
+        assert_eq!(a.standings().await.unwrap(), standings);
     }
 
     fn dir_path(prefix: &str) -> Path {

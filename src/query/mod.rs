@@ -30,6 +30,7 @@ pub mod limits;
 pub mod scan;
 pub mod table;
 pub mod ticket;
+pub mod unreachable;
 mod zones;
 
 use std::sync::Arc;
