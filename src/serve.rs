@@ -25,7 +25,7 @@ use crate::ingester::lease::Leases;
 use crate::ingester::{Ingester, IngesterConfig};
 use crate::lifecycle::{Lifecycle, LifecycleConfig};
 use crate::query::frontend::QueryFrontend;
-use crate::query::{FlightIngesters, Querier};
+use crate::query::{FlightIngesters, LocalIngester, Querier};
 use crate::route::{IngesterClient, Router};
 use crate::series::SeriesRegistry;
 use crate::store::Store;
@@ -410,18 +410,9 @@ async fn run_all(
         Arc::clone(&catalog),
         ingester.ingester.id(),
     );
-    // Queries reach the embedded ingester over loopback too: one code path.
-    let buffers = FlightIngesters::new(
-        vec![addr.clone()],
-        Arc::clone(&cluster_token),
-        args.query_ingester_timeout,
-    );
-    let buffers = Arc::new(buffers);
-    let querier = Querier::new(
-        Arc::clone(&catalog),
-        store,
-        Arc::clone(&buffers) as Arc<dyn crate::query::BufferSource>,
-    );
+    // Queries read the embedded ingester's buffer in place.
+    let buffers = LocalIngester(Arc::clone(&ingester.ingester));
+    let querier = Querier::new(Arc::clone(&catalog), store, Arc::new(buffers));
     let querier = Arc::new(
         querier
             .with_memory_limit(args.query_memory_bytes)
@@ -432,8 +423,6 @@ async fn run_all(
     let router = Arc::new(router);
     serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
     router.close().await;
-    // Our query connections to the ingester would hold its shutdown back.
-    buffers.close();
     ingester.stop(args.shutdown_timeout).await
 }
 

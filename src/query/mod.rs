@@ -49,7 +49,7 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::catalog::{Catalog, CatalogError, Database};
 use crate::store::Store;
-pub use ingesters::{BufferSource, FlightIngesters};
+pub use ingesters::{BufferSource, FlightIngesters, LocalIngester};
 pub use limits::{Admission, QueryLimits, Ticket};
 use table::{InflowTable, Sources};
 
