@@ -38,6 +38,9 @@ const ROW_BYTES: usize = std::mem::size_of::<Row>();
 const VALUE_BYTES: usize = std::mem::size_of::<Value>();
 
 pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, InfluxqlError> {
+    if let Some(answer) = super::last::select(ctx, s).await? {
+        return Ok(answer);
+    }
     let named = s.from.iter().find_map(|f| f.database.as_deref());
     let db = ctx.database(named).await?;
     // A retention policy other than the default is its own database, as

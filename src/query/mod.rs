@@ -25,6 +25,7 @@ mod held;
 pub mod http;
 pub mod ingesters;
 pub mod limits;
+pub mod summary;
 pub mod table;
 pub mod ticket;
 
@@ -152,6 +153,9 @@ pub struct Querier {
     runtime: Arc<RuntimeEnv>,
     /// How many queries run at once, and for how long.
     admission: Admission,
+    /// Per-file summaries for the questions dashboards repeat; `None` when
+    /// `--query-cache-bytes` is 0 (every answer then comes from a scan).
+    summaries: Option<Arc<summary::FileSummaries>>,
 }
 
 impl Querier {
@@ -164,7 +168,23 @@ impl Querier {
             }),
             runtime: runtime(Arc::new(UnboundedMemoryPool::default())),
             admission: Admission::new(QueryLimits::default()),
+            summaries: Some(summary::FileSummaries::new(summary::DEFAULT_CACHE_BYTES)),
         }
+    }
+
+    /// Bounds the file summaries kept between queries to `bytes`; 0 turns
+    /// them off (see [`summary`]).
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.summaries = (bytes > 0).then(|| summary::FileSummaries::new(bytes));
+        self
+    }
+
+    /// The file summaries, unless turned off.
+    pub fn summaries(&self) -> Option<summary::Summaries<'_>> {
+        self.summaries.as_ref().map(|cache| summary::Summaries {
+            cache,
+            sources: &self.sources,
+        })
     }
 
     /// Sets how many queries run at once and how long each may run.
