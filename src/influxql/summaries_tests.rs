@@ -346,3 +346,93 @@ fn series_keys_are_escaped() {
         [r"disk\ io,host=h\,1,k\=y=a\ b"]
     );
 }
+
+/// How long the two dashboard questions take with and without summaries on
+/// 1,000 series × 2,000 points (10 files and a buffered tail): run with
+/// `cargo test --lib measure_summaries -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_summaries() {
+    use std::time::{Duration, Instant};
+
+    use arrow::array::StringDictionaryBuilder;
+    use arrow::datatypes::Int32Type;
+
+    const SERIES: usize = 1_000;
+    const POINTS: i64 = 2_000;
+    const FILES: i64 = 10;
+    const STEP: i64 = 10_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let catalog = Catalog::load(store.clone()).await.unwrap();
+    catalog.create_database("db").await.unwrap();
+    let table = TableColumns {
+        table: "m",
+        columns: crate::testing::COLUMNS.to_vec(),
+    };
+    catalog
+        .ensure_schema("db", &[table], SchemaLimits::UNLIMITED)
+        .await
+        .unwrap();
+    let start = 1_735_689_600_000_000_000;
+    let points = |from: i64, to: i64, sequence: u64| {
+        let mut host = StringDictionaryBuilder::<Int32Type>::new();
+        let (mut x, mut y, mut time) = (vec![], vec![], vec![]);
+        for s in 0..SERIES {
+            for p in from..to {
+                host.append_value(format!("host_{s:04}"));
+                x.push((s as i64 * 7919 + p * 104_729) as f64 % 1000.0);
+                y.push(p as f64);
+                time.push(start + p * STEP);
+            }
+        }
+        let batch = RecordBatch::try_new(
+            arrow_schema(crate::testing::COLUMNS),
+            vec![
+                Arc::new(host.finish()),
+                Arc::new(Float64Array::from(x)),
+                Arc::new(Float64Array::from(y)),
+                Arc::new(TimestampNanosecondArray::from(time)),
+            ],
+        )
+        .unwrap();
+        Arc::new(Chunk::new(sequence, sequence, batch))
+    };
+    let per_file = POINTS / (FILES + 1);
+    for f in 0..FILES {
+        let chunk = points(f * per_file, (f + 1) * per_file, f as u64 + 1);
+        persist(&catalog, &store, "i1", f as u64 + 1, chunk).await;
+    }
+    let buffered = vec![points(FILES * per_file, POINTS, FILES as u64 + 1)];
+    let with = Querier::new(
+        Arc::clone(&catalog),
+        store.clone(),
+        Arc::new(Buffered(buffered.clone())),
+    );
+    let without = Querier::new(catalog, store, Arc::new(Buffered(buffered))).with_cache_bytes(0);
+    let statements = [
+        "SHOW TAG VALUES FROM m WITH KEY = host",
+        "SELECT last(x) FROM m GROUP BY host",
+    ];
+    for text in statements {
+        let started = Instant::now();
+        let scanned = answer(&without, text).await;
+        let scan = started.elapsed();
+        let started = Instant::now();
+        let first = answer(&with, text).await;
+        let cold = started.elapsed();
+        let mut warm: Vec<Duration> = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            assert_eq!(answer(&with, text).await, scanned, "{text}");
+            warm.push(started.elapsed());
+        }
+        warm.sort();
+        assert_eq!(first, scanned, "{text}");
+        println!(
+            "{text}: scan {scan:.1?}, summaries first {cold:.1?}, then median {:.1?} ({:.0}× faster than the scan)",
+            warm[2],
+            scan.as_secs_f64() / warm[2].as_secs_f64()
+        );
+    }
+}
