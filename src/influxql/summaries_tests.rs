@@ -98,7 +98,7 @@ async fn queriers(dir: &std::path::Path) -> (Querier, Querier) {
         P {
             host: "b",
             region: r1,
-            x: Some(5.0),
+            x: Some(6.0),
             s: Some("b20"),
             t: 20,
             ..P::default()
@@ -107,7 +107,7 @@ async fn queriers(dir: &std::path::Path) -> (Querier, Querier) {
         P {
             host: "b",
             region: r2,
-            x: Some(6.0),
+            x: Some(5.0),
             n: Some(6),
             t: 20,
             ..P::default()
@@ -277,14 +277,15 @@ async fn last_from_summaries_is_the_scans_answer() {
         assert_eq!(a, b, "{text}");
     }
     // The answers themselves: a's x from the failover's newer file, its n
-    // from the buffer's newer version; b's tie goes to region r2.
+    // from the buffer's newer version; b's tie at 20 goes to region r2, the
+    // later tag set (its x is the smaller), as in the scan path.
     assert_eq!(
         answer(&with, "SELECT last(x) FROM m GROUP BY host").await,
-        r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"host":"a"},"columns":["time","last"],"values":[[30,2]]},{"name":"m","tags":{"host":"b"},"columns":["time","last"],"values":[[20,6]]},{"name":"m","tags":{"host":"c"},"columns":["time","last"],"values":[[40,7]]},{"name":"m","tags":{"host":"e"},"columns":["time","last"],"values":[[15,8]]}]}]}"#
+        r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"host":"a"},"columns":["time","last"],"values":[[30,2]]},{"name":"m","tags":{"host":"b"},"columns":["time","last"],"values":[[20,5]]},{"name":"m","tags":{"host":"c"},"columns":["time","last"],"values":[[40,7]]},{"name":"m","tags":{"host":"e"},"columns":["time","last"],"values":[[15,8]]}]}]}"#
     );
     assert_eq!(
         answer(&with, "SELECT last(x), last(n), last(s) FROM m WHERE time > 5 AND time < 35 GROUP BY host, region").await,
-        r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"host":"a","region":"r1"},"columns":["time","last","last_1","last_2"],"values":[[6,2,33,"a10"]]},{"name":"m","tags":{"host":"b","region":"r1"},"columns":["time","last","last_1","last_2"],"values":[[6,5,null,"b20"]]},{"name":"m","tags":{"host":"b","region":"r2"},"columns":["time","last","last_1","last_2"],"values":[[6,6,6,null]]},{"name":"m","tags":{"host":"e","region":""},"columns":["time","last","last_1","last_2"],"values":[[6,8,null,null]]}]}]}"#
+        r#"{"results":[{"statement_id":0,"series":[{"name":"m","tags":{"host":"a","region":"r1"},"columns":["time","last","last_1","last_2"],"values":[[6,2,33,"a10"]]},{"name":"m","tags":{"host":"b","region":"r1"},"columns":["time","last","last_1","last_2"],"values":[[6,6,null,"b20"]]},{"name":"m","tags":{"host":"b","region":"r2"},"columns":["time","last","last_1","last_2"],"values":[[6,5,6,null]]},{"name":"m","tags":{"host":"e","region":""},"columns":["time","last","last_1","last_2"],"values":[[6,8,null,null]]}]}]}"#
     );
 }
 

@@ -518,7 +518,7 @@ def cases():
     add(Case(f"SELECT last(usage_idle), last(requests), last(status), last(ok) FROM cpu WHERE {R} GROUP BY host"))
     add(Case("SELECT last(usage_idle) FROM cpu WHERE region = 'eu-west' GROUP BY host"))
     add(Case(f"SELECT last(requests) FROM cpu WHERE host =~ /h[12]/ AND {R1} GROUP BY region"))
-    add(Case("SELECT last(used) AS u, last(pct) FROM mem GROUP BY dc"))
+    add(Case("SELECT last(used) AS u, last(pct) FROM mem GROUP BY host"))
     add(Case('SELECT last("read bytes") FROM "disk io" GROUP BY *'))
     add(Case(f"SELECT max(usage_idle), host, requests FROM cpu WHERE {R}",
              why="a single selector with other columns: the point's time and its own values"))
