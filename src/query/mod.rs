@@ -17,6 +17,9 @@
 //! ingester drops buffered rows only after their file is registered, so a row
 //! missing from the buffer answer is in the files read afterwards; a row in both
 //! is folded by the deduplication.
+//!
+//! Questions about series and last values (InfluxQL's `SHOW TAG VALUES`,
+//! `last()` by tag) can skip the scan: [`summary`] keeps a summary per file.
 
 pub mod depth;
 pub mod flight_sql;

@@ -168,7 +168,7 @@ impl SummaryBuilder {
             _ => 0,
         };
         let runs: Vec<Range<usize>> = if tags.is_empty() {
-            vec![0..rows]
+            std::iter::once(0..rows).collect()
         } else {
             let columns: Vec<ArrayRef> = tags
                 .iter()

@@ -47,6 +47,16 @@ pub struct FieldValues {
 
 type Key<'a> = Vec<Option<&'a str>>;
 
+/// A series' best value of a field so far: its (time, sequence), and where
+/// it is (source, row).
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    time: i64,
+    sequence: u64,
+    source: usize,
+    row: usize,
+}
+
 /// For each source, its series' values of `tags` (or where it lacks a tag,
 /// `None`).
 fn tag_columns<'a>(source: &'a FileSummary, tags: &[String]) -> Vec<Option<&'a StringArray>> {
@@ -119,8 +129,8 @@ pub fn last(
 ) -> Result<LastValues, ArrowError> {
     let mut index: HashMap<Key<'_>, usize> = HashMap::default();
     let mut keys: Vec<Key<'_>> = Vec::new();
-    // Per field, per series: (time, sequence, source, row) of the best.
-    let mut best: Vec<Vec<Option<(i64, u64, usize, usize)>>> = vec![Vec::new(); fields.len()];
+    // Per field, per series: the best so far.
+    let mut best: Vec<Vec<Option<Pick>>> = vec![Vec::new(); fields.len()];
     for (s, source) in sources.iter().enumerate() {
         let columns = tag_columns(source, tags);
         let own: Vec<Option<&super::file::FieldLast>> = fields
@@ -148,9 +158,14 @@ pub fn last(
                 if slots.len() <= i {
                     slots.resize(i + 1, None);
                 }
-                let candidate = (field.time[row], field.sequence[row]);
-                if slots[i].is_none_or(|(t, q, _, _)| candidate >= (t, q)) {
-                    slots[i] = Some((candidate.0, candidate.1, s, row));
+                let pick = Pick {
+                    time: field.time[row],
+                    sequence: field.sequence[row],
+                    source: s,
+                    row,
+                };
+                if slots[i].is_none_or(|b| (pick.time, pick.sequence) >= (b.time, b.sequence)) {
+                    slots[i] = Some(pick);
                 }
             }
         }
@@ -174,9 +189,9 @@ pub fn last(
         let mut time = Vec::with_capacity(order.len());
         for &i in &order {
             match best[f].get(i).copied().flatten() {
-                Some((t, _, s, row)) => {
-                    picks.push((s, row));
-                    time.push(Some(t));
+                Some(b) => {
+                    picks.push((b.source, b.row));
+                    time.push(Some(b.time));
                 }
                 None => {
                     picks.push(none);
