@@ -12,9 +12,10 @@
 //! Per group (the series of the `GROUP BY` tags), each `last(f)` is the value
 //! at the latest time any of the group's series has `f` in range; a lone
 //! `last()` shows that time, several show the range's start (the epoch when
-//! unbounded), as 1.x does. Two series of a group with a value at the same
-//! latest time: the one whose tag set sorts last wins (the order of the
-//! scan's folded rows).
+//! unbounded), as the scan path does (and 1.x, but for calls all of one
+//! field). Two series of a group with a value at the same latest time: the
+//! one whose tag set sorts last wins, as in the scan path (1.6's pick among
+//! such ties follows no rule this could copy).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -64,7 +65,10 @@ pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Option<Vec<Series>>
     let group_columns: Vec<Option<&arrow::array::StringArray>> = plan
         .group
         .iter()
-        .map(|g| tags.column_by_name(g).map(|c| c.as_string::<i32>()))
+        .map(|g| {
+            tags.column_by_name(g)
+                .and_then(|c| c.as_string_opt::<i32>())
+        })
         .collect();
     // Per group, per field: (time, row) of its latest value.
     let mut groups: BTreeMap<Vec<String>, Vec<Option<(i64, usize)>>> = BTreeMap::new();

@@ -2239,6 +2239,26 @@ mod tests {
                 },
             ),
             (
+                "SHOW SERIES ON db FROM cpu, /mem/ WHERE host = 'a' LIMIT 1 OFFSET 2",
+                Statement::ShowSeries {
+                    on: Some("db".into()),
+                    from: vec![m("cpu"), src(None, None, mre("mem"))],
+                    condition: Some(bin(Eq, v("host"), st("a"))),
+                    limit: Some(1),
+                    offset: Some(2),
+                },
+            ),
+            (
+                "SHOW SERIES",
+                Statement::ShowSeries {
+                    on: None,
+                    from: vec![],
+                    condition: None,
+                    limit: None,
+                    offset: None,
+                },
+            ),
+            (
                 r#"SHOW TAG VALUES FROM "cpu" WITH KEY = "host" WHERE "region" = 'us' LIMIT 100"#,
                 Statement::ShowTagValues {
                     on: None,

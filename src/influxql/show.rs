@@ -284,10 +284,12 @@ fn key_matches(m: &TagKeyMatch, key: &str) -> Result<bool, InfluxqlError> {
 /// The distinct values of tag `key` among `series` (one row per series, a
 /// column per tag), sorted.
 fn tag_values(series: &RecordBatch, key: &str) -> Vec<String> {
-    let Some(column) = series.column_by_name(key) else {
+    let Some(column) = series
+        .column_by_name(key)
+        .and_then(|c| c.as_string_opt::<i32>())
+    else {
         return vec![];
     };
-    let column: &StringArray = column.as_string::<i32>();
     let values: BTreeSet<&str> = column.iter().flatten().collect();
     values.into_iter().map(str::to_string).collect()
 }
@@ -300,7 +302,7 @@ pub(super) fn series_keys(measurement: &str, series: &RecordBatch) -> Vec<String
         .fields()
         .iter()
         .zip(series.columns())
-        .map(|(f, c)| (f.name().as_str(), c.as_string::<i32>()))
+        .filter_map(|(f, c)| Some((f.name().as_str(), c.as_string_opt::<i32>()?)))
         .collect();
     tags.sort_by(|a, b| a.0.cmp(b.0));
     (0..series.num_rows())
