@@ -433,6 +433,7 @@ async fn run_all(
             .with_cache_bytes(args.query_cache_bytes)
             .with_limits(args.query_limits()),
     );
+    querier.warm_summaries();
     let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
     let router = Router::new(vec![client], 1).with_clock(sequence_clock(args));
     let router = Arc::new(router);
@@ -521,6 +522,7 @@ async fn run_querier(
         .with_cache_bytes(args.query_cache_bytes)
         .with_limits(args.query_limits());
     let querier = Arc::new(querier);
+    querier.warm_summaries();
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);

@@ -182,6 +182,21 @@ impl Querier {
         self
     }
 
+    /// Summarises the newest files in the background (see [`summary::warm`]),
+    /// so the first dashboard refresh after a start finds them ready.
+    pub fn warm_summaries(&self) {
+        let Some(cache) = self.summaries.clone() else {
+            return;
+        };
+        let sources = Arc::clone(&self.sources);
+        tokio::spawn(async move {
+            match summary::warm(&cache, &sources).await {
+                Ok(n) => tracing::debug!(files = n, "file summaries warmed"),
+                Err(e) => tracing::warn!(error = %e, "warming the file summaries failed"),
+            }
+        });
+    }
+
     /// The file summaries, unless turned off.
     pub fn summaries(&self) -> Option<summary::Summaries<'_>> {
         self.summaries.as_ref().map(|cache| summary::Summaries {

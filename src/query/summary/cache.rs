@@ -100,6 +100,11 @@ impl FileSummaries {
         })
     }
 
+    /// The most bytes of summaries kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Bytes held by the cached summaries, and how many there are.
     pub fn usage(&self) -> (usize, usize) {
         let state = self.state.lock();

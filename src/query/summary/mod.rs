@@ -38,6 +38,10 @@
 //!   the range in one file but none inside it counts too. Files wholly
 //!   outside the range are not looked at.
 //! - The database's retention period bounds the range, as for scans.
+//!
+//! When a querier starts it summarises the newest files in the background
+//! ([`warm`]) until half the budget is used, so the first dashboard refresh
+//! after a restart does not wait for them.
 
 mod cache;
 mod file;
@@ -184,6 +188,41 @@ impl Summaries<'_> {
             .try_collect()
             .await
     }
+}
+
+/// Summarises the live databases' files, newest first and one at a time,
+/// until the summaries use half of the cache (the rest is for what queries
+/// ask for). A file that cannot be read is skipped. Returns how many were
+/// summarised.
+pub async fn warm(cache: &Arc<FileSummaries>, sources: &Sources) -> Result<usize, QueryError> {
+    sources.catalog.refresh_file_logs().await?;
+    let state = sources.catalog.refresh().await?;
+    let now = crate::auth::now_ns();
+    let mut seen = HashSet::new();
+    let mut files: Vec<ParquetFile> = sources
+        .catalog
+        .files()
+        .into_iter()
+        .filter(|f| {
+            state
+                .live_database_by_id(f.database)
+                .is_some_and(|db| db.retention_cutoff(now).is_none_or(|c| f.max_time >= c))
+        })
+        .filter(|f| seen.insert(f.path.clone()))
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.max_time));
+    let store = sources.store.object_store();
+    let mut summarised = 0;
+    for file in files {
+        if cache.usage().0 >= cache.capacity() / 2 {
+            break;
+        }
+        match cache.get(&store, &file).await {
+            Ok(_) => summarised += 1,
+            Err(e) => tracing::debug!(file = %file.path, error = %e, "not summarised"),
+        }
+    }
+    Ok(summarised)
 }
 
 /// The range a query may see: not before the retention period's start.

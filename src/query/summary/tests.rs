@@ -6,6 +6,7 @@ use arrow::datatypes::Float64Type;
 use crate::catalog::{Catalog, SchemaLimits, TableColumns};
 use crate::ingester::read::TimeRange;
 use crate::query::Querier;
+use crate::query::summary::FileSummaries;
 use crate::testing::{Buffered, COLUMNS, catalog_with_table, chunk, persist};
 
 const ALL: TimeRange = TimeRange {
@@ -208,4 +209,23 @@ async fn retention_bounds_the_range() {
         last(&querier, "x", ALL).await,
         [row("kept", now - hour / 2, 3.0)]
     );
+}
+
+/// Warming summarises the files before any query asks, within half the
+/// budget.
+#[tokio::test]
+async fn warming_summarises_files_before_queries_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let querier = folded_querier(dir.path(), 1 << 20).await;
+    let summaries = querier.summaries().unwrap();
+    assert_eq!(
+        super::warm(summaries.cache, summaries.sources)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(summaries.cache.usage().1, 2);
+    // Nothing fits in half of one byte: warming stops before it reads.
+    let tiny = FileSummaries::new(1);
+    assert_eq!(super::warm(&tiny, summaries.sources).await.unwrap(), 0);
 }
