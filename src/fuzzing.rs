@@ -121,7 +121,8 @@ fn expressions(statement: &Statement) -> Vec<&Expr> {
             .collect(),
         Statement::ShowMeasurements { condition, .. }
         | Statement::ShowTagKeys { condition, .. }
-        | Statement::ShowTagValues { condition, .. } => condition.iter().collect(),
+        | Statement::ShowTagValues { condition, .. }
+        | Statement::ShowSeries { condition, .. } => condition.iter().collect(),
         Statement::CreateDatabase { .. }
         | Statement::ShowDatabases
         | Statement::ShowRetentionPolicies { .. }

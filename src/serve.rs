@@ -213,6 +213,12 @@ pub struct ServeArgs {
     /// that needs more fails with RESOURCE_EXHAUSTED.
     #[arg(long, env = "INFLOW_QUERY_MEMORY_BYTES", default_value_t = 1 << 30)]
     pub query_memory_bytes: usize,
+    /// For queriers: bytes of per-file summaries (series, last values) kept
+    /// between queries, so `SHOW TAG VALUES`, `SHOW SERIES`, … and InfluxQL's
+    /// `last()` by tag are answered without a scan; least recently used go
+    /// first. 0 turns them off (every answer comes from a scan).
+    #[arg(long, env = "INFLOW_QUERY_CACHE_BYTES", default_value_t = crate::query::summary::DEFAULT_CACHE_BYTES)]
+    pub query_cache_bytes: usize,
     /// For queriers: how long one query may run, from admission to the last
     /// row handed to its reader; past it the query is cancelled and answered
     /// with a timeout error (HTTP 504, gRPC DEADLINE_EXCEEDED).
@@ -416,8 +422,10 @@ async fn run_all(
     let querier = Arc::new(
         querier
             .with_memory_limit(args.query_memory_bytes)
+            .with_cache_bytes(args.query_cache_bytes)
             .with_limits(args.query_limits()),
     );
+    querier.warm_summaries();
     let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
     let router = Router::new(vec![client], 1).with_clock(sequence_clock(args));
     let router = Arc::new(router);
@@ -503,8 +511,10 @@ async fn run_querier(
     let querier = Querier::new(catalog, store.clone(), buffers);
     let querier = querier
         .with_memory_limit(args.query_memory_bytes)
+        .with_cache_bytes(args.query_cache_bytes)
         .with_limits(args.query_limits());
     let querier = Arc::new(querier);
+    querier.warm_summaries();
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);

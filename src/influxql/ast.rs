@@ -1,7 +1,7 @@
 //! The InfluxQL statements inflow answers, as the parser produces them.
 //!
 //! Only what the planner can answer exactly is representable: the parser
-//! refuses everything else (`INTO`, subqueries, `SHOW SERIES`, …) with its
+//! refuses everything else (`INTO`, subqueries, `SHOW SERIES CARDINALITY`, …) with its
 //! position, so an unsupported statement never reaches planning.
 
 /// Nanoseconds, InfluxQL's duration unit (`1h`, `90s`, `1h30m`).
@@ -47,6 +47,14 @@ pub enum Statement {
         on: Option<String>,
         from: Vec<Source>,
         key: TagKeyMatch,
+        condition: Option<Expr>,
+        limit: Option<u64>,
+        offset: Option<u64>,
+    },
+    /// `SHOW SERIES [ON db] [FROM …] [WHERE …] [LIMIT n] [OFFSET n]`.
+    ShowSeries {
+        on: Option<String>,
+        from: Vec<Source>,
         condition: Option<Expr>,
         limit: Option<u64>,
         offset: Option<u64>,

@@ -3,7 +3,10 @@
 //!
 //! ```text
 //!  text ─► parser (positions in errors) ─► ast::Statement
-//!            SHOW …      ─► show: the catalog, DataFusion for tag values
+//!            SHOW …      ─► show: the catalog; the file summaries for tag
+//!                           values and series (DataFusion when a WHERE
+//!                           clause needs fields)
+//!            SELECT last(…) … GROUP BY tags ─► last: the file summaries
 //!            SELECT …    ─► select: DataFusion scans and filters the
 //!                           deduplicated rows (time range and predicates pushed
 //!                           to the table, so files are pruned as for SQL) and
@@ -20,10 +23,14 @@ pub mod ast;
 mod eval;
 pub mod flight;
 pub mod http;
+mod last;
+mod matching;
 pub mod parser;
 pub mod result;
 mod select;
 mod show;
+#[cfg(test)]
+mod summaries_tests;
 
 use datafusion::execution::memory_pool::MemoryReservation;
 

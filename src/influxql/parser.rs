@@ -766,7 +766,13 @@ impl<'a> Parser<'a> {
             Tok::Keyword("CONTINUOUS") => "SHOW CONTINUOUS QUERIES",
             Tok::Keyword("MEASUREMENT") => "SHOW MEASUREMENT CARDINALITY",
             Tok::Keyword("SHARD") => "SHOW SHARD GROUPS",
-            Tok::Keyword("SERIES") => "SHOW SERIES",
+            Tok::Keyword("SERIES") => {
+                let n = self.peek()?.clone();
+                if n.is_word("cardinality") || n.is_word("exact") {
+                    return Err(self.unsupported(&n, "SHOW SERIES CARDINALITY"));
+                }
+                return self.show_series();
+            }
             Tok::Keyword("DIAGNOSTICS") => "SHOW DIAGNOSTICS",
             Tok::Keyword("GRANTS") => "SHOW GRANTS",
             Tok::Keyword("QUERIES") => "SHOW QUERIES",
@@ -899,6 +905,21 @@ impl<'a> Parser<'a> {
             on,
             from,
             key,
+            condition,
+            limit,
+            offset,
+        })
+    }
+
+    fn show_series(&mut self) -> PResult<Statement> {
+        let (on, from) = self.show_on_from()?;
+        let condition = self.where_clause()?;
+        self.refuse_clauses(&["ORDER"])?;
+        let limit = self.optional_count("LIMIT")?;
+        let offset = self.optional_count("OFFSET")?;
+        Ok(Statement::ShowSeries {
+            on,
+            from,
             condition,
             limit,
             offset,
@@ -2218,6 +2239,26 @@ mod tests {
                 },
             ),
             (
+                "SHOW SERIES ON db FROM cpu, /mem/ WHERE host = 'a' LIMIT 1 OFFSET 2",
+                Statement::ShowSeries {
+                    on: Some("db".into()),
+                    from: vec![m("cpu"), src(None, None, mre("mem"))],
+                    condition: Some(bin(Eq, v("host"), st("a"))),
+                    limit: Some(1),
+                    offset: Some(2),
+                },
+            ),
+            (
+                "SHOW SERIES",
+                Statement::ShowSeries {
+                    on: None,
+                    from: vec![],
+                    condition: None,
+                    limit: None,
+                    offset: None,
+                },
+            ),
+            (
                 r#"SHOW TAG VALUES FROM "cpu" WITH KEY = "host" WHERE "region" = 'us' LIMIT 100"#,
                 Statement::ShowTagValues {
                     on: None,
@@ -2338,7 +2379,8 @@ mod tests {
             ("CREATE RETENTION POLICY rp ON db DURATION 1d REPLICATION 1", "CREATE RETENTION POLICY is not supported", 1, 8),
             ("SELECT v INTO m2 FROM m", "INTO is not supported", 1, 10),
             ("SELECT v FROM (SELECT v FROM m)", "subquery is not supported", 1, 15),
-            ("SHOW SERIES", "SHOW SERIES is not supported", 1, 6),
+            ("SHOW SERIES CARDINALITY", "SHOW SERIES CARDINALITY is not supported", 1, 13),
+            ("SHOW SERIES EXACT CARDINALITY", "SHOW SERIES CARDINALITY is not supported", 1, 13),
             ("SHOW TAG KEY CARDINALITY", "SHOW TAG KEY CARDINALITY is not supported", 1, 10),
             ("SHOW TAG VALUES CARDINALITY WITH KEY = host", "SHOW TAG VALUES CARDINALITY is not supported", 1, 17),
             ("SHOW FOO", "found FOO, expected CONTINUOUS, DATABASES, DIAGNOSTICS, FIELD, GRANTS, MEASUREMENT, MEASUREMENTS, QUERIES, RETENTION, SERIES, SHARD, SHARDS, STATS, SUBSCRIPTIONS, TAG, USERS", 1, 6),

@@ -42,6 +42,9 @@ const ROW_BYTES: usize = std::mem::size_of::<Row>();
 const VALUE_BYTES: usize = std::mem::size_of::<Value>();
 
 pub async fn select(ctx: &Context<'_>, s: &Select) -> Result<Vec<Series>, InfluxqlError> {
+    if let Some(answer) = super::last::select(ctx, s).await? {
+        return Ok(answer);
+    }
     select_with(ctx, s, true).await
 }
 

@@ -1,21 +1,19 @@
-//! `SHOW …` and `CREATE DATABASE`: answered from the catalog, and from the
-//! data (through DataFusion) where a `WHERE` clause or tag values need it.
+//! `SHOW …` and `CREATE DATABASE`: answered from the catalog, and where a
+//! `WHERE` clause or tag values need the data, from the series that match it
+//! ([`super::matching`]: the file summaries, or a scan).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use datafusion::common::TableReference;
-use datafusion::logical_expr::{col, ident};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
 
-use super::ast::{Expr, MeasurementMatch, Source, Statement, TagKeyMatch};
-use super::eval::{self, Columns};
+use super::ast::{MeasurementMatch, Source, Statement, TagKeyMatch};
+use super::matching;
 use super::result::{Series, Value};
-use super::select::{measurements, regex, value_at};
+use super::select::{measurements, regex};
 use super::{Context, InfluxqlError};
-use crate::catalog::{Table, table_columns};
+use crate::catalog::{Database, Table, table_columns};
 use crate::schema::ColumnType;
 
 pub async fn create_database(ctx: &Context<'_>, name: &str) -> Result<Vec<Series>, InfluxqlError> {
@@ -63,14 +61,17 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
             limit,
             offset,
         } => {
-            let (tables, session) = tables(ctx, on.as_deref(), None).await?;
+            let (db, tables, session) = tables(ctx, on.as_deref(), None).await?;
             let mut names = Vec::new();
             for t in tables {
                 if !measurement_matches(with_measurement.as_ref(), &t.name)? {
                     continue;
                 }
                 if let Some(c) = condition
-                    && !any_row(ctx, &session, &t, c).await?
+                    && matching::series(ctx, &session, &db, &t, Some(c))
+                        .await?
+                        .num_rows()
+                        == 0
                 {
                     continue;
                 }
@@ -90,12 +91,13 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
             limit,
             offset,
         } => {
-            let (tables, session) = tables(ctx, on.as_deref(), Some(from)).await?;
+            let (db, tables, session) = tables(ctx, on.as_deref(), Some(from)).await?;
             let mut out = Vec::new();
             for t in tables {
                 let mut keys = tags(&t);
                 if let Some(c) = condition {
-                    keys = present_tags(ctx, &session, &t, &keys, c).await?;
+                    let series = matching::series(ctx, &session, &db, &t, Some(c)).await?;
+                    keys.retain(|k| !tag_values(&series, k).is_empty());
                 }
                 let rows = page(
                     keys.into_iter().map(|k| vec![Value::String(k)]).collect(),
@@ -116,15 +118,22 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
             limit,
             offset,
         } => {
-            let (tables, session) = tables(ctx, on.as_deref(), Some(from)).await?;
+            let (db, tables, session) = tables(ctx, on.as_deref(), Some(from)).await?;
             let mut out = Vec::new();
             for t in tables {
-                let mut rows = Vec::new();
+                let mut keys = Vec::new();
                 for k in tags(&t) {
-                    if !key_matches(key, &k)? {
-                        continue;
+                    if key_matches(key, &k)? {
+                        keys.push(k);
                     }
-                    for v in tag_values(ctx, &session, &t, &k, condition.as_ref()).await? {
+                }
+                if keys.is_empty() {
+                    continue;
+                }
+                let series = matching::series(ctx, &session, &db, &t, condition.as_ref()).await?;
+                let mut rows = Vec::new();
+                for k in keys {
+                    for v in tag_values(&series, &k) {
                         rows.push(vec![Value::String(k.clone()), Value::String(v)]);
                     }
                 }
@@ -141,7 +150,7 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
             limit,
             offset,
         } => {
-            let (tables, _) = tables(ctx, on.as_deref(), Some(from)).await?;
+            let (_, tables, _) = tables(ctx, on.as_deref(), Some(from)).await?;
             let mut out = Vec::new();
             for t in tables {
                 let mut fields: Vec<(String, &str)> = table_columns(&t)
@@ -159,6 +168,28 @@ pub async fn show(ctx: &Context<'_>, statement: &Statement) -> Result<Vec<Series
                 }
             }
             Ok(out)
+        }
+        Statement::ShowSeries {
+            on,
+            from,
+            condition,
+            limit,
+            offset,
+        } => {
+            let (db, tables, session) = tables(ctx, on.as_deref(), Some(from)).await?;
+            let mut keys = Vec::new();
+            for t in tables {
+                let series = matching::series(ctx, &session, &db, &t, condition.as_ref()).await?;
+                let mut own = series_keys(&t.name, &series);
+                own.sort();
+                keys.extend(own.into_iter().map(|k| vec![Value::String(k)]));
+            }
+            let keys = page(keys, *limit, *offset);
+            Ok(if keys.is_empty() {
+                vec![]
+            } else {
+                vec![single("", &["key"], keys)]
+            })
         }
         Statement::Select(_) | Statement::CreateDatabase { .. } => {
             Err(InfluxqlError::Invalid("not a SHOW statement".into()))
@@ -199,13 +230,13 @@ fn page(rows: Vec<Vec<Value>>, limit: Option<u64>, offset: Option<u64>) -> Vec<V
         .collect()
 }
 
-/// The database's tables (those `FROM` names, else all), by name, and a
+/// The database, its tables (those `FROM` names, else all) by name, and a
 /// DataFusion session over them.
 async fn tables(
     ctx: &Context<'_>,
     on: Option<&str>,
     from: Option<&Vec<Source>>,
-) -> Result<(Vec<Arc<Table>>, SessionContext), InfluxqlError> {
+) -> Result<(Arc<Database>, Vec<Arc<Table>>, SessionContext), InfluxqlError> {
     let named = from.and_then(|f| f.iter().find_map(|s| s.database.as_deref()));
     let db = ctx.database(on.or(named)).await?;
     let (database, session) = ctx.querier.session(db).await?;
@@ -218,7 +249,7 @@ async fn tables(
             all
         }
     };
-    Ok((tables, session))
+    Ok((database, tables, session))
 }
 
 fn tags(table: &Table) -> Vec<String> {
@@ -228,12 +259,6 @@ fn tags(table: &Table) -> Vec<String> {
         .collect();
     tags.sort();
     tags
-}
-
-fn columns(table: &Table) -> Columns {
-    table_columns(table)
-        .map(|(n, t)| (n.to_string(), t))
-        .collect()
 }
 
 fn measurement_matches(m: Option<&MeasurementMatch>, name: &str) -> Result<bool, InfluxqlError> {
@@ -256,75 +281,53 @@ fn key_matches(m: &TagKeyMatch, key: &str) -> Result<bool, InfluxqlError> {
     })
 }
 
-/// Whether any point of the table matches the condition (time bounds in a
-/// `SHOW` are ignored, as 1.x ignores them).
-async fn any_row(
-    ctx: &Context<'_>,
-    session: &SessionContext,
-    table: &Table,
-    condition: &Expr,
-) -> Result<bool, InfluxqlError> {
-    let (_, rest) = eval::split_time(Some(condition), ctx.now)?;
-    let Some(rest) = rest else { return Ok(true) };
-    let frame = session
-        .table(TableReference::bare(table.name.as_str()))
-        .await?
-        .filter(eval::condition(&rest, &columns(table), ctx.now)?)?
-        .limit(0, Some(1))?;
-    let batches: Vec<RecordBatch> = frame.execute_stream().await?.try_collect().await?;
-    Ok(batches.iter().any(|b| b.num_rows() > 0))
+/// The distinct values of tag `key` among `series` (one row per series, a
+/// column per tag), sorted.
+fn tag_values(series: &RecordBatch, key: &str) -> Vec<String> {
+    let Some(column) = series
+        .column_by_name(key)
+        .and_then(|c| c.as_string_opt::<i32>())
+    else {
+        return vec![];
+    };
+    let values: BTreeSet<&str> = column.iter().flatten().collect();
+    values.into_iter().map(str::to_string).collect()
 }
 
-/// The tag keys with a value in some point that matches the condition.
-async fn present_tags(
-    ctx: &Context<'_>,
-    session: &SessionContext,
-    table: &Table,
-    keys: &[String],
-    condition: &Expr,
-) -> Result<Vec<String>, InfluxqlError> {
-    let mut out = Vec::new();
-    for k in keys {
-        if !tag_values(ctx, session, table, k, Some(condition))
-            .await?
-            .is_empty()
-        {
-            out.push(k.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// The distinct values of tag `key` among points matching the condition, sorted.
-async fn tag_values(
-    ctx: &Context<'_>,
-    session: &SessionContext,
-    table: &Table,
-    key: &str,
-    condition: Option<&Expr>,
-) -> Result<Vec<String>, InfluxqlError> {
-    let mut frame = session
-        .table(TableReference::bare(table.name.as_str()))
-        .await?
-        .filter(ident(key).is_not_null())?;
-    if let Some(c) = condition {
-        let (_, rest) = eval::split_time(Some(c), ctx.now)?;
-        if let Some(rest) = rest {
-            frame = frame.filter(eval::condition(&rest, &columns(table), ctx.now)?)?;
-        }
-    }
-    let frame = frame
-        .select(vec![ident(key).alias("v")])?
-        .distinct()?
-        .sort(vec![col("v").sort(true, true)])?;
-    let batches: Vec<RecordBatch> = frame.execute_stream().await?.try_collect().await?;
-    let mut values = BTreeSet::new();
-    for b in &batches {
-        for i in 0..b.num_rows() {
-            if let Value::String(s) = value_at(b.column(0).as_ref(), i) {
-                values.insert(s);
+/// Each series' key as 1.x's `SHOW SERIES` writes it: the measurement, then
+/// its tags by name, escaped as line protocol escapes them.
+pub(super) fn series_keys(measurement: &str, series: &RecordBatch) -> Vec<String> {
+    let mut tags: Vec<(&str, &StringArray)> = series
+        .schema_ref()
+        .fields()
+        .iter()
+        .zip(series.columns())
+        .filter_map(|(f, c)| Some((f.name().as_str(), c.as_string_opt::<i32>()?)))
+        .collect();
+    tags.sort_by(|a, b| a.0.cmp(b.0));
+    (0..series.num_rows())
+        .map(|row| {
+            let mut key = escape(measurement, &[',', ' ']);
+            for (name, values) in &tags {
+                if values.is_valid(row) {
+                    key.push(',');
+                    key.push_str(&escape(name, &[',', '=', ' ']));
+                    key.push('=');
+                    key.push_str(&escape(values.value(row), &[',', '=', ' ']));
+                }
             }
+            key
+        })
+        .collect()
+}
+
+fn escape(s: &str, special: &[char]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if special.contains(&c) {
+            out.push('\\');
         }
+        out.push(c);
     }
-    Ok(values.into_iter().collect())
+    out
 }

@@ -18,6 +18,9 @@
 //! ingester drops buffered rows only after their file is registered, so a row
 //! missing from the buffer answer is in the files read afterwards; a row in both
 //! is folded by the deduplication.
+//!
+//! Questions about series and last values (InfluxQL's `SHOW TAG VALUES`,
+//! `last()` by tag) can skip the scan: [`summary`] keeps a summary per file.
 
 mod dedup_exec;
 pub mod depth;
@@ -28,6 +31,7 @@ pub mod http;
 pub mod ingesters;
 pub mod limits;
 pub mod scan;
+pub mod summary;
 pub mod table;
 pub mod ticket;
 pub mod unreachable;
@@ -158,6 +162,9 @@ pub struct Querier {
     runtime: Arc<RuntimeEnv>,
     /// How many queries run at once, and for how long.
     admission: Admission,
+    /// Per-file summaries for the questions dashboards repeat; `None` when
+    /// `--query-cache-bytes` is 0 (every answer then comes from a scan).
+    summaries: Option<Arc<summary::FileSummaries>>,
 }
 
 impl Querier {
@@ -171,7 +178,38 @@ impl Querier {
             }),
             runtime,
             admission: Admission::new(QueryLimits::default()),
+            summaries: Some(summary::FileSummaries::new(summary::DEFAULT_CACHE_BYTES)),
         }
+    }
+
+    /// Bounds the file summaries kept between queries to `bytes`; 0 turns
+    /// them off (see [`summary`]).
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.summaries = (bytes > 0).then(|| summary::FileSummaries::new(bytes));
+        self
+    }
+
+    /// Summarises the newest files in the background (see [`summary::warm`]),
+    /// so the first dashboard refresh after a start finds them ready.
+    pub fn warm_summaries(&self) {
+        let Some(cache) = self.summaries.clone() else {
+            return;
+        };
+        let sources = Arc::clone(&self.sources);
+        tokio::spawn(async move {
+            match summary::warm(&cache, &sources).await {
+                Ok(n) => tracing::debug!(files = n, "file summaries warmed"),
+                Err(e) => tracing::warn!(error = %e, "warming the file summaries failed"),
+            }
+        });
+    }
+
+    /// The file summaries, unless turned off.
+    pub fn summaries(&self) -> Option<summary::Summaries<'_>> {
+        self.summaries.as_ref().map(|cache| summary::Summaries {
+            cache,
+            sources: &self.sources,
+        })
     }
 
     /// Sets how many queries run at once and how long each may run.

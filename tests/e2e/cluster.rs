@@ -797,6 +797,92 @@ fn start_querier(dir: &Path, token_file: &Path, ingesters: &str) -> Server {
     start_role(dir, &args, &[], &[])
 }
 
+/// InfluxQL on a querier of its own: `GET /query` (epoch=s), the answer as JSON.
+async fn influxql(querier: &Server, q: &str) -> serde_json::Value {
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let url = format!(
+        "{}/query?db=db&epoch=s&q={}",
+        querier.base,
+        q.replace(' ', "+")
+    );
+    let r = request("GET", &url, &[("authorization", &auth)], "").await;
+    assert_eq!(r.status, 200, "{q}: {:?}", r.body);
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+/// A querier in its own process answers `last()` by host and `SHOW TAG
+/// VALUES` from summaries it builds itself: of the ingesters' buffers (over
+/// Flight), of the Parquet files they leave, and of both at once when a
+/// buffered write overwrites a point of a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_querier_answers_from_its_own_summaries() {
+    let ingester_args = [
+        "--snapshot-interval",
+        "1h",
+        "--lease-ttl",
+        "1s",
+        "--shutdown-timeout",
+        "1s",
+    ]
+    .map(String::from);
+    let cluster = Cluster::start_with(1, 1, vec![], ingester_args.to_vec(), vec![]);
+    let url = cluster.router_urls[0].lock().clone();
+    let querier = start_querier(
+        &cluster.data(),
+        &cluster.token_file,
+        &cluster.ingester_addrs[0],
+    );
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let write = |body: &'static str| {
+        let url = format!("{url}/api/v2/write?bucket=db&precision=s");
+        let auth = auth.clone();
+        async move {
+            let r = request("POST", &url, &[("authorization", &auth)], body).await;
+            assert_eq!(r.status, 204, "{:?}", r.body);
+        }
+    };
+    write("sq,host=h0 v=1i 10\nsq,host=h0 v=2i 20\nsq,host=h1 v=3i 15\n").await;
+    let last = |h0: i64| {
+        serde_json::json!({"results":[{"statement_id":0,"series":[
+            {"name":"sq","tags":{"host":"h0"},"columns":["time","last"],"values":[[20,h0]]},
+            {"name":"sq","tags":{"host":"h1"},"columns":["time","last"],"values":[[15,3]]}]}]})
+    };
+    let values = serde_json::json!({"results":[{"statement_id":0,"series":[
+        {"name":"sq","columns":["key","value"],"values":[["host","h0"],["host","h1"]]}]}]});
+    let q_last = "SELECT last(v) FROM sq GROUP BY host";
+    let q_values = "SHOW TAG VALUES FROM sq WITH KEY = host";
+    let parquet = || crate::harness::files_under(&cluster.data(), ".parquet");
+    // From the buffer.
+    assert!(parquet().is_empty());
+    assert_eq!(influxql(&querier, q_last).await, last(2));
+    assert_eq!(influxql(&querier, q_values).await, values);
+    // From Parquet: a graceful stop snapshots the buffer.
+    cluster.stop_ingester(0);
+    cluster.restart_ingester(0);
+    assert!(!parquet().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let auth_header = [("authorization", auth.as_str())];
+    // The querier may take a moment to reconnect to the restarted ingester.
+    loop {
+        let probe = format!(
+            "{}/query?db=db&q=SHOW+MEASUREMENTS+WHERE+host+%3D+%27h0%27",
+            querier.base
+        );
+        let r = request("GET", &probe, &auth_header, "").await;
+        if r.status == 200 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(influxql(&querier, q_last).await, last(2));
+    assert_eq!(influxql(&querier, q_values).await, values);
+    // A newer version of h0@20 in the buffer, over its file.
+    write("sq,host=h0 v=9i 20\n").await;
+    assert_eq!(influxql(&querier, q_last).await, last(9));
+    assert!(querier.stop().success());
+    cluster.stop();
+}
+
 /// Split mode: router, two ingesters and a querier in separate processes. Rows
 /// written through the router are visible through the querier whether they sit
 /// in an ingester's buffer or in Parquet; with an ingester gone the querier

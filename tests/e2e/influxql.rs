@@ -346,3 +346,68 @@ async fn aggregates_over_more_points_than_the_memory_limit_holds_answer() {
     );
     assert!(s.stop().success());
 }
+
+/// The last value per host, `SHOW TAG VALUES … WHERE region = 'y'` and
+/// `SHOW SERIES` of the dashboard test's points, b's last value being `b`.
+async fn check_dashboard(s: &Server, b: i64) {
+    let auth = format!("Token {ADMIN_TOKEN}");
+    let last = "db=db&epoch=s&q=SELECT+last(v)+FROM+m+GROUP+BY+host";
+    let values = "db=db&q=SHOW+TAG+VALUES+FROM+m+WITH+KEY+%3D+host+WHERE+region+%3D+%27y%27";
+    let series = "db=db&q=SHOW+SERIES";
+    let expected = serde_json::json!({"results":[{"statement_id":0,"series":[
+        {"name":"m","tags":{"host":"a"},"columns":["time","last"],"values":[[2,3]]},
+        {"name":"m","tags":{"host":"b"},"columns":["time","last"],"values":[[25,b]]}]}]});
+    assert_eq!(query(s, Some(&auth), last).await, (200, expected));
+    let expected = serde_json::json!({"results":[{"statement_id":0,"series":[
+        {"name":"m","columns":["key","value"],"values":[["host","b"]]}]}]});
+    assert_eq!(query(s, Some(&auth), values).await, (200, expected));
+    let expected = serde_json::json!({"results":[{"statement_id":0,"series":[
+        {"columns":["key"],"values":[["m,host=a,region=x"],["m,host=b,region=y"]]}]}]});
+    assert_eq!(query(s, Some(&auth), series).await, (200, expected));
+}
+
+async fn wait_for_snapshot(dir: &std::path::Path, before: usize) {
+    let started = Instant::now();
+    while files_under(dir, ".parquet").len() == before {
+        assert!(started.elapsed() < Duration::from_secs(20), "no snapshot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What dashboards repeat — last value per host, tag values, series — from the
+/// querier's file summaries: the same answers from the buffer, from Parquet,
+/// with a newer version of a point buffered over its file, and after
+/// restarts with a cache too small to keep anything and with it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_questions_from_summaries_across_snapshots_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--snapshot-interval", "1s"]);
+    let before = files_under(dir.path(), ".parquet").len();
+    // a@1 twice in one write: the later line wins.
+    let body = "m,host=a,region=x v=1 1\nm,host=a,region=x v=3 2\nm,host=b,region=y v=5 25\nm,host=a,region=x v=7 1";
+    let r = write(&s, "bucket=db&precision=s", ADMIN_TOKEN, body).await;
+    assert_eq!(r.status, 204);
+    check_dashboard(&s, 5).await;
+    wait_for_snapshot(dir.path(), before).await;
+    check_dashboard(&s, 5).await;
+    // A newer version of b@25, buffered while its first version is in a file.
+    let before = files_under(dir.path(), ".parquet").len();
+    let r = write(
+        &s,
+        "bucket=db&precision=s",
+        ADMIN_TOKEN,
+        "m,host=b,region=y v=6 25",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    check_dashboard(&s, 6).await;
+    wait_for_snapshot(dir.path(), before).await;
+    check_dashboard(&s, 6).await;
+    assert!(s.stop().success());
+    for bytes in ["1", "0"] {
+        let args = ["--snapshot-interval", "1h", "--query-cache-bytes", bytes];
+        let s = Server::start(dir.path(), &args);
+        check_dashboard(&s, 6).await;
+        assert!(s.stop().success());
+    }
+}

@@ -308,13 +308,13 @@ async fn permissions_and_errors_have_their_codes() {
         e.message(),
         "error parsing query: found FROM, expected identifier, string, number, bool at line 1, char 8"
     );
-    let e = query_ticket(&s.base, Some(&reader), influxql("SHOW SERIES"))
+    let e = query_ticket(&s.base, Some(&reader), influxql("SHOW SERIES CARDINALITY"))
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(
         e.message()
-            .contains("SHOW SERIES is not supported at line 1, char 6"),
+            .contains("SHOW SERIES CARDINALITY is not supported at line 1, char 13"),
         "{e:?}"
     );
     assert!(s.stop().success());
