@@ -29,7 +29,7 @@ use datafusion::prelude::SessionContext;
 use super::ast::{Dimension, Expr, Fill, MeasurementName, Select, VarType};
 use super::eval::{self, Columns};
 use super::result::{Series, Value};
-use super::select::{regex, value_at};
+use super::select::{regex, unique_name, value_at};
 use super::{Context, InfluxqlError};
 use crate::catalog::{Table, table_columns};
 use crate::ingester::read::TimeRange;
@@ -328,24 +328,4 @@ pub fn matching(
             .map(|i| mask.is_valid(i) && mask.value(i))
             .collect(),
     )
-}
-
-/// `name`, or `name_1`, `name_2`… when taken: how the scan path names
-/// repeated columns.
-fn unique_name(seen: &mut HashMap<String, usize>, base: String) -> String {
-    let Some(&used) = seen.get(&base) else {
-        seen.insert(base.clone(), 0);
-        return base;
-    };
-    let mut n = used;
-    let name = loop {
-        n += 1;
-        let candidate = format!("{base}_{n}");
-        if !seen.contains_key(&candidate) {
-            break candidate;
-        }
-    };
-    seen.insert(base, n);
-    seen.insert(name.clone(), 0);
-    name
 }

@@ -1421,7 +1421,9 @@ fn has_bare_ref(e: &Expr) -> bool {
     }
 }
 
-fn unique_name(seen: &mut HashMap<String, usize>, base: String) -> String {
+/// `name`, or `name_1`, `name_2`… when taken: how 1.x names repeated
+/// columns.
+pub(super) fn unique_name(seen: &mut HashMap<String, usize>, base: String) -> String {
     let Some(&used) = seen.get(&base) else {
         seen.insert(base.clone(), 0);
         return base;
