@@ -513,6 +513,10 @@ mod tests {
         let querier = Querier::new(catalog, store, Arc::new(Buffers(vec![newer])));
         let (plan, answer, _) = run(&querier, sum).await;
         assert_eq!(plan.matches("DedupExec").count(), 1, "{plan}");
+        // The files and the buffer arrive sorted: merged, never sorted again
+        // (the one sort is the query's ORDER BY, above the scan).
+        let below = &plan[plan.find("DedupExec").unwrap_or_default()..];
+        assert!(!below.contains("SortExec"), "{plan}");
         let expected = "\
 +------+------+
 | host | s    |
