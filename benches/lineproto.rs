@@ -13,9 +13,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use inflow::edge::body::gunzip;
 use inflow::lineproto::{
-    ColumnType, EmptySchema, ParseOptions, Precision, SchemaLookup, parse_lines,
+    ColumnType, EmptySchema, LineCheck, ParseOptions, Precision, SeriesQuota, parse_lines,
 };
-use inflow::series::SeriesLookup;
+use inflow::series::{LineAdmission, SeriesLookup};
 
 const LINES: usize = 5_000;
 const HOSTS: u64 = 100;
@@ -163,23 +163,41 @@ impl SeriesLookup for Known {
     }
 }
 
-/// A schema lookup with a series lookup: every line's series is checked.
-struct WithSeries<'a>(&'a Known);
+/// A line check with the series quota, as the writer's: every line's
+/// series is checked.
+struct WithSeries<'a>(LineAdmission<'a>);
 
-impl SchemaLookup for WithSeries<'_> {
+impl<'a> WithSeries<'a> {
+    fn new(known: &'a Known) -> Self {
+        Self(LineAdmission::new(known))
+    }
+}
+
+impl LineCheck for WithSeries<'_> {
     fn column_type(&self, _: &str, _: &str) -> Option<ColumnType> {
         None
     }
-    fn series(&self) -> Option<&dyn SeriesLookup> {
-        Some(self.0)
+    fn counts_series(&self) -> bool {
+        true
+    }
+    fn check_series(&self, series: u64, time_ns: i64) -> Result<i64, SeriesQuota> {
+        self.0.check(series, time_ns).map_err(|o| SeriesQuota {
+            limit: o.limit,
+            current: o.current,
+        })
+    }
+    fn admit_series(&self, series: u64) {
+        self.0.admit(series)
     }
 }
 
 /// The series of `body`, all known (the steady state of a Telegraf fleet).
 fn known_series(body: &[u8], opts: &ParseOptions) -> Known {
     let none = Known(Default::default());
-    let parsed = parse_lines(body, opts, &WithSeries(&none));
-    Known(parsed.series.iter().map(|s| (s.series, s.day)).collect())
+    let check = WithSeries::new(&none);
+    parse_lines(body, opts, &check);
+    let found = check.0.into_found();
+    Known(found.iter().map(|s| (s.series, s.day)).collect())
 }
 
 fn bench(c: &mut Criterion) {
@@ -206,7 +224,7 @@ fn bench(c: &mut Criterion) {
         let known = known_series(&body, &opts);
         assert_eq!(known.0.len(), HOSTS as usize);
         group.bench_function("inflow_to_arrow_series_checked", |b| {
-            b.iter(|| parse_lines(black_box(&body), &opts, &WithSeries(&known)))
+            b.iter(|| parse_lines(black_box(&body), &opts, &WithSeries::new(&known)))
         });
         group.bench_function("influxdb_line_protocol", |b| {
             b.iter(|| theirs(black_box(text)))

@@ -45,6 +45,13 @@ pub enum AuthError {
     Catalog,
 }
 
+impl AuthError {
+    /// Every reason is "not authenticated" to the client; the reason is logged.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Unauthenticated
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminTokenError {
     #[error("reading admin token file {path}: {source}")]

@@ -21,7 +21,6 @@ use object_store::path::Path;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
-use crate::lineproto::SchemaLookup;
 use crate::schema::{ColumnType, TIME_COLUMN};
 use crate::store::{Put, Store, StoreError};
 
@@ -69,6 +68,20 @@ pub enum CatalogError {
         "catalog entry {path} has format version {version}; this build reads up to {FORMAT_VERSION}"
     )]
     UnsupportedVersion { path: String, version: u32 },
+}
+
+impl CatalogError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Self::DatabaseNotFound(_) | Self::TokenNotFound(_) => ErrorKind::NotFound,
+            Self::DatabaseExists(_) => ErrorKind::AlreadyExists,
+            Self::Conflict { .. } => ErrorKind::Invalid,
+            Self::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            Self::Store(_) => ErrorKind::Unavailable,
+            Self::Corrupt { .. } | Self::UnsupportedVersion { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,16 +349,20 @@ impl Database {
     }
 }
 
-impl SchemaLookup for Database {
-    fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
+/// What a write checks its lines against.
+impl Database {
+    /// The type of `column` of `table`, if both exist.
+    pub fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
         self.table(table).and_then(|t| t.column_type(column))
     }
 
-    fn table_count(&self) -> usize {
+    /// Tables the database has (for its table quota).
+    pub fn table_count(&self) -> usize {
         self.tables.len()
     }
 
-    fn column_count(&self, table: &str) -> Option<usize> {
+    /// Columns `table` has, `time` included; `None` if it does not exist.
+    pub fn column_count(&self, table: &str) -> Option<usize> {
         self.table(table).map(|t| table_columns(t).count())
     }
 }

@@ -32,9 +32,11 @@ pub mod query;
 pub mod route;
 pub mod schema;
 pub mod series;
+pub mod series_hash;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
 #[cfg(test)]
 pub mod testing;
 pub mod tls;
+pub mod write;

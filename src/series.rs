@@ -1,7 +1,8 @@
 //! Series cardinality: which series each database has, for its series quota.
 //!
-//! A series is a table and a tag set; its id hashes both ([`series_id`]), the
-//! same way the router spreads rows ([`crate::route::shard`]). A write checks
+//! A series is a table and a tag set; its id hashes both
+//! ([`crate::series_hash::series_id`]), the same way the router spreads rows
+//! ([`crate::route::shard`]). A write checks
 //! each line's series against what the database has ([`SeriesLookup`]): a line
 //! that would add a series past the quota is refused, naming the limit and the
 //! count, and adds nothing ([`Admission`]). Before its rows are sent, a write
@@ -23,9 +24,6 @@ use std::collections::HashMap as StdHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::Int32Type;
-use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
 use prost::Message;
@@ -33,7 +31,6 @@ use tokio::sync::oneshot;
 
 use crate::catalog::DbId;
 use crate::proto::{FORMAT_VERSION, SeriesLog};
-use crate::schema::ColumnType;
 use crate::store::{Put, Store, StoreError};
 
 type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
@@ -48,74 +45,6 @@ const MAX_RACES: usize = 8;
 
 /// How old a checkpoint must be before the entries it covers are deleted.
 pub const DELETE_GRACE: Duration = Duration::from_secs(300);
-
-/// FNV-1a: stable across processes and releases, unlike `DefaultHasher`.
-#[derive(Clone, Copy)]
-pub(crate) struct Fnv(pub u64);
-
-impl Fnv {
-    pub const START: Self = Self(0xcbf2_9ce4_8422_2325);
-
-    pub fn bytes(mut self, bytes: &[u8]) -> Self {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-        self
-    }
-}
-
-/// Spreads the bits of a sum of tag hashes (a finaliser, as in splitmix64).
-pub(crate) fn mix(mut h: u64) -> u64 {
-    h ^= h >> 31;
-    h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h ^ (h >> 29)
-}
-
-/// One tag of a series. A series' tag hashes are summed, so their order does
-/// not matter and a null tag adds nothing.
-pub fn tag_hash(key: &str, value: &str) -> u64 {
-    Fnv::START
-        .bytes(key.as_bytes())
-        .bytes(&[0])
-        .bytes(value.as_bytes())
-        .0
-}
-
-/// A series' id within its database.
-pub fn series_id(table: &str, tag_sum: u64) -> u64 {
-    mix(Fnv::START.bytes(table.as_bytes()).0 ^ mix(tag_sum))
-}
-
-/// The sum of the tag hashes of every row of `batch` (tags are its `Tag` columns).
-pub fn tag_sums(batch: &RecordBatch) -> Vec<u64> {
-    let mut sums = vec![0u64; batch.num_rows()];
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if ColumnType::from_arrow_field(field) != Some(ColumnType::Tag) {
-            continue;
-        }
-        let name = field.name();
-        if let Some(dict) = column.as_dictionary_opt::<Int32Type>() {
-            // Hash each distinct value once, then look rows up by key.
-            let values = dict.values().as_string::<i32>();
-            let value_hashes: Vec<u64> = (0..values.len())
-                .map(|i| tag_hash(name, values.value(i)))
-                .collect();
-            for (row, key) in dict.keys().iter().enumerate() {
-                if let Some(k) = key {
-                    sums[row] = sums[row].wrapping_add(value_hashes[k as usize]);
-                }
-            }
-        } else if let Some(strings) = column.as_string_opt::<i32>() {
-            for (row, v) in strings.iter().enumerate() {
-                if let Some(v) = v {
-                    sums[row] = sums[row].wrapping_add(tag_hash(name, v));
-                }
-            }
-        }
-    }
-    sums
-}
 
 /// The day (since the Unix epoch) a point at `time_ns` belongs to.
 pub fn day_of(time_ns: i64) -> i32 {
@@ -251,6 +180,48 @@ impl Admission {
     }
 }
 
+/// An [`Admission`] asked line by line through a shared reference, as the
+/// parser's check trait asks it: [`Self::check`] a line's series, then
+/// [`Self::admit`] it once the rest of the line is accepted too.
+pub struct LineAdmission<'a> {
+    lookup: &'a dyn SeriesLookup,
+    admission: std::cell::RefCell<Admission>,
+    /// The verdict of the last check, for the admit that follows it.
+    last: std::cell::Cell<Option<Checked>>,
+}
+
+impl<'a> LineAdmission<'a> {
+    pub fn new(lookup: &'a dyn SeriesLookup) -> Self {
+        Self {
+            lookup,
+            admission: Default::default(),
+            last: Default::default(),
+        }
+    }
+
+    /// Whether a point of `series` at `time_ns` may be written; `Ok` holds
+    /// the time before which later points of the series need no check.
+    pub fn check(&self, series: u64, time_ns: i64) -> Result<i64, OverQuota> {
+        let checked = self
+            .admission
+            .borrow()
+            .check(self.lookup, series, time_ns)?;
+        self.last.set(Some(checked));
+        Ok(checked.until_ns)
+    }
+
+    /// Counts the line [`Self::check`] was last asked about.
+    pub fn admit(&self, series: u64) {
+        if let Some(c) = self.last.take().filter(|c| c.series == series) {
+            self.admission.borrow_mut().admit(c);
+        }
+    }
+
+    pub fn into_found(self) -> Vec<SeriesDay> {
+        self.admission.into_inner().into_found()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SeriesError {
     #[error("series log: {0}")]
@@ -266,6 +237,16 @@ pub enum SeriesError {
     /// The group commit this write was part of failed (the reason is shared).
     #[error("{0}")]
     Failed(String),
+}
+
+impl SeriesError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Self::Store(_) | Self::Contended(_) | Self::Failed(_) => ErrorKind::Unavailable,
+            Self::Corrupt { .. } | Self::UnsupportedVersion { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// The series every database has, loaded on first use.
@@ -755,15 +736,6 @@ mod tests {
             Committed::Done
         );
         Ok(admitted)
-    }
-
-    #[test]
-    fn a_series_id_ignores_tag_order_and_names_the_table() {
-        let a = tag_hash("host", "a").wrapping_add(tag_hash("region", "eu"));
-        let b = tag_hash("region", "eu").wrapping_add(tag_hash("host", "a"));
-        assert_eq!(series_id("cpu", a), series_id("cpu", b));
-        assert_ne!(series_id("cpu", a), series_id("mem", a));
-        assert_ne!(tag_hash("host", "ab"), tag_hash("hosta", "b"));
     }
 
     #[test]

@@ -19,16 +19,18 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::auth::{AdminTokenSource, Authorizer, admin_token, generate_token};
 use crate::catalog::Catalog;
 use crate::compactor::{Compactor, CompactorConfig};
+use crate::edge::frontend::QueryFrontend;
 use crate::edge::{self, Edge, body::Limits};
 use crate::ingester::flight::IngesterFlight;
 use crate::ingester::lease::Leases;
 use crate::ingester::{Ingester, IngesterConfig};
 use crate::lifecycle::{Lifecycle, LifecycleConfig};
-use crate::query::frontend::QueryFrontend;
 use crate::query::{FlightIngesters, LocalIngester, Querier};
 use crate::route::{IngesterClient, Router};
 use crate::series::SeriesRegistry;
 use crate::store::Store;
+pub use crate::telemetry::LogFormat;
+use crate::write::{WriteLimits, Writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -44,12 +46,6 @@ pub enum ObjectStoreKind {
     File,
     /// S3 or an S3-compatible server; credentials from the usual `AWS_*` variables.
     S3,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -682,14 +678,14 @@ async fn serve_edge(
     querier: Option<Arc<Querier>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let auth = operator_auth(args, Arc::clone(&catalog))?;
+    let series = SeriesRegistry::new(catalog.store().clone());
+    let writer = Writer::new(catalog, series, router, write_limits(args));
     let edge = Arc::new(Edge {
-        auth: operator_auth(args, Arc::clone(&catalog))?,
-        series: SeriesRegistry::new(catalog.store().clone()),
-        catalog,
-        router,
+        auth,
+        writer: Arc::new(writer),
         limits: edge_limits(args),
         stopping: Default::default(),
-        write_slots: tokio::sync::Semaphore::new(args.max_concurrent_writes),
         body_bytes: tokio::sync::Semaphore::new(
             args.max_buffered_body_bytes
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
@@ -722,6 +718,15 @@ fn edge_limits(args: &ServeArgs) -> Limits {
     Limits {
         max_request_bytes: args.max_request_bytes,
         max_decompressed_bytes: args.max_decompressed_bytes,
+        body_read_timeout: args.http_body_read_timeout,
+        body_min_rate: args.http_body_min_rate,
+        max_buffered_body_bytes: args.max_buffered_body_bytes,
+    }
+}
+
+/// The limits every write is held to, from the flags.
+fn write_limits(args: &ServeArgs) -> WriteLimits {
+    WriteLimits {
         max_line_bytes: args.max_line_bytes,
         max_tables_per_database: args.max_tables_per_database,
         max_columns_per_table: args.max_columns_per_table,
@@ -733,9 +738,6 @@ fn edge_limits(args: &ServeArgs) -> Limits {
         max_string_bytes: args.max_string_bytes,
         max_concurrent_writes: args.max_concurrent_writes,
         write_queue_timeout: args.write_timeout,
-        body_read_timeout: args.http_body_read_timeout,
-        body_min_rate: args.http_body_min_rate,
-        max_buffered_body_bytes: args.max_buffered_body_bytes,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Administration: databases (create with a retention period, list, update,
 //! soft delete), tokens (create with an expiry, list, revoke) and tables, over
-//! HTTP with an operator token in InfluxDB 3's `/api/v3/configure/…` shapes,
+//! HTTP with an operator token (`edge::admin_http`) in InfluxDB 3's `/api/v3/configure/…` shapes,
 //! and the same operations for the CLI working offline on `--data-dir`.
 //!
 //! | method and path | body or query | answer |
@@ -15,38 +15,55 @@
 //! | `POST /api/v3/configure/token/admin` | `{"token_name","expiry_secs"?}` | 201, an operator token |
 //! | `DELETE /api/v3/configure/token?token_name=` | | 200 |
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Authorizer, new_token_record, now_ns};
-use crate::catalog::{Catalog, Database, Permission, TokenRecord, table_columns};
-use crate::error::{Error, V3Error};
+use crate::auth::{new_token_record, now_ns};
+use crate::catalog::{Catalog, CatalogError, Database, Permission, TokenRecord, table_columns};
+use crate::error::ErrorKind;
 
 pub mod client;
 
+/// Why an administrative operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A name, retention period or permission that cannot be used as given.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database \"{0}\" not found")]
+    DatabaseNotFound(String),
+    #[error("token \"{0}\" already exists")]
+    TokenExists(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl AdminError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::DatabaseNotFound(_) => ErrorKind::NotFound,
+            Self::TokenExists(_) => ErrorKind::AlreadyExists,
+            Self::Catalog(e) => e.kind(),
+        }
+    }
+}
+
 /// A retention period as users write it: `30d`, `1h`, `2w`; `none` (or an
 /// empty value) for none.
-pub fn parse_retention(text: &str) -> Result<Option<i64>, Error> {
+pub fn parse_retention(text: &str) -> Result<Option<i64>, AdminError> {
     let text = text.trim();
     if text.is_empty() || text.eq_ignore_ascii_case("none") || text.eq_ignore_ascii_case("inf") {
         return Ok(None);
     }
     let d = humantime::parse_duration(text).map_err(|e| {
-        Error::InvalidQuery(format!(
+        AdminError::Invalid(format!(
             "invalid retention period {text:?}: {e} (use e.g. 30d, 12h or none)"
         ))
     })?;
     if d.is_zero() {
-        return Err(Error::InvalidQuery(
+        return Err(AdminError::Invalid(
             "retention period must be positive (or none)".into(),
         ));
     }
@@ -212,7 +229,7 @@ pub struct Admin<'a> {
 }
 
 impl Admin<'_> {
-    pub async fn databases(&self) -> Result<Vec<DatabaseInfo>, Error> {
+    pub async fn databases(&self) -> Result<Vec<DatabaseInfo>, AdminError> {
         let state = self.catalog.refresh().await?;
         Ok(state.databases().map(|d| DatabaseInfo::of(d)).collect())
     }
@@ -221,7 +238,7 @@ impl Admin<'_> {
         &self,
         name: &str,
         settings: &DatabaseSettings,
-    ) -> Result<(), Error> {
+    ) -> Result<(), AdminError> {
         check_name(name)?;
         let retention = parse_retention(settings.retention_period.as_deref().unwrap_or_default())?;
         self.catalog.create_database_strict(name, retention).await?;
@@ -237,11 +254,11 @@ impl Admin<'_> {
         &self,
         name: &str,
         settings: &DatabaseSettings,
-    ) -> Result<(), Error> {
+    ) -> Result<(), AdminError> {
         let state = self.catalog.refresh().await?;
         let db = state
             .database(name)
-            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))?;
+            .ok_or_else(|| AdminError::DatabaseNotFound(name.to_string()))?;
         if let Some(retention) = &settings.retention_period {
             self.catalog
                 .set_retention(name, parse_retention(retention)?)
@@ -255,16 +272,16 @@ impl Admin<'_> {
         Ok(())
     }
 
-    pub async fn delete_database(&self, name: &str) -> Result<(), Error> {
+    pub async fn delete_database(&self, name: &str) -> Result<(), AdminError> {
         self.catalog.delete_database(name, now_ns()).await?;
         Ok(())
     }
 
-    pub async fn tables(&self, database: &str) -> Result<Vec<TableInfo>, Error> {
+    pub async fn tables(&self, database: &str) -> Result<Vec<TableInfo>, AdminError> {
         let state = self.catalog.refresh().await?;
         let db = state
             .database(database)
-            .ok_or_else(|| Error::DatabaseNotFound(database.to_string()))?;
+            .ok_or_else(|| AdminError::DatabaseNotFound(database.to_string()))?;
         Ok(db
             .tables()
             .map(|t| TableInfo {
@@ -279,7 +296,7 @@ impl Admin<'_> {
             .collect())
     }
 
-    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, Error> {
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, AdminError> {
         let state = self.catalog.refresh().await?;
         Ok(state.tokens().iter().map(|t| TokenInfo::of(t)).collect())
     }
@@ -291,15 +308,13 @@ impl Admin<'_> {
         name: &str,
         permissions: Vec<Permission>,
         expiry: Option<Duration>,
-    ) -> Result<NewToken, Error> {
+    ) -> Result<NewToken, AdminError> {
         if name.trim().is_empty() {
-            return Err(Error::InvalidQuery("token_name must not be empty".into()));
+            return Err(AdminError::Invalid("token_name must not be empty".into()));
         }
         let state = self.catalog.refresh().await?;
         if state.tokens().iter().any(|t| t.description == name) {
-            return Err(Error::AlreadyExists(format!(
-                "token \"{name}\" already exists"
-            )));
+            return Err(AdminError::TokenExists(name.to_string()));
         }
         let (token, mut record) = new_token_record(permissions, name.to_string());
         record.expires_at_ns = expiry.map(|e| {
@@ -319,7 +334,7 @@ impl Admin<'_> {
         })
     }
 
-    pub async fn revoke_token(&self, name: &str) -> Result<TokenInfo, Error> {
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenInfo, AdminError> {
         let record = self.catalog.revoke_token(name).await?;
         Ok(TokenInfo::of(&record))
     }
@@ -327,7 +342,7 @@ impl Admin<'_> {
 
 /// Database names as InfluxDB 3 allows them: letters, digits, `_`, `-`, `/`
 /// (v1's `db/rp`), at most 64 bytes.
-fn check_name(name: &str) -> Result<(), Error> {
+fn check_name(name: &str) -> Result<(), AdminError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -336,220 +351,10 @@ fn check_name(name: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidQuery(format!(
+        Err(AdminError::Invalid(format!(
             "invalid database name {name:?}: use at most 64 letters, digits, _, - or /"
         )))
     }
-}
-
-struct AdminState {
-    auth: Arc<Authorizer>,
-    catalog: Arc<Catalog>,
-}
-
-pub fn routes(auth: Arc<Authorizer>, catalog: Arc<Catalog>) -> Router {
-    Router::new()
-        .route(
-            "/api/v3/configure/database",
-            get(list_databases)
-                .post(create_database)
-                .put(update_database)
-                .delete(delete_database),
-        )
-        .route("/api/v3/configure/table", get(list_tables))
-        .route(
-            "/api/v3/configure/token",
-            get(list_tokens).post(create_token).delete(revoke_token),
-        )
-        .route("/api/v3/configure/token/admin", post(create_admin_token))
-        .with_state(Arc::new(AdminState { auth, catalog }))
-}
-
-impl AdminState {
-    /// Only an operator token administers.
-    async fn admin(&self, headers: &HeaderMap) -> Result<Admin<'_>, Error> {
-        let principal = self
-            .auth
-            .authenticate(headers.get(header::AUTHORIZATION))
-            .await?;
-        if !principal.is_admin() {
-            return Err(Error::Forbidden(
-                "administration needs an operator (admin) token".into(),
-            ));
-        }
-        Ok(Admin {
-            catalog: &self.catalog,
-        })
-    }
-}
-
-fn query_param(query: Option<&str>, key: &str) -> Result<String, Error> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
-        .map_err(|e| Error::InvalidQueryString(e.to_string()))?;
-    pairs
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::InvalidQueryString(format!("missing query parameter {key:?}")))
-}
-
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Error> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::InvalidQuery(format!("invalid JSON body: {e}")))
-}
-
-#[derive(Deserialize)]
-struct DatabaseBody {
-    db: String,
-    #[serde(flatten)]
-    settings: DatabaseSettings,
-}
-
-async fn list_databases(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<DatabaseInfo>>, V3Error> {
-    Ok(Json(s.admin(&headers).await?.databases().await?))
-}
-
-async fn create_database(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<StatusCode, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let b: DatabaseBody = body(&bytes)?;
-    admin.create_database(&b.db, &b.settings).await?;
-    Ok(StatusCode::OK)
-}
-
-async fn update_database(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<StatusCode, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let b: DatabaseBody = body(&bytes)?;
-    admin.update_database(&b.db, &b.settings).await?;
-    Ok(StatusCode::OK)
-}
-
-async fn delete_database(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<StatusCode, V3Error> {
-    let admin = s.admin(&headers).await?;
-    admin
-        .delete_database(&query_param(query.as_deref(), "db")?)
-        .await?;
-    Ok(StatusCode::OK)
-}
-
-async fn list_tables(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Vec<TableInfo>>, V3Error> {
-    let admin = s.admin(&headers).await?;
-    Ok(Json(
-        admin.tables(&query_param(query.as_deref(), "db")?).await?,
-    ))
-}
-
-async fn list_tokens(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<TokenInfo>>, V3Error> {
-    Ok(Json(s.admin(&headers).await?.tokens().await?))
-}
-
-#[derive(Deserialize)]
-struct TokenBody {
-    token_name: String,
-    #[serde(default)]
-    permissions: Vec<PermissionBody>,
-    #[serde(default)]
-    expiry_secs: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct PermissionBody {
-    resource_type: String,
-    resource_identifier: Vec<String>,
-    actions: Vec<String>,
-}
-
-fn permissions(body: Vec<PermissionBody>) -> Result<Vec<Permission>, Error> {
-    let mut out = Vec::new();
-    for p in body {
-        if p.resource_type != "db" {
-            return Err(Error::InvalidQuery(format!(
-                "unsupported resource_type {:?}: use \"db\"",
-                p.resource_type
-            )));
-        }
-        let read = p.actions.iter().any(|a| a == "read");
-        let write = p.actions.iter().any(|a| a == "write");
-        if let Some(other) = p.actions.iter().find(|a| *a != "read" && *a != "write") {
-            return Err(Error::InvalidQuery(format!(
-                "unsupported action {other:?}: use \"read\" and/or \"write\""
-            )));
-        }
-        for name in p.resource_identifier {
-            out.push(Permission::database(name, read, write));
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::InvalidQuery(
-            "a token needs at least one permission".into(),
-        ));
-    }
-    Ok(out)
-}
-
-async fn create_token(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let b: TokenBody = body(&bytes)?;
-    let perms = permissions(b.permissions)?;
-    let token = admin
-        .create_token(&b.token_name, perms, b.expiry_secs.map(Duration::from_secs))
-        .await?;
-    Ok((StatusCode::CREATED, Json(token)).into_response())
-}
-
-async fn create_admin_token(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let b: TokenBody = body(&bytes)?;
-    let token = admin
-        .create_token(
-            &b.token_name,
-            vec![Permission::Admin],
-            b.expiry_secs.map(Duration::from_secs),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(token)).into_response())
-}
-
-async fn revoke_token(
-    State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<StatusCode, V3Error> {
-    let admin = s.admin(&headers).await?;
-    admin
-        .revoke_token(&query_param(query.as_deref(), "token_name")?)
-        .await?;
-    Ok(StatusCode::OK)
 }
 
 #[cfg(test)]

@@ -17,27 +17,13 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::error::Error;
+use crate::edge::error::Error;
 
 /// Every limit a write is held to, each set by a `--max-…` flag.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_decompressed_bytes: usize,
-    pub max_line_bytes: usize,
-    pub max_tables_per_database: usize,
-    pub max_columns_per_table: usize,
-    /// Series per database (`usize::MAX`: no limit).
-    pub max_series_per_database: usize,
-    pub max_tag_bytes: usize,
-    pub max_string_bytes: usize,
-    /// Write requests decoded and written at once; more wait (their bodies
-    /// read) up to `write_queue_timeout`, then get 503. Each one holds its
-    /// inflated text and its batches, so this bounds that part of the edge's
-    /// memory. Bodies, arriving or waiting, are bounded apart from this, by
-    /// `max_buffered_body_bytes`.
-    pub max_concurrent_writes: usize,
-    pub write_queue_timeout: std::time::Duration,
     /// Longest gap between two pieces of a request body; also the grace before
     /// `body_min_rate` is enforced.
     pub body_read_timeout: Duration,
@@ -309,14 +295,6 @@ mod tests {
         Limits {
             max_request_bytes: 1 << 20,
             max_decompressed_bytes: 1 << 20,
-            max_line_bytes: 1 << 20,
-            max_tables_per_database: 10,
-            max_columns_per_table: 10,
-            max_series_per_database: 10,
-            max_tag_bytes: 10,
-            max_string_bytes: 10,
-            max_concurrent_writes: 1,
-            write_queue_timeout: Duration::from_secs(1),
             body_read_timeout: Duration::from_millis(read_timeout_ms),
             body_min_rate: min_rate,
             max_buffered_body_bytes: 1 << 30,

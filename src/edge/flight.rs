@@ -12,8 +12,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, TimeUnit};
-use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -27,15 +25,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Edge;
-use super::write::{database_for_write, write_batch, write_forbidden};
+use super::flight_sql;
+use super::frontend::QueryFrontend;
 use crate::auth::Principal;
-use crate::error::Error;
+use crate::edge::error::Error;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
 use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
-use crate::query::flight_sql;
-use crate::query::frontend::QueryFrontend;
 use crate::query::ticket::{self, InfluxTicket, Language};
-use crate::schema::{ColumnType, RESERVED_PREFIX, TIME_COLUMN, arrow_schema, is_reserved};
+use crate::write::{WriteError, normalize_producer_batch};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -76,54 +73,6 @@ impl EdgeFlight {
             Status::unimplemented("writes are served by the router role, not by a querier")
         })
     }
-}
-
-/// Converts a producer's batch to the table layout: tags as dictionaries, `time`
-/// as a nanosecond timestamp, kinds recorded in field metadata.
-pub fn normalize_producer_batch(batch: &RecordBatch) -> Result<RecordBatch, Error> {
-    let bad = |m: String| Error::InvalidFlightData(m);
-    let mut columns = Vec::with_capacity(batch.num_columns());
-    let mut kinds = Vec::with_capacity(batch.num_columns());
-    let schema = batch.schema();
-    for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        if is_reserved(field.name()) {
-            return Err(bad(format!(
-                "column name \"{}\" is reserved (names beginning with \"{RESERVED_PREFIX}\" are the server's)",
-                field.name()
-            )));
-        }
-        let ty = if field.name() == TIME_COLUMN
-            && matches!(field.data_type(), DataType::Timestamp(_, _))
-        {
-            ColumnType::Time
-        } else {
-            ColumnType::from_arrow_field(field).ok_or_else(|| {
-                bad(format!(
-                    "column \"{}\" has unsupported type {}",
-                    field.name(),
-                    field.data_type()
-                ))
-            })?
-        };
-        let target = match ty {
-            ColumnType::Time => DataType::Timestamp(TimeUnit::Nanosecond, None),
-            t => t.arrow_type(),
-        };
-        let column = arrow::compute::cast(column, &target)
-            .map_err(|e| bad(format!("column \"{}\": {e}", field.name())))?;
-        if ty == ColumnType::Time && column.null_count() > 0 {
-            return Err(bad("column \"time\" has nulls".into()));
-        }
-        columns.push(column);
-        kinds.push((field.name().as_str(), ty));
-    }
-    if !kinds.iter().any(|(_, t)| *t == ColumnType::Time) {
-        return Err(bad("the batch has no \"time\" timestamp column".into()));
-    }
-    if !kinds.iter().any(|(_, t)| t.is_field()) {
-        return Err(bad("the batch has no field column".into()));
-    }
-    RecordBatch::try_new(arrow_schema(kinds), columns).map_err(|e| bad(e.to_string()))
 }
 
 /// A `DoPut` stream that failed: tonic's refusal of a message over the
@@ -201,12 +150,11 @@ impl FlightService for EdgeFlight {
         let [database, table]: [String; 2] = path.try_into().map_err(|_| {
             Status::invalid_argument("the FlightDescriptor path must be [database, table]")
         })?;
-        if !principal.may_write(&database) {
-            return Err(write_forbidden(&database).to_grpc());
-        }
-        let db = database_for_write(&edge, &principal, &database)
+        let db = edge
+            .writer
+            .database_for_write(&principal, &database)
             .await
-            .map_err(|e| e.to_grpc())?;
+            .map_err(|e| Error::from(e).to_grpc())?;
         let first =
             futures::stream::iter([Ok(first)]).filter(|r: &Result<FlightData, FlightError>| {
                 futures::future::ready(r.as_ref().is_ok_and(|d| !d.data_header.is_empty()))
@@ -230,10 +178,12 @@ impl FlightService for EdgeFlight {
                 write_id += 1;
                 let result = async {
                     let batch = normalize_producer_batch(&batch)?;
-                    write_batch(&edge, &db, &table, batch).await
+                    edge.writer.write_batch(&db, &table, batch).await
                 }
                 .await;
-                let reply = result.map(|()| ack(write_id)).map_err(|e| e.to_grpc());
+                let reply = result
+                    .map(|()| ack(write_id))
+                    .map_err(|e: WriteError| Error::from(e).to_grpc());
                 let failed = reply.is_err();
                 if tx.send(reply).await.is_err() || failed {
                     return;
@@ -287,7 +237,7 @@ impl FlightService for EdgeFlight {
             let run = match t.language {
                 Language::Sql => query.run(request.metadata(), &t.database, &t.sql).await,
                 Language::InfluxQl => {
-                    crate::influxql::flight::run(query, request.metadata(), &t.database, &t.sql)
+                    super::influxql_flight::run(query, request.metadata(), &t.database, &t.sql)
                         .await
                 }
             };
@@ -320,37 +270,5 @@ impl FlightService for EdgeFlight {
         self.query()?;
         let actions = flight_sql::list_actions().into_iter().map(Ok);
         Ok(Response::new(Box::pin(futures::stream::iter(actions))))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::{Float64Array, TimestampNanosecondArray, UInt64Array};
-
-    /// A producer cannot send the hidden write sequence (or any `_inflow_`
-    /// column) and so forge which write of a point wins.
-    #[test]
-    fn reserved_columns_are_refused() {
-        let batch = RecordBatch::try_from_iter([
-            (
-                "time",
-                Arc::new(TimestampNanosecondArray::from(vec![1])) as _,
-            ),
-            ("v", Arc::new(Float64Array::from(vec![1.0])) as _),
-            (
-                "_inflow_seq",
-                Arc::new(UInt64Array::from(vec![u64::MAX])) as _,
-            ),
-        ])
-        .unwrap();
-        let e = normalize_producer_batch(&batch).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("column name \"_inflow_seq\" is reserved"),
-            "{e}"
-        );
-        let ok = batch.project(&[0, 1]).unwrap();
-        assert_eq!(normalize_producer_batch(&ok).unwrap().num_rows(), 1);
     }
 }

@@ -1,12 +1,20 @@
 //! The edge: HTTP (axum) and gRPC on one port, serving the write endpoints,
 //! Flight (queries, producer writes), health and ping.
 //!
-//! Every handler returns `crate::error::Error` on failure, so every error, even
+//! Every handler returns `crate::edge::error::Error` on failure, so every error, even
 //! for unknown paths and methods, is the same JSON shape. Each response carries an
 //! `X-Request-Id` (the client's, echoed, or a new one).
 
+mod admin_http;
 pub mod body;
+pub mod error;
 pub mod flight;
+mod flight_sql;
+pub mod frontend;
+mod influxql_flight;
+mod influxql_http;
+mod metrics_http;
+mod query_http;
 pub mod server;
 pub mod v1;
 pub mod v2;
@@ -29,52 +37,23 @@ use tower::Service;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::auth::Authorizer;
-use crate::catalog::{Catalog, SchemaLimits};
-use crate::error::Error;
-use crate::query::frontend::QueryFrontend;
-use crate::route::Router as IngestRouter;
-use crate::series::SeriesRegistry;
+use crate::edge::error::Error;
 use crate::store::Store;
+use crate::write::Writer;
 use body::Limits;
+use frontend::QueryFrontend;
 
 /// What every edge handler shares.
 pub struct Edge {
     pub auth: Arc<Authorizer>,
-    pub catalog: Arc<Catalog>,
-    /// Every database's series, for the series quota.
-    pub series: SeriesRegistry,
-    pub router: Arc<IngestRouter>,
+    /// The write service every write endpoint calls.
+    pub writer: Arc<Writer>,
+    /// What the edge reads of a request body.
     pub limits: Limits,
     /// Set at shutdown: `/ready` fails so load balancers stop sending.
     pub stopping: AtomicBool,
-    /// One permit per write request in flight (`Limits::max_concurrent_writes`).
-    pub write_slots: tokio::sync::Semaphore,
     /// One permit per byte of write bodies held (`Limits::max_buffered_body_bytes`).
     pub body_bytes: tokio::sync::Semaphore,
-}
-
-impl Edge {
-    /// The server-wide quotas, for databases without their own.
-    pub fn server_limits(&self) -> SchemaLimits {
-        SchemaLimits {
-            max_tables: self.limits.max_tables_per_database,
-            max_columns: self.limits.max_columns_per_table,
-            max_series: self.limits.max_series_per_database,
-        }
-    }
-
-    /// Waits for a write slot, or gives up with 503 + `Retry-After`.
-    pub async fn write_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
-        match tokio::time::timeout(self.limits.write_queue_timeout, self.write_slots.acquire())
-            .await
-        {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) | Err(_) => Err(Error::Unavailable(format!(
-                "{} writes in flight and none finished within {:?}; retry later",
-                self.limits.max_concurrent_writes, self.limits.write_queue_timeout
-            ))),
-        }
-    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -85,7 +64,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
 
 /// The write routes plus `extra` (the query routes, in the one-process mode).
 fn app_with(edge: Arc<Edge>, extra: Router) -> Router {
-    let admin = crate::admin::routes(Arc::clone(&edge.auth), Arc::clone(&edge.catalog));
+    let admin = admin_http::routes(Arc::clone(&edge.auth), Arc::clone(edge.writer.catalog()));
     let router = Router::new()
         .route("/api/v2/write", post(v2::write))
         .route("/write", post(v1::write))
@@ -104,7 +83,7 @@ fn finish(router: Router) -> Router {
     router
         .fallback(|| async { Error::PathNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(metrics_http::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -127,7 +106,7 @@ fn ops_routes() -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(metrics_http::handler))
 }
 
 /// The HTTP service of roles without an edge (ingesters): health, ping,
@@ -172,8 +151,8 @@ fn ready_body() -> Response {
 async fn ready(
     axum::extract::State(edge): axum::extract::State<Arc<Edge>>,
 ) -> Result<Response, Error> {
-    check_ready(&edge.stopping, edge.catalog.store()).await?;
-    if !edge.router.any_ingester_allowed() {
+    check_ready(&edge.stopping, edge.writer.catalog().store()).await?;
+    if !edge.writer.router().any_ingester_allowed() {
         return Err(Error::Unavailable("no ingester is taking writes".into()));
     }
     Ok(ready_body())
@@ -194,7 +173,7 @@ async fn health() -> Response {
 
 /// The HTTP query APIs: InfluxDB 3's SQL and 1.x's InfluxQL `/query`.
 fn query_routes(query: Arc<QueryFrontend>) -> Router {
-    crate::query::http::routes(Arc::clone(&query)).merge(crate::influxql::http::routes(query))
+    query_http::routes(Arc::clone(&query)).merge(influxql_http::routes(query))
 }
 
 async fn ping() -> Response {

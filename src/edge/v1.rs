@@ -13,10 +13,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Edge;
-use super::write::{QueryParams, WriteMode, write_request};
+use super::write::{QueryParams, write_request};
 use crate::auth::v1_token;
-use crate::error::{Error, V1Error};
+use crate::edge::error::{Error, V1Error};
 use crate::lineproto::{ParseOptions, Precision};
+use crate::write::WriteMode;
 
 #[derive(Debug, PartialEq)]
 pub struct V1Params {

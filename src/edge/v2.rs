@@ -9,9 +9,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Edge;
-use super::write::{QueryParams, WriteMode, write_request};
-use crate::error::Error;
+use super::write::{QueryParams, write_request};
+use crate::edge::error::Error;
 use crate::lineproto::{ParseOptions, Precision};
+use crate::write::WriteMode;
 
 /// The v2 query parameters that matter; `org`, `orgID` and unknown ones are ignored.
 #[derive(Debug, PartialEq)]

@@ -13,9 +13,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Edge;
-use super::write::{QueryParams, WriteMode, write_request};
-use crate::error::{Error, V3Error};
+use super::write::{QueryParams, write_request};
+use crate::edge::error::{Error, V3Error};
 use crate::lineproto::{ParseOptions, Precision};
+use crate::write::WriteMode;
 
 #[derive(Debug, PartialEq)]
 pub struct V3Params {

@@ -21,8 +21,6 @@
 
 pub mod ast;
 mod eval;
-pub mod flight;
-pub mod http;
 mod last;
 mod matching;
 pub mod parser;
@@ -65,6 +63,21 @@ pub enum InfluxqlError {
     Forbidden(String),
     #[error(transparent)]
     Query(QueryError),
+}
+
+impl InfluxqlError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Self::Parse(_) | Self::Syntax(_) | Self::Invalid(_) | Self::DatabaseRequired => {
+                ErrorKind::Invalid
+            }
+            Self::RetentionPolicyNotFound(_) | Self::DatabaseNotFound(_) => ErrorKind::NotFound,
+            Self::NotSupported(_) => ErrorKind::NotImplemented,
+            Self::Forbidden(_) => ErrorKind::Forbidden,
+            Self::Query(q) => q.kind(),
+        }
+    }
 }
 
 impl From<QueryError> for InfluxqlError {
@@ -152,7 +165,7 @@ impl InfluxqlError {
     /// Data that could not be read fails the whole request (503), never one
     /// statement of an otherwise successful answer; so does a token that may
     /// not read the database (403).
-    fn fails_request(&self) -> bool {
+    pub fn fails_request(&self) -> bool {
         matches!(
             self,
             Self::Forbidden(_)

@@ -44,9 +44,9 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 
 use super::parse::{Fault, FieldValue, Line, Problem};
-use super::{SchemaLookup, TableBatch};
+use super::{LineCheck, SeriesQuota, TableBatch};
 use crate::schema::{ColumnType, TIME_COLUMN};
-use crate::series::{Admission, Checked, OverQuota, SeriesDay, SeriesLookup, series_id, tag_hash};
+use crate::series_hash::{series_id, tag_hash};
 
 /// Marks a tag/field of a line that is not written (an earlier duplicate field).
 const SKIP: usize = usize::MAX;
@@ -77,15 +77,13 @@ pub(crate) struct Tables<'b> {
     committed_tags: Vec<(usize, i32)>,
     /// The series id and checked range of the line committed last.
     committed_series: (u64, i64),
-    /// What the accepted lines add to the database's series.
-    admission: Admission,
 }
 
 /// A remembered series: its table and its tags in `series_tags`.
 struct Series {
     table: usize,
     tags: Range<usize>,
-    /// Its id ([`crate::series::series_id`]).
+    /// Its id ([`crate::series_hash::series_id`]).
     id: u64,
     /// Its points before this time passed the series quota check already.
     checked_until_ns: i64,
@@ -196,7 +194,6 @@ impl<'b> Tables<'b> {
             series_tags: Vec::new(),
             committed_tags: Vec::new(),
             committed_series: (0, i64::MIN),
-            admission: Admission::default(),
         }
     }
 
@@ -233,7 +230,7 @@ impl<'b> Tables<'b> {
         line: &'l Line<'_>,
         series: Option<u32>,
         time_ns: i64,
-        schema: &dyn SchemaLookup,
+        schema: &dyn LineCheck,
     ) -> Result<usize, Fault<'l>> {
         let t = match series {
             Some(id) => {
@@ -257,9 +254,9 @@ impl<'b> Tables<'b> {
                 },
             });
         }
-        let checked = match schema.series() {
-            Some(lookup) => self.check_series(t, line, series, time_ns, lookup)?,
-            None => None,
+        let checked = match schema.counts_series() {
+            true => self.check_series(t, line, series, time_ns, schema)?,
+            false => None,
         };
         if let Err(fault) = self.resolve(t, line, schema) {
             // Forget the pending columns registered while resolving.
@@ -272,11 +269,11 @@ impl<'b> Tables<'b> {
         if adds_table {
             self.new_tables += 1;
         }
-        if let Some(c) = checked {
-            self.admission.admit(c);
+        if let Some((id, until_ns)) = checked {
+            schema.admit_series(id);
             match series {
-                Some(id) => self.series_info[id as usize].checked_until_ns = c.until_ns,
-                None => self.committed_series.1 = c.until_ns,
+                Some(s) => self.series_info[s as usize].checked_until_ns = until_ns,
+                None => self.committed_series.1 = until_ns,
             }
         }
         Ok(self.commit(t, line, series, time_ns))
@@ -290,8 +287,8 @@ impl<'b> Tables<'b> {
         line: &Line<'_>,
         series: Option<u32>,
         time_ns: i64,
-        lookup: &dyn SeriesLookup,
-    ) -> Result<Option<Checked>, Fault<'static>> {
+        check: &dyn LineCheck,
+    ) -> Result<Option<(u64, i64)>, Fault<'static>> {
         let id = match series {
             Some(s) => {
                 let s = &self.series_info[s as usize];
@@ -309,9 +306,9 @@ impl<'b> Tables<'b> {
                 id
             }
         };
-        match self.admission.check(lookup, id, time_ns) {
-            Ok(checked) => Ok(Some(checked)),
-            Err(OverQuota { limit, current }) => Err(Fault {
+        match check.check_series(id, time_ns) {
+            Ok(until_ns) => Ok(Some((id, until_ns))),
+            Err(SeriesQuota { limit, current }) => Err(Fault {
                 at: 0,
                 problem: Problem::SeriesQuota { limit, current },
             }),
@@ -345,7 +342,7 @@ impl<'b> Tables<'b> {
         &mut self,
         t: usize,
         line: &'l Line<'_>,
-        schema: &dyn SchemaLookup,
+        schema: &dyn LineCheck,
     ) -> Result<(), Fault<'l>> {
         let stamp = self.stamp;
         let table = &mut self.tables[t];
@@ -520,15 +517,12 @@ impl<'b> Tables<'b> {
 
     /// The finished batches of tables that received at least one row, in order
     /// of first appearance.
-    /// The batches of the tables that have rows, and the series they add.
-    pub(crate) fn finish(self) -> (Vec<TableBatch>, Vec<SeriesDay>) {
-        let tables = self
-            .tables
+    pub(crate) fn finish(self) -> Vec<TableBatch> {
+        self.tables
             .into_iter()
             .filter(|t| t.rows > 0)
             .map(TableBuilder::finish)
-            .collect();
-        (tables, self.admission.into_found())
+            .collect()
     }
 }
 
@@ -782,12 +776,12 @@ mod tests {
     };
 
     use super::super::{
-        EmptySchema, ParseOptions, ParsedBody, Precision, SchemaLookup, parse_lines,
+        EmptySchema, LineCheck, ParseOptions, ParsedBody, Precision, SeriesQuota, parse_lines,
     };
     use super::same_name;
     use crate::schema::{COLUMN_KIND_KEY, ColumnType};
 
-    fn parse_with(body: &str, schema: &dyn SchemaLookup) -> ParsedBody {
+    fn parse_with(body: &str, schema: &dyn LineCheck) -> ParsedBody {
         let opts = ParseOptions::new(Precision::Nanosecond, 0);
         parse_lines(body.as_bytes(), &opts, schema)
     }
@@ -826,7 +820,7 @@ mod tests {
 
     struct Catalog(HashMap<(&'static str, &'static str), ColumnType>);
 
-    impl SchemaLookup for Catalog {
+    impl LineCheck for Catalog {
         fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
             self.0
                 .iter()
@@ -1091,7 +1085,8 @@ mod tests {
     /// later day of a series is recorded without counting.
     #[test]
     fn the_series_quota_counts_known_and_accepted_series_only() {
-        use crate::series::{DAY_NS, SeriesDay, SeriesLookup, series_id, tag_hash};
+        use crate::series::{DAY_NS, LineAdmission, SeriesDay, SeriesLookup};
+        use crate::series_hash::{series_id, tag_hash};
         let id = |table: &str, tags: &[(&str, &str)]| {
             let sum = tags
                 .iter()
@@ -1110,13 +1105,22 @@ mod tests {
                 3
             }
         }
-        struct WithSeries(Known);
-        impl SchemaLookup for WithSeries {
+        struct WithSeries<'a>(LineAdmission<'a>);
+        impl LineCheck for WithSeries<'_> {
             fn column_type(&self, _: &str, _: &str) -> Option<ColumnType> {
                 None
             }
-            fn series(&self) -> Option<&dyn SeriesLookup> {
-                Some(&self.0)
+            fn counts_series(&self) -> bool {
+                true
+            }
+            fn check_series(&self, series: u64, time_ns: i64) -> Result<i64, SeriesQuota> {
+                self.0.check(series, time_ns).map_err(|o| SeriesQuota {
+                    limit: o.limit,
+                    current: o.current,
+                })
+            }
+            fn admit_series(&self, series: u64) {
+                self.0.admit(series)
             }
         }
         let a = id("cpu", &[("host", "a")]);
@@ -1128,7 +1132,9 @@ mod tests {
             DAY_NS + 1
         );
         let opts = ParseOptions::new(Precision::Nanosecond, 0);
-        let p = parse_lines(body.as_bytes(), &opts, &WithSeries(Known(a)));
+        let known = Known(a);
+        let check = WithSeries(LineAdmission::new(&known));
+        let p = parse_lines(body.as_bytes(), &opts, &check);
         let over = "column 1: new series would exceed the database's limit of 3 series (it has 3)";
         assert_eq!(messages(&p), [4, 6, 9].map(|n| format!("line {n}, {over}")));
         assert_eq!(p.lines, 6);
@@ -1136,16 +1142,16 @@ mod tests {
         assert_eq!(p.tables.len(), 1);
         let day = |series, day, new| SeriesDay { series, day, new };
         assert_eq!(
-            p.series,
+            check.0.into_found(),
             [
                 day(id("cpu", &[("host", "b")]), 2, true),
                 day(id("cpu", &[("dc", "x"), ("host", "c")]), 0, true),
                 day(a, 1, false),
             ]
         );
-        // Without a series lookup nothing is counted.
+        // Without a series quota every line is accepted.
         let p = parse_lines(body.as_bytes(), &opts, &EmptySchema);
-        assert_eq!((p.lines, p.series.len()), (9, 0));
+        assert_eq!(p.lines, 9);
     }
 
     /// The database's quotas count what it has plus what the request adds;
@@ -1155,7 +1161,7 @@ mod tests {
         // The database has table `m` with `a` and `time`.
         let schema = Catalog([(("m", "a"), ColumnType::Float)].into_iter().collect());
         struct Counted(Catalog);
-        impl SchemaLookup for Counted {
+        impl LineCheck for Counted {
             fn column_type(&self, t: &str, c: &str) -> Option<ColumnType> {
                 self.0.column_type(t, c)
             }

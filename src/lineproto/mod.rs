@@ -62,7 +62,7 @@
 //!
 //! Errors are per line: a bad line is reported with its line and column and
 //! skipped, the other lines still go in. A line is parsed completely and checked
-//! against the columns already fixed for its table — by the [`SchemaLookup`]
+//! against the columns already fixed for its table — by the [`LineCheck`]
 //! (the catalog), else by earlier lines of the same body — before anything is
 //! appended, so a rejected line leaves no trace.
 //!
@@ -100,7 +100,6 @@ use std::fmt;
 
 pub use crate::schema::ColumnType;
 
-use crate::series::{SeriesDay, SeriesLookup};
 use batch::{Quotas, Tables};
 use parse::{Fault, Line, Problem};
 
@@ -149,7 +148,8 @@ impl Precision {
 
 /// Column types already fixed for a table (by the catalog). The parser rejects
 /// lines whose columns conflict with these.
-pub trait SchemaLookup {
+pub trait LineCheck {
+    /// The type the database fixed for `column` of `table`, if any.
     fn column_type(&self, table: &str, column: &str) -> Option<ColumnType>;
 
     /// Tables the database has (for its table quota).
@@ -162,17 +162,36 @@ pub trait SchemaLookup {
         None
     }
 
-    /// The series the database has, for its series quota; `None`: no quota.
-    fn series(&self) -> Option<&dyn SeriesLookup> {
-        None
+    /// Whether the database counts series (its series quota); if not, the
+    /// parser does not hash them.
+    fn counts_series(&self) -> bool {
+        false
     }
+
+    /// May a point of series `series` (its [`crate::series_hash::series_id`])
+    /// at `time_ns` be written? `Ok` holds the time before which later points
+    /// of the series need not be asked about again.
+    fn check_series(&self, _series: u64, _time_ns: i64) -> Result<i64, SeriesQuota> {
+        Ok(i64::MAX)
+    }
+
+    /// The line just checked with [`Self::check_series`] was accepted whole.
+    fn admit_series(&self, _series: u64) {}
+}
+
+/// A line would add a series past the database's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesQuota {
+    pub limit: usize,
+    /// Series the database has plus those the body added before this line.
+    pub current: usize,
 }
 
 /// No known tables (tests, new databases).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EmptySchema;
 
-impl SchemaLookup for EmptySchema {
+impl LineCheck for EmptySchema {
     fn column_type(&self, _table: &str, _column: &str) -> Option<ColumnType> {
         None
     }
@@ -319,9 +338,6 @@ pub struct ParsedBody {
     pub lines: usize,
     /// Field values accepted.
     pub fields: usize,
-    /// Series the accepted lines add to the database, or days they add to
-    /// its series (only with [`SchemaLookup::series`]).
-    pub series: Vec<SeriesDay>,
 }
 
 impl ParsedBody {
@@ -334,7 +350,7 @@ impl ParsedBody {
 /// Parses a whole request body. Never fails as a whole: bad lines are reported
 /// in [`ParsedBody::errors`] and the good ones are kept. See the module docs for
 /// the grammar and the rules.
-pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn SchemaLookup) -> ParsedBody {
+pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn LineCheck) -> ParsedBody {
     let mut run = Run {
         opts,
         schema,
@@ -397,14 +413,14 @@ pub fn parse_lines(body: &[u8], opts: &ParseOptions, schema: &dyn SchemaLookup) 
     let Run {
         tables, mut out, ..
     } = run;
-    (out.tables, out.series) = tables.finish();
+    out.tables = tables.finish();
     out
 }
 
 /// The state of one [`parse_lines`] call on a body that lives for `'b`.
 struct Run<'o, 'b> {
     opts: &'o ParseOptions,
-    schema: &'o dyn SchemaLookup,
+    schema: &'o dyn LineCheck,
     tables: Tables<'b>,
     out: ParsedBody,
 }

@@ -24,10 +24,7 @@
 
 mod dedup_exec;
 pub mod depth;
-pub mod flight_sql;
-pub mod frontend;
 mod held;
-pub mod http;
 pub mod ingesters;
 pub mod limits;
 pub mod scan;
@@ -89,6 +86,21 @@ pub enum QueryError {
     TimedOut(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl QueryError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            Self::DatabaseNotFound(_) | Self::TableNotFound { .. } => ErrorKind::NotFound,
+            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::NotImplemented(_) => ErrorKind::NotImplemented,
+            Self::Unavailable(_) | Self::Busy(_) => ErrorKind::Unavailable,
+            Self::ResourcesExhausted(_) => ErrorKind::ResourcesExhausted,
+            Self::TimedOut(_) => ErrorKind::TimedOut,
+            Self::Internal(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 impl From<CatalogError> for QueryError {

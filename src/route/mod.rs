@@ -55,6 +55,29 @@ pub enum RouteError {
     Saturated,
 }
 
+impl RouteError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            // The ingester found our own batch malformed: our bug, not the client's.
+            Self::Refused {
+                reason: Reason::Invalid | Reason::Unspecified,
+                ..
+            }
+            | Self::Encode(_) => ErrorKind::Internal,
+            Self::Refused {
+                reason: Reason::BufferFull | Reason::Storage | Reason::ShuttingDown | Reason::Fenced,
+                ..
+            }
+            | Self::Unavailable { .. }
+            | Self::Timeout { .. }
+            | Self::NoIngesters
+            | Self::TooFewIngesters { .. }
+            | Self::Saturated => ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// Where a clock reads the wall time, in nanoseconds since the Unix epoch.
 /// Injected so that a test can set a router's clock back.
 pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -349,8 +372,7 @@ mod tests {
         .unwrap();
         let err = client.write(DB, "t", 1, &batch, false).await.unwrap_err();
         assert!(matches!(err, RouteError::Unavailable { .. }), "{err}");
-        let status = crate::error::Error::from(err).status();
-        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.kind(), crate::error::ErrorKind::Unavailable);
         // Three failures open the breaker; the router then skips it.
         assert!(client.breaker.allows());
         for _ in 0..2 {
@@ -382,8 +404,7 @@ mod tests {
             err.to_string(),
             "--write-replicas is 3 but only 2 ingesters are known: writes wait for more"
         );
-        let status = crate::error::Error::from(err).status();
-        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.kind(), crate::error::ErrorKind::Unavailable);
     }
 
     /// Writes are shed before decoding only while every ingester has just

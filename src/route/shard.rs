@@ -4,14 +4,14 @@
 //! own and the pairs are summed, so the hash is that of a set: tag order does not
 //! matter, null tags add nothing (a tag column added later does not move the series
 //! that lack it), and every router puts a series on the same ingester. The hashes
-//! are those of [`crate::series`], stable across processes and releases.
+//! are those of [`crate::series_hash`], stable across processes and releases.
 
 use arrow::array::UInt32Array;
 use arrow::compute::take;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::series::{Fnv, mix, tag_sums};
+use crate::series_hash::{Fnv, mix, tag_sums};
 
 /// The shard (0..shards) of every row of `batch`.
 pub fn row_shards(database: &str, table: &str, batch: &RecordBatch, shards: usize) -> Vec<usize> {

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
+use super::error::Error;
 use super::frontend::{FlightStream, QueryFrontend, database_header, encode_batches};
-use super::table::query_schema;
-use super::{CATALOG_NAME, SCHEMA_NAME};
-use crate::error::Error;
+use crate::query::table::query_schema;
+use crate::query::{CATALOG_NAME, SCHEMA_NAME};
 
 const CREATE_PREPARED_STATEMENT: &str = "CreatePreparedStatement";
 const CLOSE_PREPARED_STATEMENT: &str = "ClosePreparedStatement";

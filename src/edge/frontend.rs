@@ -13,9 +13,9 @@ use futures::{Stream, TryStreamExt};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use super::{Planned, Querier, QueryError};
+use super::error::Error;
 use crate::auth::Authorizer;
-use crate::error::Error;
+use crate::query::{Planned, Querier, QueryError};
 
 pub type FlightStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 

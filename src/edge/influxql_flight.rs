@@ -12,11 +12,11 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use futures::StreamExt;
 use tonic::metadata::MetadataMap;
 
-use super::Context;
-use super::ast::Statement;
-use super::result::{Series, Value};
-use crate::error::Error;
-use crate::query::frontend::{FlightStream, QueryFrontend, encode_batches};
+use super::error::Error;
+use super::frontend::{FlightStream, QueryFrontend, encode_batches};
+use crate::influxql::Context;
+use crate::influxql::ast::Statement;
+use crate::influxql::result::{Series, Value};
 
 pub const MEASUREMENT_COLUMN: &str = "iox::measurement";
 
@@ -30,7 +30,7 @@ pub async fn run(
         .get("authorization")
         .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
     let principal = frontend.auth.authenticate(header.as_ref()).await?;
-    let query = super::parse(text)?;
+    let query = crate::influxql::parse(text)?;
     let [statement] = query.statements.as_slice() else {
         return Err(Error::InvalidQuery(
             "a Flight ticket takes exactly one InfluxQL statement".into(),
@@ -46,7 +46,7 @@ pub async fn run(
     let mut memory = frontend.querier.reservation("influxql answer");
     let series = ticket
         .within(async {
-            super::execute_counted(&ctx, statement, &mut memory)
+            crate::influxql::execute_counted(&ctx, statement, &mut memory)
                 .await
                 .map_err(Error::from)
         })

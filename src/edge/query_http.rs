@@ -17,9 +17,9 @@ use axum::routing::get;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use super::QueryError;
+use super::error::{Error, V3Error};
 use super::frontend::QueryFrontend;
-use crate::error::{Error, V3Error};
+use crate::query::QueryError;
 
 #[derive(Debug, Default, Deserialize)]
 struct Params {

@@ -20,12 +20,12 @@ use axum::routing::get;
 
 use futures::{FutureExt, StreamExt};
 
-use super::Context;
-use super::ast::{Query, Statement};
-use super::result::{self, StatementResult, TimeFormat};
+use super::error::{Error, V1Error};
+use super::frontend::QueryFrontend;
 use crate::auth::{Principal, v1_token};
-use crate::error::{Error, V1Error};
-use crate::query::frontend::QueryFrontend;
+use crate::influxql::Context;
+use crate::influxql::ast::{Query, Statement};
+use crate::influxql::result::{self, StatementResult, TimeFormat};
 use crate::query::limits::Producer;
 
 /// 1.x's default rows per chunk.
@@ -113,7 +113,7 @@ async fn run(
         (Some(db), Some(rp)) if !rp.is_empty() && rp != "autogen" => Some(format!("{db}/{rp}")),
         (db, _) => db.map(str::to_string),
     };
-    let query = super::parse(q)?;
+    let query = crate::influxql::parse(q)?;
     let ticket = frontend.querier.admit().await?;
     let request = Request {
         principal,
@@ -169,7 +169,7 @@ impl Request {
             let (series, error) = if failed {
                 (vec![], Some("not executed".to_string()))
             } else {
-                let run = super::execute_counted(&ctx, statement, &mut memory);
+                let run = crate::influxql::execute_counted(&ctx, statement, &mut memory);
                 match out.within(run.map(Ok)).await {
                     Ok(Ok(series)) => (series, None),
                     Ok(Err(e)) if e.fails_request() => {
