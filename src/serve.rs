@@ -26,7 +26,7 @@ use crate::ingester::lease::Leases;
 use crate::ingester::{Ingester, IngesterConfig};
 use crate::lifecycle::{Lifecycle, LifecycleConfig};
 use crate::query::{FlightIngesters, LocalIngester, Querier};
-use crate::route::{IngesterClient, Router};
+use crate::route::{IngesterClient, IngesterLink, Router};
 use crate::series::SeriesRegistry;
 use crate::store::Store;
 pub use crate::telemetry::LogFormat;
@@ -423,7 +423,7 @@ async fn run_all(
     );
     querier.warm_summaries();
     let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
-    let router = Router::new(vec![client], 1).with_clock(sequence_clock(args));
+    let router = Router::new(vec![Arc::new(client)], 1).with_clock(sequence_clock(args));
     let router = Arc::new(router);
     serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
     router.close().await;
@@ -444,7 +444,9 @@ async fn run_router(
     )?)?;
     let source = IngesterSource::parse(args.ingesters.as_deref().unwrap_or_default())?;
     let (timeout, token) = (args.write_timeout, Arc::clone(&cluster_token));
-    let new_client = move |addr: String| IngesterClient::new(addr, Arc::clone(&token), timeout);
+    let new_client = move |addr: String| -> Arc<dyn IngesterLink> {
+        Arc::new(IngesterClient::new(addr, Arc::clone(&token), timeout))
+    };
     let clients = match &source {
         IngesterSource::Static(addrs) if addrs.len() < args.write_replicas => {
             return Err(ServeError::Unsupported(format!(
@@ -885,7 +887,7 @@ async fn resolve_ingesters(
     router: Arc<Router>,
     name: String,
     port: u16,
-    new_client: impl Fn(String) -> IngesterClient,
+    new_client: impl Fn(String) -> Arc<dyn IngesterLink>,
 ) {
     const EVERY: Duration = Duration::from_secs(5);
     loop {

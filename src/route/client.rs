@@ -21,6 +21,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightData, FlightDescriptor};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -352,6 +353,45 @@ impl IngesterClient {
     /// Ends the stream so the ingester sees the end of its input.
     pub async fn close(&self) {
         self.stream.lock().await.take();
+    }
+}
+
+impl super::IngesterLink for IngesterClient {
+    fn addr(&self) -> &str {
+        IngesterClient::addr(self)
+    }
+
+    fn greet(&self) -> BoxFuture<'_, ()> {
+        Box::pin(IngesterClient::greet(self))
+    }
+
+    fn max_sequence(&self) -> u64 {
+        IngesterClient::max_sequence(self)
+    }
+
+    fn write<'a>(
+        &'a self,
+        database: DbRef<'a>,
+        table: &'a str,
+        sequence: u64,
+        batch: &'a RecordBatch,
+        no_sync: bool,
+    ) -> BoxFuture<'a, Result<(), RouteError>> {
+        Box::pin(IngesterClient::write(
+            self, database, table, sequence, batch, no_sync,
+        ))
+    }
+
+    fn allows(&self) -> bool {
+        self.breaker.allows()
+    }
+
+    fn is_full(&self) -> bool {
+        IngesterClient::is_full(self)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(IngesterClient::close(self))
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
 use parking_lot::RwLock;
 
 pub use client::{IngesterClient, encode_write};
@@ -173,7 +174,33 @@ impl RouteError {
     }
 }
 
-type Ingesters = Arc<Vec<Arc<IngesterClient>>>;
+/// What the router asks of one ingester. [`IngesterClient`] speaks Flight to
+/// a real one; a test puts its own behind the same trait, so routing (the
+/// ring, failover, replicas, shedding) is tested without sockets.
+pub trait IngesterLink: Send + Sync {
+    /// Its address: the ring is sorted by it.
+    fn addr(&self) -> &str;
+    /// Hears from the ingester once (its highest sequence) before the first write.
+    fn greet(&self) -> BoxFuture<'_, ()>;
+    /// The highest sequence the ingester said it holds.
+    fn max_sequence(&self) -> u64;
+    /// Sends one table's part and waits until the ingester made it durable.
+    fn write<'a>(
+        &'a self,
+        database: DbRef<'a>,
+        table: &'a str,
+        sequence: u64,
+        batch: &'a RecordBatch,
+        no_sync: bool,
+    ) -> BoxFuture<'a, Result<(), RouteError>>;
+    /// Whether its circuit breaker lets writes through (else it is tried last).
+    fn allows(&self) -> bool;
+    /// Whether it refused a write for a full buffer just now.
+    fn is_full(&self) -> bool;
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+type Ingesters = Arc<Vec<Arc<dyn IngesterLink>>>;
 
 /// Sends writes to the ingesters.
 pub struct Router {
@@ -186,8 +213,7 @@ pub struct Router {
 
 impl Router {
     /// `replicas`: how many ingesters must acknowledge each part (at most all).
-    pub fn new(ingesters: Vec<IngesterClient>, replicas: usize) -> Self {
-        let mut ingesters: Vec<Arc<IngesterClient>> = ingesters.into_iter().map(Arc::new).collect();
+    pub fn new(mut ingesters: Vec<Arc<dyn IngesterLink>>, replicas: usize) -> Self {
         ingesters.sort_by(|a, b| a.addr().cmp(b.addr()));
         Self {
             ingesters: RwLock::new(Arc::new(ingesters)),
@@ -211,7 +237,7 @@ impl Router {
     pub fn set_ingesters(
         &self,
         mut addrs: Vec<String>,
-        new_client: impl Fn(String) -> IngesterClient,
+        new_client: impl Fn(String) -> Arc<dyn IngesterLink>,
     ) {
         addrs.sort();
         addrs.dedup();
@@ -223,14 +249,14 @@ impl Router {
         {
             return;
         }
-        let next: Vec<Arc<IngesterClient>> = addrs
+        let next: Vec<Arc<dyn IngesterLink>> = addrs
             .into_iter()
             .map(|a| {
                 current
                     .iter()
                     .find(|c| c.addr() == a)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(new_client(a)))
+                    .unwrap_or_else(|| new_client(a))
             })
             .collect();
         tracing::info!(ingesters = ?next.iter().map(|c| c.addr()).collect::<Vec<_>>(), "ingester set changed");
@@ -284,7 +310,7 @@ impl Router {
     #[allow(clippy::too_many_arguments)]
     async fn write_part(
         &self,
-        ingesters: &[Arc<IngesterClient>],
+        ingesters: &[Arc<dyn IngesterLink>],
         shard: usize,
         database: DbRef<'_>,
         table: &str,
@@ -296,7 +322,7 @@ impl Router {
         let replicas = self.replicas;
         let ring = (0..n).map(|i| (shard + i) % n);
         let (healthy, tripped): (Vec<usize>, Vec<usize>) =
-            ring.partition(|&i| ingesters[i].breaker.allows());
+            ring.partition(|&i| ingesters[i].allows());
         let mut candidates = healthy.into_iter().chain(tripped);
         let mut acked = 0;
         let mut last_error = None;
@@ -341,7 +367,7 @@ impl Router {
 
     /// Whether any ingester is taking writes (for `/ready`).
     pub fn any_ingester_allowed(&self) -> bool {
-        self.ingesters().iter().any(|i| i.breaker.allows())
+        self.ingesters().iter().any(|i| i.allows())
     }
 
     pub async fn close(&self) {
@@ -379,7 +405,7 @@ mod tests {
             let _ = client.write(DB, "t", 1, &batch, false).await;
         }
         assert!(!client.breaker.allows());
-        let router = Router::new(vec![client], 1);
+        let router = Router::new(vec![Arc::new(client)], 1);
         assert!(!router.any_ingester_allowed());
     }
 
@@ -387,8 +413,13 @@ mod tests {
     /// shortfall, not a write silently acknowledged by fewer.
     #[tokio::test]
     async fn more_replicas_than_ingesters_is_refused_naming_the_shortfall() {
-        let clients = ["127.0.0.1:1", "127.0.0.1:2"]
-            .map(|a| IngesterClient::new(a.into(), "t".into(), Duration::from_secs(1)));
+        let clients = ["127.0.0.1:1", "127.0.0.1:2"].map(|a| {
+            Arc::new(IngesterClient::new(
+                a.into(),
+                "t".into(),
+                Duration::from_secs(1),
+            )) as Arc<dyn IngesterLink>
+        });
         let router = Router::new(clients.into(), 3);
         let batch = RecordBatch::try_from_iter([(
             "x",
@@ -411,14 +442,23 @@ mod tests {
     /// refused one: one that may still take the part is tried.
     #[test]
     fn writes_are_shed_early_only_while_every_ingester_is_full() {
-        let clients = ["127.0.0.1:1", "127.0.0.1:2"]
-            .map(|a| IngesterClient::new(a.into(), "t".into(), Duration::from_secs(1)));
-        let router = Router::new(clients.into(), 1);
+        let clients = ["127.0.0.1:1", "127.0.0.1:2"].map(|a| {
+            Arc::new(IngesterClient::new(
+                a.into(),
+                "t".into(),
+                Duration::from_secs(1),
+            ))
+        });
+        let links = clients
+            .iter()
+            .map(|c| Arc::clone(c) as Arc<dyn IngesterLink>)
+            .collect();
+        let router = Router::new(links, 1);
         assert!(router.all_full().is_none());
-        router.ingesters()[0].refused_full();
+        clients[0].refused_full();
         assert!(router.all_full().is_none(), "the other one may take it");
-        router.ingesters()[1].refused_full();
-        router.ingesters()[0].refused_full(); // fresh, however slow the machine
+        clients[1].refused_full();
+        clients[0].refused_full(); // fresh, however slow the machine
         assert!(matches!(router.all_full(), Some(RouteError::Saturated)));
         std::thread::sleep(client::FULL_FOR);
         assert!(router.all_full().is_none(), "old refusals: try them again");
@@ -453,5 +493,118 @@ mod tests {
             assert!(n > last);
             last = n;
         }
+    }
+
+    /// An ingester in memory: answers from a script, records what it got.
+    struct Fake {
+        addr: String,
+        down: bool,
+        writes: parking_lot::Mutex<Vec<(String, u64, usize)>>,
+    }
+
+    impl Fake {
+        fn new(addr: &str, down: bool) -> Arc<Self> {
+            Arc::new(Self {
+                addr: addr.into(),
+                down,
+                writes: Default::default(),
+            })
+        }
+
+        fn rows(&self) -> usize {
+            self.writes.lock().iter().map(|w| w.2).sum()
+        }
+    }
+
+    impl IngesterLink for Fake {
+        fn addr(&self) -> &str {
+            &self.addr
+        }
+        fn greet(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+        fn max_sequence(&self) -> u64 {
+            7
+        }
+        fn write<'a>(
+            &'a self,
+            _: DbRef<'a>,
+            table: &'a str,
+            sequence: u64,
+            batch: &'a RecordBatch,
+            _: bool,
+        ) -> BoxFuture<'a, Result<(), RouteError>> {
+            Box::pin(async move {
+                if self.down {
+                    return Err(RouteError::Unavailable {
+                        ingester: self.addr.clone(),
+                        reason: "down".into(),
+                    });
+                }
+                let row = (table.to_string(), sequence, batch.num_rows());
+                self.writes.lock().push(row);
+                Ok(())
+            })
+        }
+        fn allows(&self) -> bool {
+            true
+        }
+        fn is_full(&self) -> bool {
+            false
+        }
+        fn close(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn rows(n: i64) -> Vec<TableBatch> {
+        let hosts: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> = (0..n)
+            .map(|i| format!("h{i}"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let schema = crate::schema::arrow_schema([("host", crate::schema::ColumnType::Tag)]);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(hosts)]).unwrap();
+        vec![TableBatch {
+            table: "cpu".into(),
+            batch,
+        }]
+    }
+
+    /// Without sockets: rows spread over the ring by series, one stamp per
+    /// request above what the ingesters hold, and a dead ingester's part
+    /// taken by the next one on the ring.
+    #[tokio::test]
+    async fn parts_spread_by_series_and_fail_over_along_the_ring() {
+        let (a, b, c) = (
+            Fake::new("a", false),
+            Fake::new("b", true),
+            Fake::new("c", false),
+        );
+        let links: Vec<Arc<dyn IngesterLink>> = vec![c.clone(), a.clone(), b.clone()];
+        let router = Router::new(links, 1);
+        router.write(DB, &rows(300), false).await.unwrap();
+        // All 300 rows landed, none on the dead one, on both live ones.
+        assert_eq!(
+            (a.rows(), b.rows(), c.rows()),
+            (a.rows(), 0, 300 - a.rows())
+        );
+        assert!(a.rows() > 0 && c.rows() > 0, "{} / {}", a.rows(), c.rows());
+        // One sequence for the whole request, above the ingesters' 7.
+        let stamps: std::collections::BTreeSet<u64> = [&a, &c]
+            .iter()
+            .flat_map(|f| f.writes.lock().iter().map(|w| w.1).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(stamps.len(), 1);
+        assert!(*stamps.first().unwrap() > 7);
+        // Two replicas: every part on both live ones; three cannot be had.
+        let router = Router::new(vec![a.clone(), b.clone(), c.clone()], 2);
+        let before = (a.rows(), c.rows());
+        router.write(DB, &rows(10), false).await.unwrap();
+        assert_eq!((a.rows() - before.0, c.rows() - before.1), (10, 10));
+        let router = Router::new(vec![a.clone(), b.clone(), c.clone()], 3);
+        let err = router.write(DB, &rows(10), false).await.unwrap_err();
+        assert!(matches!(err, RouteError::Unavailable { .. }), "{err}");
     }
 }
