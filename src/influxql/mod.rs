@@ -24,6 +24,7 @@ mod eval;
 pub mod flight;
 pub mod http;
 mod last;
+mod lexer;
 mod matching;
 pub mod parser;
 pub mod result;
