@@ -22,6 +22,7 @@
 pub mod ast;
 mod eval;
 mod last;
+mod lexer;
 mod matching;
 pub mod parser;
 pub mod result;

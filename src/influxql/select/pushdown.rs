@@ -18,14 +18,29 @@
 //! columns, types 1.x refuses, a zone whose offset changes, times at the ends
 //! of the range) stays on the row path.
 
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::IntervalMonthDayNano;
+use arrow::datatypes::TimestampNanosecondType;
+use chrono_tz::Tz;
+use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::functions::expr_fn::date_bin;
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 use datafusion::functions_aggregate::first_last::first_value_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
-use datafusion::logical_expr::ExprFunctionExt;
+use datafusion::logical_expr::{Expr as DfExpr, ExprFunctionExt, ident, lit};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
 
-use super::*;
+use super::aggregate::{Func, Picked};
+use super::plan::{Plan, has_bare_ref};
+use super::scan::{str_at, tag_key, value_at};
+use crate::catalog::Table;
+use crate::influxql::InfluxqlError;
+use crate::influxql::ast::BinaryOp;
+use crate::influxql::eval::{self, Columns};
+use crate::influxql::result::{Series, Value, zone_offset};
+use crate::schema::{ColumnType, TIME_COLUMN};
 
 /// How far apart the zone's offset is sampled when checking it does not
 /// change over a statement's range: offsets last months between changes.
@@ -391,8 +406,11 @@ mod tests {
 
     use super::*;
     use crate::auth::Principal;
+    use crate::catalog::table_columns;
+    use crate::influxql::Context;
     use crate::influxql::ast::Statement;
     use crate::influxql::parse;
+    use crate::influxql::select::{measurements, select_with};
     use crate::query::Querier;
     use crate::testing::{Buffered, catalog_with_table, chunk, persist};
 
