@@ -2,7 +2,7 @@
 //! shell and the v1 client libraries, over `/query` and the Flight ticket.
 //!
 //! ```text
-//!  text ─► parser (positions in errors) ─► ast::Statement
+//!  text ─► lexer ─► parser (positions in errors) ─► ast::Statement
 //!            SHOW …      ─► show: the catalog; the file summaries for tag
 //!                           values and series (DataFusion when a WHERE
 //!                           clause needs fields)
@@ -16,7 +16,7 @@
 //!                           own windows, aggregates and selectors, a series
 //!                           at a time; fill, arithmetic and transformations
 //!                           run over either
-//!  result::Series ─► v1 JSON (http) or Arrow (flight)
+//!  result::Series ─► v1 JSON (edge::influxql_http) or Arrow (edge::influxql_flight)
 //! ```
 
 pub mod ast;
