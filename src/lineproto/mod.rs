@@ -91,7 +91,9 @@
 mod batch;
 #[cfg(test)]
 mod corners;
+mod number;
 mod parse;
+mod problem;
 #[cfg(test)]
 mod props;
 mod scan;
