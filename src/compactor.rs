@@ -58,15 +58,29 @@ pub enum CompactionError {
     Arrow(#[from] ArrowError),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct CompactorConfig {
+    /// For ingesters: time between compaction rounds (one ingester of a
+    /// cluster compacts at a time, by lease).
+    #[arg(long = "compaction-interval", id = "compaction_interval", env = "INFLOW_COMPACTION_INTERVAL", value_parser = humantime::parse_duration, default_value = "1m")]
     pub interval: Duration,
-    /// A partition is compacted once it has at least this many small files.
+    /// A day partition is compacted once it has this many files smaller than
+    /// `--compaction-target-bytes` (at least 2).
+    #[arg(
+        long = "compaction-min-files",
+        env = "INFLOW_COMPACTION_MIN_FILES",
+        default_value_t = 10
+    )]
     pub min_files: usize,
-    /// A file at least this large is done: it is not merged again.
+    /// Files at least this large are not compacted again.
+    #[arg(long = "compaction-target-bytes", id = "compaction_target_bytes", env = "INFLOW_COMPACTION_TARGET_BYTES", default_value_t = 100 << 20)]
     pub target_bytes: u64,
-    /// Most input bytes (compressed) in one compaction: bounds its memory.
+    /// Most input bytes one compaction merges; bounds its memory.
+    #[arg(long = "compaction-max-input-bytes", id = "compaction_max_input_bytes", env = "INFLOW_COMPACTION_MAX_INPUT_BYTES", default_value_t = 256 << 20)]
     pub max_input_bytes: u64,
+    /// How long the compaction lease lives without a heartbeat: the
+    /// ingesters' `--lease-ttl`.
+    #[arg(skip = Duration::from_secs(10))]
     pub lease_ttl: Duration,
 }
 
@@ -86,7 +100,9 @@ pub struct Compactor {
 }
 
 impl Compactor {
-    pub fn new(catalog: Arc<Catalog>, store: Store, config: CompactorConfig, me: &str) -> Self {
+    pub fn new(catalog: Arc<Catalog>, store: Store, mut config: CompactorConfig, me: &str) -> Self {
+        // One file is already compacted.
+        config.min_files = config.min_files.max(2);
         let leases = Leases::under(store.clone(), LEASE_ROOT, me, config.lease_ttl);
         Self {
             catalog,

@@ -37,13 +37,17 @@ pub enum LifecycleError {
     Store(#[from] StoreError),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct LifecycleConfig {
-    /// Time between rounds.
+    /// For ingesters: time between rounds of retention and deletion.
+    #[arg(long = "lifecycle-interval", id = "lifecycle_interval", env = "INFLOW_LIFECYCLE_INTERVAL", value_parser = humantime::parse_duration, default_value = "1m")]
     pub interval: Duration,
-    /// How long a removed file's object stays readable.
+    /// How long a file dropped from the catalog (retention) stays readable,
+    /// for queries planned before the drop.
+    #[arg(long, env = "INFLOW_FILE_GRACE", value_parser = humantime::parse_duration, default_value = "10m")]
     pub file_grace: Duration,
-    /// How long a deleted database's objects stay before the purge.
+    /// How long a deleted database's data stays before it is purged.
+    #[arg(long, env = "INFLOW_PURGE_GRACE", value_parser = humantime::parse_duration, default_value = "24h")]
     pub purge_grace: Duration,
 }
 

@@ -184,7 +184,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let service = format!("inflow-{}", format!("{:?}", args.role).to_lowercase());
-                let t = inflow::telemetry::init(args.log_format, &args.log_filter, &service);
+                let t = inflow::telemetry::init(args.log.format, &args.log.filter, &service);
                 telemetry = Some(t);
                 inflow::serve::run(*args).await.map_err(|e| e.to_string())
             }

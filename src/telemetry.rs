@@ -26,6 +26,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// The logging flags of `inflow serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    #[arg(
+        long = "log-format",
+        env = "INFLOW_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub format: LogFormat,
+    /// tracing filter, e.g. `info,inflow=debug`.
+    #[arg(
+        long = "log-filter",
+        id = "log_filter",
+        env = "INFLOW_LOG_FILTER",
+        default_value = "info"
+    )]
+    pub filter: String,
+}
+
 const TRACEPARENT: &str = "traceparent";
 
 /// Keeps the span exporter alive; [`Telemetry::shutdown`] flushes it.

@@ -20,18 +20,31 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::edge::error::Error;
 
 /// Every limit a write is held to, each set by a `--max-…` flag.
-#[derive(Debug, Clone, Copy)]
+/// How request bodies are read: the body flags of `inflow serve`.
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Limits {
+    /// Largest request body accepted, in bytes (413 above it).
+    #[arg(long, env = "INFLOW_MAX_REQUEST_BYTES", default_value_t = 10 << 20)]
     pub max_request_bytes: usize,
+    /// Largest body after gzip inflation, in bytes (413 above it).
+    #[arg(long, env = "INFLOW_MAX_DECOMPRESSED_BYTES", default_value_t = 10 << 20)]
     pub max_decompressed_bytes: usize,
-    /// Longest gap between two pieces of a request body; also the grace before
-    /// `body_min_rate` is enforced.
+    /// Longest gap between two pieces of a request body (408 and the connection
+    /// closed past it); also the grace before --http-body-min-rate applies.
+    #[arg(long = "http-body-read-timeout", id = "http_body_read_timeout", env = "INFLOW_HTTP_BODY_READ_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
     pub body_read_timeout: Duration,
-    /// Slowest average a request body may arrive at, in bytes a second, after
-    /// `body_read_timeout` (0: no minimum).
+    /// Slowest average rate, in bytes a second, a write's body may arrive at
+    /// once --http-body-read-timeout has passed (408 below it). 0: no minimum.
+    #[arg(
+        long = "http-body-min-rate",
+        env = "INFLOW_HTTP_BODY_MIN_RATE",
+        default_value_t = 1024
+    )]
     pub body_min_rate: usize,
-    /// Most bytes of write bodies held at once, from their first byte until
-    /// their write is done; past it a write gets 503 (see [`read_body`]).
+    /// Most bytes of write request bodies the edge holds at once, from their
+    /// first byte until their write is done; a body that would pass it gets
+    /// 503 + Retry-After at once. Bounds the memory of slow uploads.
+    #[arg(long, env = "INFLOW_MAX_BUFFERED_BODY_BYTES", default_value_t = 512 << 20)]
     pub max_buffered_body_bytes: usize,
 }
 

@@ -71,10 +71,21 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How the server treats connections (the `--http-…` and `--max-connections` flags).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct ConnLimits {
+    /// Most HTTP (and gRPC) connections open at once on the HTTP port; past it
+    /// the server stops accepting and new clients wait in the listen backlog.
+    /// The server raises its open-file limit to the hard limit at start and
+    /// warns when this does not fit under it.
+    #[arg(long, env = "INFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// How long a client may take to send a request's headers; an HTTP/1
+    /// connection waiting for its next request is closed after this too.
+    #[arg(long = "http-header-read-timeout", id = "http_header_read_timeout", env = "INFLOW_HTTP_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (gracefully; for HTTP/2 with GOAWAY).
+    #[arg(long = "http-idle-timeout", id = "http_idle_timeout", env = "INFLOW_HTTP_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60s")]
     pub idle_timeout: Duration,
 }
 

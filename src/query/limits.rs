@@ -27,14 +27,47 @@ use tokio::time::Instant;
 
 use super::QueryError;
 
+/// The querier's flags of `inflow serve`, passed whole to
+/// [`super::Querier::configured`].
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct QueryConfig {
+    /// For queriers: how long to wait for an ingester's buffered rows before the
+    /// query fails with UNAVAILABLE (never a partial answer).
+    #[arg(long = "query-ingester-timeout", id = "query_ingester_timeout", env = "INFLOW_QUERY_INGESTER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub ingester_timeout: Duration,
+    /// For queriers: memory all running queries may hold between them; a query
+    /// that needs more fails with RESOURCE_EXHAUSTED.
+    #[arg(long = "query-memory-bytes", id = "query_memory_bytes", env = "INFLOW_QUERY_MEMORY_BYTES", default_value_t = 1 << 30)]
+    pub memory_bytes: usize,
+    /// For queriers: bytes of per-file summaries (series, last values) kept
+    /// between queries, so `SHOW TAG VALUES`, `SHOW SERIES`, … and InfluxQL's
+    /// `last()` by tag are answered without a scan; least recently used go
+    /// first. 0 turns them off (every answer comes from a scan).
+    #[arg(long = "query-cache-bytes", id = "query_cache_bytes", env = "INFLOW_QUERY_CACHE_BYTES", default_value_t = super::summary::DEFAULT_CACHE_BYTES)]
+    pub cache_bytes: usize,
+    #[command(flatten)]
+    pub limits: QueryLimits,
+}
+
 /// The limits every query is held to, each set by a `--query-…` flag.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct QueryLimits {
-    /// Queries running at once (planning to the last batch handed over).
+    /// For queriers: queries running at once; more wait up to
+    /// `--query-queue-timeout`, then get 503 with `Retry-After`.
+    #[arg(
+        long = "max-concurrent-queries",
+        env = "INFLOW_MAX_CONCURRENT_QUERIES",
+        default_value_t = 16
+    )]
     pub max_concurrent: usize,
-    /// How long an excess query waits for a slot before it is refused.
+    /// For queriers: how long a query waits for one of the
+    /// `--max-concurrent-queries` slots.
+    #[arg(long = "query-queue-timeout", id = "query_queue_timeout", env = "INFLOW_QUERY_QUEUE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
     pub queue_timeout: Duration,
-    /// How long a query may run, from admission to its last batch.
+    /// For queriers: how long one query may run, from admission to the last
+    /// row handed to its reader; past it the query is cancelled and answered
+    /// with a timeout error (HTTP 504, gRPC DEADLINE_EXCEEDED).
+    #[arg(long = "query-timeout", id = "query_timeout", env = "INFLOW_QUERY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5m")]
     pub timeout: Duration,
 }
 

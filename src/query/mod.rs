@@ -51,7 +51,7 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use crate::catalog::{Catalog, CatalogError, Database};
 use crate::store::Store;
 pub use ingesters::{BufferSource, FlightIngesters, LocalIngester};
-pub use limits::{Admission, QueryLimits, Ticket};
+pub use limits::{Admission, QueryConfig, QueryLimits, Ticket};
 use table::{InflowTable, Sources};
 
 /// The catalog and schema every table is in, as InfluxDB 3 names them.
@@ -225,6 +225,14 @@ impl Querier {
     }
 
     /// Sets how many queries run at once and how long each may run.
+    /// This querier with the memory pool, summaries cache and admission the
+    /// flags set.
+    pub fn configured(self, config: &QueryConfig) -> Self {
+        self.with_memory_limit(config.memory_bytes)
+            .with_cache_bytes(config.cache_bytes)
+            .with_limits(config.limits)
+    }
+
     pub fn with_limits(mut self, limits: QueryLimits) -> Self {
         self.admission = Admission::new(limits);
         self

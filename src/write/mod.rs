@@ -93,20 +93,43 @@ impl WriteError {
     }
 }
 
-/// The limits a write is held to, from the server's flags.
-#[derive(Debug, Clone, Copy)]
+/// The limits every write is held to: the write flags of `inflow serve`
+/// (each `--x-y` can also be set as `INFLOW_X_Y`).
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct WriteLimits {
+    /// Longest line accepted, in bytes (longer lines are rejected by number).
+    #[arg(long, env = "INFLOW_MAX_LINE_BYTES", default_value_t = 1 << 20)]
     pub max_line_bytes: usize,
+    /// Most tables a database may have (422 for a write that would add more).
+    #[arg(long, env = "INFLOW_MAX_TABLES_PER_DATABASE", default_value_t = 2000)]
     pub max_tables_per_database: usize,
+    /// Most columns a table may have, `time` included (422 above it).
+    #[arg(long, env = "INFLOW_MAX_COLUMNS_PER_TABLE", default_value_t = 500)]
     pub max_columns_per_table: usize,
-    /// Series per database (`usize::MAX`: no limit).
+    /// Most series (tables × tag sets with data inside the retention period)
+    /// a database may have; a line that would add one more gets 400. 0: no
+    /// limit. As InfluxDB 1.x's `max-series-per-database`.
+    #[arg(
+        long,
+        env = "INFLOW_MAX_SERIES_PER_DATABASE",
+        default_value_t = 1_000_000
+    )]
     pub max_series_per_database: usize,
+    /// Longest measurement, tag key, tag value or field key, in bytes (as
+    /// InfluxDB 3: 64 KiB); longer lines are rejected by number.
+    #[arg(long, env = "INFLOW_MAX_TAG_BYTES", default_value_t = 64 << 10)]
     pub max_tag_bytes: usize,
+    /// Longest string field value, in bytes (as InfluxDB 3: 64 KiB).
+    #[arg(long, env = "INFLOW_MAX_STRING_BYTES", default_value_t = 64 << 10)]
     pub max_string_bytes: usize,
-    /// Writes decoded and written at once; more wait up to `write_queue_timeout`.
-    /// Each holds its inflated text and its batches, so this bounds that memory.
+    /// Write requests handled at once; more wait, unread, up to --write-timeout
+    /// and then get 503. Bounds the memory of requests in flight.
+    #[arg(long, env = "INFLOW_MAX_CONCURRENT_WRITES", default_value_t = 16)]
     pub max_concurrent_writes: usize,
-    pub write_queue_timeout: Duration,
+    /// How long the edge waits for an ingester to acknowledge a write (and a
+    /// write for one of the --max-concurrent-writes slots).
+    #[arg(long, env = "INFLOW_WRITE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub write_timeout: Duration,
 }
 
 /// How a write endpoint wants bad lines and durability handled.
@@ -173,8 +196,11 @@ impl Writer {
         catalog: Arc<Catalog>,
         series: SeriesRegistry,
         router: Arc<Router>,
-        limits: WriteLimits,
+        mut limits: WriteLimits,
     ) -> Self {
+        if limits.max_series_per_database == 0 {
+            limits.max_series_per_database = usize::MAX;
+        }
         Self {
             catalog,
             series,
@@ -203,11 +229,11 @@ impl Writer {
 
     /// Waits for a write slot, or gives up (503 + `Retry-After` at the edge).
     pub async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {
-        match tokio::time::timeout(self.limits.write_queue_timeout, self.slots.acquire()).await {
+        match tokio::time::timeout(self.limits.write_timeout, self.slots.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) | Err(_) => Err(WriteError::Busy {
                 writes: self.limits.max_concurrent_writes,
-                waited: self.limits.write_queue_timeout,
+                waited: self.limits.write_timeout,
             }),
         }
     }

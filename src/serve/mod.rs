@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -20,258 +19,27 @@ use crate::auth::{AdminTokenSource, Authorizer, admin_token, generate_token};
 use crate::catalog::Catalog;
 use crate::compactor::{Compactor, CompactorConfig};
 use crate::edge::frontend::QueryFrontend;
-use crate::edge::{self, Edge, body::Limits};
+use crate::edge::{self, Edge};
 use crate::ingester::flight::IngesterFlight;
 use crate::ingester::lease::Leases;
 use crate::ingester::{Ingester, IngesterConfig};
-use crate::lifecycle::{Lifecycle, LifecycleConfig};
+use crate::lifecycle::Lifecycle;
 use crate::query::{FlightIngesters, LocalIngester, Querier};
 use crate::route::{IngesterClient, IngesterLink, Router};
 use crate::series::SeriesRegistry;
 use crate::store::Store;
 pub use crate::telemetry::LogFormat;
-use crate::write::{WriteLimits, Writer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    All,
-    Router,
-    Ingester,
-    Querier,
-}
+mod flags;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ObjectStoreKind {
-    /// A local directory: `--data-dir`.
-    File,
-    /// S3 or an S3-compatible server; credentials from the usual `AWS_*` variables.
-    S3,
-}
-
-fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(s)
-}
+use crate::write::Writer;
+pub use flags::{IngesterArgs, ObjectStoreKind, Role, RouterArgs, ServeArgs, StoreArgs, TokenArgs};
 
 /// The clock that stamps write sequences: the system's, unless a test moved it.
 fn sequence_clock(args: &ServeArgs) -> crate::route::HybridClock {
-    match args.test_clock_offset_secs {
+    match args.router.test_clock_offset_secs {
         0 => crate::route::HybridClock::default(),
         secs => crate::route::HybridClock::offset_by(secs),
-    }
-}
-
-/// Flags of `inflow serve`; each `--x-y` can also be set as `INFLOW_X_Y`.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// What this process runs.
-    #[arg(long, env = "INFLOW_ROLE", value_enum, default_value = "all")]
-    pub role: Role,
-    /// Root of the local object store.
-    #[arg(long, env = "INFLOW_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Where WAL, catalog and Parquet live.
-    #[arg(long, env = "INFLOW_OBJECT_STORE", value_enum, default_value = "file")]
-    pub object_store: ObjectStoreKind,
-    /// S3 bucket (with `--object-store s3`).
-    #[arg(long, env = "INFLOW_S3_BUCKET")]
-    pub s3_bucket: Option<String>,
-    /// S3 endpoint URL, for S3-compatible servers (default: AWS).
-    #[arg(long, env = "INFLOW_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region.
-    #[arg(long, env = "INFLOW_S3_REGION", default_value = "us-east-1")]
-    pub s3_region: String,
-    /// HTTP (and gRPC) listener of the edge; health everywhere.
-    #[arg(long, env = "INFLOW_HTTP_BIND", default_value = "0.0.0.0:8086")]
-    pub http_bind: SocketAddr,
-    /// An ingester's Flight listener (default 0.0.0.0:8087; in `all`, loopback
-    /// on an ephemeral port).
-    #[arg(long, env = "INFLOW_GRPC_BIND")]
-    pub grpc_bind: Option<SocketAddr>,
-    /// For routers and queriers: the ingesters, comma-separated `host:port`, or
-    /// `dns:NAME:PORT`.
-    #[arg(long, env = "INFLOW_INGESTERS")]
-    pub ingesters: Option<String>,
-    /// For routers: how many ingesters must acknowledge each part of a write.
-    #[arg(long, env = "INFLOW_WRITE_REPLICAS", default_value_t = 1)]
-    pub write_replicas: usize,
-    /// Test only, hidden: moves the clock that stamps write sequences by this
-    /// many seconds (negative: back), to show a router whose clock is behind.
-    #[arg(
-        long,
-        env = "INFLOW_TEST_CLOCK_OFFSET_SECS",
-        default_value_t = 0,
-        allow_hyphen_values = true,
-        hide = true
-    )]
-    pub test_clock_offset_secs: i64,
-    /// Stable id of this ingester (default: from the id file in the data dir).
-    #[arg(long, env = "INFLOW_INGESTER_ID")]
-    pub ingester_id: Option<String>,
-    /// File holding the operator token (else `INFLOW_ADMIN_TOKEN`, else generated
-    /// into `<data-dir>/admin-token`).
-    #[arg(long, env = "INFLOW_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
-    /// File holding the secret shared between roles (generated in `all`).
-    #[arg(long, env = "INFLOW_CLUSTER_TOKEN_FILE")]
-    pub cluster_token_file: Option<PathBuf>,
-    /// Largest request body accepted, in bytes (413 above it).
-    #[arg(long, env = "INFLOW_MAX_REQUEST_BYTES", default_value_t = 10 << 20)]
-    pub max_request_bytes: usize,
-    /// Largest body after gzip inflation, in bytes (413 above it).
-    #[arg(long, env = "INFLOW_MAX_DECOMPRESSED_BYTES", default_value_t = 10 << 20)]
-    pub max_decompressed_bytes: usize,
-    /// Longest line accepted, in bytes (longer lines are rejected by number).
-    #[arg(long, env = "INFLOW_MAX_LINE_BYTES", default_value_t = 1 << 20)]
-    pub max_line_bytes: usize,
-    /// Most tables a database may have (422 for a write that would add more).
-    #[arg(long, env = "INFLOW_MAX_TABLES_PER_DATABASE", default_value_t = 2000)]
-    pub max_tables_per_database: usize,
-    /// Most columns a table may have, `time` included (422 above it).
-    #[arg(long, env = "INFLOW_MAX_COLUMNS_PER_TABLE", default_value_t = 500)]
-    pub max_columns_per_table: usize,
-    /// Most series (tables × tag sets with data inside the retention period)
-    /// a database may have; a line that would add one more gets 400. 0: no
-    /// limit. As InfluxDB 1.x's `max-series-per-database`.
-    #[arg(
-        long,
-        env = "INFLOW_MAX_SERIES_PER_DATABASE",
-        default_value_t = 1_000_000
-    )]
-    pub max_series_per_database: usize,
-    /// Longest measurement, tag key, tag value or field key, in bytes (as
-    /// InfluxDB 3: 64 KiB); longer lines are rejected by number.
-    #[arg(long, env = "INFLOW_MAX_TAG_BYTES", default_value_t = 64 << 10)]
-    pub max_tag_bytes: usize,
-    /// Longest string field value, in bytes (as InfluxDB 3: 64 KiB).
-    #[arg(long, env = "INFLOW_MAX_STRING_BYTES", default_value_t = 64 << 10)]
-    pub max_string_bytes: usize,
-    /// Write requests handled at once; more wait, unread, up to --write-timeout
-    /// and then get 503. Bounds the memory of requests in flight.
-    #[arg(long, env = "INFLOW_MAX_CONCURRENT_WRITES", default_value_t = 16)]
-    pub max_concurrent_writes: usize,
-    /// Most HTTP (and gRPC) connections open at once on the HTTP port; past it
-    /// the server stops accepting and new clients wait in the listen backlog.
-    /// The server raises its open-file limit to the hard limit at start and
-    /// warns when this does not fit under it.
-    #[arg(long, env = "INFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
-    /// How long a client may take to send a request's headers; an HTTP/1
-    /// connection waiting for its next request is closed after this too.
-    #[arg(long, env = "INFLOW_HTTP_HEADER_READ_TIMEOUT", value_parser = duration, default_value = "10s")]
-    pub http_header_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed
-    /// (gracefully; for HTTP/2 with GOAWAY).
-    #[arg(long, env = "INFLOW_HTTP_IDLE_TIMEOUT", value_parser = duration, default_value = "60s")]
-    pub http_idle_timeout: Duration,
-    /// Longest gap between two pieces of a request body (408 and the connection
-    /// closed past it); also the grace before --http-body-min-rate applies.
-    #[arg(long, env = "INFLOW_HTTP_BODY_READ_TIMEOUT", value_parser = duration, default_value = "30s")]
-    pub http_body_read_timeout: Duration,
-    /// Slowest average rate, in bytes a second, a write's body may arrive at
-    /// once --http-body-read-timeout has passed (408 below it). 0: no minimum.
-    #[arg(long, env = "INFLOW_HTTP_BODY_MIN_RATE", default_value_t = 1024)]
-    pub http_body_min_rate: usize,
-    /// Most bytes of write request bodies the edge holds at once, from their
-    /// first byte until their write is done; a body that would pass it gets
-    /// 503 + Retry-After at once. Bounds the memory of slow uploads.
-    #[arg(long, env = "INFLOW_MAX_BUFFERED_BODY_BYTES", default_value_t = 512 << 20)]
-    pub max_buffered_body_bytes: usize,
-    /// Extra time the WAL waits to gather writes into one segment.
-    #[arg(long, env = "INFLOW_WAL_FLUSH_INTERVAL", value_parser = duration, default_value = "0s")]
-    pub wal_flush_interval: Duration,
-    /// How often an ingester writes its buffer to Parquet.
-    #[arg(long, env = "INFLOW_SNAPSHOT_INTERVAL", value_parser = duration, default_value = "30s")]
-    pub snapshot_interval: Duration,
-    /// How long an ingester's WAL lease lives without a heartbeat; after that
-    /// another ingester takes its WAL over.
-    #[arg(long, env = "INFLOW_LEASE_TTL", value_parser = duration, default_value = "10s")]
-    pub lease_ttl: Duration,
-    /// Most bytes an ingester buffers before refusing writes (503).
-    #[arg(long, env = "INFLOW_BUFFER_BYTES", default_value_t = 1 << 30)]
-    pub buffer_bytes: usize,
-    /// How long the edge waits for an ingester to acknowledge a write.
-    #[arg(long, env = "INFLOW_WRITE_TIMEOUT", value_parser = duration, default_value = "10s")]
-    pub write_timeout: Duration,
-    /// How long shutdown waits for in-flight requests.
-    #[arg(long, env = "INFLOW_SHUTDOWN_TIMEOUT", value_parser = duration, default_value = "30s")]
-    pub shutdown_timeout: Duration,
-    #[arg(long, env = "INFLOW_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// tracing filter, e.g. `info,inflow=debug`.
-    #[arg(long, env = "INFLOW_LOG_FILTER", default_value = "info")]
-    pub log_filter: String,
-    /// For queriers: how long to wait for an ingester's buffered rows before the
-    /// query fails with UNAVAILABLE (never a partial answer).
-    #[arg(long, env = "INFLOW_QUERY_INGESTER_TIMEOUT", value_parser = duration, default_value = "10s")]
-    pub query_ingester_timeout: Duration,
-    /// For queriers: memory all running queries may hold between them; a query
-    /// that needs more fails with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "INFLOW_QUERY_MEMORY_BYTES", default_value_t = 1 << 30)]
-    pub query_memory_bytes: usize,
-    /// For queriers: bytes of per-file summaries (series, last values) kept
-    /// between queries, so `SHOW TAG VALUES`, `SHOW SERIES`, … and InfluxQL's
-    /// `last()` by tag are answered without a scan; least recently used go
-    /// first. 0 turns them off (every answer comes from a scan).
-    #[arg(long, env = "INFLOW_QUERY_CACHE_BYTES", default_value_t = crate::query::summary::DEFAULT_CACHE_BYTES)]
-    pub query_cache_bytes: usize,
-    /// For queriers: how long one query may run, from admission to the last
-    /// row handed to its reader; past it the query is cancelled and answered
-    /// with a timeout error (HTTP 504, gRPC DEADLINE_EXCEEDED).
-    #[arg(long, env = "INFLOW_QUERY_TIMEOUT", value_parser = duration, default_value = "5m")]
-    pub query_timeout: Duration,
-    /// For queriers: queries running at once; more wait up to
-    /// `--query-queue-timeout`, then get 503 with `Retry-After`.
-    #[arg(long, env = "INFLOW_MAX_CONCURRENT_QUERIES", default_value_t = 16)]
-    pub max_concurrent_queries: usize,
-    /// For queriers: how long a query waits for one of the
-    /// `--max-concurrent-queries` slots.
-    #[arg(long, env = "INFLOW_QUERY_QUEUE_TIMEOUT", value_parser = duration, default_value = "30s")]
-    pub query_queue_timeout: Duration,
-    /// PEM certificate chain: serve HTTP and gRPC over TLS on the HTTP port
-    /// (plain text is then refused there). Needs `--tls-key`.
-    #[arg(long, env = "INFLOW_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `--tls-cert`.
-    #[arg(long, env = "INFLOW_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// How often every process rereads the catalog: a revoked token, a deleted
-    /// database or a new retention period takes effect within this.
-    #[arg(long, env = "INFLOW_CATALOG_REFRESH_INTERVAL", value_parser = duration, default_value = "10s")]
-    pub catalog_refresh_interval: Duration,
-    /// For ingesters: time between rounds of retention and deletion.
-    #[arg(long, env = "INFLOW_LIFECYCLE_INTERVAL", value_parser = duration, default_value = "1m")]
-    pub lifecycle_interval: Duration,
-    /// How long a file dropped from the catalog (retention) stays readable,
-    /// for queries planned before the drop.
-    #[arg(long, env = "INFLOW_FILE_GRACE", value_parser = duration, default_value = "10m")]
-    pub file_grace: Duration,
-    /// How long a deleted database's data stays before it is purged.
-    #[arg(long, env = "INFLOW_PURGE_GRACE", value_parser = duration, default_value = "24h")]
-    pub purge_grace: Duration,
-    /// For ingesters: time between compaction rounds (one ingester of a
-    /// cluster compacts at a time, by lease).
-    #[arg(long, env = "INFLOW_COMPACTION_INTERVAL", value_parser = duration, default_value = "1m")]
-    pub compaction_interval: Duration,
-    /// A day partition is compacted once it has this many files smaller than
-    /// `--compaction-target-bytes`.
-    #[arg(long, env = "INFLOW_COMPACTION_MIN_FILES", default_value_t = 10)]
-    pub compaction_min_files: usize,
-    /// Files at least this large are not compacted again.
-    #[arg(long, env = "INFLOW_COMPACTION_TARGET_BYTES", default_value_t = 100 << 20)]
-    pub compaction_target_bytes: u64,
-    /// Most input bytes one compaction merges; bounds its memory.
-    #[arg(long, env = "INFLOW_COMPACTION_MAX_INPUT_BYTES", default_value_t = 256 << 20)]
-    pub compaction_max_input_bytes: u64,
-}
-
-impl ServeArgs {
-    fn query_limits(&self) -> crate::query::QueryLimits {
-        crate::query::QueryLimits {
-            max_concurrent: self.max_concurrent_queries,
-            queue_timeout: self.query_queue_timeout,
-            timeout: self.query_timeout,
-        }
     }
 }
 
@@ -310,7 +78,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = shutdown_signal()?;
-    raise_open_file_limit(args.max_connections);
+    raise_open_file_limit(args.conn.max_connections);
     // A bad certificate is found before an ingester waits for its lease.
     tls_acceptor(&args)?;
     let store = object_store(&args)?;
@@ -358,18 +126,10 @@ fn start_lifecycle(
     catalog: Arc<Catalog>,
     me: &str,
 ) -> (AbortOnDrop, AbortOnDrop) {
-    let config = LifecycleConfig {
-        interval: args.lifecycle_interval,
-        file_grace: args.file_grace,
-        purge_grace: args.purge_grace,
-    };
-    let lifecycle = Lifecycle::new(Arc::clone(&catalog), store.clone(), config);
+    let lifecycle = Lifecycle::new(Arc::clone(&catalog), store.clone(), args.lifecycle);
     let compaction = CompactorConfig {
-        interval: args.compaction_interval,
-        min_files: args.compaction_min_files.max(2),
-        target_bytes: args.compaction_target_bytes,
-        max_input_bytes: args.compaction_max_input_bytes,
-        lease_ttl: args.lease_ttl,
+        lease_ttl: args.ingester.lease_ttl,
+        ..args.compactor
     };
     let compactor = Compactor::new(catalog, store, compaction, me);
     (
@@ -385,7 +145,7 @@ async fn run_all(
     catalog: Arc<Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let cluster_token = match &args.cluster_token_file {
+    let cluster_token = match &args.tokens.cluster_token_file {
         Some(path) => read_cluster_token(path)?,
         None => generate_token().into(),
     };
@@ -401,7 +161,7 @@ async fn run_all(
         store.clone(),
         Arc::clone(&catalog),
         &cluster_token,
-        args.grpc_bind.unwrap_or(loopback),
+        args.ingester.grpc_bind.unwrap_or(loopback),
         data_dir_lock.is_some(),
     )
     .await?;
@@ -415,14 +175,9 @@ async fn run_all(
     // Queries read the embedded ingester's buffer in place.
     let buffers = LocalIngester(Arc::clone(&ingester.ingester));
     let querier = Querier::new(Arc::clone(&catalog), store, Arc::new(buffers));
-    let querier = Arc::new(
-        querier
-            .with_memory_limit(args.query_memory_bytes)
-            .with_cache_bytes(args.query_cache_bytes)
-            .with_limits(args.query_limits()),
-    );
+    let querier = Arc::new(querier.configured(&args.query));
     querier.warm_summaries();
-    let client = IngesterClient::new(addr, cluster_token, args.write_timeout);
+    let client = IngesterClient::new(addr, cluster_token, args.write.write_timeout);
     let router = Router::new(vec![Arc::new(client)], 1).with_clock(sequence_clock(args));
     let router = Arc::new(router);
     serve_edge(args, catalog, Arc::clone(&router), Some(querier), shutdown).await?;
@@ -436,29 +191,29 @@ async fn run_router(
     catalog: Arc<Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let cluster_token = read_cluster_token(args.cluster_token_file.as_deref().ok_or(
+    let cluster_token = read_cluster_token(args.tokens.cluster_token_file.as_deref().ok_or(
         ServeError::Missing {
             flag: "--cluster-token-file",
             role: Role::Router,
         },
     )?)?;
     let source = IngesterSource::parse(args.ingesters.as_deref().unwrap_or_default())?;
-    let (timeout, token) = (args.write_timeout, Arc::clone(&cluster_token));
+    let (timeout, token) = (args.write.write_timeout, Arc::clone(&cluster_token));
     let new_client = move |addr: String| -> Arc<dyn IngesterLink> {
         Arc::new(IngesterClient::new(addr, Arc::clone(&token), timeout))
     };
     let clients = match &source {
-        IngesterSource::Static(addrs) if addrs.len() < args.write_replicas => {
+        IngesterSource::Static(addrs) if addrs.len() < args.router.write_replicas => {
             return Err(ServeError::Unsupported(format!(
                 "--write-replicas is {} but --ingesters names only {}",
-                args.write_replicas,
+                args.router.write_replicas,
                 addrs.len()
             )));
         }
         IngesterSource::Static(addrs) => addrs.iter().cloned().map(&new_client).collect(),
         IngesterSource::Dns { .. } => Vec::new(),
     };
-    let router = Router::new(clients, args.write_replicas).with_clock(sequence_clock(args));
+    let router = Router::new(clients, args.router.write_replicas).with_clock(sequence_clock(args));
     let router = Arc::new(router);
     if let IngesterSource::Dns { name, port } = source {
         tokio::spawn(resolve_ingesters(
@@ -486,7 +241,8 @@ async fn run_querier(
         role: Role::Querier,
     };
     let cluster_token = read_cluster_token(
-        args.cluster_token_file
+        args.tokens
+            .cluster_token_file
             .as_deref()
             .ok_or(missing("--cluster-token-file"))?,
     )?;
@@ -497,9 +253,9 @@ async fn run_querier(
     };
     // Reads only (no claims): an unreachable ingester is left out of queries
     // once the leases show its WAL in Parquet.
-    let wal_leases = Leases::new(store.clone(), "querier", args.lease_ttl);
+    let wal_leases = Leases::new(store.clone(), "querier", args.ingester.lease_ttl);
     let buffers = Arc::new(
-        FlightIngesters::new(addrs, cluster_token, args.query_ingester_timeout)
+        FlightIngesters::new(addrs, cluster_token, args.query.ingester_timeout)
             .with_wal_leases(wal_leases),
     );
     if let IngesterSource::Dns { name, port } = source {
@@ -507,20 +263,17 @@ async fn run_querier(
     }
     let auth = operator_auth(args, Arc::clone(&catalog))?;
     let querier = Querier::new(catalog, store.clone(), buffers);
-    let querier = querier
-        .with_memory_limit(args.query_memory_bytes)
-        .with_cache_bytes(args.query_cache_bytes)
-        .with_limits(args.query_limits());
+    let querier = querier.configured(&args.query);
     let querier = Arc::new(querier);
     querier.warm_summaries();
     let frontend = Arc::new(QueryFrontend::new(auth, querier));
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
-    let service = edge::EdgeService::querier(frontend, stopping, store, &edge_limits(args));
+    let service = edge::EdgeService::querier(frontend, stopping, store, &args.body);
     edge::serve(
         listener,
         service,
-        conn_limits(args),
+        args.conn,
         shutdown,
         args.shutdown_timeout,
     )
@@ -550,13 +303,14 @@ async fn run_ingester(
     catalog: Arc<Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let cluster_token = read_cluster_token(args.cluster_token_file.as_deref().ok_or(
+    let cluster_token = read_cluster_token(args.tokens.cluster_token_file.as_deref().ok_or(
         ServeError::Missing {
             flag: "--cluster-token-file",
             role: Role::Ingester,
         },
     )?)?;
     let bind = args
+        .ingester
         .grpc_bind
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8087)));
     let ready_store = store.clone();
@@ -577,14 +331,7 @@ async fn run_ingester(
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
     let ops = edge::ops_app(stopping, ready_store);
-    edge::serve(
-        listener,
-        ops,
-        conn_limits(args),
-        shutdown,
-        args.shutdown_timeout,
-    )
-    .await;
+    edge::serve(listener, ops, args.conn, shutdown, args.shutdown_timeout).await;
     ingester.stop(args.shutdown_timeout).await
 }
 
@@ -621,10 +368,10 @@ impl IngesterRole {
     ) -> Result<Self, ServeError> {
         let config = IngesterConfig {
             id: ingester_id(args)?,
-            buffer_bytes: args.buffer_bytes,
-            wal_flush_interval: args.wal_flush_interval,
-            snapshot_interval: args.snapshot_interval,
-            lease_ttl: args.lease_ttl,
+            buffer_bytes: args.ingester.buffer_bytes,
+            wal_flush_interval: args.ingester.wal_flush_interval,
+            snapshot_interval: args.ingester.snapshot_interval,
+            lease_ttl: args.ingester.lease_ttl,
             exclusive,
         };
         let ingester = Ingester::start(config, store, catalog).await?;
@@ -682,14 +429,15 @@ async fn serve_edge(
 ) -> Result<(), ServeError> {
     let auth = operator_auth(args, Arc::clone(&catalog))?;
     let series = SeriesRegistry::new(catalog.store().clone());
-    let writer = Writer::new(catalog, series, router, write_limits(args));
+    let writer = Writer::new(catalog, series, router, args.write);
     let edge = Arc::new(Edge {
         auth,
         writer: Arc::new(writer),
-        limits: edge_limits(args),
+        limits: args.body,
         stopping: Default::default(),
         body_bytes: tokio::sync::Semaphore::new(
-            args.max_buffered_body_bytes
+            args.body
+                .max_buffered_body_bytes
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         ),
     });
@@ -706,50 +454,13 @@ async fn serve_edge(
     edge::serve(
         listener,
         edge::EdgeService::with_query(edge, query),
-        conn_limits(args),
+        args.conn,
         shutdown,
         args.shutdown_timeout,
     )
     .await;
     tracing::info!("edge stopped");
     Ok(())
-}
-
-/// The write limits of an edge, from the flags.
-fn edge_limits(args: &ServeArgs) -> Limits {
-    Limits {
-        max_request_bytes: args.max_request_bytes,
-        max_decompressed_bytes: args.max_decompressed_bytes,
-        body_read_timeout: args.http_body_read_timeout,
-        body_min_rate: args.http_body_min_rate,
-        max_buffered_body_bytes: args.max_buffered_body_bytes,
-    }
-}
-
-/// The limits every write is held to, from the flags.
-fn write_limits(args: &ServeArgs) -> WriteLimits {
-    WriteLimits {
-        max_line_bytes: args.max_line_bytes,
-        max_tables_per_database: args.max_tables_per_database,
-        max_columns_per_table: args.max_columns_per_table,
-        max_series_per_database: match args.max_series_per_database {
-            0 => usize::MAX,
-            n => n,
-        },
-        max_tag_bytes: args.max_tag_bytes,
-        max_string_bytes: args.max_string_bytes,
-        max_concurrent_writes: args.max_concurrent_writes,
-        write_queue_timeout: args.write_timeout,
-    }
-}
-
-/// How the HTTP port treats connections, from the flags.
-fn conn_limits(args: &ServeArgs) -> edge::ConnLimits {
-    edge::ConnLimits {
-        max_connections: args.max_connections,
-        header_read_timeout: args.http_header_read_timeout,
-        idle_timeout: args.http_idle_timeout,
-    }
 }
 
 /// Raises the soft open-file limit to the hard one (each connection is a
@@ -795,7 +506,11 @@ fn raise_open_file_limit(max_connections: usize) {
 /// plus the catalog's tokens.
 fn operator_auth(args: &ServeArgs, catalog: Arc<Catalog>) -> Result<Arc<Authorizer>, ServeError> {
     let env_token = std::env::var("INFLOW_ADMIN_TOKEN").ok();
-    let (admin, source) = admin_token(env_token, args.admin_token_file.as_deref(), &args.data_dir)?;
+    let (admin, source) = admin_token(
+        env_token,
+        args.tokens.admin_token_file.as_deref(),
+        &args.store.data_dir,
+    )?;
     match &source {
         AdminTokenSource::Env => println!("inflow: operator token from INFLOW_ADMIN_TOKEN"),
         AdminTokenSource::File(p) => println!("inflow: operator token read from {}", p.display()),
@@ -827,7 +542,7 @@ async fn bind_http(args: &ServeArgs) -> Result<edge::Listener, ServeError> {
     println!(
         "inflow: listening on {scheme}://{addr} (role {:?}, data in {})",
         args.role,
-        args.data_dir.display()
+        args.store.data_dir.display()
     );
     Ok(edge::Listener { tcp, tls })
 }
@@ -902,17 +617,17 @@ async fn resolve_ingesters(
 }
 
 fn object_store(args: &ServeArgs) -> Result<Store, ServeError> {
-    match args.object_store {
-        ObjectStoreKind::File => Ok(Store::local(&args.data_dir)?),
+    match args.store.object_store {
+        ObjectStoreKind::File => Ok(Store::local(&args.store.data_dir)?),
         ObjectStoreKind::S3 => {
-            let bucket = args.s3_bucket.as_deref().ok_or(ServeError::Missing {
+            let bucket = args.store.s3_bucket.as_deref().ok_or(ServeError::Missing {
                 flag: "--s3-bucket",
                 role: args.role,
             })?;
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_region(&args.s3_region);
-            if let Some(endpoint) = &args.s3_endpoint {
+                .with_region(&args.store.s3_region);
+            if let Some(endpoint) = &args.store.s3_endpoint {
                 builder = builder
                     .with_endpoint(endpoint)
                     .with_allow_http(endpoint.starts_with("http://"))
@@ -920,8 +635,8 @@ fn object_store(args: &ServeArgs) -> Result<Store, ServeError> {
             }
             let s3 = builder.build().map_err(|e| ServeError::Store(e.into()))?;
             // The data dir still holds this process's own files (token, id).
-            std::fs::create_dir_all(&args.data_dir)
-                .map_err(io(format!("creating {}", args.data_dir.display())))?;
+            std::fs::create_dir_all(&args.store.data_dir)
+                .map_err(io(format!("creating {}", args.store.data_dir.display())))?;
             Ok(Store::remote(Arc::new(s3)))
         }
     }
@@ -948,10 +663,10 @@ fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, ServeError> {
 
 /// `--ingester-id`, else the id file in the data dir, else a new id saved there.
 fn ingester_id(args: &ServeArgs) -> Result<String, ServeError> {
-    if let Some(id) = &args.ingester_id {
+    if let Some(id) = &args.ingester.ingester_id {
         return Ok(id.clone());
     }
-    let path = args.data_dir.join("ingester-id");
+    let path = args.store.data_dir.join("ingester-id");
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
         _ => {
