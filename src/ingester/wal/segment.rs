@@ -1,10 +1,10 @@
-//! The write-ahead log: segments of Arrow IPC batches on the object store.
+//! WAL segments: the Arrow IPC batches of one commit in one protobuf object, and their codec.
 //!
 //! A segment is one protobuf [`WalSegment`] object at
 //! `wal/<ingester-id>/<segment>`, written with `PutMode::Create` so that two
 //! writers, of any epochs, can never both commit the same number. Segment
 //! numbers grow across epochs, so "covered up to segment S" is one number. A segment with no entries
-//! is a fence (see `lease`): it is never written by a commit and never deleted.
+//! is a fence (see [`super::fence`]): it is never written by a commit and never deleted.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub fn segment_path(ingester_id: &str, segment: u64) -> Path {
 }
 
 /// Whether a segment of this size could be a fence (a segment with no entries,
-/// see `lease::fence`); a segment holding a write is always larger.
+/// see [`super::fence`]); a segment holding a write is always larger.
 pub fn may_be_fence(size: u64) -> bool {
     size < 256
 }
