@@ -18,7 +18,7 @@
 //! the highest, so routers stamp later writes above it.
 //!
 //! The WAL prefix `wal/<id>` is written only by the holder of its lease
-//! ([`lease`]). An ingester claims its own prefix at start (waiting for a
+//! ([`crate::lease`]). An ingester claims its own prefix at start (waiting for a
 //! previous holder to release it or expire), renews it every ttl/3, and takes
 //! over any other prefix whose lease expired: it fences the prefix, replays
 //! the uncovered WAL into Parquet, registers the files in that prefix's files
@@ -33,7 +33,6 @@
 
 pub mod buffer;
 pub mod flight;
-pub mod lease;
 mod persist;
 pub mod read;
 pub mod snapshot;
@@ -49,11 +48,11 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 
 use crate::catalog::{Catalog, DbId, DbRef};
+use crate::lease::Leases;
 use crate::metrics::metrics;
 use crate::proto::refusal::Reason;
 use crate::store::Store;
 use buffer::{Buffer, Chunk, TableKey};
-use lease::Leases;
 use wal::{EncodedEntry, Queued, Wal};
 
 #[derive(Debug, Clone)]
@@ -121,7 +120,7 @@ pub enum IngesterError {
     #[error("snapshot task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
-    Lease(#[from] lease::LeaseError),
+    Lease(#[from] crate::lease::LeaseError),
     #[error("WAL segment {0} vanished before it was replayed and no snapshot covers it")]
     SegmentLost(String),
 }

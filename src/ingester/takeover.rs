@@ -10,13 +10,13 @@
 use std::sync::Arc;
 
 use super::buffer::Buffer;
-use super::lease::{Claimed, Leases};
 use super::persist::persist;
 use super::wal::log_file::LogWriter;
 use super::wal::replay::replay;
 use super::wal::{self, Position};
 use super::{Ingester, IngesterConfig, IngesterError, max_sequence_of};
 use crate::catalog::Catalog;
+use crate::lease::{Claimed, Leases};
 use crate::store::Store;
 
 impl Ingester {

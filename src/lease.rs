@@ -1,5 +1,8 @@
 //! Who may write a WAL prefix: one lease per ingester id, with epochs and fencing.
 //!
+//! At the top of the crate, below the ingester (WAL leases) and the compactor
+//! (its own lease), so neither imports the other for it.
+//!
 //! ```text
 //! catalog/leases/<id>/<epoch:020>.claim     Create  {"owner": ...}: first claimant of an epoch wins
 //! catalog/leases/<id>/<epoch:020>.beat      Overwrite, by the holder, every ttl/3
