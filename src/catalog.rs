@@ -7,8 +7,9 @@
 //! catalog/files-checkpoint/000….json         the files logs folded up to a position
 //! ```
 //!
-//! Every entry is written with `PutMode::Create`: the first writer of number N wins,
-//! a loser reloads and retries. That needs no `PutMode::Update`, which the local
+//! Every entry is written with `PutMode::Create` (each log is a
+//! [`crate::store::AppendLog`]): the first writer of number N wins, a loser
+//! reloads and retries. That needs no `PutMode::Update`, which the local
 //! filesystem store lacks. File registrations are frequent and go to a log per
 //! ingester, so they never contend with each other or with schema changes. Paths
 //! use ids, never names (a database name may contain `/`).
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lineproto::SchemaLookup;
 use crate::schema::{ColumnType, TIME_COLUMN};
-use crate::store::{Put, Store, StoreError};
+use crate::store::{AppendLog, Appended, Store, StoreError};
 
 /// Version of the JSON entries this build reads up to; newer ones are refused.
 /// An entry carries the lowest version that can read it: 1 for what the first
@@ -660,29 +661,20 @@ impl FilesState {
 #[derive(Debug)]
 pub struct Catalog {
     store: Store,
+    /// The shared log of schema changes and tokens.
+    log: AppendLog,
+    /// The files checkpoints, numbered as a log of their own.
+    checkpoints: AppendLog,
     state: RwLock<Arc<CatalogState>>,
     /// Serialises this process's commits; other processes are handled by `Create`.
     commit: tokio::sync::Mutex<()>,
     files: Mutex<FilesState>,
 }
 
-fn log_path(n: u64) -> Path {
-    Path::from(format!("catalog/log/{n:020}.json"))
-}
-
-fn files_log_path(ingester: &str, n: u64) -> Path {
-    Path::from(format!("catalog/files/{ingester}/{n:020}.json"))
-}
-
-const FILES_CHECKPOINTS: &str = "catalog/files-checkpoint";
-
-fn files_checkpoint_path(n: u64) -> Path {
-    Path::from(format!("{FILES_CHECKPOINTS}/{n:020}.json"))
-}
-
-/// The number of a files log entry or checkpoint, from its path.
-fn entry_number(path: &Path) -> Option<u64> {
-    path.filename()?.strip_suffix(".json")?.parse().ok()
+/// The files log of one ingester (or of another writer: the lifecycle, the
+/// compactor).
+fn files_log(store: &Store, ingester: &str) -> AppendLog {
+    AppendLog::new(store.clone(), format!("catalog/files/{ingester}")).with_suffix(".json")
 }
 
 fn decode<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, CatalogError> {
@@ -713,6 +705,9 @@ impl Catalog {
 
     pub async fn load(store: Store) -> Result<Arc<Self>, CatalogError> {
         let catalog = Self {
+            log: AppendLog::new(store.clone(), "catalog/log").with_suffix(".json"),
+            checkpoints: AppendLog::new(store.clone(), "catalog/files-checkpoint")
+                .with_suffix(".json"),
             store,
             state: RwLock::new(Arc::new(CatalogState::default())),
             commit: tokio::sync::Mutex::new(()),
@@ -732,17 +727,10 @@ impl Catalog {
         let current = self.state();
         let mut next = current.next_entry;
         let mut new_ops = Vec::new();
-        loop {
-            let path = log_path(next);
-            match self.store.get(&path).await {
-                Ok(bytes) => {
-                    let entry: LogEntry = decode(&path, &bytes)?;
-                    new_ops.extend(entry.ops);
-                    next += 1;
-                }
-                Err(StoreError::NotFound(_)) => break,
-                Err(e) => return Err(e.into()),
-            }
+        for (n, bytes) in self.log.read_from(next).await? {
+            let entry: LogEntry = decode(&self.log.path(n), &bytes)?;
+            new_ops.extend(entry.ops);
+            next = n + 1;
         }
         if next == current.next_entry {
             return Ok(current);
@@ -786,27 +774,25 @@ impl Catalog {
                 ops,
             };
             let bytes = serde_json::to_vec(&entry).expect("catalog entries serialize");
-            match self
-                .store
-                .put(&log_path(state.next_entry), Bytes::from(bytes), Put::Create)
-                .await
-            {
-                Ok(()) => {
-                    let mut next = (*state).clone();
-                    for op in entry.ops {
-                        next.apply(op);
-                    }
-                    next.next_entry += 1;
-                    let next = Arc::new(next);
-                    let mut guard = self.state.write();
-                    if guard.next_entry < next.next_entry {
-                        *guard = Arc::clone(&next);
-                    }
-                    return Ok(next);
-                }
-                Err(StoreError::AlreadyExists(_)) => continue,
-                Err(e) => return Err(e.into()),
+            // Taken: another writer's entry came first; build again on it.
+            let appended = self
+                .log
+                .create(state.next_entry, Bytes::from(bytes))
+                .await?;
+            if appended == Appended::Taken {
+                continue;
             }
+            let mut next = (*state).clone();
+            for op in entry.ops {
+                next.apply(op);
+            }
+            next.next_entry += 1;
+            let next = Arc::new(next);
+            let mut guard = self.state.write();
+            if guard.next_entry < next.next_entry {
+                *guard = Arc::clone(&next);
+            }
+            return Ok(next);
         }
     }
 
@@ -1122,11 +1108,7 @@ impl Catalog {
 
     /// The number of the newest files checkpoint.
     async fn newest_checkpoint_number(&self) -> Result<Option<u64>, CatalogError> {
-        let listing = self.store.list(&Path::from(FILES_CHECKPOINTS)).await?;
-        Ok(listing
-            .iter()
-            .filter_map(|m| entry_number(&m.location))
-            .max())
+        Ok(self.checkpoints.numbers().await?.last().copied())
     }
 
     /// The newest files checkpoint, with its number.
@@ -1135,12 +1117,9 @@ impl Catalog {
             let Some(n) = self.newest_checkpoint_number().await? else {
                 return Ok(None);
             };
-            let path = files_checkpoint_path(n);
-            match self.store.get(&path).await {
-                Ok(bytes) => return Ok(Some((n, decode(&path, &bytes)?))),
-                // Deleted since the listing: a newer one was written.
-                Err(StoreError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
+            // None: deleted since the listing, a newer one was written.
+            if let Some(bytes) = self.checkpoints.get(n).await? {
+                return Ok(Some((n, decode(&self.checkpoints.path(n), &bytes)?)));
             }
         }
     }
@@ -1252,28 +1231,26 @@ impl Catalog {
     async fn append_files_entry(&self, entry: FilesEntry) -> Result<(), CatalogError> {
         let ingester_id = entry.ingester_id.clone();
         let ingester_id = ingester_id.as_str();
+        let log = files_log(&self.store, ingester_id);
         let bytes = Bytes::from(serde_json::to_vec(&entry).expect("catalog entries serialize"));
+        let position = || self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
+        let position = &position;
         loop {
-            let n = self.files.lock().logs.get(ingester_id).map_or(0, |l| l.0);
-            match self
-                .store
-                .put(&files_log_path(ingester_id, n), bytes.clone(), Put::Create)
-                .await
-            {
-                Ok(()) => {
-                    // A state behind a checkpoint may put an entry at a number
-                    // the checkpoint folded in and deleted: nobody reads that
-                    // again, so the entry goes on at the log's real end.
-                    if self.checkpoint_covers(ingester_id, n).await? {
-                        self.reload_files().await?;
-                        continue;
-                    }
-                    self.files.lock().apply(n, entry);
-                    return Ok(());
-                }
-                Err(StoreError::AlreadyExists(_)) => self.refresh_files_of(ingester_id).await?,
-                Err(e) => return Err(e.into()),
+            // Taken: read the entries written meanwhile and try after them.
+            let taken = |_| async move {
+                self.refresh_files_of(ingester_id).await?;
+                Ok::<_, CatalogError>(position())
+            };
+            let n = log.append(position(), |_| bytes.clone(), taken).await?;
+            // A state behind a checkpoint may put an entry at a number
+            // the checkpoint folded in and deleted: nobody reads that
+            // again, so the entry goes on at the log's real end.
+            if self.checkpoint_covers(ingester_id, n).await? {
+                self.reload_files().await?;
+                continue;
             }
+            self.files.lock().apply(n, entry);
+            return Ok(());
         }
     }
 
@@ -1307,17 +1284,14 @@ impl Catalog {
         state: &Mutex<FilesState>,
         ingester_id: &str,
     ) -> Result<(), CatalogError> {
+        let log = files_log(&self.store, ingester_id);
         loop {
             let n = state.lock().logs.get(ingester_id).map_or(0, |l| l.0);
-            let path = files_log_path(ingester_id, n);
-            match self.store.get(&path).await {
-                Ok(bytes) => {
-                    let entry: FilesEntry = decode(&path, &bytes)?;
-                    state.lock().apply(n, entry);
-                }
-                Err(StoreError::NotFound(_)) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
+            let Some(bytes) = log.get(n).await? else {
+                return Ok(());
+            };
+            let entry: FilesEntry = decode(&log.path(n), &bytes)?;
+            state.lock().apply(n, entry);
         }
     }
 
@@ -1435,14 +1409,8 @@ impl Catalog {
             (files.checkpoint.map_or(0, |c| c + 1), checkpoint)
         };
         let bytes = serde_json::to_vec(&checkpoint).expect("checkpoints serialize");
-        match self
-            .store
-            .put(&files_checkpoint_path(n), Bytes::from(bytes), Put::Create)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::AlreadyExists(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        if self.checkpoints.create(n, Bytes::from(bytes)).await? == Appended::Taken {
+            return Ok(None);
         }
         {
             let mut files = self.files.lock();
@@ -1452,19 +1420,14 @@ impl Catalog {
         }
         let mut doomed = Vec::new();
         for (id, log) in &checkpoint.logs {
-            let dir = Path::from(format!("catalog/files/{id}"));
-            for meta in self.store.list(&dir).await? {
-                if entry_number(&meta.location).is_some_and(|e| e < log.next_entry) {
-                    doomed.push(meta.location);
-                }
-            }
+            let entries = files_log(&self.store, id);
+            let covered = entries.numbers().await?.into_iter();
+            let covered = covered.filter(|&e| e < log.next_entry);
+            doomed.extend(covered.map(|e| entries.path(e)));
         }
         // The previous checkpoint stays for a reader that listed it just now.
-        for meta in self.store.list(&Path::from(FILES_CHECKPOINTS)).await? {
-            if entry_number(&meta.location).is_some_and(|e| e + 1 < n) {
-                doomed.push(meta.location);
-            }
-        }
+        let old = self.checkpoints.numbers().await?.into_iter();
+        doomed.extend(old.filter(|&e| e + 1 < n).map(|e| self.checkpoints.path(e)));
         self.store.delete_many(doomed).await?;
         Ok(Some(n))
     }

@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Put, Store, StoreError};
+use crate::store::{AppendLog, Appended, Put, Store, StoreError};
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -104,8 +104,28 @@ fn dir_in(root: &str, prefix: &str) -> Path {
     Path::from(format!("{root}/{prefix}"))
 }
 
-fn object_in(root: &str, prefix: &str, epoch: u64, kind: &str) -> Path {
-    Path::from(format!("{root}/{prefix}/{epoch:020}.{kind}"))
+/// The objects of one kind of `prefix`'s lease, one per epoch: a claim is
+/// an entry of this create-only log, so one claimant wins each epoch.
+fn objects_in(store: &Store, root: &str, prefix: &str, kind: Kind) -> AppendLog {
+    AppendLog::new(store.clone(), format!("{root}/{prefix}")).with_suffix(kind.suffix())
+}
+
+/// The kinds of lease object.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Claim,
+    Beat,
+    Released,
+}
+
+impl Kind {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Claim => ".claim",
+            Self::Beat => ".beat",
+            Self::Released => ".released",
+        }
+    }
 }
 
 impl Leases {
@@ -127,8 +147,8 @@ impl Leases {
         dir_in(self.root, prefix)
     }
 
-    fn object(&self, prefix: &str, epoch: u64, kind: &str) -> Path {
-        object_in(self.root, prefix, epoch, kind)
+    fn objects(&self, prefix: &str, kind: Kind) -> AppendLog {
+        objects_in(&self.store, self.root, prefix, kind)
     }
 
     /// The object store's current time: the modification time of an object
@@ -164,7 +184,7 @@ impl Leases {
                 _ => {}
             }
         }
-        let path = self.object(prefix, epoch, "claim");
+        let path = self.objects(prefix, Kind::Claim).path(epoch);
         let bytes = self.store.get(&path).await?;
         let claim: Claim = serde_json::from_slice(&bytes).map_err(|e| LeaseError::Corrupt {
             path: path.to_string(),
@@ -222,13 +242,12 @@ impl Leases {
         };
         let bytes = Bytes::from(serde_json::to_vec(&claim).expect("claims serialize"));
         match self
-            .store
-            .put(&self.object(prefix, epoch, "claim"), bytes, Put::Create)
-            .await
+            .objects(prefix, Kind::Claim)
+            .create(epoch, bytes)
+            .await?
         {
-            Ok(()) => Ok(Some(Claimed { epoch, unreleased })),
-            Err(StoreError::AlreadyExists(_)) => Ok(None),
-            Err(e) => Err(e.into()),
+            Appended::Written => Ok(Some(Claimed { epoch, unreleased })),
+            Appended::Taken => Ok(None),
         }
     }
 
@@ -260,7 +279,7 @@ impl Leases {
         }
         self.store
             .put(
-                &self.object(prefix, epoch, "beat"),
+                &self.objects(prefix, Kind::Beat).path(epoch),
                 Bytes::new(),
                 Put::Overwrite,
             )
@@ -287,18 +306,10 @@ impl Leases {
 
     /// Gives the lease up, so the next claimant need not wait for it to expire.
     pub async fn release(&self, prefix: &str, epoch: u64) -> Result<(), LeaseError> {
-        match self
-            .store
-            .put(
-                &self.object(prefix, epoch, "released"),
-                Bytes::new(),
-                Put::Create,
-            )
-            .await
-        {
-            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        // Taken: released already (a retry after a put that was done).
+        let released = self.objects(prefix, Kind::Released);
+        released.create(epoch, Bytes::new()).await?;
+        Ok(())
     }
 
     /// Every prefix that has ever been claimed.

@@ -19,7 +19,7 @@ pub mod segment;
 
 pub use segment::{
     EncodedEntry, ReplayedEntry, WalError, decode_segment, encode_batch, encode_segment,
-    may_be_fence, prefix, segment_number, segment_path,
+    may_be_fence, prefix, segments,
 };
 
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use super::{IngesterError, PendingGuard, Refused, publish_buffer_bytes};
 use crate::catalog::Catalog;
 use crate::metrics::metrics;
 use crate::proto::refusal::Reason;
-use crate::store::{Put, Store, StoreError};
+use crate::store::{AppendLog, Appended, Store};
 use log_file::LogWriter;
 
 /// A write queued for the WAL's next group commit.
@@ -75,6 +75,8 @@ impl Position {
 pub struct Wal {
     id: String,
     store: Store,
+    /// The segment objects (when not appending to a log file).
+    segments: AppendLog,
     catalog: Arc<Catalog>,
     /// Where durable writes go, in segment order (shared with the ingester).
     buffer: Arc<Mutex<Buffer>>,
@@ -110,6 +112,7 @@ impl Wal {
     ) -> Self {
         Self {
             id: id.to_string(),
+            segments: segments(&store, id),
             store,
             catalog,
             buffer,
@@ -224,14 +227,16 @@ impl Wal {
         loop {
             let (epoch, segment) = (position.epoch, position.next);
             let body = encode_segment(&self.id, epoch, segment, &entries);
-            let path = segment_path(&self.id, segment);
+            let path = self.segments.path(segment);
             let (size, started) = (body.len(), std::time::Instant::now());
             let written = match &position.log {
-                Some(log) => log.append(segment, body).await.map_err(IngesterError::from),
-                None => (self.store.put(&path, body, Put::Create).await).map_err(Into::into),
+                Some(log) => (log.append(segment, body).await)
+                    .map(|()| Appended::Written)
+                    .map_err(IngesterError::from),
+                None => (self.segments.create(segment, body).await).map_err(Into::into),
             };
             match written {
-                Ok(()) => {
+                Ok(Appended::Written) => {
                     let id = [self.id.as_str()];
                     let m = metrics();
                     let took = started.elapsed().as_secs_f64();
@@ -253,7 +258,7 @@ impl Wal {
                     position.next += 1;
                     return Ok(segment);
                 }
-                Err(IngesterError::Store(StoreError::AlreadyExists(_))) => {
+                Ok(Appended::Taken) => {
                     match self.adopt(&path, epoch).await {
                         // Our own earlier put, reported failed but done: keep its
                         // data and try the next number.
@@ -311,12 +316,13 @@ pub async fn delete_covered(
 ) -> Result<(), IngesterError> {
     let (mut doomed, mut doomed_logs) = (Vec::new(), Vec::new());
     let mut logs = Vec::new();
-    for meta in store.list(&segment::prefix(prefix)).await? {
+    let objects = segments(store, prefix);
+    for meta in store.list(&objects.dir()).await? {
         if let Some(first) = log_file::first_segment(&meta.location) {
             logs.push((first, meta));
             continue;
         }
-        let is_covered = segment_number(&meta.location).is_some_and(|s| s <= covered);
+        let is_covered = objects.number(&meta.location).is_some_and(|s| s <= covered);
         if is_covered && !is_fence(store, &meta).await? {
             doomed.push(meta.location);
         }
@@ -375,11 +381,14 @@ pub async fn fence(
     by: &str,
     covered: Option<u64>,
 ) -> Result<u64, IngesterError> {
-    loop {
+    let objects = segments(store, prefix);
+    // The first number after every segment of the prefix, as listed now.
+    let objects = &objects;
+    let next_free = || async move {
         let mut next = covered.map_or(0, |c| c + 1);
         let mut newest_log = None;
-        for meta in store.list(&segment::prefix(prefix)).await? {
-            if let Some(s) = segment_number(&meta.location) {
+        for meta in store.list(&objects.dir()).await? {
+            if let Some(s) = objects.number(&meta.location) {
                 next = next.max(s + 1);
             }
             if let Some(first) = log_file::first_segment(&meta.location) {
@@ -392,22 +401,18 @@ pub async fn fence(
         {
             next = next.max(last + 1);
         }
-        let body = encode_segment(by, new_epoch, next, &[]);
-        match store
-            .put(&segment_path(prefix, next), body, Put::Create)
-            .await
-        {
-            Ok(()) => return Ok(next),
-            Err(StoreError::AlreadyExists(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+        Ok::<_, IngesterError>(next)
+    };
+    let empty = |n| encode_segment(by, new_epoch, n, &[]);
+    // Taken: a commit won the race for that number; the fence goes after it.
+    (objects.append(next_free().await?, empty, |_| next_free())).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ingester::wal;
+    use crate::store::{Put, StoreError};
     use crate::testing::catalog_with_table;
 
     fn store(dir: &std::path::Path) -> Store {
@@ -447,7 +452,8 @@ mod tests {
         }
         let fenced_at = fence(&store, "ing-0", 2, "other", Some(1)).await;
         assert_eq!(fenced_at.unwrap(), 6);
-        let fence = wal::segment_path("ing-0", 6)
+        let fence = wal::segments(&store, "ing-0")
+            .path(6)
             .filename()
             .unwrap()
             .to_string();
@@ -476,7 +482,7 @@ mod tests {
         let s = store(dir.path());
         for seg in [3, 4] {
             let body = wal::encode_segment("old", 1, seg, &[]);
-            s.put(&wal::segment_path("p", seg), body, Put::Create)
+            s.put(&wal::segments(&s, "p").path(seg), body, Put::Create)
                 .await
                 .unwrap();
         }
@@ -488,7 +494,7 @@ mod tests {
         for (holder, epoch) in [("old", 1), ("other", 2)] {
             let late = s
                 .put(
-                    &wal::segment_path("p", 5),
+                    &wal::segments(&s, "p").path(5),
                     wal::encode_segment(holder, epoch, 5, &[]),
                     Put::Create,
                 )
@@ -499,8 +505,8 @@ mod tests {
             );
         }
         let (seg, entries) = wal::decode_segment(
-            &wal::segment_path("p", 5),
-            s.get(&wal::segment_path("p", 5)).await.unwrap(),
+            &wal::segments(&s, "p").path(5),
+            s.get(&wal::segments(&s, "p").path(5)).await.unwrap(),
         )
         .unwrap();
         assert_eq!(

@@ -3,7 +3,7 @@
 //! another's prefix. Entries of deleted databases are left out here, so their
 //! rows never reach a database that took the name.
 
-use super::{decode_segment, delete_unless_fence, log_file, segment, segment_number};
+use super::{decode_segment, delete_unless_fence, log_file, segment, segments};
 use crate::catalog::{Catalog, CatalogState, DbId};
 use crate::ingester::IngesterError;
 use crate::ingester::buffer::{Buffer, Chunk, TableKey};
@@ -69,10 +69,11 @@ pub async fn replay(
     let state = catalog.refresh().await?;
     let mut buffer = Buffer::default();
     let mut next = covered.map_or(0, |c| c + 1);
+    let objects = segments(store, prefix);
     let mut segments = Vec::new();
     let mut logs = Vec::new();
-    for meta in store.list(&segment::prefix(prefix)).await? {
-        if let Some(s) = segment_number(&meta.location) {
+    for meta in store.list(&objects.dir()).await? {
+        if let Some(s) = objects.number(&meta.location) {
             segments.push((s, meta));
         } else if log_file::first_segment(&meta.location).is_some() {
             logs.push(meta.location);
