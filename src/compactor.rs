@@ -30,9 +30,9 @@ use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchS
 
 use crate::catalog::{Catalog, CatalogError, ParquetFile, Table, table_columns};
 use crate::dedup::{dedup, key_columns_by_kind};
-use crate::ingester::lease::{LeaseError, Leases};
-use crate::ingester::snapshot::writer_properties;
-use crate::query::table::StoreReader;
+use crate::lease::{LeaseError, Leases};
+use crate::parquet_files::StoreReader;
+use crate::parquet_files::writer_properties;
 use crate::schema::{SEQUENCE_COLUMN, TIME_COLUMN, arrow_schema, project, sequence_field};
 use crate::store::{Put, Store, StoreError};
 

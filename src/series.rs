@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use crate::catalog::DbId;
 use crate::proto::{FORMAT_VERSION, SeriesLog};
-use crate::store::{Put, Store, StoreError};
+use crate::store::{AppendLog, Appended, Put, Store, StoreError};
 
 type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
 
@@ -405,6 +405,10 @@ struct Waiting {
 pub struct DbSeries {
     store: Store,
     db: DbId,
+    /// The log's entries, `<db>/series/<seq>`, appended create-only.
+    entries: AppendLog,
+    /// Its checkpoints, `<db>/series/checkpoint-<seq>`, beside the entries.
+    checkpoints: AppendLog,
     delete_grace: Duration,
     live: tokio::sync::RwLock<Live>,
     /// Held while reading or appending the log: one writer per process.
@@ -418,7 +422,10 @@ pub struct DbSeries {
 
 impl DbSeries {
     fn new(store: Store, db: DbId, delete_grace: Duration) -> Self {
+        let entries = AppendLog::new(store.clone(), format!("{db}/series"));
         Self {
+            checkpoints: entries.clone().with_prefix("checkpoint-"),
+            entries,
             store,
             db,
             delete_grace,
@@ -434,11 +441,11 @@ impl DbSeries {
     }
 
     fn entry(&self, seq: u64) -> Path {
-        Path::from(format!("{}/series/{seq:020}", self.db))
+        self.entries.path(seq)
     }
 
     fn checkpoint(&self, seq: u64) -> Path {
-        Path::from(format!("{}/series/checkpoint-{seq:020}", self.db))
+        self.checkpoints.path(seq)
     }
 
     /// The live set, for a write's check; held (shared) while the write parses.
@@ -598,8 +605,8 @@ impl DbSeries {
                 }
                 let (seq, before) = (log.next, Instant::now());
                 let bytes = Bytes::from(entry.encode_to_vec());
-                match self.store.put(&self.entry(seq), bytes, Put::Create).await {
-                    Ok(()) => {
+                match self.entries.create(seq, bytes).await? {
+                    Appended::Written => {
                         self.live.write().await.apply(&entry);
                         log.next += 1;
                         log.synced = Some(before);
@@ -610,7 +617,7 @@ impl DbSeries {
                     }
                     // Someone else's entry: take it in and try the next slot
                     // (a put there costs no more than asking whether it is free).
-                    Err(StoreError::AlreadyExists(_)) => match self.read(&self.entry(seq)).await {
+                    Appended::Taken => match self.read(&self.entry(seq)).await {
                         Ok(theirs) => {
                             self.live.write().await.apply(&theirs);
                             log.next += 1;
@@ -618,7 +625,6 @@ impl DbSeries {
                         Err(SeriesError::Store(StoreError::NotFound(_))) => self.load(log).await?,
                         Err(e) => return Err(e),
                     },
-                    Err(e) => return Err(e.into()),
                 }
             }
             Err(SeriesError::Contended(self.db))

@@ -15,13 +15,12 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
 
 use super::buffer::Chunk;
 use crate::catalog::{DbId, ParquetFile, TableId};
 use crate::dedup::{dedup, key_columns_by_kind};
+use crate::parquet_files::writer_properties;
 use crate::schema::{ColumnType, TIME_COLUMN, project, sequence_field};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -159,25 +158,6 @@ pub fn day_files(batch: &RecordBatch) -> Result<Vec<DayFile>, SnapshotError> {
             encode_day(day, &part)
         })
         .collect()
-}
-
-/// Rows per Parquet row group, the unit a query prunes by statistics.
-pub const ROW_GROUP_ROWS: usize = 128 * 1024;
-
-/// Rows per data page at most: a day of one series at 10 s is 8,640 rows, so
-/// a query on one series reads about two pages of each column.
-pub const PAGE_ROWS: usize = 8 * 1024;
-
-/// How snapshots and compaction write Parquet. Rows are sorted by tags, so a
-/// row group, and within it a page, covers a narrow range of series: their
-/// min/max statistics (row groups in the footer, pages in the page index,
-/// which is written by default) let a query on a few series skip the others.
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(PAGE_ROWS)
-        .build()
 }
 
 fn encode_day(day: i64, batch: &RecordBatch) -> Result<DayFile, SnapshotError> {

@@ -27,8 +27,8 @@ use super::QueryError;
 use super::unreachable::{Unreachable, WalLeases, decide};
 use crate::catalog::DbRef;
 use crate::ingester::flight::{INGESTER_ID_HEADER, MAX_MESSAGE_BYTES};
-use crate::ingester::lease::Leases;
 use crate::ingester::read::BufferFilter;
+use crate::lease::Leases;
 use crate::metrics::metrics;
 use crate::proto::{FORMAT_VERSION, ReadBuffer, TagFilter};
 

@@ -56,7 +56,7 @@ use super::zones::{InZones, Span, covered, meets, zones};
 use crate::catalog::ParquetFile;
 use crate::dedup::dedup;
 #[cfg(test)]
-use crate::ingester::snapshot::PAGE_ROWS;
+use crate::parquet_files::PAGE_ROWS;
 use crate::schema::{SEQUENCE_COLUMN, TIME_COLUMN, project};
 
 /// Where the querier's runtime finds the object store the files are in.

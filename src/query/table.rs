@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, ScalarValue};
@@ -24,14 +23,6 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{col, lit};
-use futures::future::BoxFuture;
-use futures::{FutureExt, TryFutureExt};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::QueryError;
 use super::ingesters::BufferSource;
@@ -270,67 +261,6 @@ fn unqualified(expr: Expr) -> datafusion::error::Result<Expr> {
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)
-}
-
-/// A Parquet file on the object store, read by byte ranges. Its size comes
-/// from the catalog, so the footer is one bounded range request.
-pub struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-}
-
-impl StoreReader {
-    pub fn new(store: Arc<dyn ObjectStore>, file: &ParquetFile) -> Self {
-        Self {
-            store,
-            path: file.path.as_str().into(),
-            size: file.size_bytes,
-        }
-    }
-}
-
-fn parquet_error(e: object_store::Error) -> ParquetError {
-    ParquetError::External(Box::new(e))
-}
-
-impl AsyncFileReader for StoreReader {
-    fn get_bytes(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.store
-            .get_range(&self.path, range)
-            .map_err(parquet_error)
-            .boxed()
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<std::ops::Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move {
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(parquet_error)
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        let size = self.size;
-        async move {
-            let metadata = ParquetMetaDataReader::new()
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
-    }
 }
 
 /// `column = 'value'` (either way round) or `column IN ('a', …)`: the column

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::ingester::lease::{LeaseError, Leases, Standing};
+use crate::lease::{LeaseError, Leases, Standing};
 
 /// How long one reading of the leases serves queries, so a burst of queries
 /// while an ingester is down lists the leases once a second, not once each.

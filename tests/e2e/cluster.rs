@@ -1032,7 +1032,7 @@ async fn querier_sees_buffered_and_persisted_rows_and_refuses_partial_answers() 
 /// never learnt its id). Restarted on its address, it is asked again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_querier_answers_again_once_a_dead_ingesters_wal_is_taken_over() {
-    use inflow::ingester::lease::Leases;
+    use inflow::lease::Leases;
     // Snapshots only on a graceful stop: the rows sit in buffers and WAL. A
     // 3 s lease leaves room to query while the dead one's is live.
     let ingester_args = [
@@ -1219,7 +1219,7 @@ async fn wal_points(store: &Store, prefix: &str) -> BTreeSet<PointKey> {
 /// claims its lease again in a new epoch and takes writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_ingester_is_fenced_and_its_wal_taken_over() {
-    use inflow::ingester::lease::Leases;
+    use inflow::lease::Leases;
     let ingester_args = ["--snapshot-interval", "1h", "--lease-ttl", "1s"].map(String::from);
     let cluster = Cluster::start_with(2, 1, vec![], ingester_args.to_vec(), vec![]);
     let url = cluster.router_urls[0].lock().clone();

@@ -16,9 +16,9 @@ use object_store::ObjectStore;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
 use super::super::QueryError;
-use super::super::table::StoreReader;
 use crate::catalog::ParquetFile;
 use crate::ingester::read::{TimeRange, filter_time};
+use crate::parquet_files::StoreReader;
 use crate::schema::{ColumnType, SEQUENCE_COLUMN};
 
 type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;

@@ -7,6 +7,13 @@
 //! fsynced, then published under its name and the directories that name it fsynced.
 //! Reads, listings and deletes stay with `LocalFileSystem`, whose listing skips the
 //! temporary names (`name#digits`) as it skips its own.
+//!
+//! [`AppendLog`] is the numbered, create-only log that the catalog, the series
+//! logs, the WAL's segment objects and the leases are written as.
+
+mod append_log;
+
+pub use append_log::{AppendLog, Appended};
 
 use std::collections::HashSet;
 use std::io::ErrorKind;

@@ -6,7 +6,7 @@
 //! an append costs one `fdatasync`. Only a process that holds the data
 //! directory's lock writes this way (`IngesterConfig::exclusive`): nothing
 //! else can write its prefix, so it needs no fence. Everything else reads
-//! these files as it reads segment objects: replay, takeover, `lease::fence`
+//! these files as it reads segment objects: replay, takeover, [`super::fence`]
 //! (for the numbers they hold) and the deletion of covered segments.
 //!
 //! A file is the object `wal/<id>/<first segment>.log2`; each record is

@@ -1,10 +1,10 @@
-//! The write-ahead log: segments of Arrow IPC batches on the object store.
+//! WAL segments: the Arrow IPC batches of one commit in one protobuf object, and their codec.
 //!
 //! A segment is one protobuf [`WalSegment`] object at
 //! `wal/<ingester-id>/<segment>`, written with `PutMode::Create` so that two
 //! writers, of any epochs, can never both commit the same number. Segment
 //! numbers grow across epochs, so "covered up to segment S" is one number. A segment with no entries
-//! is a fence (see `lease`): it is never written by a commit and never deleted.
+//! is a fence (see [`super::fence`]): it is never written by a commit and never deleted.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use prost::Message;
 
 use crate::catalog::DbId;
 use crate::proto::{FORMAT_VERSION, WalEntry, WalSegment};
+use crate::store::{AppendLog, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -35,23 +36,19 @@ pub fn prefix(ingester_id: &str) -> Path {
     Path::from(format!("wal/{ingester_id}"))
 }
 
-/// One namespace of numbers for every epoch, so a fence at a number blocks
+/// The segment objects of `ingester_id`'s prefix, `wal/<id>/<segment:020>`:
+/// one namespace of numbers for every epoch, so a fence at a number blocks
 /// whichever holder reaches it, not only the epoch the fencer thought was the
 /// last. (Earlier builds wrote `wal/<id>/<epoch>/<segment>`; replay lists the
 /// prefix recursively, so it reads those too.)
-pub fn segment_path(ingester_id: &str, segment: u64) -> Path {
-    Path::from(format!("wal/{ingester_id}/{segment:020}"))
+pub fn segments(store: &Store, ingester_id: &str) -> AppendLog {
+    AppendLog::new(store.clone(), format!("wal/{ingester_id}"))
 }
 
 /// Whether a segment of this size could be a fence (a segment with no entries,
-/// see `lease::fence`); a segment holding a write is always larger.
+/// see [`super::fence`]); a segment holding a write is always larger.
 pub fn may_be_fence(size: u64) -> bool {
     size < 256
-}
-
-/// The segment number of a WAL object path, if it is one.
-pub fn segment_number(path: &Path) -> Option<u64> {
-    path.filename()?.parse().ok()
 }
 
 /// One batch as it goes into a segment: already IPC-encoded by the caller's task.
@@ -177,8 +174,10 @@ mod tests {
             sequence: 42,
             ipc: encode_batch(&batch).unwrap(),
         };
-        let path = segment_path("i", 7);
-        assert_eq!(segment_number(&path), Some(7));
+        let store = Store::remote(Arc::new(object_store::memory::InMemory::new()));
+        let path = segments(&store, "i").path(7);
+        assert_eq!(path.to_string(), "wal/i/00000000000000000007");
+        assert_eq!(segments(&store, "i").number(&path), Some(7));
         let bytes = encode_segment("i", 0, 7, &[entry]);
         let (seg, entries) = decode_segment(&path, bytes).unwrap();
         assert_eq!(
@@ -203,7 +202,7 @@ mod tests {
             segment: 3,
             entries: vec![],
         };
-        let path = segment_path("i", 3);
+        let path = Path::from("wal/i/00000000000000000003");
         let err = decode_segment(&path, Bytes::from(seg.encode_to_vec())).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -216,8 +215,11 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt_not_a_panic() {
-        let err =
-            decode_segment(&segment_path("i", 1), Bytes::from_static(b"\xff\xff\xff")).unwrap_err();
+        let err = decode_segment(
+            &Path::from("wal/i/00000000000000000001"),
+            Bytes::from_static(b"\xff\xff\xff"),
+        )
+        .unwrap_err();
         assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
     }
 }

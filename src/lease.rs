@@ -1,5 +1,8 @@
 //! Who may write a WAL prefix: one lease per ingester id, with epochs and fencing.
 //!
+//! At the top of the crate, below the ingester (WAL leases) and the compactor
+//! (its own lease), so neither imports the other for it.
+//!
 //! ```text
 //! catalog/leases/<id>/<epoch:020>.claim     Create  {"owner": ...}: first claimant of an epoch wins
 //! catalog/leases/<id>/<epoch:020>.beat      Overwrite, by the holder, every ttl/3
@@ -18,7 +21,8 @@
 //! so the holder still writing can be older than the epoch the next claimant
 //! finds unreleased.
 //! Fencing, not the clock, is what makes this safe: a late heartbeat can at worst
-//! delay a takeover.
+//! delay a takeover. The fence itself is written by the WAL
+//! (`ingester::wal::fence`); leases of other kinds (the compactor's) need none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -28,8 +32,7 @@ use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::{wal, wal_log};
-use crate::store::{Put, Store, StoreError};
+use crate::store::{AppendLog, Appended, Put, Store, StoreError};
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -39,8 +42,6 @@ pub enum LeaseError {
     Store(#[from] StoreError),
     #[error("lease claim {path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
-    #[error(transparent)]
-    Log(#[from] wal_log::LogError),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,8 +104,28 @@ fn dir_in(root: &str, prefix: &str) -> Path {
     Path::from(format!("{root}/{prefix}"))
 }
 
-fn object_in(root: &str, prefix: &str, epoch: u64, kind: &str) -> Path {
-    Path::from(format!("{root}/{prefix}/{epoch:020}.{kind}"))
+/// The objects of one kind of `prefix`'s lease, one per epoch: a claim is
+/// an entry of this create-only log, so one claimant wins each epoch.
+fn objects_in(store: &Store, root: &str, prefix: &str, kind: Kind) -> AppendLog {
+    AppendLog::new(store.clone(), format!("{root}/{prefix}")).with_suffix(kind.suffix())
+}
+
+/// The kinds of lease object.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Claim,
+    Beat,
+    Released,
+}
+
+impl Kind {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Claim => ".claim",
+            Self::Beat => ".beat",
+            Self::Released => ".released",
+        }
+    }
 }
 
 impl Leases {
@@ -126,8 +147,8 @@ impl Leases {
         dir_in(self.root, prefix)
     }
 
-    fn object(&self, prefix: &str, epoch: u64, kind: &str) -> Path {
-        object_in(self.root, prefix, epoch, kind)
+    fn objects(&self, prefix: &str, kind: Kind) -> AppendLog {
+        objects_in(&self.store, self.root, prefix, kind)
     }
 
     /// The object store's current time: the modification time of an object
@@ -163,7 +184,7 @@ impl Leases {
                 _ => {}
             }
         }
-        let path = self.object(prefix, epoch, "claim");
+        let path = self.objects(prefix, Kind::Claim).path(epoch);
         let bytes = self.store.get(&path).await?;
         let claim: Claim = serde_json::from_slice(&bytes).map_err(|e| LeaseError::Corrupt {
             path: path.to_string(),
@@ -221,13 +242,12 @@ impl Leases {
         };
         let bytes = Bytes::from(serde_json::to_vec(&claim).expect("claims serialize"));
         match self
-            .store
-            .put(&self.object(prefix, epoch, "claim"), bytes, Put::Create)
-            .await
+            .objects(prefix, Kind::Claim)
+            .create(epoch, bytes)
+            .await?
         {
-            Ok(()) => Ok(Some(Claimed { epoch, unreleased })),
-            Err(StoreError::AlreadyExists(_)) => Ok(None),
-            Err(e) => Err(e.into()),
+            Appended::Written => Ok(Some(Claimed { epoch, unreleased })),
+            Appended::Taken => Ok(None),
         }
     }
 
@@ -259,7 +279,7 @@ impl Leases {
         }
         self.store
             .put(
-                &self.object(prefix, epoch, "beat"),
+                &self.objects(prefix, Kind::Beat).path(epoch),
                 Bytes::new(),
                 Put::Overwrite,
             )
@@ -286,18 +306,10 @@ impl Leases {
 
     /// Gives the lease up, so the next claimant need not wait for it to expire.
     pub async fn release(&self, prefix: &str, epoch: u64) -> Result<(), LeaseError> {
-        match self
-            .store
-            .put(
-                &self.object(prefix, epoch, "released"),
-                Bytes::new(),
-                Put::Create,
-            )
-            .await
-        {
-            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        // Taken: released already (a retry after a put that was done).
+        let released = self.objects(prefix, Kind::Released);
+        released.create(epoch, Bytes::new()).await?;
+        Ok(())
     }
 
     /// Every prefix that has ever been claimed.
@@ -379,48 +391,6 @@ impl Leases {
 
 fn chrono_ttl(ttl: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX)
-}
-
-/// Fences `prefix` for epoch `new_epoch`: writes an empty segment, in the new
-/// holder's name, at the first free segment number after every segment of the
-/// prefix, and returns that number. Every epoch writes in one namespace of
-/// numbers and commits them in order, so any earlier holder still running
-/// (whichever epoch it holds) finds the number taken at its next commit. A
-/// commit that wins the race for the number just moves the fence one further.
-pub async fn fence(
-    store: &Store,
-    prefix: &str,
-    new_epoch: u64,
-    by: &str,
-    covered: Option<u64>,
-) -> Result<u64, LeaseError> {
-    loop {
-        let mut next = covered.map_or(0, |c| c + 1);
-        let mut newest_log = None;
-        for meta in store.list(&wal::prefix(prefix)).await? {
-            if let Some(s) = wal::segment_number(&meta.location) {
-                next = next.max(s + 1);
-            }
-            if let Some(first) = wal_log::first_segment(&meta.location) {
-                newest_log = newest_log.max(Some((first, meta.location)));
-            }
-        }
-        // A log file's segments come after the older files' ones.
-        if let Some((_, path)) = newest_log
-            && let Some(last) = wal_log::last_segment(store, &path).await?
-        {
-            next = next.max(last + 1);
-        }
-        let body = wal::encode_segment(by, new_epoch, next, &[]);
-        match store
-            .put(&wal::segment_path(prefix, next), body, Put::Create)
-            .await
-        {
-            Ok(()) => return Ok(next),
-            Err(StoreError::AlreadyExists(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -544,59 +514,5 @@ mod tests {
 
     fn dir_path(prefix: &str) -> Path {
         dir_in(WAL_LEASES, prefix)
-    }
-
-    #[tokio::test]
-    async fn a_fence_takes_the_old_holders_next_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        for seg in [3, 4] {
-            let body = wal::encode_segment("old", 1, seg, &[]);
-            s.put(&wal::segment_path("p", seg), body, Put::Create)
-                .await
-                .unwrap();
-        }
-        let at = fence(&s, "p", 3, "new", Some(1)).await.unwrap();
-        assert_eq!(at, 5);
-        // The old holder's next commit is refused, and so is that of a holder
-        // of epoch 2, claimed after 1 but never fenced by its claimant (who
-        // died first): the number is taken whatever the epoch.
-        for (holder, epoch) in [("old", 1), ("other", 2)] {
-            let late = s
-                .put(
-                    &wal::segment_path("p", 5),
-                    wal::encode_segment(holder, epoch, 5, &[]),
-                    Put::Create,
-                )
-                .await;
-            assert!(
-                matches!(late, Err(StoreError::AlreadyExists(_))),
-                "{late:?}"
-            );
-        }
-        let (seg, entries) = wal::decode_segment(
-            &wal::segment_path("p", 5),
-            s.get(&wal::segment_path("p", 5)).await.unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            (seg.ingester_id.as_str(), seg.epoch, entries.len()),
-            ("new", 3, 0)
-        );
-        // With nothing in the WAL, the fence goes after what is covered.
-        assert_eq!(fence(&s, "q", 2, "new", Some(9)).await.unwrap(), 10);
-    }
-
-    /// A store written by an earlier build (one directory per epoch) is read:
-    /// the fence goes after its segments.
-    #[tokio::test]
-    async fn a_fence_counts_segments_of_the_per_epoch_layout() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let old = Path::from(format!("wal/p/{:020}/{:020}", 4, 7));
-        s.put(&old, wal::encode_segment("old", 4, 7, &[]), Put::Create)
-            .await
-            .unwrap();
-        assert_eq!(fence(&s, "p", 5, "new", None).await.unwrap(), 8);
     }
 }
