@@ -158,7 +158,7 @@ async fn run_influxql(querier: &Querier, text: &str) -> (Duration, usize) {
         querier,
         principal: &principal,
         database: Some("bench"),
-        now: inflow::auth::now_ns(),
+        now: inflow::clock::Clock::now_ns(&inflow::clock::SystemClock),
     };
     let query = influxql::parse(text).expect("parses");
     let results = influxql::run(&ctx, &query).await.expect("runs");

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::catalog::{Catalog, CatalogState, Database, DbId, Permission, TokenRecord};
+use crate::clock::SharedClock;
 
 /// Prefix of every token this service makes, so they are recognisable in a leak scan.
 pub const TOKEN_PREFIX: &str = "inflow_";
@@ -214,6 +215,8 @@ pub struct Authorizer {
     /// rereads, so concurrent misses share it.
     last_miss_refresh: tokio::sync::Mutex<Option<Instant>>,
     miss_refreshes: AtomicU64,
+    /// Judges token expiry.
+    clock: SharedClock,
 }
 
 impl Authorizer {
@@ -224,7 +227,19 @@ impl Authorizer {
             unknown: Default::default(),
             last_miss_refresh: Default::default(),
             miss_refreshes: AtomicU64::new(0),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// This authorizer judging expiry by `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock of the process this authorizer serves.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// How often a miss has reread the catalog.
@@ -250,7 +265,7 @@ impl Authorizer {
         };
         if record
             .expires_at_ns
-            .is_some_and(|expires| expires <= now_ns())
+            .is_some_and(|expires| expires <= self.clock.now_ns())
         {
             return Err(AuthError::Expired);
         }
@@ -317,13 +332,6 @@ impl Authorizer {
     }
 }
 
-pub fn now_ns() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-}
-
 /// Where the operator token came from, for the start-up message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminTokenSource {
@@ -385,10 +393,12 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Builds the record for a new token; the caller shows `token` once.
+/// Builds the record for a new token created at `now_ns`; the caller shows
+/// `token` once.
 pub fn new_token_record(
     permissions: Vec<Permission>,
     description: String,
+    now_ns: i64,
 ) -> (String, TokenRecord) {
     let token = generate_token();
     let record = TokenRecord {
@@ -396,7 +406,7 @@ pub fn new_token_record(
         hash: hex::encode(hash_token(&token)),
         permissions,
         description,
-        created_at_ns: now_ns(),
+        created_at_ns: now_ns,
         expires_at_ns: None,
     };
     (token, record)
@@ -405,6 +415,7 @@ pub fn new_token_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
     use crate::store::Store;
 
     #[test]
@@ -464,7 +475,7 @@ mod tests {
         );
 
         let perm = Permission::database("db", false, true);
-        let (token, record) = new_token_record(vec![perm], String::new());
+        let (token, record) = new_token_record(vec![perm], String::new(), SystemClock.now_ns());
         catalog.create_token(record).await.unwrap();
         let p = auth.authenticate_token(&token).await.unwrap();
         let db = catalog.state().database("db").cloned().unwrap();
@@ -520,7 +531,7 @@ mod tests {
         assert!(auth.authenticate_token("inflow_other").await.is_err());
         let other = Catalog::load(store).await.unwrap();
         let perm = Permission::database("db", true, false);
-        let (token, record) = new_token_record(vec![perm], String::new());
+        let (token, record) = new_token_record(vec![perm], String::new(), SystemClock.now_ns());
         other.create_token(record).await.unwrap();
         let found = auth.authenticate_token(&token).await.unwrap();
         let db = catalog.state().database("db").cloned().unwrap();
@@ -538,7 +549,7 @@ mod tests {
             .unwrap();
         let auth = Authorizer::new("admin-secret", Arc::clone(&catalog));
         let perm = Permission::database("x", true, true);
-        let (token, record) = new_token_record(vec![perm], "old".into());
+        let (token, record) = new_token_record(vec![perm], "old".into(), SystemClock.now_ns());
         catalog.create_token(record).await.unwrap();
         let old = catalog.state().database("x").cloned().unwrap();
         catalog.delete_database("x", 1).await.unwrap();
@@ -550,6 +561,29 @@ mod tests {
         assert!(!p.can_read(&new) && !p.can_write(&new));
         assert!(!p.can_read_in(&catalog.state(), "x"));
         assert!(p.may_read("x") && p.may_write("x"));
+    }
+
+    /// Expiry is judged by the clock the authorizer is given: the same token
+    /// passes a second before it expires and is refused at the instant.
+    #[tokio::test]
+    async fn expiry_follows_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::load(Store::local(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let clock = crate::clock::FixedClock::at(1_000_000_000_000);
+        let auth = Authorizer::new("admin-secret", Arc::clone(&catalog)).with_clock(clock.clone());
+        let perm = Permission::database("x", true, true);
+        let (token, mut record) = new_token_record(vec![perm], "t".into(), clock.now_ns());
+        record.expires_at_ns = Some(clock.now_ns() + 60_000_000_000);
+        catalog.create_token(record).await.unwrap();
+        clock.set(1_000_000_000_000 + 59_000_000_000);
+        assert!(auth.authenticate_token(&token).await.is_ok());
+        clock.set(1_000_000_000_000 + 60_000_000_000);
+        assert!(matches!(
+            auth.authenticate_token(&token).await,
+            Err(AuthError::Expired)
+        ));
     }
 
     /// Tokens stored by a release before permissions carried ids name their

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
+
+use crate::clock::Clock;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -145,7 +147,8 @@ pub async fn run(args: WriteBenchArgs) -> Result<String, BenchError> {
 
     // Recent timestamps, so stores with retention keep every point.
     let ticks = (args.batches * args.lines_per_batch).div_ceil(args.hosts.max(1)) as i64;
-    let start_ns = (crate::auth::now_ns() / 10_000_000_000 - ticks) * 10_000_000_000;
+    let now_ns = crate::clock::SystemClock.now_ns();
+    let start_ns = (now_ns / 10_000_000_000 - ticks) * 10_000_000_000;
     let gen_started = Instant::now();
     let (bodies, raw_bytes): (Vec<Bytes>, usize) = {
         let mut raw = 0;

@@ -29,6 +29,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
 
 use crate::catalog::{Catalog, CatalogError, ParquetFile, Table, table_columns};
+use crate::clock::SharedClock;
 use crate::dedup::{dedup, key_columns_by_kind};
 use crate::lease::{LeaseError, Leases};
 use crate::parquet_files::StoreReader;
@@ -97,6 +98,8 @@ pub struct Compactor {
     store: Store,
     config: CompactorConfig,
     leases: Leases,
+    /// Stamps the files a compaction removes (their grace starts then).
+    clock: SharedClock,
 }
 
 impl Compactor {
@@ -109,7 +112,14 @@ impl Compactor {
             store,
             config,
             leases,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// This compactor stamping removals by `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Runs until aborted: every interval, claims the compactor lease if it
@@ -186,7 +196,7 @@ impl Compactor {
             done.files_in += picked.len();
             done.rows_out += merged.rows;
             self.catalog
-                .replace_files(WRITER, vec![merged], removed, crate::auth::now_ns())
+                .replace_files(WRITER, vec![merged], removed, self.clock.now_ns())
                 .await?;
         }
         Ok(done)

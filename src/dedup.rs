@@ -1,4 +1,5 @@
-//! Point identity (DESIGN.md §2), shared by snapshots and compaction.
+//! Point identity (table, tag set, time: a later write replaces the fields it
+//! carries), shared by snapshots and compaction.
 //!
 //! Rows with the same tag set (a missing tag is null) and time are one point.
 //! Each field of the point takes the value of the latest write that set it,

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod background;
 pub mod bench;
 pub mod catalog;
+pub mod clock;
 pub mod compactor;
 pub mod dedup;
 pub mod edge;

@@ -20,6 +20,7 @@ use chrono::NaiveDate;
 use object_store::path::Path;
 
 use crate::catalog::{Catalog, CatalogError, Database, ParquetFile};
+use crate::clock::SharedClock;
 use crate::store::{Store, StoreError};
 
 /// The files log name this task writes its removals under.
@@ -68,6 +69,8 @@ pub struct Lifecycle {
     /// Objects of removed files this process deleted already (not asked to
     /// delete them again); forgotten with the removal.
     deleted: HashSet<String>,
+    /// Says when a round runs (retention cutoffs, graces).
+    clock: SharedClock,
 }
 
 impl Lifecycle {
@@ -77,7 +80,14 @@ impl Lifecycle {
             store,
             config,
             deleted: HashSet::new(),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// These rounds judging time by `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Runs rounds until the task is aborted; a failed round is logged and
@@ -87,7 +97,7 @@ impl Lifecycle {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match self.round(crate::auth::now_ns()).await {
+            match self.round(self.clock.now_ns()).await {
                 Ok(round) if round != Round::default() => {
                     tracing::info!(?round, "lifecycle round");
                 }

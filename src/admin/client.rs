@@ -63,7 +63,10 @@ impl Target {
     }
 
     fn local(catalog: &Catalog) -> Admin<'_> {
-        Admin { catalog }
+        Admin {
+            catalog,
+            clock: &crate::clock::SystemClock,
+        }
     }
 
     pub async fn databases(&self) -> Result<Vec<DatabaseInfo>, String> {

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{new_token_record, now_ns};
+use crate::auth::new_token_record;
 use crate::catalog::{Catalog, CatalogError, Database, Permission, TokenRecord, table_columns};
+use crate::clock::Clock;
 use crate::error::ErrorKind;
 
 pub mod client;
@@ -226,6 +227,8 @@ pub struct NewToken {
 /// The operations, on a catalog; HTTP and the offline CLI both call these.
 pub struct Admin<'a> {
     pub catalog: &'a Catalog,
+    /// Stamps deletions and new tokens.
+    pub clock: &'a dyn Clock,
 }
 
 impl Admin<'_> {
@@ -273,7 +276,9 @@ impl Admin<'_> {
     }
 
     pub async fn delete_database(&self, name: &str) -> Result<(), AdminError> {
-        self.catalog.delete_database(name, now_ns()).await?;
+        self.catalog
+            .delete_database(name, self.clock.now_ns())
+            .await?;
         Ok(())
     }
 
@@ -316,7 +321,8 @@ impl Admin<'_> {
         if state.tokens().iter().any(|t| t.description == name) {
             return Err(AdminError::TokenExists(name.to_string()));
         }
-        let (token, mut record) = new_token_record(permissions, name.to_string());
+        let (token, mut record) =
+            new_token_record(permissions, name.to_string(), self.clock.now_ns());
         record.expires_at_ns = expiry.map(|e| {
             record
                 .created_at_ns

@@ -56,6 +56,7 @@ impl AdminState {
         }
         Ok(Admin {
             catalog: &self.catalog,
+            clock: self.auth.clock().as_ref(),
         })
     }
 }

@@ -37,7 +37,7 @@ pub enum Error {
     #[error("missing bucket value")]
     MissingBucket,
 
-    /// The text is InfluxDB Clustered's, written out by hand as the seed shows it
+    /// The text is InfluxDB Clustered's, written out by hand as InfluxDB's documentation shows it
     /// (it lists four precisions although `m` and `h` are accepted too).
     #[error(
         "failed to deserialize org/bucket/precision in request: unknown variant `{0}`, expected one of `s`, `ms`, `us`, `ns`"

@@ -40,7 +40,7 @@ pub async fn run(
         querier: &frontend.querier,
         principal: &principal,
         database: Some(database),
-        now: crate::auth::now_ns(),
+        now: frontend.querier.clock().now_ns(),
     };
     let ticket = frontend.querier.admit().await?;
     let mut memory = frontend.querier.reservation("influxql answer");

@@ -123,7 +123,7 @@ async fn run(
         chunked: get("chunked") == Some("true"),
         chunk_size,
         pretty: get("pretty") == Some("true"),
-        now: crate::auth::now_ns(),
+        now: frontend.querier.clock().now_ns(),
         frontend,
     };
     let (producer, mut answer) = ticket.handover(Error::from);

@@ -88,7 +88,7 @@ fn finish(router: Router) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// Upper-cases a method sent in lower case: the seed's own example is
+/// Upper-cases a method sent in lower case: InfluxDB's own documentation example is
 /// `curl --request post`, which sends the literal method `post`, and InfluxDB
 /// accepts it. Methods are case-sensitive in HTTP, so routing would otherwise 405.
 pub fn normalize_method<B>(mut request: http::Request<B>) -> http::Request<B> {

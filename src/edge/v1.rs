@@ -71,7 +71,7 @@ pub async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, V1Error> {
-    let received_ns = crate::auth::now_ns();
+    let received_ns = edge.writer.clock().now_ns();
     // Credentials may be in the query, so read it first, but judge them first.
     let params = V1Params::parse(query.as_deref());
     let password = params.as_ref().ok().and_then(|p| p.password.as_deref());

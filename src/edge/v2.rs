@@ -1,5 +1,5 @@
 //! `POST /api/v2/write`: the InfluxDB v2 write contract as InfluxDB Clustered
-//! documents it (DESIGN.md §2). Good lines of a body with bad ones are written,
+//! documents it. Good lines of a body with bad ones are written,
 //! then the bad ones reported as `{"code":"invalid","line":N,"message":…}`.
 
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Error> {
-    let received_ns = crate::auth::now_ns();
+    let received_ns = edge.writer.clock().now_ns();
     let principal = edge
         .auth
         .authenticate(headers.get(header::AUTHORIZATION))

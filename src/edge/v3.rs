@@ -71,7 +71,7 @@ pub async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, V3Error> {
-    let received_ns = crate::auth::now_ns();
+    let received_ns = edge.writer.clock().now_ns();
     let principal = edge
         .auth
         .authenticate(headers.get(header::AUTHORIZATION))

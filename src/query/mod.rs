@@ -49,6 +49,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 
 use crate::catalog::{Catalog, CatalogError, Database};
+use crate::clock::SharedClock;
 use crate::store::Store;
 pub use ingesters::{BufferSource, FlightIngesters, LocalIngester};
 pub use limits::{Admission, QueryConfig, QueryLimits, Ticket};
@@ -187,11 +188,26 @@ impl Querier {
                 catalog,
                 store,
                 ingesters,
+                clock: crate::clock::system(),
             }),
             runtime,
             admission: Admission::new(QueryLimits::default()),
             summaries: Some(summary::FileSummaries::new(summary::DEFAULT_CACHE_BYTES)),
         }
+    }
+
+    /// This querier reading the time (retention cutoffs, InfluxQL's `now()`)
+    /// from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        if let Some(sources) = Arc::get_mut(&mut self.sources) {
+            sources.clock = clock;
+        }
+        self
+    }
+
+    /// The clock queries are answered by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.sources.clock
     }
 
     /// Bounds the file summaries kept between queries to `bytes`; 0 turns

@@ -28,6 +28,7 @@ use super::QueryError;
 use super::ingesters::BufferSource;
 use super::scan::{self, ScanInput, distinct_files, fold_buffered, with_sequence};
 use crate::catalog::{Catalog, Database, ParquetFile, Table, table_columns};
+use crate::clock::SharedClock;
 use crate::ingester::buffer::batch_bytes;
 use crate::ingester::read::{BufferFilter, TimeRange};
 use crate::schema::{ColumnType, TIME_COLUMN};
@@ -39,6 +40,8 @@ pub struct Sources {
     pub catalog: Arc<Catalog>,
     pub store: Store,
     pub ingesters: Arc<dyn BufferSource>,
+    /// Places the retention period's start.
+    pub clock: SharedClock,
 }
 
 /// The schema users see: tags as strings, fields with their types, `time` as a
@@ -209,7 +212,7 @@ impl TableProvider for InflowTable {
         let mut range = time_range(filters);
         // Points past the retention period are gone for queries at once, before
         // their day is dropped.
-        let cutoff = self.database.retention_cutoff(crate::auth::now_ns());
+        let cutoff = self.database.retention_cutoff(self.sources.clock.now_ns());
         if let Some(cutoff) = cutoff {
             range.min = Some(range.min.map_or(cutoff, |m| m.max(cutoff)));
         }

@@ -28,6 +28,7 @@ use parking_lot::RwLock;
 pub use client::{IngesterClient, encode_write};
 
 use crate::catalog::DbRef;
+use crate::clock::{Clock, SystemClock};
 use crate::lineproto::TableBatch;
 use crate::proto::refusal::Reason;
 
@@ -98,7 +99,7 @@ pub struct HybridClock {
 
 impl Default for HybridClock {
     fn default() -> Self {
-        Self::with_wall(Arc::new(|| crate::auth::now_ns().max(0) as u64))
+        Self::with_wall(Arc::new(|| SystemClock.now_ns().max(0) as u64))
     }
 }
 
@@ -122,7 +123,7 @@ impl HybridClock {
     pub fn offset_by(secs: i64) -> Self {
         let offset = secs.saturating_mul(1_000_000_000);
         Self::with_wall(Arc::new(move || {
-            crate::auth::now_ns().saturating_add(offset).max(0) as u64
+            SystemClock.now_ns().saturating_add(offset).max(0) as u64
         }))
     }
 

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::auth::Principal;
 use crate::catalog::{Catalog, CatalogError, Database, DbId, SchemaLimits};
+use crate::clock::SharedClock;
 use crate::error::ErrorKind;
 use crate::lineproto::{LineError, ParseOptions, ParsedBody, TableBatch};
 use crate::metrics::{metrics, stage};
@@ -189,6 +190,8 @@ pub struct Writer {
     limits: WriteLimits,
     /// One permit per write being decoded and written.
     slots: tokio::sync::Semaphore,
+    /// Stamps lines without a time and places the retention period's start.
+    clock: SharedClock,
 }
 
 impl Writer {
@@ -207,7 +210,19 @@ impl Writer {
             router,
             slots: tokio::sync::Semaphore::new(limits.max_concurrent_writes),
             limits,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// This writer reading the time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock a write's received time is read from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -356,7 +371,7 @@ impl Writer {
         table: &str,
         batch: RecordBatch,
     ) -> Result<(), WriteError> {
-        let cutoff = db.retention_cutoff(crate::auth::now_ns());
+        let cutoff = db.retention_cutoff(self.clock.now_ns());
         batch::check_batch(&self.limits, table, &batch, cutoff)?;
         let _slot = self.slot().await?;
         let series = self.series_of(db, cutoff).await?;

@@ -1,5 +1,5 @@
 """Writes through the `influxdb3-python` client (InfluxDBClient3.write), the v3
-client library the seed recommends, with gzip.
+client library InfluxDB 3 recommends, with gzip.
 
 Usage: python_v3_write.py URL TOKEN DATABASE N
 

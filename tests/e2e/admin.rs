@@ -285,7 +285,7 @@ async fn retention_drops_old_days_and_refuses_old_points() {
         "1s",
     ];
     let s = Server::start(dir.path(), &args);
-    let now_s = inflow::auth::now_ns() / 1_000_000_000;
+    let now_s = inflow::clock::Clock::now_ns(&inflow::clock::SystemClock) / 1_000_000_000;
     let old_s = now_s - 3 * 86_400;
     // Written before any retention: a day three days ago, and now.
     let body = format!("m,host=old v=1 {old_s}\nm,host=new v=2 {now_s}");

@@ -129,7 +129,7 @@ async fn npm_influxdb_client_writes() {
     }
 }
 
-/// `influxdb3-python` (InfluxDBClient3.write) and the `influx3` CLI the seed names,
+/// `influxdb3-python` (InfluxDBClient3.write) and the `influx3` CLI InfluxDB 3 documents,
 /// both against the v2 write endpoint they use.
 #[tokio::test]
 async fn influxdb3_python_and_influx3_cli_write() {

@@ -185,7 +185,7 @@ async fn replay_after_restart_skips_what_snapshots_cover() {
     );
 }
 
-/// Point identity (DESIGN.md §2): the same (table, tag set, time) written again
+/// Point identity: the same (table, tag set, time) written again
 /// replaces only the fields the later write sets; a missing tag is part of the
 /// identity (null), and tag order does not matter.
 #[tokio::test]

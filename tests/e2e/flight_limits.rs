@@ -86,7 +86,7 @@ async fn producer_writes_keep_the_write_limits() {
         "16",
     ];
     let server = Server::start(dir.path(), &args);
-    let now = inflow::auth::now_ns();
+    let now = inflow::clock::Clock::now_ns(&inflow::clock::SystemClock);
     let (status, _) = {
         let r = request(
             "POST",

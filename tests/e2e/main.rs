@@ -2,6 +2,7 @@
 //! its own data directory. One test binary, so the crate links once.
 
 mod admin;
+mod architecture;
 mod bench;
 mod clients;
 mod cluster;

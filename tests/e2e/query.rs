@@ -176,7 +176,7 @@ async fn written_points_are_visible_at_once_after_snapshot_and_restart_exactly_o
     assert!(s.stop().success());
 }
 
-/// The overwrite rule from DESIGN.md §2 through a query, within the buffer: a
+/// The overwrite rule (point identity) through a query, within the buffer: a
 /// field not set by the later write keeps its earlier value; a missing tag is
 /// part of the identity (null), tag order is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

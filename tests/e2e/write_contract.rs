@@ -1,4 +1,5 @@
-//! Every row of the DESIGN.md §2 write contract, against the real binary.
+//! Every row of the v2 write contract (InfluxDB Clustered's `/api/v2/write`
+//! as its documentation gives it), against the real binary.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::harness::{
 
 const SEED_LINE: &str = "home,room=kitchen temp=72 1641024000";
 
-/// The seed's own curl examples, verbatim but for the host: `--request post` in
+/// InfluxDB Clustered's documented curl examples, verbatim but for the host: `--request post` in
 /// lower case, Bearer and Token. The 204 comes only once the WAL segment is on
 /// disk; after shutdown the point is in Parquet and the WAL is gone.
 #[tokio::test]

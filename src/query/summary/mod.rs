@@ -85,7 +85,7 @@ impl Summaries<'_> {
         table: &Table,
         range: TimeRange,
     ) -> Result<TableSeries, QueryError> {
-        let range = retained(db, range);
+        let range = retained(db, range, self.sources.clock.now_ns());
         let mut sources = vec![self.buffered(db, table, range).await?];
         let files = self.files(db, table, range).await?;
         sources.extend(self.cached(files).await?);
@@ -101,7 +101,7 @@ impl Summaries<'_> {
         range: TimeRange,
         fields: &[String],
     ) -> Result<LastValues, QueryError> {
-        let range = retained(db, range);
+        let range = retained(db, range, self.sources.clock.now_ns());
         let mut sources = vec![self.buffered(db, table, range).await?];
         let (whole, cut): (Vec<ParquetFile>, Vec<ParquetFile>) = self
             .files(db, table, range)
@@ -197,7 +197,7 @@ impl Summaries<'_> {
 pub async fn warm(cache: &Arc<FileSummaries>, sources: &Sources) -> Result<usize, QueryError> {
     sources.catalog.refresh_file_logs().await?;
     let state = sources.catalog.refresh().await?;
-    let now = crate::auth::now_ns();
+    let now = sources.clock.now_ns();
     let mut seen = HashSet::new();
     let mut files: Vec<ParquetFile> = sources
         .catalog
@@ -226,8 +226,8 @@ pub async fn warm(cache: &Arc<FileSummaries>, sources: &Sources) -> Result<usize
 }
 
 /// The range a query may see: not before the retention period's start.
-fn retained(db: &Database, mut range: TimeRange) -> TimeRange {
-    if let Some(cutoff) = db.retention_cutoff(crate::auth::now_ns()) {
+fn retained(db: &Database, mut range: TimeRange, now_ns: i64) -> TimeRange {
+    if let Some(cutoff) = db.retention_cutoff(now_ns) {
         range.min = Some(range.min.map_or(cutoff, |m| m.max(cutoff)));
     }
     range

@@ -190,7 +190,7 @@ async fn a_recreated_database_does_not_see_the_old_files() {
 async fn retention_bounds_the_range() {
     let dir = tempfile::tempdir().unwrap();
     let (store, catalog) = catalog_with_table(dir.path()).await;
-    let now = crate::auth::now_ns();
+    let now = crate::clock::system().now_ns();
     let hour = 3_600_000_000_000;
     let rows = chunk(
         1,
