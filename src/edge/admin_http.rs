@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::body::BodyReader;
 use super::error::{Error, V3Error};
 use crate::admin::{Admin, DatabaseInfo, DatabaseSettings, TableInfo, TokenInfo};
 use crate::auth::Authorizer;
@@ -22,9 +23,10 @@ use crate::catalog::{Catalog, Permission};
 struct AdminState {
     auth: Arc<Authorizer>,
     catalog: Arc<Catalog>,
+    bodies: BodyReader,
 }
 
-pub fn routes(auth: Arc<Authorizer>, catalog: Arc<Catalog>) -> Router {
+pub fn routes(auth: Arc<Authorizer>, catalog: Arc<Catalog>, bodies: BodyReader) -> Router {
     Router::new()
         .route(
             "/api/v3/configure/database",
@@ -39,7 +41,11 @@ pub fn routes(auth: Arc<Authorizer>, catalog: Arc<Catalog>) -> Router {
             get(list_tokens).post(create_token).delete(revoke_token),
         )
         .route("/api/v3/configure/token/admin", post(create_admin_token))
-        .with_state(Arc::new(AdminState { auth, catalog }))
+        .with_state(Arc::new(AdminState {
+            auth,
+            catalog,
+            bodies,
+        }))
 }
 
 impl AdminState {
@@ -72,7 +78,7 @@ fn query_param(query: Option<&str>, key: &str) -> Result<String, Error> {
         .ok_or_else(|| Error::InvalidQueryString(format!("missing query parameter {key:?}")))
 }
 
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Error> {
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Error> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::InvalidQuery(format!("invalid JSON body: {e}")))
 }
@@ -94,10 +100,11 @@ async fn list_databases(
 async fn create_database(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Body,
 ) -> Result<StatusCode, V3Error> {
     let admin = s.admin(&headers).await?;
-    let b: DatabaseBody = body(&bytes)?;
+    let (bytes, _held) = s.bodies.read(&headers, body).await?;
+    let b: DatabaseBody = json_body(&bytes)?;
     admin.create_database(&b.db, &b.settings).await?;
     Ok(StatusCode::OK)
 }
@@ -105,10 +112,11 @@ async fn create_database(
 async fn update_database(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Body,
 ) -> Result<StatusCode, V3Error> {
     let admin = s.admin(&headers).await?;
-    let b: DatabaseBody = body(&bytes)?;
+    let (bytes, _held) = s.bodies.read(&headers, body).await?;
+    let b: DatabaseBody = json_body(&bytes)?;
     admin.update_database(&b.db, &b.settings).await?;
     Ok(StatusCode::OK)
 }
@@ -190,10 +198,11 @@ fn permissions(body: Vec<PermissionBody>) -> Result<Vec<Permission>, Error> {
 async fn create_token(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Body,
 ) -> Result<Response, V3Error> {
     let admin = s.admin(&headers).await?;
-    let b: TokenBody = body(&bytes)?;
+    let (bytes, _held) = s.bodies.read(&headers, body).await?;
+    let b: TokenBody = json_body(&bytes)?;
     let perms = permissions(b.permissions)?;
     let token = admin
         .create_token(&b.token_name, perms, b.expiry_secs.map(Duration::from_secs))
@@ -204,10 +213,11 @@ async fn create_token(
 async fn create_admin_token(
     State(s): State<Arc<AdminState>>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Body,
 ) -> Result<Response, V3Error> {
     let admin = s.admin(&headers).await?;
-    let b: TokenBody = body(&bytes)?;
+    let (bytes, _held) = s.bodies.read(&headers, body).await?;
+    let b: TokenBody = json_body(&bytes)?;
     let token = admin
         .create_token(
             &b.token_name,

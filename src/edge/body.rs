@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::io::Read;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -84,6 +85,31 @@ pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, Error> {
         Err(Error::UnsupportedEncoding(
             String::from_utf8_lossy(value.as_bytes()).into_owned(),
         ))
+    }
+}
+
+/// The body reader of the endpoints that are not writes (SQL and InfluxQL
+/// queries, administration): the same limits, timeouts and byte budget as
+/// writes, so a client gets the JSON 413/408/503 in the endpoint's shape,
+/// never a plain-text rejection, and slow or huge bodies are bounded alike.
+#[derive(Debug, Clone)]
+pub struct BodyReader {
+    limits: Limits,
+    budget: Arc<Semaphore>,
+}
+
+impl BodyReader {
+    pub fn new(limits: Limits, budget: Arc<Semaphore>) -> Self {
+        Self { limits, budget }
+    }
+
+    /// The whole body, and its share of the budget (held while it lives).
+    pub async fn read(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(Bytes, SemaphorePermit<'_>), Error> {
+        read_body(headers, body, &self.limits, &self.budget).await
     }
 }
 

@@ -13,6 +13,7 @@ use futures::{Stream, TryStreamExt};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+use super::body::BodyReader;
 use super::error::Error;
 use crate::auth::Authorizer;
 use crate::query::{Planned, Querier, QueryError};
@@ -26,11 +27,17 @@ const DATABASE_HEADERS: [&str; 4] = ["database", "bucket", "bucket-name", "iox-n
 pub struct QueryFrontend {
     pub auth: Arc<Authorizer>,
     pub querier: Arc<Querier>,
+    /// Reads the bodies of `POST` queries.
+    pub bodies: BodyReader,
 }
 
 impl QueryFrontend {
-    pub fn new(auth: Arc<Authorizer>, querier: Arc<Querier>) -> Self {
-        Self { auth, querier }
+    pub fn new(auth: Arc<Authorizer>, querier: Arc<Querier>, bodies: BodyReader) -> Self {
+        Self {
+            auth,
+            querier,
+            bodies,
+        }
     }
 
     /// The token in `authorization` must have read permission on `database`.

@@ -50,14 +50,15 @@ async fn query_post(
     State(frontend): State<Arc<QueryFrontend>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, V1Error> {
+    let (body, _held) = frontend.bodies.read(&headers, body).await?;
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let params = params(query.as_deref(), form.then_some(&body[..]))?;
-    Ok(run(frontend, &headers, params).await?)
+    Ok(run(Arc::clone(&frontend), &headers, params).await?)
 }
 
 /// The query string's parameters, overridden by the form body's.

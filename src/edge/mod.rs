@@ -52,8 +52,16 @@ pub struct Edge {
     pub limits: Limits,
     /// Set at shutdown: `/ready` fails so load balancers stop sending.
     pub stopping: AtomicBool,
-    /// One permit per byte of write bodies held (`Limits::max_buffered_body_bytes`).
-    pub body_bytes: tokio::sync::Semaphore,
+    /// One permit per byte of request bodies held (`Limits::max_buffered_body_bytes`).
+    pub body_bytes: Arc<tokio::sync::Semaphore>,
+}
+
+impl Edge {
+    /// The reader of the bodies of queries and administration, sharing the
+    /// writes' limits and budget.
+    pub fn body_reader(&self) -> body::BodyReader {
+        body::BodyReader::new(self.limits, Arc::clone(&self.body_bytes))
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -64,7 +72,11 @@ pub fn app(edge: Arc<Edge>) -> Router {
 
 /// The write routes plus `extra` (the query routes, in the one-process mode).
 fn app_with(edge: Arc<Edge>, extra: Router) -> Router {
-    let admin = admin_http::routes(Arc::clone(&edge.auth), Arc::clone(edge.writer.catalog()));
+    let admin = admin_http::routes(
+        Arc::clone(&edge.auth),
+        Arc::clone(edge.writer.catalog()),
+        edge.body_reader(),
+    );
     let router = Router::new()
         .route("/api/v2/write", post(v2::write))
         .route("/write", post(v1::write))

@@ -154,8 +154,9 @@ async fn query_post(
     State(frontend): State<Arc<QueryFrontend>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, V3Error> {
+    let (body, _held) = frontend.bodies.read(&headers, body).await?;
     let mut params = Params::from_query(query.as_deref())?;
     if !body.is_empty() {
         let from_body: Params = serde_json::from_slice(&body)

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::auth::{AdminTokenSource, Authorizer, admin_token, generate_token};
 use crate::catalog::Catalog;
 use crate::compactor::{Compactor, CompactorConfig};
+use crate::edge::body::BodyReader;
 use crate::edge::frontend::QueryFrontend;
 use crate::edge::{self, Edge};
 use crate::ingester::flight::IngesterFlight;
@@ -266,7 +267,13 @@ async fn run_querier(
     let querier = querier.configured(&args.query);
     let querier = Arc::new(querier);
     querier.warm_summaries();
-    let frontend = Arc::new(QueryFrontend::new(auth, querier));
+    let budget = tokio::sync::Semaphore::new(
+        args.body
+            .max_buffered_body_bytes
+            .min(tokio::sync::Semaphore::MAX_PERMITS),
+    );
+    let bodies = BodyReader::new(args.body, Arc::new(budget));
+    let frontend = Arc::new(QueryFrontend::new(auth, querier, bodies));
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
     let service = edge::EdgeService::querier(frontend, stopping, store, &args.body);
@@ -435,11 +442,11 @@ async fn serve_edge(
         writer: Arc::new(writer),
         limits: args.body,
         stopping: Default::default(),
-        body_bytes: tokio::sync::Semaphore::new(
+        body_bytes: Arc::new(tokio::sync::Semaphore::new(
             args.body
                 .max_buffered_body_bytes
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
-        ),
+        )),
     });
     let listener = bind_http(args).await?;
     let stopping = Arc::clone(&edge);
@@ -450,7 +457,13 @@ async fn serve_edge(
             .stopping
             .store(true, std::sync::atomic::Ordering::Release);
     };
-    let query = querier.map(|q| Arc::new(QueryFrontend::new(Arc::clone(&edge.auth), q)));
+    let query = querier.map(|q| {
+        Arc::new(QueryFrontend::new(
+            Arc::clone(&edge.auth),
+            q,
+            edge.body_reader(),
+        ))
+    });
     edge::serve(
         listener,
         edge::EdgeService::with_query(edge, query),

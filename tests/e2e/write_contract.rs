@@ -642,3 +642,44 @@ async fn table_column_and_line_limits() {
     );
     assert_eq!(table_columns(dir.path(), "db", "b").await, ["f", "time"]);
 }
+
+/// Every endpoint that takes a body reads it through the edge's body reader:
+/// past `--max-request-bytes` the answer is the JSON 413 in the endpoint's
+/// own shape (v3 `{"error"}` for SQL and admin, v1 `{"error"}` for
+/// InfluxQL), never axum's plain-text rejection, and the server answers the
+/// next request.
+#[tokio::test]
+async fn every_body_past_the_limit_is_a_json_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-request-bytes", "4096"]);
+    let auth = ("authorization", "Bearer test-admin-token");
+    let too_big = "x".repeat(3 << 20);
+    let message =
+        "request body too large: it exceeds the limit of 4096 bytes (--max-request-bytes)";
+    let cases = [
+        ("/api/v3/query_sql", "application/json"),
+        ("/query", "application/x-www-form-urlencoded"),
+        ("/api/v3/configure/database", "application/json"),
+        ("/api/v3/configure/token", "application/json"),
+    ];
+    for (path, content_type) in cases {
+        let r = request(
+            "POST",
+            &server.url(path),
+            &[auth, ("content-type", content_type)],
+            too_big.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 413, "{path}: {:?}", r.body);
+        assert_eq!(r.json(), json!({ "error": message }), "{path}");
+    }
+    // Under the limit, the same endpoints answer as usual.
+    let r = request(
+        "POST",
+        &server.url("/api/v3/configure/database"),
+        &[auth, ("content-type", "application/json")],
+        r#"{"db":"small"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
