@@ -382,8 +382,8 @@ fn max_sequence_of(buffer: &Buffer) -> u64 {
 mod tests {
     use super::*;
     use crate::testing::{Buffered, catalog_with_table, chunk, sql};
-    use wal::log_file;
     use wal::replay::replay;
+    use wal::tests::{log_name, wal_files};
 
     /// The database `catalog_with_table` makes.
     const DB: DbRef<'static> = DbRef { id: 1, name: "db" };
@@ -397,22 +397,6 @@ mod tests {
             lease_ttl: Duration::from_secs(30),
             exclusive: true,
         }
-    }
-
-    /// The WAL objects of `ing-0`, by file name.
-    async fn wal_files(store: &Store) -> Vec<String> {
-        let listed = store.list(&wal::prefix("ing-0")).await.unwrap();
-        let names = listed
-            .iter()
-            .map(|m| m.location.filename().unwrap().to_string());
-        names.collect()
-    }
-
-    fn log_name(first: u64) -> String {
-        log_file::file_path("ing-0", first)
-            .filename()
-            .unwrap()
-            .to_string()
     }
 
     /// Holding the data directory, an ingester appends its segments to a log

@@ -192,12 +192,7 @@ async fn run_router(
     catalog: Arc<Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let cluster_token = read_cluster_token(args.tokens.cluster_token_file.as_deref().ok_or(
-        ServeError::Missing {
-            flag: "--cluster-token-file",
-            role: Role::Router,
-        },
-    )?)?;
+    let cluster_token = required_cluster_token(args, Role::Router)?;
     let source = IngesterSource::parse(args.ingesters.as_deref().unwrap_or_default())?;
     let (timeout, token) = (args.write.write_timeout, Arc::clone(&cluster_token));
     let new_client = move |addr: String| -> Arc<dyn IngesterLink> {
@@ -241,12 +236,7 @@ async fn run_querier(
         flag,
         role: Role::Querier,
     };
-    let cluster_token = read_cluster_token(
-        args.tokens
-            .cluster_token_file
-            .as_deref()
-            .ok_or(missing("--cluster-token-file"))?,
-    )?;
+    let cluster_token = required_cluster_token(args, Role::Querier)?;
     let source = IngesterSource::parse(args.ingesters.as_deref().ok_or(missing("--ingesters"))?)?;
     let addrs = match &source {
         IngesterSource::Static(addrs) => addrs.clone(),
@@ -310,12 +300,7 @@ async fn run_ingester(
     catalog: Arc<Catalog>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let cluster_token = read_cluster_token(args.tokens.cluster_token_file.as_deref().ok_or(
-        ServeError::Missing {
-            flag: "--cluster-token-file",
-            role: Role::Ingester,
-        },
-    )?)?;
+    let cluster_token = required_cluster_token(args, Role::Ingester)?;
     let bind = args
         .ingester
         .grpc_bind
@@ -558,6 +543,15 @@ async fn bind_http(args: &ServeArgs) -> Result<edge::Listener, ServeError> {
         args.store.data_dir.display()
     );
     Ok(edge::Listener { tcp, tls })
+}
+
+/// The cluster token a split role must be given (`--cluster-token-file`).
+fn required_cluster_token(args: &ServeArgs, role: Role) -> Result<Arc<str>, ServeError> {
+    let path = args.tokens.cluster_token_file.as_deref();
+    read_cluster_token(path.ok_or(ServeError::Missing {
+        flag: "--cluster-token-file",
+        role,
+    })?)
 }
 
 fn read_cluster_token(path: &std::path::Path) -> Result<Arc<str>, ServeError> {

@@ -409,7 +409,7 @@ pub async fn fence(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ingester::wal;
     use crate::store::{Put, StoreError};
@@ -420,7 +420,7 @@ mod tests {
     }
 
     /// The WAL objects of `ing-0`, by file name.
-    async fn wal_files(store: &Store) -> Vec<String> {
+    pub(crate) async fn wal_files(store: &Store) -> Vec<String> {
         let listed = store.list(&wal::prefix("ing-0")).await.unwrap();
         let names = listed
             .iter()
@@ -428,7 +428,7 @@ mod tests {
         names.collect()
     }
 
-    fn log_name(first: u64) -> String {
+    pub(crate) fn log_name(first: u64) -> String {
         log_file::file_path("ing-0", first)
             .filename()
             .unwrap()
