@@ -143,10 +143,6 @@ async fn run(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(
-        "x-influxdb-version",
-        HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
-    );
     Ok(response)
 }
 

@@ -90,14 +90,37 @@ fn app_with(edge: Arc<Edge>, extra: Router) -> Router {
 }
 
 /// What every role's HTTP service has around its routes: JSON errors for
-/// unknown paths and methods, request ids, and request metrics.
+/// unknown paths and methods, request ids, request metrics, and InfluxDB's
+/// response headers.
 fn finish(router: Router) -> Router {
     router
         .fallback(|| async { Error::PathNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(axum::middleware::from_fn(metrics_http::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::from_fn(influxdb_headers))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// `Request-Id` as InfluxDB 1.x and 2.x name it, beside `X-Request-Id`.
+const INFLUX_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
+/// The headers InfluxDB puts on every response, which v1 clients and
+/// Chronograf read: `X-Influxdb-Version`, and the request id also as
+/// `Request-Id`.
+async fn influxdb_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Some(id) = headers.get(REQUEST_ID).cloned() {
+        headers.insert(INFLUX_REQUEST_ID, id);
+    }
+    headers
+        .entry("x-influxdb-version")
+        .or_insert(HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+    response
 }
 
 /// Upper-cases a method sent in lower case: InfluxDB's own documentation example is
@@ -190,8 +213,6 @@ fn query_routes(query: Arc<QueryFrontend>) -> Router {
 
 async fn ping() -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
-    let version = HeaderValue::from_static(env!("CARGO_PKG_VERSION"));
-    r.headers_mut().insert("x-influxdb-version", version);
     r.headers_mut()
         .insert("x-influxdb-build", HeaderValue::from_static("inflow"));
     r

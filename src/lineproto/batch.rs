@@ -1247,15 +1247,15 @@ mod tests {
 
     #[test]
     fn series_with_escaped_spaces_are_told_apart() {
-        let p = parse("m,t=a\\ b f=1\nm,t=a\\\\ b=1\nm,t=a\\ b f=2\nm,t=a\\\\ b=2");
+        let p = parse("m,t=a\\ b f=1\nm,t=a\\\\x b=1\nm,t=a\\ b f=2\nm,t=a\\\\x b=2");
         assert_eq!(p.error_count, 0, "{:?}", p.errors);
         assert_eq!(
             tags(&p, 0, "t"),
             [
                 Some("a b".into()),
-                Some("a\\".into()),
+                Some("a\\x".into()),
                 Some("a b".into()),
-                Some("a\\".into())
+                Some("a\\x".into())
             ]
         );
         assert_eq!(floats(&p, 0, "b"), [None, Some(1.0), None, Some(2.0)]);

@@ -480,6 +480,9 @@ impl<'a> Cursor<'a> {
             pos = scan::find_any(bytes, pos, self.limit, stop_set(stop));
         }
         owned.push_str(&self.text[segment..pos]);
+        if owned.ends_with('\\') {
+            return Err(self.fault(begin, Problem::EndsWithBackslash));
+        }
         self.pos = pos;
         Ok(Cow::Owned(owned))
     }
@@ -678,6 +681,31 @@ mod tests {
             ]
         );
         assert_eq!(line.timestamp, Some((17, body.len() - 2)));
+    }
+
+    /// A name or tag value that ends in a backslash once unescaped is
+    /// refused, as InfluxDB 3's parser does (`EndsWithBackslash`, for the Go
+    /// parser's sake); one with a backslash inside is kept.
+    #[test]
+    fn names_ending_in_a_backslash_are_refused() {
+        for line in [
+            r"m\\,t=v f=1",
+            r"m,t\\=v f=1",
+            r"m,t=v\\ f=1",
+            r"m,t=v\\,u=w f=1",
+            r"m f\\=1",
+        ] {
+            let fault = parse(line).map(|_| ()).unwrap_err();
+            assert_eq!(fault.problem, Problem::EndsWithBackslash, "{line}");
+        }
+        let line = parse(r"m\\x,t=v\\w f\\y=1").unwrap();
+        assert_eq!(line.measurement, r"m\x");
+        assert_eq!(line.tags[0].value, r"v\w");
+        assert_eq!(line.fields[0].key, r"f\y");
+        assert_eq!(
+            Problem::EndsWithBackslash.to_string(),
+            "Measurements, tag keys and values, and field keys may not end with a backslash"
+        );
     }
 
     #[test]
@@ -963,10 +991,10 @@ mod tests {
 
     #[test]
     fn escapes() {
-        let line = parse(r"m\,e\ a\=s\x,t\,k\=e\ y=t\,v\=a\ l\\ f\,k\=e\ y=1").unwrap();
+        let line = parse(r"m\,e\ a\=s\x,t\,k\=e\ y=t\,v\=a\ l\\z f\,k\=e\ y=1").unwrap();
         assert_eq!(line.measurement, r"m,e a\=s\x");
         assert_eq!(line.tags[0].key, "t,k=e y");
-        assert_eq!(line.tags[0].value, r"t,v=a l\");
+        assert_eq!(line.tags[0].value, r"t,v=a l\z");
         assert_eq!(line.fields[0].key, "f,k=e y");
         // `=` needs no escape in a measurement or a tag value.
         let line = parse("a=b,t=x=y f=1").unwrap();

@@ -34,6 +34,9 @@ pub(crate) enum Problem<'a> {
     UnterminatedString(Cow<'a, str>),
     AfterString(Cow<'a, str>),
     TrailingBackslash,
+    /// A measurement, tag key, tag value or field key that ends in a
+    /// backslash once unescaped (InfluxDB 3's `EndsWithBackslash`).
+    EndsWithBackslash,
     /// A tag named `time` (on the measurement).
     TimeTag(Cow<'a, str>),
     /// A tag or field key the server uses for its own columns.
@@ -172,6 +175,10 @@ impl fmt::Display for Problem<'_> {
                 Snip(k)
             ),
             Self::TrailingBackslash => f.write_str("line ends with a backslash"),
+            // InfluxDB 3's words (kept for the Go parser's sake there).
+            Self::EndsWithBackslash => f.write_str(
+                "Measurements, tag keys and values, and field keys may not end with a backslash",
+            ),
             Self::ReservedName(k) => write!(
                 f,
                 "column name {} is reserved (names beginning with \"{RESERVED_PREFIX}\" are the server's)",

@@ -65,11 +65,16 @@ impl Rng {
     }
 
     /// A non-empty name without `\n` (no escape yields a bare newline in a
-    /// name: InfluxDB keeps a backslash before one).
+    /// name: InfluxDB keeps a backslash before one), not ending in a
+    /// backslash (refused, as InfluxDB 3 refuses it).
     fn name(&mut self) -> String {
         let max = if self.chance(5) { 200 } else { 8 };
         let len = 1 + self.below(max);
-        (0..len).map(|_| self.char(false)).collect()
+        let mut name: String = (0..len).map(|_| self.char(false)).collect();
+        if name.ends_with('\\') {
+            name.push('x');
+        }
+        name
     }
 
     fn string(&mut self) -> String {

@@ -683,3 +683,75 @@ async fn every_body_past_the_limit_is_a_json_413() {
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+/// A measurement, tag key, tag value or field key that ends in a backslash
+/// once unescaped is refused by line on all three write endpoints, as
+/// InfluxDB 3 refuses it (`EndsWithBackslash`); the good lines are written.
+/// Before, `t=bad\\` was stored as the value `bad\`.
+#[tokio::test]
+async fn names_ending_in_a_backslash_are_refused_on_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let auth = ("authorization", "Token test-admin-token");
+    let message = "Measurements, tag keys and values, and field keys may not end with a backslash";
+    let body = "m,t=ok f=1 1\nm,t=bad\\\\ f=2 2\nm\\\\,t=x f=3 3\nm f\\\\=4 4";
+    for (path, db) in [
+        ("/api/v2/write?bucket=v2&precision=ns", "v2"),
+        ("/write?db=v1&precision=ns", "v1"),
+        ("/api/v3/write_lp?db=v3&precision=nanosecond", "v3"),
+    ] {
+        let r = request("POST", &server.url(path), &[auth], body).await;
+        assert_eq!(r.status, 400, "{path}: {:?}", r.body);
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(text.contains(message), "{path}: {text}");
+        let q = server.url(&format!(
+            "/api/v3/query_sql?db={db}&format=json&q=SELECT%20t%2C%20f%20FROM%20m"
+        ));
+        let rows = request("GET", &q, &[auth], "").await;
+        assert_eq!(rows.status, 200, "{db}: {:?}", rows.body);
+        assert_eq!(rows.json(), json!([{"t": "ok", "f": 1.0}]), "{db}");
+    }
+}
+
+/// Every response carries `X-Influxdb-Version` (as InfluxDB 1.x sends it, and
+/// as v1 clients and Chronograf read it) and the request id as both
+/// `X-Request-Id` and `Request-Id`: the client's, echoed, or a new one.
+#[tokio::test]
+async fn every_response_names_the_version_and_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    const AUTH: &[(&str, &str)] = &[("authorization", "Token test-admin-token")];
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        u16,
+    );
+    let cases: [Case; 5] = [
+        ("POST", "/api/v2/write?bucket=db", AUTH, "m f=1", 204),
+        ("POST", "/api/v2/write?bucket=db", AUTH, "m f=", 400),
+        ("GET", "/query?db=db&q=SHOW%20MEASUREMENTS", AUTH, "", 200),
+        ("GET", "/api/v3/configure/database", &[], "", 401),
+        ("GET", "/nowhere", &[], "", 404),
+    ];
+    for (method, path, headers, body, status) in cases {
+        let r = request(method, &server.url(path), headers, body).await;
+        assert_eq!(r.status, status, "{path}: {:?}", r.body);
+        assert_eq!(
+            r.headers["x-influxdb-version"],
+            env!("CARGO_PKG_VERSION"),
+            "{path}"
+        );
+        assert!(!r.headers["x-request-id"].is_empty(), "{path}");
+        assert_eq!(r.headers["request-id"], r.headers["x-request-id"], "{path}");
+        let mut sent = headers.to_vec();
+        sent.push(("x-request-id", "abc-123"));
+        let r = request(method, &server.url(path), &sent, body).await;
+        assert_eq!(
+            (&r.headers["x-request-id"], &r.headers["request-id"]),
+            (&"abc-123".parse().unwrap(), &"abc-123".parse().unwrap()),
+            "{path}"
+        );
+    }
+}
