@@ -37,7 +37,8 @@ pub struct Metrics {
     /// Bytes of line protocol received, after gzip inflation.
     pub line_bytes: IntCounter,
     /// Lines rejected as malformed or conflicting.
-    pub rejected_lines: IntCounter,
+    /// Bad lines, by database and reason (a fixed set).
+    pub rejected_lines: IntCounterVec,
     /// Parts of a write sent to another ingester because one failed.
     pub failovers: IntCounter,
     /// Bytes an ingester holds in memory, not yet in Parquet.
@@ -95,8 +96,14 @@ impl Metrics {
                 "Bytes of line protocol received, after decompression",
             )
             .expect("valid metric"),
-            rejected_lines: IntCounter::new("write_rejected_lines_total", "Lines rejected")
-                .expect("valid metric"),
+            rejected_lines: IntCounterVec::new(
+                Opts::new(
+                    "write_rejected_lines_total",
+                    "Lines rejected, by database and reason",
+                ),
+                &["database", "reason"],
+            )
+            .expect("valid metric"),
             failovers: IntCounter::new(
                 "route_failovers_total",
                 "Write parts sent to another ingester after one failed",

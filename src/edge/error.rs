@@ -479,6 +479,7 @@ mod tests {
             line: 2,
             column: 9,
             message: "bad value".into(),
+            reason: crate::lineproto::Reason::InvalidValue,
             original: "m,t=b f=oops 2".into(),
         };
         let error = Error::LineErrors {

@@ -628,6 +628,7 @@ fn line_error(original: &str, column: usize) -> LineError {
         line: 1,
         column,
         message: "x".into(),
+        reason: super::Reason::Syntax,
         original: original.into(),
     }
 }

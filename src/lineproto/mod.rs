@@ -104,6 +104,7 @@ pub use crate::schema::ColumnType;
 
 use batch::{Quotas, Tables};
 use parse::{Fault, Line, Problem};
+pub use problem::Reason;
 
 /// The unit of the timestamps in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +269,8 @@ pub struct LineError {
     pub column: usize,
     /// The reason, e.g. `invalid float value "1.2.3" for field "usage"`.
     pub message: String,
+    /// Its kind, for metrics and logs.
+    pub reason: Reason,
     /// The line as sent, cut to [`EXCERPT_BYTES`] (InfluxDB 3's `original_line`).
     pub original: String,
 }
@@ -336,6 +339,8 @@ pub struct ParsedBody {
     pub errors: Vec<LineError>,
     /// All bad lines.
     pub error_count: usize,
+    /// Bad lines by [`Reason`] (indexed by `reason as usize`).
+    pub rejected: [usize; Reason::ALL.len()],
     /// Points accepted.
     pub lines: usize,
     /// Field values accepted.
@@ -540,10 +545,13 @@ impl<'b> Run<'_, 'b> {
 
     fn error(&mut self, line: usize, fault: Fault<'_>, source: &str) {
         self.out.error_count += 1;
+        let reason = fault.problem.reason();
+        self.out.rejected[reason as usize] += 1;
         if self.out.errors.len() < self.opts.max_errors {
             self.out.errors.push(LineError {
                 line,
                 column: fault.at + 1,
+                reason,
                 message: fault.problem.to_string(),
                 original: excerpt(source),
             });
@@ -878,6 +886,7 @@ mod tests {
             line: 3,
             column: 17,
             message: "bad".into(),
+            reason: Reason::Syntax,
             original: "m f=1".into(),
         };
         assert_eq!(e.to_string(), "line 3, column 17: bad");

@@ -102,6 +102,94 @@ pub(crate) enum Problem<'a> {
     InvalidUtf8,
 }
 
+impl Problem<'_> {
+    /// The kind of problem, from a small fixed set: a metric label and a
+    /// log field (the message, with the client's text in it, is not).
+    pub(crate) fn reason(&self) -> Reason {
+        match self {
+            Self::MissingMeasurement
+            | Self::MissingFieldSet
+            | Self::MissingTagKey
+            | Self::TagWithoutEquals(_)
+            | Self::EmptyTagValue(_)
+            | Self::MissingFieldKey
+            | Self::FieldWithoutEquals(_)
+            | Self::MissingFieldValue(_)
+            | Self::UnterminatedString(_)
+            | Self::AfterString(_)
+            | Self::TrailingBackslash
+            | Self::EndsWithBackslash
+            | Self::TrailingText(_)
+            | Self::DuplicateTag(_)
+            | Self::InvalidUtf8 => Reason::Syntax,
+            Self::InvalidValue { .. } | Self::OutOfRange { .. } => Reason::InvalidValue,
+            Self::TimeTag(_) | Self::ReservedName(_) | Self::TimeOnlyField(_) => {
+                Reason::ReservedName
+            }
+            Self::TooLong { .. } | Self::LineTooLong(_) => Reason::TooLong,
+            Self::InvalidTimestamp(_) | Self::TimestampOutOfRange { .. } => {
+                Reason::InvalidTimestamp
+            }
+            Self::OlderThanRetention { .. } => Reason::Retention,
+            Self::DuplicateFieldTypes { .. } | Self::TypeConflict { .. } => Reason::TypeConflict,
+            Self::SeriesQuota { .. } => Reason::SeriesQuota,
+            Self::TooManyColumns { .. } | Self::TableQuota { .. } | Self::ColumnQuota { .. } => {
+                Reason::SchemaQuota
+            }
+        }
+    }
+}
+
+/// Why lines are rejected, in few enough kinds to label a metric with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Not line protocol: a missing part, a bad escape, bytes that are not UTF-8.
+    Syntax,
+    /// A field value that does not parse or does not fit its type.
+    InvalidValue,
+    /// A field or tag whose type differs from the one fixed for its column.
+    TypeConflict,
+    /// A name the server keeps for itself (`time`, `_inflow_…`).
+    ReservedName,
+    /// A line, name or value past its length limit.
+    TooLong,
+    InvalidTimestamp,
+    /// Older than the database's retention period.
+    Retention,
+    /// Past the database's table or column quota.
+    SchemaQuota,
+    /// Past the database's series quota.
+    SeriesQuota,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::Syntax,
+        Reason::InvalidValue,
+        Reason::TypeConflict,
+        Reason::ReservedName,
+        Reason::TooLong,
+        Reason::InvalidTimestamp,
+        Reason::Retention,
+        Reason::SchemaQuota,
+        Reason::SeriesQuota,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Syntax => "syntax",
+            Self::InvalidValue => "invalid_value",
+            Self::TypeConflict => "type_conflict",
+            Self::ReservedName => "reserved_name",
+            Self::TooLong => "too_long",
+            Self::InvalidTimestamp => "invalid_timestamp",
+            Self::Retention => "retention",
+            Self::SchemaQuota => "schema_quota",
+            Self::SeriesQuota => "series_quota",
+        }
+    }
+}
+
 /// A problem and the 0-based byte offset within its line where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Fault<'a> {

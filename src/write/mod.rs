@@ -15,6 +15,7 @@
 
 mod batch;
 mod check;
+mod rejected;
 mod schema;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::auth::Principal;
 use crate::catalog::{Catalog, CatalogError, Database, DbId, SchemaLimits};
 use crate::clock::SharedClock;
 use crate::error::ErrorKind;
-use crate::lineproto::{LineError, ParseOptions, ParsedBody, TableBatch};
+use crate::lineproto::{LineError, ParseOptions, TableBatch};
 use crate::metrics::{metrics, stage};
 use crate::route::{RouteError, Router};
 use crate::series::{Committed, DbSeries, SeriesDay, SeriesError, SeriesRegistry, day_of};
@@ -318,34 +319,23 @@ impl Writer {
         let parsed = loop {
             races.next()?;
             let parse = check::parse(text.clone(), &opts, &db, &series);
-            let (parsed, found) = stage("parse", parse).await?;
+            let (mut parsed, found) = stage("parse", parse).await?;
             let refused = parsed.is_empty() || (parsed.error_count > 0 && !mode.accept_partial);
             if refused || mode.dry_run {
                 break parsed;
             }
             let span = tracing::info_span!("write", database = %db.name, lines = parsed.lines);
-            let (lines, errors, error_count, fields) = (
-                parsed.lines,
-                parsed.errors,
-                parsed.error_count,
-                parsed.fields,
-            );
+            // The tables go to the ingesters; the line errors are answered below.
+            let tables = std::mem::take(&mut parsed.tables);
             if self
-                .commit(&db, &series, parsed.tables, &found, mode.no_sync, span)
+                .commit(&db, &series, tables, &found, mode.no_sync, span)
                 .await?
             {
-                m.lines.inc_by(lines as u64);
-                // Its tables went to the ingesters; its line errors are answered below.
-                break ParsedBody {
-                    tables: Vec::new(),
-                    errors,
-                    error_count,
-                    lines,
-                    fields,
-                };
+                m.lines.inc_by(parsed.lines as u64);
+                break parsed;
             }
         };
-        m.rejected_lines.inc_by(parsed.error_count as u64);
+        rejected::record(&db.name, &parsed);
         if parsed.is_empty() && parsed.error_count == 0 {
             return Err(WriteError::EmptyBody);
         }

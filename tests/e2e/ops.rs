@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::clients::{python, python_json, script};
-use crate::harness::{ADMIN_TOKEN, Server, write};
+use crate::harness::{ADMIN_TOKEN, Server, request, write};
 
 /// The value of the sample `name` whose labels include `labels`.
 fn sample(scrape: &Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -57,8 +57,9 @@ async fn metrics_count_what_happened_in_prometheus_text_format() {
         sample(&scrape, "inflow_write_bytes_total", &[]),
         Some((2 * body.len() + 5) as f64)
     );
+    let rejected = [("database", "mdb"), ("reason", "syntax")];
     assert_eq!(
-        sample(&scrape, "inflow_write_rejected_lines_total", &[]),
+        sample(&scrape, "inflow_write_rejected_lines_total", &rejected),
         Some(1.0)
     );
     let latency = [("api", "v2"), ("status", "204")];
@@ -213,4 +214,53 @@ async fn json_logs_never_contain_a_token() {
     for t in [ADMIN_TOKEN, token.as_str(), wrong] {
         assert!(!text.contains(t), "a token was logged");
     }
+}
+
+/// A rejected line is logged for the operator (database, line, column,
+/// reason, never the token), at most once a second however many come; and
+/// counted by database and reason.
+#[tokio::test]
+async fn rejected_lines_are_logged_at_most_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_logging_to(
+        &data,
+        &["--log-filter", "warn", "--log-format", "json"],
+        &[("INFLOW_ADMIN_TOKEN", ADMIN_TOKEN)],
+        std::process::Stdio::from(log),
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let r = write(&server, "bucket=logs", ADMIN_TOKEN, "m v=1 1\nm v=oops 2\n").await;
+        assert_eq!(r.status, 400);
+    }
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let logged: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| l["fields"]["message"] == "line rejected")
+        .collect();
+    let seconds = took.as_secs() as usize + 2;
+    assert!(
+        !logged.is_empty() && logged.len() <= seconds,
+        "{} lines in {took:?}: {text}",
+        logged.len()
+    );
+    let first = &logged[0]["fields"];
+    assert_eq!(first["database"], "logs");
+    assert_eq!(first["line"], 2);
+    assert_eq!(first["column"], 5);
+    assert_eq!(first["reason"], "invalid_value");
+    assert!(!text.contains(ADMIN_TOKEN), "the token is never logged");
+    let body = request("GET", &server.url("/metrics"), &[], "").await.body;
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains(
+            "inflow_write_rejected_lines_total{database=\"logs\",reason=\"invalid_value\"} 50"
+        ),
+        "{metrics}"
+    );
 }
