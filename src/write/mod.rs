@@ -102,10 +102,12 @@ pub struct WriteLimits {
     /// Longest line accepted, in bytes (longer lines are rejected by number).
     #[arg(long, env = "INFLOW_MAX_LINE_BYTES", default_value_t = 1 << 20)]
     pub max_line_bytes: usize,
-    /// Most tables a database may have (422 for a write that would add more).
+    /// Most tables a database may have; a line that would add one more is
+    /// rejected (400, naming the line), the good lines are written.
     #[arg(long, env = "INFLOW_MAX_TABLES_PER_DATABASE", default_value_t = 2000)]
     pub max_tables_per_database: usize,
-    /// Most columns a table may have, `time` included (422 above it).
+    /// Most columns a table may have, `time` included; a line that would add
+    /// one more is rejected (400, naming the line).
     #[arg(long, env = "INFLOW_MAX_COLUMNS_PER_TABLE", default_value_t = 500)]
     pub max_columns_per_table: usize,
     /// Most series (tables × tag sets with data inside the retention period)
