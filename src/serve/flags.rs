@@ -103,9 +103,10 @@ pub struct StoreArgs {
     /// S3 endpoint URL, for S3-compatible servers (default: AWS).
     #[arg(long, env = "INFLOW_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
-    /// S3 region.
-    #[arg(long, env = "INFLOW_S3_REGION", default_value = "us-east-1")]
-    pub s3_region: String,
+    /// S3 region (default: `AWS_REGION` or `AWS_DEFAULT_REGION`, else
+    /// us-east-1); given, it wins over them.
+    #[arg(long, env = "INFLOW_S3_REGION")]
+    pub s3_region: Option<String>,
 }
 
 /// The secrets: the operator's token and the one the roles share.

@@ -631,22 +631,36 @@ fn object_store(args: &ServeArgs) -> Result<Store, ServeError> {
                 flag: "--s3-bucket",
                 role: args.role,
             })?;
-            let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_region(&args.store.s3_region);
-            if let Some(endpoint) = &args.store.s3_endpoint {
-                builder = builder
-                    .with_endpoint(endpoint)
-                    .with_allow_http(endpoint.starts_with("http://"))
-                    .with_virtual_hosted_style_request(false);
-            }
-            let s3 = builder.build().map_err(|e| ServeError::Store(e.into()))?;
+            let from_env = object_store::aws::AmazonS3Builder::from_env();
+            let s3 = s3_builder(&args.store, bucket, from_env)
+                .build()
+                .map_err(|e| ServeError::Store(e.into()))?;
             // The data dir still holds this process's own files (token, id).
             std::fs::create_dir_all(&args.store.data_dir)
                 .map_err(io(format!("creating {}", args.store.data_dir.display())))?;
             Ok(Store::remote(Arc::new(s3)))
         }
     }
+}
+
+/// The S3 client's settings: the `AWS_*` environment (`base`), then the
+/// flags given, which win.
+fn s3_builder(
+    store: &StoreArgs,
+    bucket: &str,
+    base: object_store::aws::AmazonS3Builder,
+) -> object_store::aws::AmazonS3Builder {
+    let mut builder = base.with_bucket_name(bucket);
+    if let Some(region) = &store.s3_region {
+        builder = builder.with_region(region);
+    }
+    if let Some(endpoint) = &store.s3_endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
+    }
+    builder
 }
 
 /// Takes an exclusive `flock` on `<root>/.lock`; the kernel drops it when the
@@ -705,6 +719,30 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--s3-region` wins over `AWS_REGION` only when given: the region the
+    /// environment set (here put into the builder, as `from_env` would) stays.
+    #[test]
+    fn the_s3_region_flag_overrides_the_environment_only_when_given() {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let store = |region: Option<&str>| StoreArgs {
+            data_dir: "d".into(),
+            object_store: ObjectStoreKind::S3,
+            s3_bucket: Some("b".into()),
+            s3_endpoint: None,
+            s3_region: region.map(String::from),
+        };
+        let env = || AmazonS3Builder::new().with_region("eu-west-3");
+        let region = |b: AmazonS3Builder| b.get_config_value(&AmazonS3ConfigKey::Region);
+        assert_eq!(
+            region(s3_builder(&store(None), "b", env())).as_deref(),
+            Some("eu-west-3")
+        );
+        assert_eq!(
+            region(s3_builder(&store(Some("us-west-2")), "b", env())).as_deref(),
+            Some("us-west-2")
+        );
+    }
 
     #[test]
     fn ingester_sources() {
