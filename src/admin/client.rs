@@ -55,6 +55,16 @@ impl Target {
                 })
             }
             None => {
+                // A server makes `catalog/` on its first start; without it
+                // this is not a server's data directory (a typo, a wrong
+                // mount), and opening it would create an empty catalog.
+                if !args.data_dir.join("catalog").is_dir() {
+                    return Err(format!(
+                        "no inflow catalog under {}: give the --data-dir a server uses \
+                         (it makes one on its first start), or --host to reach a running server",
+                        args.data_dir.display()
+                    ));
+                }
                 let store = Store::local(&args.data_dir).map_err(|e| e.to_string())?;
                 let catalog = Catalog::load(store).await.map_err(|e| e.to_string())?;
                 Ok(Self::Local(catalog))

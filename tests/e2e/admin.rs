@@ -740,3 +740,46 @@ async fn the_series_quota_names_the_line_and_holds_across_a_restart() {
     assert_eq!(rows, json!([{"n": 5}]));
     assert!(s.stop().success());
 }
+
+/// Offline, the CLI works on a server's data directory: given one no
+/// server ever used (a typo, a wrong mount), it refuses, naming it, instead
+/// of creating an empty catalog there and answering as if it held nothing.
+#[test]
+fn offline_commands_refuse_a_data_dir_without_a_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for data_dir in [&missing, &empty] {
+        for args in [
+            &["database", "list"][..],
+            &["database", "create", "x"],
+            &[
+                "token",
+                "create",
+                "--database",
+                "x",
+                "--permission",
+                "write",
+            ],
+        ] {
+            let out = Command::new(binary())
+                .args(args)
+                .arg("--data-dir")
+                .arg(data_dir)
+                .env_remove("INFLOW_HOST")
+                .env_remove("INFLOW_TOKEN")
+                .env_remove("INFLOW_DATA_DIR")
+                .output()
+                .expect("inflow runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} on {data_dir:?}: {stderr}");
+            assert!(
+                stderr.contains("no inflow catalog under") && stderr.contains("--host"),
+                "{stderr}"
+            );
+        }
+    }
+    assert!(!missing.exists(), "nothing was created");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
