@@ -340,7 +340,12 @@ pub enum AdminTokenSource {
     Generated(PathBuf),
 }
 
-/// Resolves the operator token: `INFLOW_ADMIN_TOKEN`, else `--admin-token-file`, else
+/// The environment variables that give the operator token, first wins:
+/// `INFLOW_TOKEN` is the one the CLI reads too (so one variable serves
+/// both); `INFLOW_ADMIN_TOKEN` is its older name, still read.
+pub const TOKEN_VARIABLES: [&str; 2] = ["INFLOW_TOKEN", "INFLOW_ADMIN_TOKEN"];
+
+/// Resolves the operator token: the environment ([`TOKEN_VARIABLES`]), else `--admin-token-file`, else
 /// the file in the data directory, generated with mode 0600 if it does not exist.
 pub fn admin_token(
     env_value: Option<String>,

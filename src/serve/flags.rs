@@ -112,8 +112,9 @@ pub struct StoreArgs {
 /// The secrets: the operator's token and the one the roles share.
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    /// File holding the operator token (else `INFLOW_ADMIN_TOKEN`, else generated
-    /// into `<data-dir>/admin-token`).
+    /// File holding the operator token (else the `INFLOW_TOKEN` variable,
+    /// which the CLI reads too, or its older name `INFLOW_ADMIN_TOKEN`; else
+    /// generated into `<data-dir>/admin-token`).
     #[arg(long, env = "INFLOW_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// File holding the secret shared between roles (generated in `all`).

@@ -503,14 +503,21 @@ fn raise_open_file_limit(max_connections: usize) {
 /// The authorizer of an entry point: the operator token (announced on stdout)
 /// plus the catalog's tokens.
 fn operator_auth(args: &ServeArgs, catalog: Arc<Catalog>) -> Result<Arc<Authorizer>, ServeError> {
-    let env_token = std::env::var("INFLOW_ADMIN_TOKEN").ok();
+    let from_env = crate::auth::TOKEN_VARIABLES.into_iter().find_map(|name| {
+        let value = std::env::var(name).ok()?;
+        (!value.trim().is_empty()).then_some((name, value))
+    });
+    let (env_name, env_token) = from_env.unzip();
     let (admin, source) = admin_token(
         env_token,
         args.tokens.admin_token_file.as_deref(),
         &args.store.data_dir,
     )?;
     match &source {
-        AdminTokenSource::Env => println!("inflow: operator token from INFLOW_ADMIN_TOKEN"),
+        AdminTokenSource::Env => println!(
+            "inflow: operator token from {}",
+            env_name.unwrap_or("the environment")
+        ),
         AdminTokenSource::File(p) => println!("inflow: operator token read from {}", p.display()),
         AdminTokenSource::Generated(p) => {
             println!(

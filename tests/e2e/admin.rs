@@ -783,3 +783,31 @@ fn offline_commands_refuse_a_data_dir_without_a_catalog() {
     assert!(!missing.exists(), "nothing was created");
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
+
+/// One variable for the server and the CLI: `INFLOW_TOKEN` sets the server's
+/// operator token and is what the CLI sends with `--host`; the older
+/// `INFLOW_ADMIN_TOKEN` still sets the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_variable_serves_the_server_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[], &[("INFLOW_TOKEN", "one-variable")]);
+    assert!(
+        s.stdout_lines
+            .iter()
+            .any(|l| l == "inflow: operator token from INFLOW_TOKEN"),
+        "{:?}",
+        s.stdout_lines
+    );
+    let r = write(&s, "bucket=one", "one-variable", "m f=1").await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let listed = cli(
+        &["database", "list", "--host", &s.base],
+        &[("INFLOW_TOKEN", "one-variable")],
+    );
+    assert!(listed.contains("one"), "{listed}");
+    drop(s);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &[], &[("INFLOW_ADMIN_TOKEN", "older-name")]);
+    let r = write(&s, "bucket=old", "older-name", "m f=1").await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+}

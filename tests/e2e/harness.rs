@@ -69,6 +69,7 @@ impl Server {
         }
         cmd.args(extra)
             .env_remove("INFLOW_ADMIN_TOKEN")
+            .env_remove("INFLOW_TOKEN")
             .stdout(Stdio::piped())
             .stderr(stderr);
         for (k, v) in env {
