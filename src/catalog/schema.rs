@@ -357,15 +357,33 @@ pub struct TableColumns<'a> {
 impl Catalog {
     /// Creates a database if it does not exist; returns its id.
     pub async fn create_database(&self, name: &str) -> Result<DbId, CatalogError> {
+        self.create_database_with(name, None).await
+    }
+
+    /// [`Self::create_database`] with a retention period for a database it
+    /// creates (one that exists keeps its own).
+    pub async fn create_database_with(
+        &self,
+        name: &str,
+        retention_ns: Option<i64>,
+    ) -> Result<DbId, CatalogError> {
         let state = self
             .commit(|s| {
                 if s.database(name).is_some() {
                     return Ok(vec![]);
                 }
-                Ok(vec![Op::CreateDatabase {
-                    id: s.last_database_id + 1,
+                let id = s.last_database_id + 1;
+                let mut ops = vec![Op::CreateDatabase {
+                    id,
                     name: name.to_string(),
-                }])
+                }];
+                if retention_ns.is_some() {
+                    ops.push(Op::SetRetention {
+                        database: id,
+                        retention_ns,
+                    });
+                }
+                Ok(ops)
             })
             .await?;
         Ok(state

@@ -199,6 +199,7 @@ mod tests {
             "compaction-min-files",
             "compaction-target-bytes",
             "data-dir",
+            "default-retention",
             "file-grace",
             "grpc-bind",
             "http-bind",

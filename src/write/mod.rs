@@ -134,6 +134,11 @@ pub struct WriteLimits {
     /// write for one of the --max-concurrent-writes slots).
     #[arg(long, env = "INFLOW_WRITE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
+    /// Retention period of databases created by a first write (Telegraf
+    /// creates its databases so), e.g. `30d`; without it they keep their data
+    /// until a retention period is set (`inflow database update`). 0: none.
+    #[arg(long, env = "INFLOW_DEFAULT_RETENTION", value_parser = humantime::parse_duration)]
+    pub default_retention: Option<Duration>,
 }
 
 /// How a write endpoint wants bad lines and durability handled.
@@ -297,7 +302,12 @@ impl Writer {
         if !principal.is_admin() {
             return Err(WriteError::DatabaseNotFound(name.to_string()));
         }
-        self.catalog.create_database(name).await?;
+        let retention = self
+            .limits
+            .default_retention
+            .filter(|d| !d.is_zero())
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        self.catalog.create_database_with(name, retention).await?;
         self.catalog.state().database(name).cloned().ok_or_else(|| {
             WriteError::Internal(format!("database \"{name}\" vanished after creation"))
         })

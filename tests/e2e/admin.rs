@@ -811,3 +811,48 @@ async fn one_token_variable_serves_the_server_and_the_cli() {
     let r = write(&s, "bucket=old", "older-name", "m f=1").await;
     assert_eq!(r.status, 204, "{:?}", r.body);
 }
+
+/// `--default-retention` (VictoriaMetrics' `-retentionPeriod`): a database
+/// created by its first write gets it, so a Telegraf database does not grow
+/// forever; one created through the API keeps what it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_created_by_a_first_write_get_the_default_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--default-retention", "1d"]);
+    let now_s = inflow::clock::Clock::now_ns(&inflow::clock::SystemClock) / 1_000_000_000;
+    let body = format!("m f=1 {now_s}\nm f=2 {}", now_s - 2 * 86_400);
+    let r = write(&s, "bucket=telegraf&precision=s", ADMIN_TOKEN, body).await;
+    assert_eq!(r.status, 400, "the two-day-old point is refused");
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        text.contains("older than the database's retention period"),
+        "{text}"
+    );
+    let made = api(
+        &s,
+        "POST",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        json!({"db": "kept"}),
+    )
+    .await;
+    assert_eq!(made.0, 200, "{:?}", made.1);
+    let (status, list) = api(
+        &s,
+        "GET",
+        "/api/v3/configure/database",
+        ADMIN_TOKEN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let retention = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["iox::database"] == name)
+            .map(|d| d["retention_period"].clone())
+    };
+    assert_eq!(retention("telegraf"), Some(json!("1d")), "{list}");
+    assert_eq!(retention("kept"), Some(json!("none")), "{list}");
+}
