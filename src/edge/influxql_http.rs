@@ -22,7 +22,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::error::{Error, V1Error};
 use super::frontend::QueryFrontend;
-use crate::auth::{Principal, v1_token};
+use crate::auth::Principal;
 use crate::influxql::Context;
 use crate::influxql::ast::{Query, Statement};
 use crate::influxql::result::{self, StatementResult, TimeFormat};
@@ -92,8 +92,10 @@ async fn run(
     params: HashMap<String, String>,
 ) -> Result<Response, Error> {
     let get = |k: &str| params.get(k).map(String::as_str);
-    let token = v1_token(headers.get(header::AUTHORIZATION), get("p"))?;
-    let principal = frontend.auth.authenticate_token(&token).await?;
+    let principal = frontend
+        .auth
+        .authenticate_v1(headers.get(header::AUTHORIZATION), get("p"))
+        .await?;
     let q = get("q")
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| Error::InvalidQuery("missing required parameter \"q\"".into()))?;

@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Edge;
 use super::write::{QueryParams, write_request};
-use crate::auth::v1_token;
 use crate::edge::error::{Error, V1Error};
 use crate::lineproto::{ParseOptions, Precision};
 use crate::write::WriteMode;
@@ -75,10 +74,9 @@ pub async fn write(
     // Credentials may be in the query, so read it first, but judge them first.
     let params = V1Params::parse(query.as_deref());
     let password = params.as_ref().ok().and_then(|p| p.password.as_deref());
-    let token = v1_token(headers.get(header::AUTHORIZATION), password).map_err(Error::from)?;
     let principal = edge
         .auth
-        .authenticate_token(&token)
+        .authenticate_v1(headers.get(header::AUTHORIZATION), password)
         .await
         .map_err(Error::from)?;
     let params = params?;

@@ -117,6 +117,11 @@ pub struct TokenArgs {
     /// generated into `<data-dir>/admin-token`).
     #[arg(long, env = "INFLOW_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Let every request in as the operator, with or without a token: for
+    /// local development only (as InfluxDB 3 Core's `--without-auth`).
+    /// Logged as a warning at start.
+    #[arg(long, env = "INFLOW_WITHOUT_AUTH")]
+    pub without_auth: bool,
     /// File holding the secret shared between roles (generated in `all`).
     #[arg(long, env = "INFLOW_CLUSTER_TOKEN_FILE")]
     pub cluster_token_file: Option<PathBuf>,
@@ -242,6 +247,7 @@ mod tests {
             "tls-cert",
             "tls-key",
             "wal-flush-interval",
+            "without-auth",
             "write-replicas",
             "write-timeout",
         ];

@@ -526,7 +526,15 @@ fn operator_auth(args: &ServeArgs, catalog: Arc<Catalog>) -> Result<Arc<Authoriz
             )
         }
     }
-    Ok(Arc::new(Authorizer::new(&admin, catalog)))
+    let auth = Authorizer::new(&admin, catalog);
+    if args.tokens.without_auth {
+        let warning = "--without-auth: every request is let in as the operator, with or \
+                       without a token; for local development only, never where others can connect";
+        println!("inflow: WARNING: {warning}");
+        tracing::warn!("{warning}");
+        return Ok(Arc::new(auth.without_auth()));
+    }
+    Ok(Arc::new(auth))
 }
 
 fn tls_acceptor(args: &ServeArgs) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {

@@ -856,3 +856,41 @@ async fn databases_created_by_a_first_write_get_the_default_retention() {
     assert_eq!(retention("telegraf"), Some(json!("1d")), "{list}");
     assert_eq!(retention("kept"), Some(json!("none")), "{list}");
 }
+
+/// `--without-auth` (local development): writes and queries need no token on
+/// any API, and the server says so loudly when it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_lets_every_request_in_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(dir.path(), &["--without-auth"], &[]);
+    assert!(
+        s.stdout_lines
+            .iter()
+            .any(|l| l.starts_with("inflow: WARNING: --without-auth")),
+        "{:?}",
+        s.stdout_lines
+    );
+    for path in [
+        "/api/v2/write?bucket=dev",
+        "/write?db=dev",
+        "/api/v3/write_lp?db=dev",
+    ] {
+        let r = request("POST", &s.url(path), &[], "m f=1").await;
+        assert_eq!(r.status, 204, "{path}: {:?}", r.body);
+    }
+    let r = request(
+        "GET",
+        &s.url("/query?db=dev&q=SELECT%20f%20FROM%20m"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = request("GET", &s.url("/api/v3/configure/database"), &[], "").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Without the flag the same request is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let r = request("POST", &s.url("/api/v2/write?bucket=dev"), &[], "m f=1").await;
+    assert_eq!(r.status, 401);
+}
