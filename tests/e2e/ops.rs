@@ -187,13 +187,15 @@ async fn json_logs_never_contain_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("stderr.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let token = crate::harness::create_token(dir.path(), "logdb", "read,write");
     let server = Server::start_logging_to(
         dir.path(),
         &["--log-format", "json", "--log-filter", "trace"],
         &[("INFLOW_ADMIN_TOKEN", ADMIN_TOKEN)],
         log.into(),
     );
+    // Offline, on the data directory the server made (a token it has not
+    // read yet is looked up again on its first use).
+    let token = crate::harness::create_token(dir.path(), "logdb", "read,write");
     let wrong = "wrong-token-0123456789abcdef";
     for t in [ADMIN_TOKEN, token.as_str(), wrong] {
         write(&server, "bucket=logdb&org=o", t, "m,host=a v=1 1").await;
