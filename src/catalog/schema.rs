@@ -367,29 +367,7 @@ impl Catalog {
         name: &str,
         retention_ns: Option<i64>,
     ) -> Result<DbId, CatalogError> {
-        let state = self
-            .commit(|s| {
-                if s.database(name).is_some() {
-                    return Ok(vec![]);
-                }
-                let id = s.last_database_id + 1;
-                let mut ops = vec![Op::CreateDatabase {
-                    id,
-                    name: name.to_string(),
-                }];
-                if retention_ns.is_some() {
-                    ops.push(Op::SetRetention {
-                        database: id,
-                        retention_ns,
-                    });
-                }
-                Ok(ops)
-            })
-            .await?;
-        Ok(state
-            .database(name)
-            .map(|d| d.id)
-            .expect("database just created"))
+        self.create(name, retention_ns, false).await
     }
 
     /// Makes sure every table and column of a write exists with the write's types,
@@ -509,10 +487,24 @@ impl Catalog {
         name: &str,
         retention_ns: Option<i64>,
     ) -> Result<DbId, CatalogError> {
+        self.create(name, retention_ns, true).await
+    }
+
+    /// Creates `name` with its retention period in one entry; if it exists,
+    /// that is an error when `must_be_new`, else nothing changes.
+    async fn create(
+        &self,
+        name: &str,
+        retention_ns: Option<i64>,
+        must_be_new: bool,
+    ) -> Result<DbId, CatalogError> {
         let state = self
             .commit(|s| {
                 if s.database(name).is_some() {
-                    return Err(CatalogError::DatabaseExists(name.to_string()));
+                    return match must_be_new {
+                        true => Err(CatalogError::DatabaseExists(name.to_string())),
+                        false => Ok(vec![]),
+                    };
                 }
                 let id = s.last_database_id + 1;
                 let mut ops = vec![Op::CreateDatabase {
