@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +50,20 @@ pub fn routes(auth: Arc<Authorizer>, catalog: Arc<Catalog>, bodies: BodyReader) 
 
 impl AdminState {
     /// Only an operator token administers.
+    /// [`Self::admin`], then the JSON body read through the body reader
+    /// (after the token: an unknown caller's body is not read).
+    async fn admin_with_body<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(Admin<'_>, T), Error> {
+        let admin = self.admin(headers).await?;
+        let (bytes, _held) = self.bodies.read(headers, body).await?;
+        let parsed = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidQuery(format!("invalid JSON body: {e}")))?;
+        Ok((admin, parsed))
+    }
+
     async fn admin(&self, headers: &HeaderMap) -> Result<Admin<'_>, Error> {
         let principal = self
             .auth
@@ -78,11 +92,6 @@ fn query_param(query: Option<&str>, key: &str) -> Result<String, Error> {
         .ok_or_else(|| Error::InvalidQueryString(format!("missing query parameter {key:?}")))
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, Error> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::InvalidQuery(format!("invalid JSON body: {e}")))
-}
-
 #[derive(Deserialize)]
 struct DatabaseBody {
     db: String,
@@ -102,9 +111,7 @@ async fn create_database(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let (bytes, _held) = s.bodies.read(&headers, body).await?;
-    let b: DatabaseBody = json_body(&bytes)?;
+    let (admin, b): (_, DatabaseBody) = s.admin_with_body(&headers, body).await?;
     admin.create_database(&b.db, &b.settings).await?;
     Ok(StatusCode::OK)
 }
@@ -114,9 +121,7 @@ async fn update_database(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let (bytes, _held) = s.bodies.read(&headers, body).await?;
-    let b: DatabaseBody = json_body(&bytes)?;
+    let (admin, b): (_, DatabaseBody) = s.admin_with_body(&headers, body).await?;
     admin.update_database(&b.db, &b.settings).await?;
     Ok(StatusCode::OK)
 }
@@ -200,9 +205,7 @@ async fn create_token(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let (bytes, _held) = s.bodies.read(&headers, body).await?;
-    let b: TokenBody = json_body(&bytes)?;
+    let (admin, b): (_, TokenBody) = s.admin_with_body(&headers, body).await?;
     let perms = permissions(b.permissions)?;
     let token = admin
         .create_token(&b.token_name, perms, b.expiry_secs.map(Duration::from_secs))
@@ -215,9 +218,7 @@ async fn create_admin_token(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, V3Error> {
-    let admin = s.admin(&headers).await?;
-    let (bytes, _held) = s.bodies.read(&headers, body).await?;
-    let b: TokenBody = json_body(&bytes)?;
+    let (admin, b): (_, TokenBody) = s.admin_with_body(&headers, body).await?;
     let token = admin
         .create_token(
             &b.token_name,
