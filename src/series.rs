@@ -30,6 +30,7 @@ use prost::Message;
 use tokio::sync::oneshot;
 
 use crate::catalog::DbId;
+use crate::lineproto::SeriesQuota;
 use crate::proto::{FORMAT_VERSION, SeriesLog};
 use crate::store::{AppendLog, Appended, Put, Store, StoreError};
 
@@ -76,14 +77,6 @@ pub struct SeriesDay {
     pub new: bool,
 }
 
-/// A line would add a series past the quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OverQuota {
-    pub limit: usize,
-    /// Series the database has plus those the write added before this line.
-    pub current: usize,
-}
-
 /// The verdict on one line's series, to [`Admission::admit`] once the rest of
 /// the line is accepted too.
 #[derive(Debug, Clone, Copy)]
@@ -118,7 +111,7 @@ impl Admission {
         lookup: &dyn SeriesLookup,
         series: u64,
         time_ns: i64,
-    ) -> Result<Checked, OverQuota> {
+    ) -> Result<Checked, SeriesQuota> {
         let day = day_of(time_ns);
         let checked = |record, last: i32| Checked {
             series,
@@ -141,7 +134,7 @@ impl Admission {
             None => {
                 let current = lookup.count() + self.new;
                 if current >= lookup.limit() {
-                    return Err(OverQuota {
+                    return Err(SeriesQuota {
                         limit: lookup.limit(),
                         current,
                     });
@@ -201,7 +194,7 @@ impl<'a> LineAdmission<'a> {
 
     /// Whether a point of `series` at `time_ns` may be written; `Ok` holds
     /// the time before which later points of the series need no check.
-    pub fn check(&self, series: u64, time_ns: i64) -> Result<i64, OverQuota> {
+    pub fn check(&self, series: u64, time_ns: i64) -> Result<i64, SeriesQuota> {
         let checked = self
             .admission
             .borrow()
@@ -726,7 +719,7 @@ mod tests {
     }
 
     /// Admits `series` (all at day 10) one by one as a write would.
-    async fn write(db: &Arc<DbSeries>, series: &[u64]) -> Result<Vec<u64>, OverQuota> {
+    async fn write(db: &Arc<DbSeries>, series: &[u64]) -> Result<Vec<u64>, SeriesQuota> {
         let mut admission = Admission::default();
         let mut admitted = Vec::new();
         {
@@ -759,7 +752,7 @@ mod tests {
         // Full: a third series is refused, with the count so far.
         assert_eq!(
             a.check(&live, 3, at(10)).unwrap_err(),
-            OverQuota {
+            SeriesQuota {
                 limit: 2,
                 current: 2
             }
@@ -807,7 +800,7 @@ mod tests {
         // Checked again against what b now knows, one of them fits.
         assert_eq!(
             write(&db, &[3, 4]).await.unwrap_err(),
-            OverQuota {
+            SeriesQuota {
                 limit: 3,
                 current: 3
             }

@@ -61,12 +61,7 @@ impl LineCheck for WriteCheck<'_> {
     }
 
     fn check_series(&self, series: u64, time_ns: i64) -> Result<i64, SeriesQuota> {
-        self.series
-            .check(series, time_ns)
-            .map_err(|over| SeriesQuota {
-                limit: over.limit,
-                current: over.current,
-            })
+        self.series.check(series, time_ns)
     }
 
     fn admit_series(&self, series: u64) {
