@@ -50,6 +50,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// A budget of `max_buffered_body_bytes` permits (at most what a
+    /// semaphore holds), shared by the bodies one process reads.
+    pub fn budget(&self) -> Arc<Semaphore> {
+        let permits = self.max_buffered_body_bytes.min(Semaphore::MAX_PERMITS);
+        Arc::new(Semaphore::new(permits))
+    }
+
     /// When the next piece of a body that started at `start` and has brought
     /// `received` bytes so far must have arrived, for the minimum rate.
     fn rate_deadline(

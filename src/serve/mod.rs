@@ -257,12 +257,7 @@ async fn run_querier(
     let querier = querier.configured(&args.query);
     let querier = Arc::new(querier);
     querier.warm_summaries();
-    let budget = tokio::sync::Semaphore::new(
-        args.body
-            .max_buffered_body_bytes
-            .min(tokio::sync::Semaphore::MAX_PERMITS),
-    );
-    let bodies = BodyReader::new(args.body, Arc::new(budget));
+    let bodies = BodyReader::new(args.body, args.body.budget());
     let frontend = Arc::new(QueryFrontend::new(auth, querier, bodies));
     let listener = bind_http(args).await?;
     let (stopping, shutdown) = flag_on_shutdown(shutdown);
@@ -427,11 +422,7 @@ async fn serve_edge(
         writer: Arc::new(writer),
         limits: args.body,
         stopping: Default::default(),
-        body_bytes: Arc::new(tokio::sync::Semaphore::new(
-            args.body
-                .max_buffered_body_bytes
-                .min(tokio::sync::Semaphore::MAX_PERMITS),
-        )),
+        body_bytes: args.body.budget(),
     });
     let listener = bind_http(args).await?;
     let stopping = Arc::clone(&edge);
