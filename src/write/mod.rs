@@ -347,7 +347,7 @@ impl Writer {
                 break parsed;
             }
         };
-        rejected::record(&db.name, &parsed);
+        rejected::record(&db.name, &parsed, self.clock.now_ns());
         if parsed.is_empty() && parsed.error_count == 0 {
             return Err(WriteError::EmptyBody);
         }

@@ -5,7 +5,6 @@
 //! The token is never logged (it is not in a line error).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::lineproto::{ParsedBody, Reason};
 use crate::metrics::metrics;
@@ -16,8 +15,8 @@ static LAST_LOG_SECOND: AtomicU64 = AtomicU64::new(0);
 static NOT_LOGGED: AtomicU64 = AtomicU64::new(0);
 
 /// Counts the bad lines of `parsed` under `database`, and logs the first
-/// one unless a line was logged this second already.
-pub(super) fn record(database: &str, parsed: &ParsedBody) {
+/// one unless a line was logged in the second of `now_ns` already.
+pub(super) fn record(database: &str, parsed: &ParsedBody, now_ns: i64) {
     if parsed.error_count == 0 {
         return;
     }
@@ -30,9 +29,7 @@ pub(super) fn record(database: &str, parsed: &ParsedBody) {
                 .inc_by(n as u64);
         }
     }
-    let second = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let second = u64::try_from(now_ns / 1_000_000_000).unwrap_or(0);
     let last = LAST_LOG_SECOND.load(Ordering::Relaxed);
     let first = parsed.errors.first();
     let claimed = second > last
