@@ -199,9 +199,10 @@ impl Querier {
     /// This querier reading the time (retention cutoffs, InfluxQL's `now()`)
     /// from `clock`.
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        if let Some(sources) = Arc::get_mut(&mut self.sources) {
-            sources.clock = clock;
-        }
+        self.sources = Arc::new(Sources {
+            clock,
+            ..Sources::clone(&self.sources)
+        });
         self
     }
 

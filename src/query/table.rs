@@ -35,7 +35,7 @@ use crate::schema::{ColumnType, TIME_COLUMN};
 use crate::store::Store;
 
 /// Where a table's rows come from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Sources {
     pub catalog: Arc<Catalog>,
     pub store: Store,
