@@ -56,7 +56,8 @@ NON_DEFAULT = {
     "mode": "cluster",
     "fullnameOverride": "tsdb",
     "clusterDomain": "k8s.internal",
-    "image": {"repository": "registry.example.com/inflow", "tag": "9.9.9", "pullPolicy": "Always"},
+    "image": {"registry": "registry.example.com", "repository": "inflow", "tag": "9.9.9", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "regcred"}],
     "auth": {"adminToken": {"existingSecret": "ops-token", "secretKey": "token"},
              "clusterToken": {"existingSecret": "", "secretKey": "shared"}},
     "objectStore": {"type": "s3", "s3": {
@@ -66,18 +67,41 @@ NON_DEFAULT = {
     "edge": {"maxRequestBytes": 33554432, "maxDecompressedBytes": 67108864, "writeTimeout": "15s"},
     "ingest": {"bufferBytes": 536870912, "snapshotInterval": "1m", "leaseTtl": "20s"},
     "httpPort": 9086,
+    "tls": {"existingSecret": "tsdb-serving-cert"},
     "router": {"writeReplicas": 2, "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7,
                                                    "targetCPUUtilizationPercentage": 60},
-               "extraArgs": ["--max-line-bytes=2048"]},
-    "ingester": {"replicas": 4, "grpcPort": 9087, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2}},
-    "querier": {"replicas": 3, "podDisruptionBudget": {"enabled": False, "maxUnavailable": 1}},
+               "extraArgs": ["--max-line-bytes=2048"],
+               "env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://router-otel:4317"}],
+               "envFrom": [{"secretRef": {"name": "router-env"}}],
+               "extraVolumes": [{"name": "ca", "configMap": {"name": "ca-bundle"}}],
+               "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/extra", "readOnly": True}],
+               "updateStrategy": {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}},
+               "podLabels": {"tier": "edge"}, "podAntiAffinity": "soft"},
+    "ingester": {"replicas": 4, "grpcPort": 9087, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2},
+                 "startupProbe": {"failureThreshold": 720}, "updateStrategy": {"type": "OnDelete"},
+                 "podAntiAffinity": "hard", "podAntiAffinityTopologyKey": "topology.kubernetes.io/zone",
+                 "nodeSelector": {"disk": "ssd"},
+                 "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "tsdb", "effect": "NoSchedule"}],
+                 "priorityClassName": "critical", "podAnnotations": {"backup": "none"}},
+    "querier": {"replicas": 3, "podDisruptionBudget": {"enabled": False, "maxUnavailable": 1},
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["query"]}]}]}}},
+                "readinessProbe": {"periodSeconds": 2, "failureThreshold": 5},
+                "extraArgs": ["--query-timeout=1m"]},
+    "service": {"grpcPort": 9082},
     "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"}],
     "ingress": {"enabled": True, "className": "nginx", "hosts": ["tsdb.example.com"],
                 "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "120"},
-                "tls": [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]},
-    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
+                "tls": [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}],
+                "grpc": {"enabled": True, "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"}}},
+    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"},
+                       "namespace": "monitoring", "annotations": {"owner": "sre"},
+                       "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+                       "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}],
+                       "tlsConfig": {"serverName": "tsdb.inflow-test.svc",
+                                     "ca": {"secret": {"name": "tsdb-serving-cert", "key": "ca.crt"}}}},
     "networkPolicy": {"clientFrom": [{"namespaceSelector": {"matchLabels": {"team": "telemetry"}}}],
-                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+                      "metrics": {"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}},
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/tsdb"}},
     "podAnnotations": {"team": "telemetry"},
     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -271,9 +295,17 @@ def test_template_non_default_values():
         assert flag(w, "log-filter") == ["info,inflow=debug"] and flag(w, "shutdown-timeout") == ["45s"]
         env = {e["name"]: e for e in c["env"]}
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3-keys", "key": "secret"}
-        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel:4317"
+        # A component's env entry replaces the global one of its name.
+        assert [e["name"] for e in c["env"]].count("OTEL_EXPORTER_OTLP_ENDPOINT") == 1
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == \
+            ("http://router-otel:4317" if w is router else "http://otel:4317")
         spec = w["spec"]["template"]["spec"]
-        assert spec["priorityClassName"] == "high"
+        assert spec["priorityClassName"] == ("critical" if w is ingester else "high")
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+        # TLS: the user's kubernetes.io/tls Secret, mounted, named in the flags.
+        assert flag(w, "tls-cert") == ["/etc/inflow/tls/tls.crt"] and flag(w, "tls-key") == ["/etc/inflow/tls/tls.key"]
+        vols = {v["name"]: v for v in spec["volumes"]}
+        assert vols["tls"]["secret"]["secretName"] == "tsdb-serving-cert"
         (spread,) = spec["topologySpreadConstraints"]
         assert selects(spread["labelSelector"], w["spec"]["template"]["metadata"]["labels"])
         assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == \
@@ -302,11 +334,38 @@ def test_template_non_default_values():
         {"name": "tsdb-cluster-token", "items": [{"key": "shared", "path": "cluster-token"}]},
     ], sources
 
+    # Per component: envFrom, extra volumes, labels, strategies, scheduling, probes.
+    rc = router["spec"]["template"]["spec"]["containers"][0]
+    assert rc["envFrom"] == [{"secretRef": {"name": "router-env"}}]
+    assert {"name": "ca", "mountPath": "/etc/ssl/extra", "readOnly": True} in rc["volumeMounts"]
+    assert {"name": "ca", "configMap": {"name": "ca-bundle"}} in router["spec"]["template"]["spec"]["volumes"]
+    assert router["spec"]["template"]["metadata"]["labels"]["tier"] == "edge"
+    assert "tier" not in ingester["spec"]["template"]["metadata"]["labels"]
+    assert router["spec"]["strategy"] == {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}}
+    assert ingester["spec"]["updateStrategy"] == {"type": "OnDelete"} and "strategy" not in querier["spec"]
+    ispec = ingester["spec"]["template"]["spec"]
+    assert ispec["nodeSelector"] == {"disk": "ssd"} and ispec["tolerations"][0]["key"] == "dedicated"
+    assert "nodeSelector" not in router["spec"]["template"]["spec"]
+    assert ingester["spec"]["template"]["metadata"]["annotations"] == {"team": "telemetry", "backup": "none"}
+    assert router["spec"]["template"]["metadata"]["annotations"] == {"team": "telemetry"}
+    ic = ispec["containers"][0]
+    assert ic["startupProbe"]["failureThreshold"] == 720 and ic["startupProbe"]["periodSeconds"] == 5
+    qc = querier["spec"]["template"]["spec"]["containers"][0]
+    assert (qc["readinessProbe"]["periodSeconds"], qc["readinessProbe"]["failureThreshold"]) == (2, 5)
+    assert qc["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http", "scheme": "HTTPS"}
+    assert flag(querier, "query-timeout") == ["1m"]
+    # hard anti-affinity on the zone for ingesters; the querier's own affinity as given.
+    (term,) = ispec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "topology.kubernetes.io/zone"
+    assert selects(term["labelSelector"], ingester["spec"]["template"]["metadata"]["labels"])
+    assert querier["spec"]["template"]["spec"]["affinity"] == NON_DEFAULT["querier"]["affinity"]
+
     # The Ingress: nginx's body limit is the router's --max-request-bytes.
     ing = r.one("Ingress", "tsdb")
     ann = ing["metadata"]["annotations"]
     assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == flag(router, "max-request-bytes")[0]
     assert ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "120"
+    assert ann["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS", "the pods serve TLS"
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["spec"]["tls"] == [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]
     (rule,) = ing["spec"]["rules"]
@@ -317,11 +376,18 @@ def test_template_non_default_values():
         svc = r.one("Service", p["backend"]["service"]["name"])
         assert p["backend"]["service"]["port"]["name"] in [sp["name"] for sp in svc["spec"]["ports"]]
 
-    # The ServiceMonitor scrapes /metrics on the port named http of every Service.
+    # The ServiceMonitor scrapes /metrics on the port named http of every
+    # Service, over HTTPS since the pods serve TLS.
     sm = r.one("ServiceMonitor", "tsdb")
     assert sm["metadata"]["labels"]["release"] == "prometheus"
-    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "scheme": "http",
-                                        "interval": "15s", "scrapeTimeout": "10s"}]
+    assert sm["metadata"]["namespace"] == "monitoring" and sm["metadata"]["annotations"] == {"owner": "sre"}
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    sm_values = NON_DEFAULT["serviceMonitor"]
+    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "scheme": "https",
+                                        "interval": "15s", "scrapeTimeout": "10s",
+                                        "tlsConfig": sm_values["tlsConfig"],
+                                        "relabelings": sm_values["relabelings"],
+                                        "metricRelabelings": sm_values["metricRelabelings"]}]
     scraped = [s for s in r.all("Service") if selects(sm["spec"]["selector"], s["metadata"]["labels"])]
     assert sorted(s["metadata"]["name"] for s in scraped) == ["tsdb-ingester", "tsdb-querier", "tsdb-router"]
     for s in scraped:
@@ -331,42 +397,110 @@ def test_template_non_default_values():
     check_pod_hardening(r)
 
 
+def peer_admits(peer, source):
+    """Whether a NetworkPolicyPeer admits a pod `source` = (namespace,
+    namespace labels, pod labels); the policy is in the release's namespace."""
+    ns, ns_labels, labels = source
+    if "ipBlock" in peer:
+        return False
+    ns_ok = selects(peer["namespaceSelector"], ns_labels) if "namespaceSelector" in peer else ns == NAMESPACE
+    return ns_ok and selects(peer.get("podSelector", {}), labels)
+
+
+def admitted(r, pod_labels, port, source):
+    """Whether the rendered NetworkPolicies let `source` connect to the named
+    container port of a pod with `pod_labels` (Kubernetes' semantics: a pod no
+    policy selects takes anything; otherwise some rule must admit)."""
+    applying = [p for p in r.all("NetworkPolicy") if selects(p["spec"]["podSelector"], pod_labels)]
+    if not applying:
+        return True
+    for policy in applying:
+        for rule in policy["spec"].get("ingress", []):
+            if "ports" in rule and port not in [p["port"] for p in rule["ports"]]:
+                continue
+            if "from" not in rule or any(peer_admits(peer, source) for peer in rule["from"]):
+                return True
+    return False
+
+
+def monitoring_pod(ns="monitoring"):
+    return ns, {"kubernetes.io/metadata.name": ns, "name": ns}, {"app.kubernetes.io/name": "prometheus"}
+
+
 def test_network_policies():
     """Clients reach routers and queriers (only from clientFrom when given);
     ingesters only from routers and queriers, on the grpc port; nothing lets
-    ingesters reach each other (they share only the object store)."""
+    ingesters reach each other (they share only the object store); and the
+    scraper (networkPolicy.metrics.from) reaches the http port of every role."""
     for values in (CLUSTER, NON_DEFAULT):
         r = render(values)
         pods_by = {w["metadata"]["labels"]["app.kubernetes.io/component"]: w["spec"]["template"]["metadata"]["labels"]
                    for w in r.all("Deployment") + r.all("StatefulSet")}
+        assert set(pods_by) == {"router", "querier", "ingester"}
         policies = r.all("NetworkPolicy")
         for component, labels in pods_by.items():
             applying = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
             assert len(applying) == 1, (component, [p["metadata"]["name"] for p in applying])
-            (policy,) = applying
-            assert policy["spec"]["policyTypes"] == ["Ingress"]
-            rules = policy["spec"]["ingress"]
-            if component in ("router", "querier"):
-                assert [p["port"] for p in rules[0]["ports"]] == ["http"]
-                assert rules[0].get("from", []) == values.get("networkPolicy", {}).get("clientFrom", [])
-                continue
-            grpc = [rule for rule in rules if [p["port"] for p in rule["ports"]] == ["grpc"]]
-            assert len(grpc) == 1, rules
-            allowed = {c for c, l in pods_by.items()
-                       for peer in grpc[0]["from"] if selects(peer["podSelector"], l)}
-            assert allowed == {"router", "querier"}, allowed
-            for rule in rules:
-                assert rule.get("from"), f"an ingester rule open to anyone: {rule}"
-                for peer in rule["from"]:
-                    if "podSelector" in peer:
-                        assert not selects(peer["podSelector"], pods_by["ingester"]), "ingester to ingester"
-            metrics = [rule for rule in rules if [p["port"] for p in rule["ports"]] == ["http"]]
-            assert [m["from"] for m in metrics] == ([values["networkPolicy"]["metricsFrom"]]
-                                                     if "networkPolicy" in values else [])
-    # Standalone: one policy for the one pod, its http port open.
+            assert applying[0]["spec"]["policyTypes"] == ["Ingress"]
+        own = lambda component: (NAMESPACE, {"kubernetes.io/metadata.name": NAMESPACE}, pods_by[component])  # noqa: E731
+        # The scraper, from the monitoring namespace, on every role's http port; not on the ingesters' grpc.
+        for component, labels in pods_by.items():
+            assert admitted(r, labels, "http", monitoring_pod()), f"scraper refused by {component}"
+        assert not admitted(r, pods_by["ingester"], "grpc", monitoring_pod())
+        # Ingesters' grpc: routers and queriers only, never another ingester.
+        assert admitted(r, pods_by["ingester"], "grpc", own("router"))
+        assert admitted(r, pods_by["ingester"], "grpc", own("querier"))
+        assert not admitted(r, pods_by["ingester"], "grpc", own("ingester")), "ingester to ingester"
+        for policy in policies:
+            for rule in policy["spec"]["ingress"]:
+                if selects(policy["spec"]["podSelector"], pods_by["ingester"]):
+                    assert rule.get("from"), f"an ingester rule open to anyone: {rule}"
+        app = ("apps", {"kubernetes.io/metadata.name": "apps"}, {"app": "grafana"})
+        telemetry = ("telemetry-ns", {"team": "telemetry"}, {"app": "telegraf"})
+        if values is CLUSTER:
+            # No clientFrom: anyone reaches routers and queriers.
+            assert admitted(r, pods_by["router"], "http", app) and admitted(r, pods_by["querier"], "http", app)
+        else:
+            # clientFrom (telemetry) and metrics.from (the namespace labelled name=monitoring) only.
+            assert admitted(r, pods_by["router"], "http", telemetry)
+            assert not admitted(r, pods_by["router"], "http", app)
+            assert not admitted(r, pods_by["ingester"], "http", app)
+            assert not admitted(r, pods_by["ingester"], "http", telemetry)
+            assert not admitted(r, pods_by["querier"], "http", monitoring_pod("other")), "metrics.from ignored"
+
+    # metrics.from narrowed to the monitoring namespace: only it reaches ingesters' http.
+    narrowed = merge(CLUSTER, {"networkPolicy": {"metrics": {"from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}})
+    r = render(narrowed)
+    ingester = r.one("StatefulSet", "demo-inflow-ingester")["spec"]["template"]["metadata"]["labels"]
+    assert admitted(r, ingester, "http", monitoring_pod())
+    assert not admitted(r, ingester, "http", monitoring_pod("default"))
+    # metrics.enabled false: nobody reaches the ingesters' http port (the kubelet's probes are not policed).
+    r = render(merge(CLUSTER, {"networkPolicy": {"metrics": {"enabled": False}}}))
+    assert not admitted(r, ingester, "http", monitoring_pod())
+    # metrics.from empty: anyone.
+    r = render(merge(CLUSTER, {"networkPolicy": {"metrics": {"from": []}}}))
+    assert admitted(r, ingester, "http", monitoring_pod("anywhere"))
+
+    # Standalone: one policy for the one pod, its http port open; with
+    # clientFrom the scraper is still let in.
     r = render()
     (policy,) = r.all("NetworkPolicy")
-    assert selects(policy["spec"]["podSelector"], r.one("StatefulSet", FULLNAME)["spec"]["template"]["metadata"]["labels"])
+    sts = r.one("StatefulSet", FULLNAME)["spec"]["template"]["metadata"]["labels"]
+    assert selects(policy["spec"]["podSelector"], sts)
+    r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}]}})
+    assert admitted(r, sts, "http", monitoring_pod())
+    assert admitted(r, sts, "http", (NAMESPACE, {}, {"app": "telegraf"}))
+    # A policy sees ports, not paths: the default metrics.from (any pod of the
+    # cluster) reaches the API port too, as values.yaml warns; narrowed, it does not.
+    assert admitted(r, sts, "http", (NAMESPACE, {}, {"app": "other"}))
+    r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}],
+                                  "metrics": {"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}}})
+    assert admitted(r, sts, "http", monitoring_pod())
+    assert not admitted(r, sts, "http", (NAMESPACE, {}, {"app": "other"}))
+    r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}],
+                                  "metrics": {"enabled": False}}})
+    assert not admitted(r, sts, "http", monitoring_pod())
     assert render({"networkPolicy": {"enabled": False}}).all("NetworkPolicy") == []
 
 
