@@ -13,15 +13,18 @@ one of the NAMEs.
 
 import base64
 import copy
+import functools
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import http.client as http_client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -162,10 +165,10 @@ def flag(workload, name):
     return [a.split("=", 1)[1] for a in args_of(workload) if a.startswith(f"--{name}=")]
 
 
-def http(method, url, body=None, headers=None, timeout=15):
+def http(method, url, body=None, headers=None, timeout=15, context=None):
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -532,6 +535,261 @@ def test_standalone_variants():
     assert r.one("PodDisruptionBudget", FULLNAME)["spec"]["maxUnavailable"] == 1
 
 
+def containers(r):
+    """The inflow container of every workload, by component."""
+    return {w["metadata"]["labels"]["app.kubernetes.io/component"]: w["spec"]["template"]["spec"]["containers"][0]
+            for w in r.all("Deployment") + r.all("StatefulSet")}
+
+
+def workloads(r):
+    return {w["metadata"]["labels"]["app.kubernetes.io/component"]: w
+            for w in r.all("Deployment") + r.all("StatefulSet")}
+
+
+def test_image_reference():
+    """registry/repository:tag, the tag defaulting to the chart's appVersion;
+    a digest wins over the tag; an empty registry leaves the repository whole."""
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+
+    def image(values=None):
+        (c,) = containers(render(values)).values()
+        return c["image"]
+
+    assert image() == f"ghcr.io/inflow-db/inflow:{app_version}"
+    assert image({"image": {"tag": "1.2.3"}}) == "ghcr.io/inflow-db/inflow:1.2.3"
+    digest = "sha256:" + "ab" * 32
+    assert image({"image": {"tag": "1.2.3", "digest": digest}}) == f"ghcr.io/inflow-db/inflow@{digest}"
+    assert image({"image": {"registry": "", "repository": "inflow"}}) == f"inflow:{app_version}"
+    assert image({"image": {"registry": "registry.example.com:5000", "repository": "team/inflow"}}) == \
+        f"registry.example.com:5000/team/inflow:{app_version}"
+    # One image for every component.
+    r = render(merge(CLUSTER, {"image": {"digest": digest}}))
+    assert {c["image"] for c in containers(r).values()} == {f"ghcr.io/inflow-db/inflow@{digest}"}
+    # imagePullSecrets reach every pod.
+    r = render(merge(CLUSTER, {"imagePullSecrets": [{"name": "regcred"}]}))
+    for w in workloads(r).values():
+        assert w["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_component_settings():
+    """Each component's own values reach its pods only, merged with or in
+    place of the global ones as values.yaml says."""
+    values = merge(CLUSTER, {
+        "extraEnv": [{"name": "SHARED", "value": "global"}, {"name": "TZ", "value": "UTC"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "global", "operator": "Exists"}],
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "ScheduleAnyway"}],
+        "podLabels": {"team": "tsdb"},
+        "ingester": {
+            "env": [{"name": "SHARED", "value": "ingester"}],
+            "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}},
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "ingest", "operator": "Exists"}],
+            "topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname",
+                                           "whenUnsatisfiable": "DoNotSchedule"}],
+            # A selector label cannot be overridden: the chart's wins.
+            "podLabels": {"app.kubernetes.io/component": "hijacked", "shard": "a"},
+            "livenessProbe": {"failureThreshold": 9},
+            "extraArgs": ["--compaction-interval=5m"],
+        },
+        "querier": {"extraVolumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
+                    "extraVolumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                    "envFrom": [{"configMapRef": {"name": "querier-env"}}]},
+    })
+    r = render(values)
+    c = containers(r)
+    w = workloads(r)
+    env = {k: [(e["name"], e.get("value")) for e in v["env"] if e["name"] in ("SHARED", "TZ")] for k, v in c.items()}
+    assert env["ingester"] == [("TZ", "UTC"), ("SHARED", "ingester")], env["ingester"]
+    assert env["router"] == [("SHARED", "global"), ("TZ", "UTC")], env["router"]
+    assert c["ingester"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}}
+    assert c["router"]["resources"]["requests"]["cpu"] == "500m"
+    spec = {k: v["spec"]["template"]["spec"] for k, v in w.items()}
+    assert spec["ingester"]["nodeSelector"] == {"kubernetes.io/os": "linux", "disk": "ssd"}
+    assert spec["querier"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert spec["ingester"]["tolerations"] == [{"key": "ingest", "operator": "Exists"}]
+    assert spec["router"]["tolerations"] == [{"key": "global", "operator": "Exists"}]
+    (own,) = spec["ingester"]["topologySpreadConstraints"]
+    assert (own["maxSkew"], own["topologyKey"]) == (2, "kubernetes.io/hostname")
+    (shared,) = spec["querier"]["topologySpreadConstraints"]
+    assert shared["topologyKey"] == "topology.kubernetes.io/zone"
+    assert selects(shared["labelSelector"], w["querier"]["spec"]["template"]["metadata"]["labels"])
+    labels = w["ingester"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "ingester" and labels["shard"] == "a" and labels["team"] == "tsdb"
+    assert selects(w["ingester"]["spec"]["selector"], labels)
+    assert "shard" not in w["router"]["spec"]["template"]["metadata"]["labels"]
+    assert c["ingester"]["livenessProbe"]["failureThreshold"] == 9
+    assert c["router"]["livenessProbe"]["failureThreshold"] == 3
+    assert args_of(w["ingester"])[-1] == "--compaction-interval=5m", "extraArgs come last"
+    assert not [a for a in args_of(w["router"]) if a.startswith("--compaction-interval")]
+    assert {"name": "scratch", "mountPath": "/scratch"} in c["querier"]["volumeMounts"]
+    assert {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}} in spec["querier"]["volumes"]
+    assert "scratch" not in [v["name"] for v in spec["router"]["volumes"]]
+    assert c["querier"]["envFrom"] == [{"configMapRef": {"name": "querier-env"}}] and "envFrom" not in c["router"]
+    # Defaults: every probe on the http port; the startup probe allows 5
+    # minutes, and a larger failureThreshold lets a long WAL replay finish.
+    for comp, cont in containers(render()).items():
+        assert cont["startupProbe"]["periodSeconds"] * cont["startupProbe"]["failureThreshold"] == 300, comp
+        assert cont["startupProbe"]["httpGet"] == {"path": "/health", "port": "http", "scheme": "HTTP"}
+    (cont,) = containers(render({"standalone": {"startupProbe": {"failureThreshold": 720}}})).values()
+    assert cont["startupProbe"]["periodSeconds"] * cont["startupProbe"]["failureThreshold"] == 3600
+    # Update strategies: a Deployment's strategy, a StatefulSet's updateStrategy.
+    r = render(merge(CLUSTER, {"querier": {"updateStrategy": {"type": "Recreate"}},
+                               "ingester": {"updateStrategy": {"rollingUpdate": {"partition": 1}}}}))
+    w = workloads(r)
+    assert w["querier"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert w["ingester"]["spec"]["updateStrategy"] == {"rollingUpdate": {"partition": 1}}
+    assert "strategy" not in w["router"]["spec"] and "updateStrategy" not in workloads(render())["standalone"]["spec"]
+
+
+def test_ingester_anti_affinity():
+    """By default ingesters prefer different nodes (kubernetes.io/hostname);
+    routers and queriers have no affinity. An affinity the user gives, the
+    component's or the global one, replaces the preset."""
+    w = workloads(render(CLUSTER))
+    aff = w["ingester"]["spec"]["template"]["spec"]["affinity"]
+    assert list(aff) == ["podAntiAffinity"] and list(aff["podAntiAffinity"]) == [
+        "preferredDuringSchedulingIgnoredDuringExecution"], aff
+    (pref,) = aff["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert pref["weight"] == 100 and pref["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = pref["podAffinityTerm"]["labelSelector"]
+    assert selects(selector, w["ingester"]["spec"]["template"]["metadata"]["labels"])
+    for other in ("router", "querier"):
+        assert not selects(selector, w[other]["spec"]["template"]["metadata"]["labels"]), other
+        assert "affinity" not in w[other]["spec"]["template"]["spec"], other
+    assert "affinity" not in workloads(render())["standalone"]["spec"]["template"]["spec"]
+
+    node_affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ingest"]}]}]}}}
+    for given in ({"ingester": {"affinity": node_affinity}}, {"affinity": node_affinity}):
+        w = workloads(render(merge(CLUSTER, given)))
+        assert w["ingester"]["spec"]["template"]["spec"]["affinity"] == node_affinity, given
+    # Hard, on another topology key; or none.
+    w = workloads(render(merge(CLUSTER, {"ingester": {"podAntiAffinity": "hard",
+                                                      "podAntiAffinityTopologyKey": "topology.kubernetes.io/zone"}})))
+    (req,) = w["ingester"]["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    assert req["topologyKey"] == "topology.kubernetes.io/zone"
+    w = workloads(render(merge(CLUSTER, {"ingester": {"podAntiAffinity": ""}})))
+    assert "affinity" not in w["ingester"]["spec"]["template"]["spec"]
+
+
+def test_tls_from_existing_secret():
+    """tls.existingSecret: the Secret's tls.crt and tls.key mounted read-only
+    and named by --tls-cert/--tls-key in every role; probes use HTTPS."""
+    for values in ({"tls": {"existingSecret": "inflow-cert"}},
+                   merge(CLUSTER, {"tls": {"existingSecret": "inflow-cert"}})):
+        r = render(values)
+        for comp, w in workloads(r).items():
+            spec = w["spec"]["template"]["spec"]
+            c = spec["containers"][0]
+            vols = {v["name"]: v for v in spec["volumes"]}
+            mounts = {m["name"]: m for m in c["volumeMounts"]}
+            assert vols["tls"]["secret"]["secretName"] == "inflow-cert", comp
+            items = {i["key"]: i["path"] for i in vols["tls"]["secret"]["items"]}
+            assert items == {"tls.crt": "tls.crt", "tls.key": "tls.key"}
+            assert mounts["tls"]["readOnly"] is True
+            base = mounts["tls"]["mountPath"]
+            assert flag(w, "tls-cert") == [f"{base}/tls.crt"] and flag(w, "tls-key") == [f"{base}/tls.key"], comp
+            for p in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert c[p]["httpGet"]["scheme"] == "HTTPS", (comp, p)
+        check_pod_hardening(r)
+    # Off by default: no flag, no volume, plain HTTP probes.
+    for comp, w in workloads(render(CLUSTER)).items():
+        assert flag(w, "tls-cert") == [] and flag(w, "tls-key") == []
+        assert "tls" not in [v["name"] for v in w["spec"]["template"]["spec"]["volumes"]]
+        assert w["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+
+
+FLIGHT = "/arrow.flight.protocol.FlightService"
+
+
+def test_flight_service_port_and_grpc_ingress():
+    """The client Services name a grpc port (appProtocol grpc) that reaches the
+    pods' one HTTP+gRPC port; ingress.grpc routes Flight: DoPut to routers,
+    every other call to queriers (standalone: all to the one Service)."""
+    r = render(merge(CLUSTER, {"ingress": {"enabled": True, "tls": [{"secretName": "edge-tls", "hosts": ["inflow.example.com"]}],
+                                           "grpc": {"enabled": True}}}))
+    for name in ("demo-inflow-router", "demo-inflow-querier"):
+        ports = {p["name"]: p for p in r.one("Service", name)["spec"]["ports"]}
+        assert ports["grpc"] == {"name": "grpc", "port": 8082, "targetPort": "http", "protocol": "TCP",
+                                 "appProtocol": "grpc"}, ports
+        assert ports["http"]["port"] == 8086 and "appProtocol" not in ports["http"]
+    headless = {p["name"]: p for p in r.one("Service", "demo-inflow-ingester")["spec"]["ports"]}
+    assert headless["grpc"]["appProtocol"] == "grpc"
+    grpc = r.one("Ingress", "demo-inflow-grpc")
+    ann = grpc["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
+    assert grpc["spec"]["tls"] == [{"secretName": "edge-tls", "hosts": ["inflow.example.com"]}], "ingress.tls by default"
+    (rule,) = grpc["spec"]["rules"]
+    assert rule["host"] == "inflow.example.com"
+    routes = [(p["path"], p["pathType"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
+              for p in rule["http"]["paths"]]
+    assert routes == [(f"{FLIGHT}/DoPut", "ImplementationSpecific", "demo-inflow-router", "grpc"),
+                      (FLIGHT, "ImplementationSpecific", "demo-inflow-querier", "grpc")], routes
+    # No path of the HTTP Ingress is a Flight path: the two can share a host.
+    http_paths = [p["path"] for p in r.one("Ingress", FULLNAME)["spec"]["rules"][0]["http"]["paths"]]
+    assert not [p for p in http_paths if p.startswith(FLIGHT)]
+    # Standalone, TLS to the pods, own hosts, a user annotation winning, Prefix.
+    r = render({"tls": {"existingSecret": "inflow-cert"}, "service": {"grpcPort": 9000},
+                "ingress": {"grpc": {"enabled": True, "hosts": ["flight.example.com"], "pathType": "Prefix",
+                                     "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "64m"}}}})
+    assert r.all("Ingress") == [r.one("Ingress", "demo-inflow-grpc")], "ingress.enabled stays off"
+    grpc = r.one("Ingress", "demo-inflow-grpc")
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "64m"
+    (rule,) = grpc["spec"]["rules"]
+    assert rule["host"] == "flight.example.com"
+    assert [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in rule["http"]["paths"]] == [
+        (FLIGHT, "Prefix", FULLNAME)]
+    ports = {p["name"]: p for p in r.one("Service", FULLNAME)["spec"]["ports"]}
+    assert ports["grpc"]["port"] == 9000 and ports["grpc"]["targetPort"] == "http"
+    assert not render().all("Ingress")
+    # The grpc port cannot be the http port.
+    bad = helm("template", RELEASE, CHART, values={"service": {"grpcPort": 8086}})
+    assert bad.returncode != 0 and "service.grpcPort and httpPort must differ" in bad.stderr, bad.stderr
+
+
+def test_service_monitor_every_role():
+    """One ServiceMonitor selects the Service of every role and scrapes its
+    http port: plain HTTP without TLS (tlsConfig then unused), in the
+    release's namespace unless told."""
+    r = render(merge(CLUSTER, {"serviceMonitor": {"enabled": True, "tlsConfig": {"insecureSkipVerify": True}}}))
+    sm = r.one("ServiceMonitor", FULLNAME)
+    assert sm["metadata"]["namespace"] == NAMESPACE
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep == {"port": "http", "path": "/metrics", "scheme": "http", "interval": "30s", "scrapeTimeout": "10s"}
+    scraped = {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in r.all("Service")
+               if selects(sm["spec"]["selector"], s["metadata"]["labels"])}
+    assert scraped == {"router", "ingester", "querier"}
+    for comp, w in workloads(r).items():
+        svc = [s for s in r.all("Service") if s["metadata"]["labels"]["app.kubernetes.io/component"] == comp]
+        (svc,) = svc
+        assert selects(svc["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])
+        (port,) = [p for p in svc["spec"]["ports"] if p["name"] == "http"]
+        assert container_port(w["spec"]["template"]["spec"]["containers"][0], port["targetPort"])
+    r = render({"serviceMonitor": {"enabled": True}, "tls": {"existingSecret": "c"}})
+    (ep,) = r.one("ServiceMonitor", FULLNAME)["spec"]["endpoints"]
+    assert ep["scheme"] == "https" and "tlsConfig" not in ep
+
+
+def test_generated_secrets_are_kept():
+    """Generated token Secrets carry helm.sh/resource-policy: keep; with both
+    existingSecrets the chart generates none and mounts the user's."""
+    r = render()
+    for s in r.all("Secret"):
+        assert s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", s["metadata"]["name"]
+    r = render(merge(CLUSTER, {"auth": {"adminToken": {"existingSecret": "gitops-tokens"},
+                                        "clusterToken": {"existingSecret": "gitops-tokens"}}}))
+    assert r.all("Secret") == []
+    for comp, w in workloads(r).items():
+        vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+        names = {src["secret"]["name"] for src in vols["secrets"]["projected"]["sources"]}
+        assert names == {"gitops-tokens"}, (comp, names)
+
+
 # --- the values schema ------------------------------------------------------------
 
 SCHEMA_REJECTS = [
@@ -547,6 +805,24 @@ SCHEMA_REJECTS = [
     ({"router": {"extraArgs": ["--role", "all"]}}, "/router/extraArgs"),
     ({"httpPort": 70000}, "/httpPort"),
     ({"objectStore": {"s3": {"endpoint": "minio:9000"}}}, "/objectStore/s3/endpoint"),
+    # Misspelled keys of the per-component settings are refused, not ignored.
+    ({"ingester": {"podAntiAfinity": "soft"}}, "podAntiAfinity"),
+    ({"ingester": {"startupProbe": {"failureTreshold": 720}}}, "failureTreshold"),
+    ({"router": {"extraVolumeMount": []}}, "extraVolumeMount"),
+    ({"tls": {"existingSecrets": "cert"}}, "existingSecrets"),
+    ({"networkPolicy": {"metricsFrom": []}}, "metricsFrom"),
+    ({"serviceMonitor": {"tlsConfig": {"insecure": True}}}, "insecure"),
+    ({"ingress": {"grpc": {"enable": True}}}, "enable"),
+    ({"affinity": {"podAntiAfinity": {}}}, "podAntiAfinity"),
+    # Wrong values.
+    ({"ingester": {"podAntiAffinity": "preferred"}}, "/ingester/podAntiAffinity"),
+    ({"ingester": {"updateStrategy": {"type": "Recreate"}}}, "/ingester/updateStrategy/type"),
+    ({"querier": {"updateStrategy": {"type": "OnDelete"}}}, "/querier/updateStrategy/type"),
+    ({"router": {"livenessProbe": {"periodSeconds": 0}}}, "/router/livenessProbe/periodSeconds"),
+    ({"image": {"digest": "latest"}}, "/image/digest"),
+    ({"router": {"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}}, "/router/extraVolumeMounts/0/mountPath"),
+    ({"ingress": {"grpc": {"pathType": "Exact"}}}, "/ingress/grpc/pathType"),
+    ({"service": {"grpcPort": 0}}, "/service/grpcPort"),
 ]
 
 
@@ -619,6 +895,21 @@ VALIDATE_SETS = [
     ("cluster-no-hpa", merge(CLUSTER, {"router": {"autoscaling": {"enabled": False}},
                                        "networkPolicy": {"enabled": False}, "serviceAccount": {"create": False}})),
     ("non-default", NON_DEFAULT),
+    ("standalone-tls-grpc", {"tls": {"existingSecret": "inflow-cert"}, "image": {"digest": "sha256:" + "0" * 64},
+                             "ingress": {"enabled": True, "grpc": {"enabled": True}},
+                             "serviceMonitor": {"enabled": True, "tlsConfig": {"insecureSkipVerify": True}},
+                             "standalone": {"extraVolumes": [{"name": "ca", "secret": {"secretName": "ca"}}],
+                                            "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca"}],
+                                            "envFrom": [{"secretRef": {"name": "env"}}],
+                                            "updateStrategy": {"type": "OnDelete"},
+                                            "startupProbe": {"failureThreshold": 720, "initialDelaySeconds": 10}}}),
+    ("cluster-settings", merge(CLUSTER, {
+        "ingester": {"podAntiAffinity": "hard", "updateStrategy": {"rollingUpdate": {"partition": 0}},
+                     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                    "whenUnsatisfiable": "DoNotSchedule"}]},
+        "router": {"podAntiAffinity": "soft", "updateStrategy": {"type": "Recreate"}},
+        "querier": {"updateStrategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}}},
+        "networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}]}})),
 ]
 
 
@@ -726,7 +1017,10 @@ def run_notes(text, rendered, forwards, token):
     outputs = []
     for cmd in commands:
         for port, svc in pf.items():
-            cmd = cmd.replace(f"http://127.0.0.1:{port}/", f"{forwards[svc]}/")
+            scheme = forwards[svc].split("://")[0]
+            other = {"http": "https", "https": "http"}[scheme]
+            assert f"{other}://127.0.0.1:{port}/" not in cmd, f"NOTES say {other} where {svc} serves {scheme}: {cmd}"
+            cmd = cmd.replace(f"{scheme}://127.0.0.1:{port}/", f"{forwards[svc]}/")
         r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
                            env={**os.environ, "INFLOW_TOKEN": token}, timeout=30)
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
@@ -742,14 +1036,17 @@ EXPECTED = [
 QUERY = "SELECT room, temp, hum, CAST(time AS BIGINT) / 1000000000 AS t FROM home ORDER BY room"
 
 
-def write_and_read(write_url, query_url, token):
-    status, body = http("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow&precision=s", POINTS,
+def write_and_read(write_url, query_url, token, context=None):
+    """Writes POINTS through write_url and reads them back (SQL and InfluxQL)
+    through query_url; over HTTPS, trusting only `context`, when given."""
+    call = functools.partial(http, context=context)
+    status, body = call("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow&precision=s", POINTS,
                         {"Authorization": f"Token {token}"})
     assert status == 204, (status, body)
-    status, body = http("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow", POINTS,
+    status, body = call("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow", POINTS,
                         {"Authorization": "Token not-the-token"})
     assert status == 401, (status, body)
-    status, body = http("POST", f"{query_url}/api/v3/query_sql",
+    status, body = call("POST", f"{query_url}/api/v3/query_sql",
                         json.dumps({"db": "helm_e2e", "q": QUERY, "format": "json"}).encode(),
                         {"Authorization": f"Token {token}", "Content-Type": "application/json"})
     assert status == 200, (status, body)
@@ -757,7 +1054,7 @@ def write_and_read(write_url, query_url, token):
     assert rows == EXPECTED, rows
     # InfluxQL on the querier, as Grafana asks it.
     q = urllib.parse.urlencode({"db": "helm_e2e", "epoch": "s", "q": "SELECT temp, hum FROM home GROUP BY room"})
-    status, body = http("GET", f"{query_url}/query?{q}", None, {"Authorization": f"Token {token}"})
+    status, body = call("GET", f"{query_url}/query?{q}", None, {"Authorization": f"Token {token}"})
     assert status == 200, (status, body)
     series = json.loads(body)["results"][0]["series"]
     assert [(s["tags"]["room"], s["values"]) for s in series] == [
@@ -771,26 +1068,52 @@ def check_probes(run, pod):
         assert status == 200, f"{pod.name}: {kind} {pod.container[kind]['httpGet']} answered {status}"
 
 
+def self_signed(directory):
+    """A certificate for 127.0.0.1 and its key (PEM), as a kubernetes.io/tls
+    Secret holds them, and an SSL context that trusts only it."""
+    cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+    r = run_cmd(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=inflow-test",
+                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+    assert r.returncode == 0, r.stderr
+    return cert.read_text(), key.read_text(), ssl.create_default_context(cafile=str(cert))
+
+
+def plain_http_refused(url):
+    """Whether a plain-text request to a TLS port gets no HTTP answer."""
+    try:
+        http("GET", url, timeout=3)
+    except (OSError, http_client.HTTPException):
+        return True
+    return False
+
+
 def test_rendered_cluster_runs_locally():
-    """cluster mode: 2 ingesters, a router and a querier started from the
-    rendered args and env, on a local S3 (moto); a point written through the
-    router is read back through the querier, and every process stops cleanly
-    on SIGTERM within its terminationGracePeriodSeconds."""
+    """cluster mode with TLS (tls.existingSecret) and extraArgs: 2 ingesters,
+    a router and a querier started from the rendered args and env, on a local
+    S3 (moto); every role serves HTTPS with the Secret's certificate and takes
+    the extra flags; a point written through the router is read back through
+    the querier, and every process stops cleanly on SIGTERM within its
+    terminationGracePeriodSeconds."""
     assert INFLOW.exists(), f"{INFLOW} missing: build it (cargo build) or set INFLOW_BIN"
     values = merge(CLUSTER, {
         "objectStore": {"s3": {"endpoint": "http://minio.storage.svc:9000"}},
-        "router": {"autoscaling": {"enabled": False}, "replicas": 1},
-        "querier": {"replicas": 1},
-        "ingester": {"replicas": 2},
+        "tls": {"existingSecret": "inflow-cert"},
+        "router": {"autoscaling": {"enabled": False}, "replicas": 1,
+                   "extraArgs": ["--max-connections=500", "--http-idle-timeout=2m"]},
+        "querier": {"replicas": 1, "extraArgs": ["--query-timeout=1m", "--max-concurrent-queries=4"]},
+        "ingester": {"replicas": 2, "extraArgs": ["--compaction-interval=5m"]},
         "server": {"logFormat": "text", "shutdownTimeout": "5s"},
         "ingest": {"snapshotInterval": "2s"},
     })
     rendered = render(values)
     moto, endpoint = start_moto()
     workdir = tempfile.mkdtemp(prefix="inflow-chart-")
+    cert, key, trust = self_signed(tempfile.mkdtemp(prefix="tls-", dir=workdir))
     run = LocalRun(rendered, INFLOW, workdir, s3_endpoint=endpoint,
                    user_secrets={("inflow-s3", "AWS_ACCESS_KEY_ID"): "test",
-                                 ("inflow-s3", "AWS_SECRET_ACCESS_KEY"): "test"})
+                                 ("inflow-s3", "AWS_SECRET_ACCESS_KEY"): "test",
+                                 ("inflow-cert", "tls.crt"): cert, ("inflow-cert", "tls.key"): key})
     ok = False
     try:
         bucket = flag(rendered.one("StatefulSet", "demo-inflow-ingester"), "s3-bucket")[0]
@@ -812,12 +1135,20 @@ def test_rendered_cluster_runs_locally():
             run.wait_ready(p)
         for p in ingesters + [router, querier]:
             check_probes(run, p)
+            # TLS for real: the Secret's certificate, and no plain text.
+            assert run.url(p).startswith("https://"), p.name
+            assert http("GET", f"{run.url(p)}/health", context=trust)[0] == 200, p.name
+            assert plain_http_refused(run.url(p).replace("https://", "http://") + "/health"), p.name
+        # The extra flags were given (and taken: the processes run).
+        for p, extra in ((router, "--max-connections=500"), (querier, "--query-timeout=1m"),
+                         (ingesters[0], "--compaction-interval=5m")):
+            assert extra in p.argv, (p.name, p.argv)
         # The router resolved the headless Service to both ingesters.
         (addrs,) = [a.split("=", 1)[1] for a in router.argv if a.startswith("--ingesters=")]
         assert addrs == ",".join(f"127.0.0.1:{p.ports['grpc']}" for p in ingesters), addrs
 
         token = rendered.secret_value("demo-inflow-admin-token", "admin-token")
-        write_and_read(run.url(router), run.url(querier), token)
+        write_and_read(run.url(router), run.url(querier), token, context=trust)
         # Durable on S3 under the ingesters' pod names (INFLOW_INGESTER_ID).
         keys = s3_keys(endpoint, bucket)
         assert any(k.startswith("wal/demo-inflow-ingester-") for k in keys), keys
@@ -851,7 +1182,8 @@ def test_rendered_standalone_runs_locally():
     directory standing for the PVC; write, read, NOTES, SIGTERM; then the same
     PVC in a new pod still has the point."""
     assert INFLOW.exists(), f"{INFLOW} missing: build it (cargo build) or set INFLOW_BIN"
-    values = {"server": {"logFormat": "text", "shutdownTimeout": "5s"}}
+    values = {"server": {"logFormat": "text", "shutdownTimeout": "5s"},
+              "standalone": {"extraArgs": ["--max-connections=500", "--query-timeout=1m"]}}
     rendered = render(values)
     workdir = tempfile.mkdtemp(prefix="inflow-chart-")
     run = LocalRun(rendered, INFLOW, workdir)
