@@ -445,7 +445,10 @@ def test_network_policies():
             applying = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
             assert len(applying) == 1, (component, [p["metadata"]["name"] for p in applying])
             assert applying[0]["spec"]["policyTypes"] == ["Ingress"]
-        own = lambda component: (NAMESPACE, {"kubernetes.io/metadata.name": NAMESPACE}, pods_by[component])  # noqa: E731
+
+        def own(component):
+            return NAMESPACE, {"kubernetes.io/metadata.name": NAMESPACE}, pods_by[component]
+
         # The scraper, from the monitoring namespace, on every role's http port; not on the ingesters' grpc.
         for component, labels in pods_by.items():
             assert admitted(r, labels, "http", monitoring_pod()), f"scraper refused by {component}"
@@ -497,8 +500,9 @@ def test_network_policies():
     # A policy sees ports, not paths: the default metrics.from (any pod of the
     # cluster) reaches the API port too, as values.yaml warns; narrowed, it does not.
     assert admitted(r, sts, "http", (NAMESPACE, {}, {"app": "other"}))
+    scraper_only = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
     r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}],
-                                  "metrics": {"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}}})
+                                  "metrics": {"from": scraper_only}}})
     assert admitted(r, sts, "http", monitoring_pod())
     assert not admitted(r, sts, "http", (NAMESPACE, {}, {"app": "other"}))
     r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}],
@@ -709,8 +713,8 @@ def test_flight_service_port_and_grpc_ingress():
     """The client Services name a grpc port (appProtocol grpc) that reaches the
     pods' one HTTP+gRPC port; ingress.grpc routes Flight: DoPut to routers,
     every other call to queriers (standalone: all to the one Service)."""
-    r = render(merge(CLUSTER, {"ingress": {"enabled": True, "tls": [{"secretName": "edge-tls", "hosts": ["inflow.example.com"]}],
-                                           "grpc": {"enabled": True}}}))
+    edge_tls = [{"secretName": "edge-tls", "hosts": ["inflow.example.com"]}]
+    r = render(merge(CLUSTER, {"ingress": {"enabled": True, "tls": edge_tls, "grpc": {"enabled": True}}}))
     for name in ("demo-inflow-router", "demo-inflow-querier"):
         ports = {p["name"]: p for p in r.one("Service", name)["spec"]["ports"]}
         assert ports["grpc"] == {"name": "grpc", "port": 8082, "targetPort": "http", "protocol": "TCP",
@@ -722,7 +726,7 @@ def test_flight_service_port_and_grpc_ingress():
     ann = grpc["metadata"]["annotations"]
     assert ann["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
     assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
-    assert grpc["spec"]["tls"] == [{"secretName": "edge-tls", "hosts": ["inflow.example.com"]}], "ingress.tls by default"
+    assert grpc["spec"]["tls"] == edge_tls, "ingress.tls by default"
     (rule,) = grpc["spec"]["rules"]
     assert rule["host"] == "inflow.example.com"
     routes = [(p["path"], p["pathType"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
@@ -820,7 +824,8 @@ SCHEMA_REJECTS = [
     ({"querier": {"updateStrategy": {"type": "OnDelete"}}}, "/querier/updateStrategy/type"),
     ({"router": {"livenessProbe": {"periodSeconds": 0}}}, "/router/livenessProbe/periodSeconds"),
     ({"image": {"digest": "latest"}}, "/image/digest"),
-    ({"router": {"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}}, "/router/extraVolumeMounts/0/mountPath"),
+    ({"router": {"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}},
+     "/router/extraVolumeMounts/0/mountPath"),
     ({"ingress": {"grpc": {"pathType": "Exact"}}}, "/ingress/grpc/pathType"),
     ({"service": {"grpcPort": 0}}, "/service/grpcPort"),
 ]
