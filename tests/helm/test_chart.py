@@ -1093,13 +1093,71 @@ def plain_http_refused(url):
     return False
 
 
+def service_grpc_address(rendered, service, pod):
+    """host:port a Flight client reaches through the Service's grpc port: its
+    targetPort on `pod`, which the Service must select."""
+    svc = rendered.one("Service", service)
+    (port,) = [p for p in svc["spec"]["ports"] if p["name"] == "grpc"]
+    assert port.get("appProtocol") == "grpc", port
+    assert selects(svc["spec"]["selector"], pod.labels), f"{service} does not select {pod.name}"
+    target = container_port(pod.container, port["targetPort"])
+    return f"127.0.0.1:{pod.ports[target['name']]}"
+
+
+def flight_through_services(rendered, router, querier, token, cert_pem):
+    """Flight over TLS through the Services' grpc ports: DoPut on the routers,
+    DoGet (the InfluxDB 3 ticket) on the queriers; and each refuses the
+    other's call, which is why the gRPC Ingress sends DoPut to the routers and
+    the rest to the queriers."""
+    import pyarrow as pa
+    import pyarrow.flight as flight
+
+    def client(service, pod):
+        return flight.FlightClient(f"grpc+tls://{service_grpc_address(rendered, service, pod)}",
+                                   tls_root_certs=cert_pem.encode())
+
+    options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+    table = pa.table({"host": pa.array(["a", "b"]), "v": pa.array([1.5, 2.5]),
+                      "time": pa.array([1_700_000_000, 1_700_000_060], pa.timestamp("s"))})
+    descriptor = flight.FlightDescriptor.for_path("helm_e2e", "flight")
+    ticket = flight.Ticket(json.dumps({"database": "helm_e2e", "sql_query": "SELECT host, v FROM flight ORDER BY host",
+                                       "query_type": "sql"}).encode())
+
+    writes, queries = client("demo-inflow-router", router), client("demo-inflow-querier", querier)
+    writer, reader = writes.do_put(descriptor, table.schema, options=options)
+    writer.write_table(table)
+    writer.done_writing()
+    assert reader.read() is not None, "no acknowledgement of the DoPut"
+    writer.close()
+    rows = queries.do_get(ticket, options).read_all().to_pylist()
+    assert rows == [{"host": "a", "v": 1.5}, {"host": "b", "v": 2.5}], rows
+
+    def refusal(call):
+        try:
+            call()
+        except pa.ArrowNotImplementedError as e:  # gRPC UNIMPLEMENTED
+            return str(e)
+        raise AssertionError("accepted")
+
+    assert "served by the querier role" in refusal(lambda: writes.do_get(ticket, options).read_all())
+
+    def put_to_querier():
+        w, r = queries.do_put(descriptor, table.schema, options=options)
+        w.write_table(table)
+        w.done_writing()
+        r.read()
+        w.close()  # the call's status comes with its end
+
+    assert "served by the router role" in refusal(put_to_querier)
+
+
 def test_rendered_cluster_runs_locally():
     """cluster mode with TLS (tls.existingSecret) and extraArgs: 2 ingesters,
     a router and a querier started from the rendered args and env, on a local
     S3 (moto); every role serves HTTPS with the Secret's certificate and takes
     the extra flags; a point written through the router is read back through
-    the querier, and every process stops cleanly on SIGTERM within its
-    terminationGracePeriodSeconds."""
+    the querier (HTTP, and Flight through the Services' grpc ports), and every
+    process stops cleanly on SIGTERM within its terminationGracePeriodSeconds."""
     assert INFLOW.exists(), f"{INFLOW} missing: build it (cargo build) or set INFLOW_BIN"
     values = merge(CLUSTER, {
         "objectStore": {"s3": {"endpoint": "http://minio.storage.svc:9000"}},
@@ -1154,6 +1212,7 @@ def test_rendered_cluster_runs_locally():
 
         token = rendered.secret_value("demo-inflow-admin-token", "admin-token")
         write_and_read(run.url(router), run.url(querier), token, context=trust)
+        flight_through_services(rendered, router, querier, token, cert)
         # Durable on S3 under the ingesters' pod names (INFLOW_INGESTER_ID).
         keys = s3_keys(endpoint, bucket)
         assert any(k.startswith("wal/demo-inflow-ingester-") for k in keys), keys
