@@ -242,3 +242,106 @@ pub fn python_json(name: &str, args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{name} printed no JSON line: {out}"));
     serde_json::from_str(line).unwrap()
 }
+
+/// Apache Superset's path through its DataFusion adapter (`flightsql-dbapi`'s
+/// SQLAlchemy dialect, pinned): test connection, schema reflection ("add
+/// dataset"), SQL Lab's preview and time-series charts with the time grains of
+/// Superset's `DataFusionEngineSpec`, compiled by the dialect; a wrong token and
+/// a database the token may not read fail as Flight errors.
+#[tokio::test]
+async fn superset_flightsql_dialect_reflects_and_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
+    let body = "cpu,host=a,region=eu usage=1.5,req=10i 1672617600\n\
+                cpu,host=a,region=eu usage=2.5,req=20i 1672617630\n\
+                cpu,host=a,region=eu usage=4 1672617665\n\
+                cpu,host=a,region=eu usage=7 1672617970\n\
+                cpu,host=b usage=10 1672617605\n\
+                cpu,host=b usage=20 1672617725\n\
+                cpu,host=b usage=99 1672618200\n\
+                mem,host=a free=3i 1672617600\n";
+    let admin = crate::harness::ADMIN_TOKEN;
+    let r = crate::harness::write(&server, "bucket=sdb&precision=s", admin, body).await;
+    assert_eq!(r.status, 204);
+    let r = crate::harness::write(&server, "bucket=odb&precision=s", admin, "m v=1 1").await;
+    assert_eq!(r.status, 204);
+    let token = create_token(dir.path(), "sdb", "read");
+    let got = python_json(
+        "superset_flightsql.py",
+        &[&server.base, &token, "sdb", "odb"],
+    );
+    let cols = serde_json::json!([
+        ["host", "TEXT"],
+        ["region", "TEXT"],
+        ["usage", "FLOAT"],
+        ["req", "BIGINT"],
+        ["time", "TIMESTAMP"]
+    ]);
+    let chart_cols = serde_json::json!([
+        ["time", "TIMESTAMP"],
+        ["host", "TEXT"],
+        ["AVG(usage)", "FLOAT"]
+    ]);
+    let range = "WHERE time >= TIMESTAMP '2023-01-02 00:00:00.000000' \
+                 AND time < TIMESTAMP '2023-01-02 00:10:00.000000'";
+    let chart_sql = |grain: &str| {
+        format!(
+            "SELECT {grain} AS time, host AS host, avg(usage) AS \"AVG(usage)\" \nFROM iox.cpu \n\
+             {range} GROUP BY {grain}, host ORDER BY \"AVG(usage)\" DESC\n LIMIT 10000"
+        )
+    };
+    let bin = "DATE_BIN(INTERVAL '5 minutes', time, TIMESTAMP '1970-01-01 00:00:00')";
+    let expected = serde_json::json!({
+        "ping": true,
+        "quote": "\"",
+        "schemas": ["iox"],
+        "tables": {"iox": ["cpu", "mem"]},
+        "views": [],
+        "columns": [["host", "TEXT", true], ["region", "TEXT", true], ["usage", "FLOAT", true],
+                    ["req", "BIGINT", true], ["time", "TIMESTAMP", false]],
+        "keys": [[], [], []],
+        "preview": {
+            "sql": "SELECT host, region, usage, req, time \nFROM iox.cpu\n LIMIT 100",
+            "columns": cols,
+            "rows": [
+                ["a", "eu", 1.5, 10, "2023-01-02T00:00:00"],
+                ["a", "eu", 2.5, 20, "2023-01-02T00:00:30"],
+                ["a", "eu", 4.0, null, "2023-01-02T00:01:05"],
+                ["a", "eu", 7.0, null, "2023-01-02T00:06:10"],
+                ["b", null, 10.0, null, "2023-01-02T00:00:05"],
+                ["b", null, 20.0, null, "2023-01-02T00:02:05"],
+                ["b", null, 99.0, null, "2023-01-02T00:10:00"]
+            ]
+        },
+        "chart_1m": {
+            "sql": chart_sql("DATE_TRUNC('minute', time)"),
+            "columns": chart_cols,
+            "rows": [
+                ["2023-01-02T00:02:00", "b", 20.0],
+                ["2023-01-02T00:00:00", "b", 10.0],
+                ["2023-01-02T00:06:00", "a", 7.0],
+                ["2023-01-02T00:01:00", "a", 4.0],
+                ["2023-01-02T00:00:00", "a", 2.0]
+            ]
+        },
+        "chart_5m": {
+            "sql": chart_sql(bin),
+            "columns": chart_cols,
+            "rows": [
+                ["2023-01-02T00:00:00", "b", 15.0],
+                ["2023-01-02T00:05:00", "a", 7.0],
+                ["2023-01-02T00:00:00", "a", 8.0 / 3.0]
+            ]
+        },
+        "bucket_name_tables": ["cpu", "mem"],
+        "errors": {
+            "bad_token": ["FlightUnauthenticatedError",
+                "Flight returned unauthenticated error, with message: unauthorized access"],
+            "other_database": ["FlightUnauthorizedError",
+                "Flight returned unauthorized error, with message: \
+                 token does not have read permission on database \"odb\""]
+        }
+    });
+    assert_eq!(got, expected);
+    assert!(server.stop().success());
+}
