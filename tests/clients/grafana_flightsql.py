@@ -30,6 +30,11 @@ What the plugin does (pkg/flightsql/*.go at the version read):
   c_hour`…); a column type outside the plugin's newField (utf8, integers, floats, bool,
   timestamp, duration) would be lost, and a timestamp is read as nanoseconds whatever its
   unit: each answer's Arrow types are printed so the test pins them.
+Grafana's own InfluxDB data source in SQL mode (pkg/tsdb/influxdb/fsql) connects and
+queries the same way (token, metadata, the same macros but `$__timeRange*`); its query
+builder lists schemas, tables and columns with information_schema SQL
+(flightsqlMetaQuery.ts) and writes `SELECT "c", AVG("f") FROM "t" WHERE "time" >=
+$__timeFrom AND "time" <= $__timeTo AND … GROUP BY … ORDER BY … LIMIT n` (sqlUtil.ts).
 
 Prints JSON.
 """
@@ -201,6 +206,17 @@ def main() -> int:
         "variable": "SELECT DISTINCT host FROM cpu ORDER BY host",
         "builder": "SELECT usage,host,time FROM cpu WHERE host = 'b' and $__timeFilter(time) "
         "ORDER BY time LIMIT 10",
+        # Grafana's own InfluxDB data source in SQL mode (public/app/plugins/datasource/
+        # influxdb/fsql): the builder's lists come from information_schema
+        # (flightsqlMetaQuery.ts), its query from toRawSql (sqlUtil.ts).
+        "core_datasets": "SELECT DISTINCT TABLE_SCHEMA from information_schema.TABLES "
+        "where TABLE_TYPE != 'SYSTEM VIEW' ORDER BY TABLE_SCHEMA",
+        "core_tables": "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'iox' ORDER BY table_name",
+        "core_columns": "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'iox' AND table_name = 'cpu' ORDER BY column_name",
+        "core_builder": 'SELECT "host", AVG("usage") FROM "cpu" WHERE "time" >= $__timeFrom '
+        'AND "time" <= $__timeTo AND "host" = \'a\' GROUP BY "host" ORDER BY "host" ASC LIMIT 50',
     }
     out["panels"] = {name: answer(client, expand(sql)) for name, sql in panels.items()}
 

@@ -434,6 +434,37 @@ async fn grafana_flightsql_source_replayed() {
                 "types": [["host", "string"]],
                 "rows": [["a"], ["b"]]
             },
+            // Grafana's InfluxDB source in SQL mode lists from information_schema.
+            // DataFusion 55 spells the time type `Timestamp(ns)`, which Grafana's
+            // builder (fields.ts) files as text; InfluxDB 3's older DataFusion
+            // says `Timestamp(Nanosecond, None)`, which it files as a datetime.
+            "core_datasets": {
+                "sql": "SELECT DISTINCT TABLE_SCHEMA from information_schema.TABLES \
+                        where TABLE_TYPE != 'SYSTEM VIEW' ORDER BY TABLE_SCHEMA",
+                "types": [["table_schema", "string"]],
+                "rows": [["information_schema"], ["iox"]]
+            },
+            "core_tables": {
+                "sql": "SELECT table_name FROM information_schema.tables \
+                        WHERE table_schema = 'iox' ORDER BY table_name",
+                "types": [["table_name", "string"]],
+                "rows": [["cpu"], ["mem"]]
+            },
+            "core_columns": {
+                "sql": "SELECT column_name, data_type FROM information_schema.columns \
+                        WHERE table_schema = 'iox' AND table_name = 'cpu' ORDER BY column_name",
+                "types": [["column_name", "string"], ["data_type", "string"]],
+                "rows": [["host", "Utf8"], ["region", "Utf8"], ["req", "Int64"],
+                         ["time", "Timestamp(ns)"], ["usage", "Float64"]]
+            },
+            "core_builder": {
+                "sql": "SELECT \"host\", AVG(\"usage\") FROM \"cpu\" WHERE \"time\" >= \
+                        cast('2023-01-02T00:00:00Z' as timestamp) AND \"time\" <= \
+                        cast('2023-01-02T00:10:00Z' as timestamp) AND \"host\" = 'a' \
+                        GROUP BY \"host\" ORDER BY \"host\" ASC LIMIT 50",
+                "types": [["host", "string"], ["avg(cpu.usage)", "double"]],
+                "rows": [["a", 3.75]]
+            },
             "builder": {
                 "sql": format!("SELECT usage,host,time FROM cpu WHERE host = 'b' and {range} ORDER BY time LIMIT 10"),
                 "types": [["usage", "double"], ["host", "string"], ["time", "timestamp[ns]"]],
