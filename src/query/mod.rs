@@ -24,6 +24,7 @@
 
 mod dedup_exec;
 pub mod depth;
+mod footers;
 mod held;
 pub mod ingesters;
 pub mod limits;

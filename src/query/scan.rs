@@ -33,7 +33,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
@@ -51,6 +50,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::scalar::ScalarValue;
 
 use super::dedup_exec::DedupExec;
+use super::footers::IndexedFooters;
 use super::held::Held;
 use super::zones::{InZones, Span, covered, meets, zones};
 use crate::catalog::ParquetFile;
@@ -397,16 +397,15 @@ fn file_exec(
     scan_exec(source, groups, columns, ordering, limit)
 }
 
-/// A Parquet source over the runtime's object store and footer cache.
+/// A Parquet source over the runtime's object store and footer cache (the
+/// footers cached with their page index: [`IndexedFooters`]).
 fn parquet_source(state: &dyn Session, input: &ScanInput) -> Result<ParquetSource> {
     let runtime = state.runtime_env();
     let store = runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?)?;
     let cache = runtime.cache_manager.get_file_metadata_cache();
     Ok(ParquetSource::new(Arc::clone(&input.with_seq))
         .with_table_parquet_options(state.default_table_options().parquet)
-        .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
-            store, cache,
-        ))))
+        .with_parquet_file_reader_factory(Arc::new(IndexedFooters::new(store, cache))))
 }
 
 fn scan_exec(
