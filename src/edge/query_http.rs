@@ -1,8 +1,10 @@
-//! `GET|POST /api/v3/query_sql`: InfluxDB 3's HTTP query API, for `curl` and
-//! tools that do not speak Flight. Parameters `db`, `q` and `format` (`json`,
-//! the default, `jsonl` or `csv`) in the query string, or as a JSON body on
-//! POST. Errors are InfluxDB 3's `{"error"}` with the status of their kind: an
-//! unreachable ingester is 503, never a partial answer.
+//! `GET|POST /api/v3/query_sql` and `/api/v3/query_influxql`: InfluxDB 3's
+//! HTTP query API, for `curl`, `inflow query` and tools that do not speak
+//! Flight. Parameters `db`, `q` and `format` (`json`, the default, `jsonl` or
+//! `csv`) in the query string, or as a JSON body on POST. InfluxQL answers one
+//! table, as over Flight (`iox::measurement`, `time`, the grouping tags, the
+//! columns). Errors are InfluxDB 3's `{"error"}` with the status of their
+//! kind: an unreachable ingester is 503, never a partial answer.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use serde::Deserialize;
 
 use super::error::{Error, V3Error};
 use super::frontend::QueryFrontend;
+use super::influxql_flight;
 use crate::query::QueryError;
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,20 +140,64 @@ impl Encoder {
 
 pub fn routes(frontend: Arc<QueryFrontend>) -> Router {
     Router::new()
-        .route("/api/v3/query_sql", get(query_get).post(query_post))
+        .route("/api/v3/query_sql", get(sql_get).post(sql_post))
+        .route("/api/v3/query_influxql", get(influxql_get).post(influxql_post))
         .with_state(frontend)
 }
 
+/// The query language of an endpoint.
+#[derive(Debug, Clone, Copy)]
+enum Language {
+    Sql,
+    Influxql,
+}
+
+async fn sql_get(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, V3Error> {
+    query_get(Language::Sql, frontend, query, headers).await
+}
+
+async fn sql_post(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V3Error> {
+    query_post(Language::Sql, frontend, query, headers, body).await
+}
+
+async fn influxql_get(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, V3Error> {
+    query_get(Language::Influxql, frontend, query, headers).await
+}
+
+async fn influxql_post(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V3Error> {
+    query_post(Language::Influxql, frontend, query, headers, body).await
+}
+
 async fn query_get(
+    language: Language,
     State(frontend): State<Arc<QueryFrontend>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, V3Error> {
     let params = Params::from_query(query.as_deref())?;
-    Ok(run(&frontend, &headers, params).await?)
+    Ok(run(language, &frontend, &headers, params).await?)
 }
 
 async fn query_post(
+    language: Language,
     State(frontend): State<Arc<QueryFrontend>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -163,27 +210,65 @@ async fn query_post(
             .map_err(|e| Error::InvalidQuery(format!("invalid JSON body: {e}")))?;
         params = params.merge(from_body);
     }
-    Ok(run(&frontend, &headers, params).await?)
+    Ok(run(language, &frontend, &headers, params).await?)
 }
 
 async fn run(
+    language: Language,
     frontend: &QueryFrontend,
     headers: &HeaderMap,
     params: Params,
 ) -> Result<Response, Error> {
-    let database = params
-        .db
-        .filter(|d| !d.is_empty())
-        .ok_or(Error::MissingDb)?;
-    let sql = params
+    let database = params.db.filter(|d| !d.is_empty());
+    let text = params
         .q
         .filter(|q| !q.is_empty())
         .ok_or_else(|| Error::InvalidQuery("missing query: set the q parameter".into()))?;
     let format = Format::parse(params.format.as_deref())?;
+    match language {
+        Language::Sql => sql(frontend, headers, database, &text, format).await,
+        Language::Influxql => influxql(frontend, headers, database, &text, format).await,
+    }
+}
+
+/// An InfluxQL answer is one table, built whole (as over Flight): encoded at
+/// once, with its slot and memory held until then.
+async fn influxql(
+    frontend: &QueryFrontend,
+    headers: &HeaderMap,
+    database: Option<String>,
+    text: &str,
+    format: Format,
+) -> Result<Response, Error> {
+    let header = headers.get(header::AUTHORIZATION);
+    let answer = influxql_flight::answer(frontend, header, database.as_deref(), text).await?;
+    let mut encoder = Encoder::new(format);
+    let mut text = encode(&mut encoder, answer.batch.clone()).await?.to_vec();
+    text.extend_from_slice(&encoder.finish());
+    drop(answer);
+    Ok(with_content_type(Body::from(text).into_response(), format))
+}
+
+fn with_content_type(mut response: Response, format: Format) -> Response {
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+async fn sql(
+    frontend: &QueryFrontend,
+    headers: &HeaderMap,
+    database: Option<String>,
+    sql: &str,
+    format: Format,
+) -> Result<Response, Error> {
+    let database = database.ok_or(Error::MissingDb)?;
     frontend
         .authorize(headers.get(header::AUTHORIZATION), &database)
         .await?;
-    let (_, mut batches) = frontend.execute(&database, &sql).await?;
+    let (_, mut batches) = frontend.execute(&database, sql).await?;
     // The first batch before the status: a query that fails at once (memory,
     // an unreachable ingester, the deadline) gets its own status, not a 200
     // cut short.
@@ -217,12 +302,10 @@ async fn run(
         },
     );
     let body = futures::stream::once(async { Ok::<_, Error>(head) }).chain(rest);
-    let mut response = Body::from_stream(body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    Ok(response)
+    Ok(with_content_type(
+        Body::from_stream(body).into_response(),
+        format,
+    ))
 }
 
 /// Encodes one batch off the async threads (a batch of text is CPU work).
