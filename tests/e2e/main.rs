@@ -4,6 +4,7 @@
 mod admin;
 mod architecture;
 mod bench;
+mod cli;
 mod clients;
 mod cluster;
 mod durability;
