@@ -19,6 +19,7 @@ mod misconfig;
 mod ops;
 mod query;
 mod query_limits;
+mod readme;
 mod reserved;
 mod reuse;
 mod sequence;
