@@ -141,7 +141,10 @@ impl Encoder {
 pub fn routes(frontend: Arc<QueryFrontend>) -> Router {
     Router::new()
         .route("/api/v3/query_sql", get(sql_get).post(sql_post))
-        .route("/api/v3/query_influxql", get(influxql_get).post(influxql_post))
+        .route(
+            "/api/v3/query_influxql",
+            get(influxql_get).post(influxql_post),
+        )
         .with_state(frontend)
 }
 

@@ -97,12 +97,14 @@ pub async fn run(args: QueryArgs) -> Result<(), QueryCliError> {
         .body(body.to_string());
     let mut response = remote.send(request, |_| None).await?;
     let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::fs::File::create(path).map_err(|source| {
-            QueryCliError::Read {
-                what: path.display().to_string(),
-                source,
-            }
-        })?),
+        Some(path) => {
+            Box::new(
+                std::fs::File::create(path).map_err(|source| QueryCliError::Read {
+                    what: path.display().to_string(),
+                    source,
+                })?,
+            )
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let to_stdout = args.output.is_none();

@@ -104,7 +104,10 @@ async fn write_then_query_in_every_format() {
         Some(b"home,room=attic temp=15.5 1700000120\n"),
     ));
     // Plain stdin, nanoseconds guessed from the magnitude.
-    ok(w(&[], Some(b"home,room=cellar temp=12.0 1700000180000000000\n")));
+    ok(w(
+        &[],
+        Some(b"home,room=cellar temp=12.0 1700000180000000000\n"),
+    ));
     // 2,000 lines, ~110 KiB: past the 64 KiB request limit unless gzipped.
     let big: String = (0..2000)
         .map(|i| format!("big,host=host-{i:04} usage_user={i}.5,usage_system=1i {i}\n"))
@@ -132,7 +135,8 @@ async fn write_then_query_in_every_format() {
 +---------+------+-----+---------------------+
 "
     );
-    let two = "SELECT room, temp, hum, time FROM home WHERE room IN ('kitchen', 'living') ORDER BY room";
+    let two =
+        "SELECT room, temp, hum, time FROM home WHERE room IN ('kitchen', 'living') ORDER BY room";
     assert_eq!(
         q(&["--format", "json", two], None),
         "[{\"room\":\"kitchen\",\"temp\":21.5,\"time\":\"2023-11-14T22:13:20\"},\
@@ -151,15 +155,22 @@ async fn write_then_query_in_every_format() {
     let count = "SELECT count(*) AS n, sum(usage_system) AS s FROM big";
     let query_file = dir.path().join("count.sql");
     std::fs::write(&query_file, count).unwrap();
-    let counted = "+------+------+\n| n    | s    |\n+------+------+\n| 2000 | 2000 |\n+------+------+\n";
+    let counted =
+        "+------+------+\n| n    | s    |\n+------+------+\n| 2000 | 2000 |\n+------+------+\n";
     assert_eq!(q(&["-f", query_file.to_str().unwrap()], None), counted);
     assert_eq!(q(&[], Some(count.as_bytes())), counted);
     let answer = dir.path().join("answer.csv");
     assert_eq!(
-        q(&["--format", "csv", "-o", answer.to_str().unwrap(), count], None),
+        q(
+            &["--format", "csv", "-o", answer.to_str().unwrap(), count],
+            None
+        ),
         ""
     );
-    assert_eq!(std::fs::read_to_string(&answer).unwrap(), "n,s\n2000,2000\n");
+    assert_eq!(
+        std::fs::read_to_string(&answer).unwrap(),
+        "n,s\n2000,2000\n"
+    );
     // InfluxQL: one table, as InfluxDB 3 answers it.
     assert_eq!(
         q(
@@ -197,7 +208,10 @@ async fn write_then_query_in_every_format() {
          {\"iox::measurement\":\"home\",\"time\":\"2023-11-14T22:13:20\",\"room\":\"living\",\"max\":20.0}]\n"
     );
     // An empty answer is an empty table.
-    assert_eq!(q(&["SELECT * FROM home WHERE room = 'none'"], None), "++\n++\n");
+    assert_eq!(
+        q(&["SELECT * FROM home WHERE room = 'none'"], None),
+        "++\n++\n"
+    );
     assert!(s.stop().success());
 }
 
@@ -222,7 +236,14 @@ async fn rejections_print_the_servers_error_and_exit_1() {
          line 3: column 7: field \"v\" is string but column \"v\" of table \"m\" is float\n    \
          m,k=b v=\"text\" 2\n"
     );
-    let count = ["query", "-d", "db", "--format", "csv", "SELECT count(*) AS n FROM m"];
+    let count = [
+        "query",
+        "-d",
+        "db",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM m",
+    ];
     // Nothing of it was written, not even the table.
     assert_eq!(
         fails(inflow(&count, &env, None)),
@@ -234,7 +255,9 @@ async fn rejections_print_the_servers_error_and_exit_1() {
         Some(body),
     ));
     assert!(
-        err.starts_with("inflow: error: 400 Bad Request: partial write of line protocol occurred\nline 2: "),
+        err.starts_with(
+            "inflow: error: 400 Bad Request: partial write of line protocol occurred\nline 2: "
+        ),
         "{err}"
     );
     assert_eq!(ok(inflow(&count, &env, None)), "n\n1\n");
@@ -264,11 +287,25 @@ async fn rejections_print_the_servers_error_and_exit_1() {
         "inflow: error: 404 Not Found: database \"nope\" not found\n"
     );
     // A terminal is not needed to see it: stdin closed and empty is no input.
-    let err = fails(inflow(&["write", "-d", "db", "-f", "/nonexistent.lp"], &env, None));
-    assert!(err.starts_with("inflow: error: reading /nonexistent.lp: "), "{err}");
+    let err = fails(inflow(
+        &["write", "-d", "db", "-f", "/nonexistent.lp"],
+        &env,
+        None,
+    ));
+    assert!(
+        err.starts_with("inflow: error: reading /nonexistent.lp: "),
+        "{err}"
+    );
     // Nothing listening: the address and the cause.
     let err = fails(inflow(
-        &["query", "-d", "db", "--host", "http://127.0.0.1:1", "SELECT 1"],
+        &[
+            "query",
+            "-d",
+            "db",
+            "--host",
+            "http://127.0.0.1:1",
+            "SELECT 1",
+        ],
         &env,
         None,
     ));
@@ -307,7 +344,16 @@ async fn https_hosts_are_trusted_with_tls_ca() {
     ];
     assert_eq!(
         ok(inflow(
-            &["write", "--tls-ca", ca, "-d", "tls", "-p", "s", "m,k=a v=1.5 1700000000"],
+            &[
+                "write",
+                "--tls-ca",
+                ca,
+                "-d",
+                "tls",
+                "-p",
+                "s",
+                "m,k=a v=1.5 1700000000"
+            ],
             &env,
             None
         )),
@@ -320,7 +366,14 @@ async fn https_hosts_are_trusted_with_tls_ca() {
     ];
     assert_eq!(
         ok(inflow(
-            &["query", "-d", "tls", "--format", "csv", "SELECT k, v FROM m"],
+            &[
+                "query",
+                "-d",
+                "tls",
+                "--format",
+                "csv",
+                "SELECT k, v FROM m"
+            ],
             &with_ca_env,
             None
         )),
@@ -329,11 +382,46 @@ async fn https_hosts_are_trusted_with_tls_ca() {
     let listed = ok(inflow(&["database", "list", "--tls-ca", ca], &env, None));
     assert!(listed.starts_with("tls\t"), "{listed}");
     let token = ok(inflow(
-        &["token", "create", "--database", "tls", "--permission", "read", "--name", "r"],
+        &[
+            "token",
+            "create",
+            "--database",
+            "tls",
+            "--permission",
+            "read",
+            "--name",
+            "r",
+        ],
         &with_ca_env,
         None,
     ));
-    assert_eq!(token.trim().len(), token.trim().split_whitespace().next().unwrap().len());
+    // The new read token reads, over TLS, and may not write.
+    let reader = [
+        ("INFLOW_HOST", s.base.as_str()),
+        ("INFLOW_TOKEN", token.trim()),
+        ("INFLOW_TLS_CA", ca),
+    ];
+    assert_eq!(
+        ok(inflow(
+            &[
+                "query",
+                "-d",
+                "tls",
+                "--format",
+                "jsonl",
+                "SELECT k, v FROM m"
+            ],
+            &reader,
+            None
+        )),
+        "{\"k\":\"a\",\"v\":1.5}\n"
+    );
+    let err = fails(inflow(
+        &["write", "-d", "tls", "m v=2 1700000001"],
+        &reader,
+        None,
+    ));
+    assert!(err.starts_with("inflow: error: 403 Forbidden: "), "{err}");
 
     // Without the CA: refused by the client, for every command.
     for args in [
@@ -355,7 +443,10 @@ async fn https_hosts_are_trusted_with_tls_ca() {
         &env,
         None,
     ));
-    assert!(err.starts_with(&format!("inflow: error: {plain}: ")), "{err}");
+    assert!(
+        err.starts_with(&format!("inflow: error: {plain}: ")),
+        "{err}"
+    );
     // A CA file that is not one is refused before any request.
     let err = fails(inflow(
         &["database", "list", "--tls-ca", key.to_str().unwrap()],

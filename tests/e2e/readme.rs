@@ -34,9 +34,9 @@ fn marked(readme: &str, kind: &str) -> Vec<Block> {
             continue;
         };
         let fence = lines.next().unwrap_or_default();
-        let lang = fence
-            .strip_prefix("```")
-            .unwrap_or_else(|| panic!("{kind} {name}: no fenced block after the marker: {fence:?}"));
+        let lang = fence.strip_prefix("```").unwrap_or_else(|| {
+            panic!("{kind} {name}: no fenced block after the marker: {fence:?}")
+        });
         let mut code = String::new();
         for line in lines.by_ref() {
             if line == "```" {
