@@ -150,7 +150,7 @@ impl Remote {
     pub async fn send(
         &self,
         request: RequestBuilder,
-        detail: fn(&serde_json::Value) -> Option<String>,
+        detail: &dyn Fn(&serde_json::Value) -> Option<String>,
     ) -> Result<Response, RemoteError> {
         let response = request.send().await.map_err(|source| RemoteError::Send {
             host: self.base.clone(),
@@ -184,7 +184,7 @@ impl Remote {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(body.to_string());
         }
-        let response = self.send(request, |_| None).await?;
+        let response = self.send(request, &|_| None).await?;
         response.bytes().await.map_err(|source| RemoteError::Send {
             host: self.base.clone(),
             source,
@@ -194,7 +194,7 @@ impl Remote {
 
 /// The server's message in an error body: `error` (v1, v3), `message` (v2),
 /// and what `detail` finds, or the text itself.
-fn message(body: &[u8], detail: fn(&serde_json::Value) -> Option<String>) -> String {
+fn message(body: &[u8], detail: &dyn Fn(&serde_json::Value) -> Option<String>) -> String {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return String::from_utf8_lossy(body).trim().to_string();
     };
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn messages_of_every_error_shape() {
-        let none = |_: &serde_json::Value| None;
+        let none = &|_: &serde_json::Value| None;
         assert_eq!(message(br#"{"error":"no such db"}"#, none), "no such db");
         assert_eq!(
             message(br#"{"code":"invalid","message":"bad"}"#, none),

@@ -95,7 +95,7 @@ pub async fn run(args: QueryArgs) -> Result<(), QueryCliError> {
         .request(Method::POST, path)
         .header("content-type", "application/json")
         .body(body.to_string());
-    let mut response = remote.send(request, |_| None).await?;
+    let mut response = remote.send(request, &|_| None).await?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => {
             Box::new(

@@ -1,6 +1,9 @@
 //! `inflow write`: line protocol from an argument, a file or stdin, posted to
-//! `/api/v3/write_lp` as `influxdb3 write` does. A refused write prints the
-//! server's error with each rejected line's number and text.
+//! `/api/v3/write_lp` as `influxdb3 write` does. Input longer than
+//! `--batch-bytes` goes in several requests of whole lines (as the v2 `influx
+//! write` batches), so a file of any size fits the server's body limits. A
+//! refused write prints the server's error with each rejected line's number
+//! (in the whole input) and text.
 
 use std::io::{IsTerminal, Read, Write as _};
 use std::path::PathBuf;
@@ -35,6 +38,12 @@ pub struct WriteArgs {
     /// its magnitude.
     #[arg(short = 'p', long, value_enum)]
     pub precision: Option<Precision>,
+    /// Most bytes of line protocol per request, before gzip; longer input is
+    /// sent in several requests of whole lines, in order, and a rejected line
+    /// stops at its request (those before it are written). Keep it under the
+    /// server's --max-decompressed-bytes.
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_bytes: u64,
     /// Line protocol, quoted as one argument (else --file, else stdin).
     pub line_protocol: Option<String>,
 }
@@ -96,23 +105,69 @@ pub async fn run(args: WriteArgs) -> Result<(), WriteError> {
     if let Some(p) = args.precision {
         params.push(("precision", p.v3()));
     }
-    let query = serde_urlencoded::to_string(&params).unwrap_or_default();
-    let mut request = remote
-        .request(Method::POST, &format!("/api/v3/write_lp?{query}"))
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8");
-    request = if body.len() >= GZIP_FROM_BYTES {
-        request
-            .header(CONTENT_ENCODING, "gzip")
-            .body(gzip(&body).map_err(|source| WriteError::Read {
+    let path = format!(
+        "/api/v3/write_lp?{}",
+        serde_urlencoded::to_string(&params).unwrap_or_default()
+    );
+    let limit = usize::try_from(args.batch_bytes).unwrap_or(usize::MAX);
+    for batch in batches(&body, limit) {
+        let request = remote
+            .request(Method::POST, &path)
+            .header(CONTENT_TYPE, "text/plain; charset=utf-8");
+        let request = if batch.text.len() >= GZIP_FROM_BYTES {
+            let packed = gzip(batch.text).map_err(|source| WriteError::Read {
                 what: "the line protocol (gzip)".into(),
                 source,
-            })?)
-    } else {
-        request.body(body)
-    };
-    remote.send(request, rejected_lines).await?;
+            })?;
+            request.header(CONTENT_ENCODING, "gzip").body(packed)
+        } else {
+            request.body(batch.text.to_vec())
+        };
+        let first_line = batch.first_line;
+        let detail = move |error: &serde_json::Value| rejected_lines(error, first_line);
+        remote.send(request, &detail).await?;
+    }
     println!("success");
     Ok(())
+}
+
+/// A request's worth of whole lines, and the number of its first line in the
+/// whole input.
+#[derive(Debug, PartialEq, Eq)]
+struct Batch<'a> {
+    text: &'a [u8],
+    first_line: u64,
+}
+
+/// `body` cut after a newline into pieces of at most `limit` bytes (a longer
+/// line is a piece of its own, for the server to judge). Empty input is one
+/// empty piece, so the server answers for it as for any write.
+fn batches(body: &[u8], limit: usize) -> Vec<Batch<'_>> {
+    let mut out = Vec::new();
+    let (mut start, mut first_line, mut line) = (0, 1, 1);
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = body[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(body.len(), |i| pos + i + 1);
+        if end - start > limit && pos > start {
+            out.push(Batch {
+                text: &body[start..pos],
+                first_line,
+            });
+            (start, first_line) = (pos, line);
+        }
+        pos = end;
+        line += 1;
+    }
+    if start < body.len() || out.is_empty() {
+        out.push(Batch {
+            text: &body[start..],
+            first_line,
+        });
+    }
+    out
 }
 
 fn input(args: &WriteArgs) -> Result<Vec<u8>, WriteError> {
@@ -150,13 +205,18 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// The rejected lines of a `/api/v3/write_lp` error, one per line:
-/// `line N: message` and the line itself.
-fn rejected_lines(error: &serde_json::Value) -> Option<String> {
-    let data = error.get("data")?.as_array()?;
+/// `line N: message` (N in the whole input, the request's first line being
+/// `first_line`) and the line itself; after a first request, what was written.
+fn rejected_lines(error: &serde_json::Value, first_line: u64) -> Option<String> {
+    let data = error.get("data").and_then(|d| d.as_array());
     let lines: Vec<String> = data
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|e| {
-            let number = e.get("line_number").and_then(|n| n.as_u64()).unwrap_or(0);
+            let number = e
+                .get("line_number")
+                .and_then(|n| n.as_u64())
+                .map_or(0, |n| n + first_line - 1);
             let message = e
                 .get("error_message")
                 .and_then(|m| m.as_str())
@@ -168,7 +228,17 @@ fn rejected_lines(error: &serde_json::Value) -> Option<String> {
             format!("line {number}: {message}\n    {original}")
         })
         .collect();
-    (!lines.is_empty()).then(|| lines.join("\n"))
+    let mut text = lines.join("\n");
+    if first_line > 1 {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "(lines 1 to {} were written by earlier requests)",
+            first_line - 1
+        ));
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]
@@ -185,10 +255,54 @@ mod tests {
             ]
         });
         assert_eq!(
-            rejected_lines(&error).unwrap(),
+            rejected_lines(&error, 1).unwrap(),
             "line 2: column 3: no field\n    m x\nline 5: column 5: empty tag value\n    m,a= v=1"
         );
-        assert_eq!(rejected_lines(&serde_json::json!({"error": "x"})), None);
+        assert_eq!(
+            rejected_lines(&error, 11).unwrap(),
+            "line 12: column 3: no field\n    m x\nline 15: column 5: empty tag value\n    m,a= v=1\n\
+             (lines 1 to 10 were written by earlier requests)"
+        );
+        let plain = serde_json::json!({"error": "x"});
+        assert_eq!(rejected_lines(&plain, 1), None);
+        assert_eq!(
+            rejected_lines(&plain, 3).unwrap(),
+            "(lines 1 to 2 were written by earlier requests)"
+        );
+    }
+
+    #[test]
+    fn batches_are_whole_lines_within_the_limit() {
+        let text = |b: &[Batch]| -> Vec<(String, u64)> {
+            b.iter()
+                .map(|b| (String::from_utf8_lossy(b.text).into_owned(), b.first_line))
+                .collect()
+        };
+        let body = b"a 1\nbb 2\nccc 3\nd 4";
+        assert_eq!(
+            text(&batches(body, 100)),
+            [("a 1\nbb 2\nccc 3\nd 4".into(), 1)]
+        );
+        assert_eq!(
+            text(&batches(body, 9)),
+            [("a 1\nbb 2\n".into(), 1), ("ccc 3\nd 4".into(), 3)]
+        );
+        // A line longer than the limit goes alone.
+        assert_eq!(
+            text(&batches(body, 4)),
+            [
+                ("a 1\n".into(), 1),
+                ("bb 2\n".into(), 2),
+                ("ccc 3\n".into(), 3),
+                ("d 4".into(), 4)
+            ]
+        );
+        assert_eq!(text(&batches(b"", 4)), [(String::new(), 1)]);
+        let joined: Vec<u8> = batches(body, 5)
+            .iter()
+            .flat_map(|b| b.text.to_vec())
+            .collect();
+        assert_eq!(joined, body);
     }
 
     #[test]

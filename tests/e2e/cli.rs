@@ -296,6 +296,40 @@ async fn rejections_print_the_servers_error_and_exit_1() {
         err.starts_with("inflow: error: reading /nonexistent.lp: "),
         "{err}"
     );
+    // Sent in requests of 10 lines (170 bytes): line 57 stops the sixth,
+    // after the five before it were written; its number is the input's.
+    let lines: String = (1..=100)
+        .map(|i| {
+            let v = if i == 57 { "x" } else { "1" };
+            format!("b,i={i:03} v={v} {}\n", 1000 + i)
+        })
+        .collect();
+    let err = fails(inflow(
+        &["write", "-d", "db", "--batch-bytes", "170"],
+        &env,
+        Some(lines.as_bytes()),
+    ));
+    assert_eq!(
+        err,
+        "inflow: error: 400 Bad Request: parsing failed for write_lp endpoint\n\
+         line 57: column 11: invalid field value \"x\" for field \"v\"\n    b,i=057 v=x 1057\n\
+         (lines 1 to 50 were written by earlier requests)\n"
+    );
+    assert_eq!(
+        ok(inflow(
+            &[
+                "query",
+                "-d",
+                "db",
+                "--format",
+                "csv",
+                "SELECT count(*) AS n, max(i) AS last FROM b"
+            ],
+            &env,
+            None
+        )),
+        "n,last\n50,050\n"
+    );
     // Nothing listening: the address and the cause.
     let err = fails(inflow(
         &[
