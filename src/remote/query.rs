@@ -1,7 +1,8 @@
 //! `inflow query`: SQL or InfluxQL against `/api/v3/query_sql` or
-//! `/api/v3/query_influxql`, as `influxdb3 query` does. `json`, `jsonl` and
-//! `csv` are the server's bytes, streamed through as they come; `pretty` (the
-//! default) is a table drawn by Arrow's pretty printer from the server's CSV.
+//! `/api/v3/query_influxql`, as `influxdb3 query` does. `json`, `jsonl`,
+//! `csv` and `parquet` (into `--output` only) are the server's bytes, streamed
+//! through as they come; `pretty` (the default) is a table drawn by Arrow's
+//! pretty printer from the server's CSV.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+    /// A Parquet file: needs --output.
+    Parquet,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,8 @@ pub enum QueryCliError {
     NoInput,
     #[error("--database is required for SQL")]
     NoDatabase,
+    #[error("--format parquet writes a file: give it with --output")]
+    ParquetNeedsOutput,
     #[error("reading {what}: {source}")]
     Read {
         what: String,
@@ -75,6 +80,9 @@ pub async fn run(args: QueryArgs) -> Result<(), QueryCliError> {
     if args.language == Language::Sql && args.database.is_none() {
         return Err(QueryCliError::NoDatabase);
     }
+    if args.format == Format::Parquet && args.output.is_none() {
+        return Err(QueryCliError::ParquetNeedsOutput);
+    }
     let remote = Remote::from_args(&args.server)?;
     let (path, wire) = (
         match args.language {
@@ -85,6 +93,7 @@ pub async fn run(args: QueryArgs) -> Result<(), QueryCliError> {
             Format::Pretty | Format::Csv => "csv",
             Format::Json => "json",
             Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
         },
     );
     let mut body = serde_json::json!({"q": text, "format": wire});

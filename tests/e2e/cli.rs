@@ -171,6 +171,44 @@ async fn write_then_query_in_every_format() {
         std::fs::read_to_string(&answer).unwrap(),
         "n,s\n2000,2000\n"
     );
+    // Parquet only into a file, with the answer's types.
+    let parquet = dir.path().join("answer.parquet");
+    assert_eq!(
+        q(
+            &["--format", "parquet", "-o", parquet.to_str().unwrap(), two],
+            None
+        ),
+        ""
+    );
+    let file = bytes::Bytes::from(std::fs::read(&parquet).unwrap());
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let types: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "room:Utf8",
+            "temp:Float64",
+            "hum:Int64",
+            "time:Timestamp(ns)"
+        ]
+    );
+    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 2);
+    let err = fails(inflow(
+        &["query", "-d", "home", "--format", "parquet", count],
+        &env,
+        None,
+    ));
+    assert_eq!(
+        err,
+        "inflow: error: --format parquet writes a file: give it with --output\n"
+    );
     // InfluxQL: one table, as InfluxDB 3 answers it.
     assert_eq!(
         q(
