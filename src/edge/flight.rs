@@ -193,11 +193,37 @@ impl FlightService for EdgeFlight {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    /// Flight's basic authentication (Grafana's Flight SQL source and JDBC with a
+    /// username and password, pyarrow's `authenticate_basic_token`): Basic with
+    /// the token as the password (any user name, as v1 takes it), or the token
+    /// itself; the answer's `authorization` header is `Bearer <token>`, which the
+    /// client then sends on every call. Nothing is kept between calls.
     async fn handshake(
         &self,
-        _: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        unimplemented("Handshake")
+        let auth = match (&self.query, &self.edge) {
+            (Some(q), _) => &q.auth,
+            (None, Some(e)) => &e.auth,
+            (None, None) => return unimplemented("Handshake"),
+        };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
+        // Without auth (`--without-auth`) anything passes, as on every other call.
+        auth.authenticate_v1(header.as_ref(), None)
+            .await
+            .map_err(|e| Error::from(e).to_grpc())?;
+        let answer = HandshakeResponse::default();
+        let mut response: Response<Self::HandshakeStream> =
+            Response::new(Box::pin(futures::stream::iter([Ok(answer)])));
+        if let Ok(token) = crate::auth::v1_token(header.as_ref(), None) {
+            let bearer = tonic::metadata::MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Status::unauthenticated("the token is not a valid header value"))?;
+            response.metadata_mut().insert("authorization", bearer);
+        }
+        Ok(response)
     }
     async fn list_flights(
         &self,

@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, Command, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandStatementQuery,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ProstMessageExt, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, ActionType, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc,
@@ -29,6 +28,7 @@ use tonic::{Request, Status};
 
 use super::error::Error;
 use super::frontend::{FlightStream, QueryFrontend, database_header, encode_batches};
+use super::sql_info::sql_info;
 use crate::query::table::query_schema;
 use crate::query::{CATALOG_NAME, SCHEMA_NAME};
 
@@ -274,21 +274,6 @@ fn get_sql_info(cmd: CommandGetSqlInfo) -> Result<FlightStream, Status> {
         .build()
         .map_err(|e| Status::internal(e.to_string()))?;
     Ok(encode_batches(schema, vec![batch]))
-}
-
-/// The few facts about the server Flight SQL clients ask for.
-fn sql_info() -> Result<SqlInfoData, Status> {
-    let mut b = SqlInfoDataBuilder::new();
-    b.append(SqlInfo::FlightSqlServerName, "inflow");
-    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
-    b.append(SqlInfo::FlightSqlServerReadOnly, true);
-    b.append(SqlInfo::FlightSqlServerSql, true);
-    b.append(SqlInfo::FlightSqlServerSubstrait, false);
-    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
-    b.append(SqlInfo::FlightSqlServerCancel, false);
-    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.build().map_err(|e| Status::internal(e.to_string()))
 }
 
 /// `DoAction`: create and close prepared statements.

@@ -16,6 +16,7 @@ mod influxql_http;
 mod metrics_http;
 mod query_http;
 pub mod server;
+mod sql_info;
 pub mod v1;
 pub mod v2;
 pub mod v3;

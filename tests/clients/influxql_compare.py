@@ -27,6 +27,7 @@ what each case expects: an error or not). The last line is
 
 import argparse
 import atexit
+import base64
 import json
 import math
 import os
@@ -235,7 +236,18 @@ class Server:
             params.update(case.reference_params)
         url_params = dict(case.url_params)
         headers = {}
-        if case.method == "GET":
+        if case.method == "CHRONOGRAF":
+            # Chronograf's backend (influx/influx.go, Client.query): POST with q, db, rp
+            # (both even when empty) and epoch=ms in the URL, no body, Content-Type
+            # application/json, Basic auth from the source's username and password.
+            url_params.update({"db": case.db or "", "epoch": "ms", "q": case.q, "rp": ""})
+            url_params.update(params)
+            headers["Content-Type"] = "application/json"
+            if self.token is not None:
+                basic = base64.b64encode(f"chronograf:{self.token}".encode()).decode()
+                headers["Authorization"] = f"Basic {basic}"
+            st, hdrs, raw = self.request("POST", "/query", dict(sorted(url_params.items())), b"", headers)
+        elif case.method == "GET":
             url_params.update(params)
             if case.q is not None:
                 url_params["q"] = case.q
@@ -711,6 +723,62 @@ def cases():
         "SHOW DATABASES",
     ):
         add(Case(q, params={"epoch": "ms"}, method="GET"))
+
+    # --- Chronograf ------------------------------------------------------------------------
+    # The data explorer's requests (ui/src/shared/apis/metaQuery.js, sent by the backend as
+    # method CHRONOGRAF above): the database list, the retention policies of every database
+    # in one request joined by ';', the measurements, then a measurement's tag keys, the
+    # values of its keys (sorted, WITH KEY IN) and its field keys, FROM "rp"."measurement".
+    # The admin page lists measurements with ON, LIMIT and OFFSET (influx/databases.go).
+    chrono = lambda q, db=DB, **kw: Case(q, method="CHRONOGRAF", db=db, **kw)  # noqa: E731
+    add(chrono("SHOW DATABASES", db=None))
+    add(chrono('SHOW RETENTION POLICIES ON "compare"', db=None))
+    add(chrono('SHOW RETENTION POLICIES ON "compare";SHOW RETENTION POLICIES ON "gone"', db=None,
+               expect="error", exact_error=True, why="a database dropped since the list was read"))
+    add(chrono("SHOW MEASUREMENTS"))
+    add(chrono('SHOW MEASUREMENTS ON "compare" LIMIT 2 OFFSET 1', db=None))
+    rp = {"rp": "autogen"}
+    add(chrono('SHOW TAG KEYS FROM "autogen"."cpu"', params=rp))
+    add(chrono('SHOW TAG KEYS FROM "autogen"."disk io"', params=rp))
+    add(chrono('SHOW TAG VALUES FROM "autogen"."cpu" WITH KEY IN ("host", "region")', params=rp))
+    add(chrono('SHOW TAG VALUES FROM "autogen"."mem" WITH KEY IN ("dc")', params=rp))
+    add(chrono('SHOW FIELD KEYS FROM "autogen"."cpu"'))
+    add(chrono('SHOW FIELD KEYS FROM "autogen"."disk io"'))
+    # The query builder (ui/src/utils/influxql.ts, buildInfluxQLQuery) writes
+    #   SELECT mean("f") AS "mean_f" FROM "db"."rp"."m" WHERE time > :dashboardTime: AND
+    #   time < :upperDashboardTime: [AND "tag"='v'] GROUP BY time(:interval:)[, "tag"] FILL(null)
+    # and ui/src/tempVars/utils/replace.ts renders it: a custom range's bounds quoted
+    # ('2023-01-02T00:00:00.000Z'), a relative one as is (now() - 1h, now()), and
+    # :interval: as round(durationMs / 360) ms, durationMs from the backend's
+    # influx.ParseTime (exclusive bounds: 1 h is 3599999 ms, so 10000ms; 10 min 1667ms).
+    # A time shift adds a second statement with both bounds shifted (`- 1h`) and the
+    # alias suffixed `_shifted__1__h`.
+    lo, hi = "'2023-01-02T00:00:00.000Z'", "'2023-01-02T01:00:00.000Z'"
+    fq = '"compare"."autogen"'
+    add(chrono(f'SELECT mean("usage_idle") AS "mean_usage_idle" FROM {fq}."cpu" '
+               f"WHERE time > {lo} AND time < {hi} GROUP BY time(10000ms) FILL(null)", params=rp))
+    add(chrono(f'SELECT mean("usage_idle") AS "mean_usage_idle", max("requests") AS "max_requests" '
+               f"FROM {fq}.\"cpu\" WHERE time > {lo} AND time < '2023-01-02T03:00:00.000Z' "
+               "AND (\"host\"='h1' OR \"host\"='h2') GROUP BY time(30000ms), \"host\" FILL(null)",
+               params=rp))
+    add(chrono(f'SELECT mean("pct") AS "mean_pct" FROM {fq}."mem" WHERE time > {lo} '
+               "AND time < '2023-01-02T00:10:00.000Z' AND \"dc\"!='b' "
+               'GROUP BY time(1667ms), "host" FILL(null)', params=rp,
+               why="an odd interval: windows aligned to multiples of 1667 ms since the epoch"))
+    add(chrono(f'SELECT "usage_idle" FROM {fq}."cpu" WHERE time > {lo} '
+               "AND time < '2023-01-02T00:10:00.000Z' AND \"host\"='h1'", params=rp,
+               why="a field without a function: no GROUP BY, no FILL"))
+    add(chrono(f'SELECT mean("usage_idle") AS "mean_usage_idle" FROM {fq}."cpu" '
+               "WHERE time > '2023-01-02T02:00:00.000Z' AND time < '2023-01-02T03:00:00.000Z' "
+               'GROUP BY time(10000ms) FILL(null);'
+               f'SELECT mean("usage_idle") AS "mean_usage_idle_shifted__1__h" FROM {fq}."cpu" '
+               "WHERE time > '2023-01-02T02:00:00.000Z' - 1h AND time < '2023-01-02T03:00:00.000Z' - 1h "
+               'GROUP BY time(10000ms) FILL(null)', params=rp))
+    add(chrono(f'SELECT mean("value") AS "mean_value" FROM {fq}."recent" '
+               "WHERE time > now() - 1h AND time < now() GROUP BY time(10000ms) FILL(null)",
+               params=rp, now_dependent=True,
+               why="the default range: 360 windows of 10 s ending at now(); both servers agree "
+                   "unless the two queries straddle a 10 s boundary (then retried once)"))
 
     # --- now()-relative --------------------------------------------------------------------------
     # `recent` has points from now-50m to now-10m (at write time), on the minute + 30 s.

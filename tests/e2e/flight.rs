@@ -236,3 +236,81 @@ async fn pyarrow_flight_producer() {
         assert_eq!(r, &expected, "row {i}");
     }
 }
+
+/// One `Handshake` with `authorization` set to `auth`: the `authorization`
+/// header of the answer, or the refusal's code.
+async fn handshake(server: &Server, auth: Option<&str>) -> Result<Option<String>, tonic::Code> {
+    let channel = Endpoint::from_shared(server.base.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = FlightServiceClient::new(channel);
+    let mut request = tonic::Request::new(futures::stream::iter([
+        arrow_flight::HandshakeRequest::default(),
+    ]));
+    if let Some(a) = auth {
+        request
+            .metadata_mut()
+            .insert("authorization", a.parse().unwrap());
+    }
+    let response = client.handshake(request).await.map_err(|s| s.code())?;
+    let header = response
+        .metadata()
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_string());
+    let answers: Vec<_> = response
+        .into_inner()
+        .try_collect()
+        .await
+        .map_err(|s| s.code())?;
+    assert_eq!(answers, vec![arrow_flight::HandshakeResponse::default()]);
+    Ok(header)
+}
+
+/// Flight's basic authentication (Grafana's Flight SQL source and JDBC with a
+/// username and password): Basic with the token as password, or the token
+/// itself, is answered with `Bearer <token>`; a wrong, malformed or missing
+/// credential is refused; `--without-auth` lets anything through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_answers_the_bearer_header() {
+    use base64::Engine;
+    let basic = |user: &str, password: &str| {
+        let pair = format!("{user}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let ok = Ok(Some(bearer.clone()));
+    assert_eq!(
+        handshake(&s, Some(&basic("grafana", ADMIN_TOKEN))).await,
+        ok
+    );
+    assert_eq!(handshake(&s, Some(&bearer)).await, ok);
+    let unauthenticated = Err(tonic::Code::Unauthenticated);
+    assert_eq!(
+        handshake(&s, Some(&basic("grafana", "wrong"))).await,
+        unauthenticated
+    );
+    assert_eq!(
+        handshake(&s, Some(&basic("grafana", ""))).await,
+        unauthenticated
+    );
+    assert_eq!(handshake(&s, Some("Basic !!!")).await, unauthenticated);
+    assert_eq!(handshake(&s, None).await, unauthenticated);
+    assert!(s.stop().success());
+
+    let open_dir = tempfile::tempdir().unwrap();
+    let open = Server::start_with_env(open_dir.path(), &["--without-auth"], &[]);
+    assert_eq!(handshake(&open, None).await, Ok(None));
+    let any = basic("grafana", "anything");
+    assert_eq!(
+        handshake(&open, Some(&any)).await,
+        Ok(Some("Bearer anything".into()))
+    );
+    assert!(open.stop().success());
+}

@@ -26,8 +26,9 @@ fn run_script(name: &str, args: &[&str]) -> String {
 }
 
 /// `tests/clients/influxql_compare.py` starts Debian's `influxd` 1.6 (installed
-/// by `tests/run.sh`), writes the same corpus to both servers and compares ~290
-/// statements cell by cell; its deviations from 1.6 are documented per case.
+/// by `tests/run.sh`), writes the same corpus to both servers and compares ~340
+/// statements cell by cell (among them Grafana's and Chronograf's requests as
+/// their backends send them); its deviations from 1.6 are documented per case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influxql_answers_match_influxdb_1_6() {
     compare_with_1_6(&["--snapshot-interval", "1h"]);

@@ -16,12 +16,17 @@ from a copy, and only what cannot hold off-cluster is rewritten:
   read-only in the pod;
 - env `valueFrom`: `fieldRef` metadata.name/namespace -> the pod's; secretKeyRef
   -> the rendered Secret, or a value the test gives for a Secret the user owns.
+
+A pod given `--tls-cert` serves HTTPS on its http port: its probes are then
+sent as the kubelet sends them (scheme from the probe, certificate unchecked).
 """
 
 import base64
+import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -70,6 +75,7 @@ class Pod:
         self.ports = {}  # container port name -> local port
         self.dirs = {}  # mountPath -> local directory
         self.log = None
+        self.scheme = "http"  # of the http port: https once --tls-cert is given
 
 
 def pods(rendered):
@@ -240,6 +246,9 @@ class LocalRun:
                 value = f"127.0.0.1:{pod.ports[cp['name']]}"
             elif flag == "--ingesters":
                 value = self.resolve_ingesters(pod, value)
+            elif flag == "--tls-cert":
+                pod.scheme = "https"
+                value = self._local_path(pod, mounts, flag, value)
             elif flag == "--s3-endpoint":
                 assert self.s3_endpoint, "the chart set an S3 endpoint; the test gave none"
                 value = self.s3_endpoint
@@ -278,19 +287,29 @@ class LocalRun:
         return pod
 
     def url(self, pod, port="http"):
-        return f"http://127.0.0.1:{pod.ports[port]}"
+        scheme = pod.scheme if port == "http" else "http"
+        return f"{scheme}://127.0.0.1:{pod.ports[port]}"
 
     def probe(self, pod, kind):
-        """GET a rendered httpGet probe; its HTTP status (None: no answer)."""
+        """GET a rendered httpGet probe, as the kubelet does: HTTP or HTTPS by
+        its scheme, a certificate not checked; its HTTP status (None: no
+        answer, as when the scheme is not what the port serves)."""
         get = pod.container[kind]["httpGet"]
         port = container_port(pod.container, get["port"])
-        url = f"http://127.0.0.1:{pod.ports[port['name']]}{get['path']}"
+        scheme = get.get("scheme", "HTTP")
+        assert scheme in ("HTTP", "HTTPS"), f"{pod.name}: {kind} scheme {scheme}"
+        url = f"{scheme.lower()}://127.0.0.1:{pod.ports[port['name']]}{get['path']}"
+        context = None
+        if scheme == "HTTPS":
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         try:
-            with urllib.request.urlopen(url, timeout=3) as r:
+            with urllib.request.urlopen(url, timeout=3, context=context) as r:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return None
 
     def wait_ready(self, pod, timeout=90):

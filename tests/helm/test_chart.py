@@ -13,15 +13,18 @@ one of the NAMEs.
 
 import base64
 import copy
+import functools
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import http.client as http_client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,7 +59,8 @@ NON_DEFAULT = {
     "mode": "cluster",
     "fullnameOverride": "tsdb",
     "clusterDomain": "k8s.internal",
-    "image": {"repository": "registry.example.com/inflow", "tag": "9.9.9", "pullPolicy": "Always"},
+    "image": {"registry": "registry.example.com", "repository": "inflow", "tag": "9.9.9", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "regcred"}],
     "auth": {"adminToken": {"existingSecret": "ops-token", "secretKey": "token"},
              "clusterToken": {"existingSecret": "", "secretKey": "shared"}},
     "objectStore": {"type": "s3", "s3": {
@@ -66,18 +70,41 @@ NON_DEFAULT = {
     "edge": {"maxRequestBytes": 33554432, "maxDecompressedBytes": 67108864, "writeTimeout": "15s"},
     "ingest": {"bufferBytes": 536870912, "snapshotInterval": "1m", "leaseTtl": "20s"},
     "httpPort": 9086,
+    "tls": {"existingSecret": "tsdb-serving-cert"},
     "router": {"writeReplicas": 2, "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7,
                                                    "targetCPUUtilizationPercentage": 60},
-               "extraArgs": ["--max-line-bytes=2048"]},
-    "ingester": {"replicas": 4, "grpcPort": 9087, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2}},
-    "querier": {"replicas": 3, "podDisruptionBudget": {"enabled": False, "maxUnavailable": 1}},
+               "extraArgs": ["--max-line-bytes=2048"],
+               "env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://router-otel:4317"}],
+               "envFrom": [{"secretRef": {"name": "router-env"}}],
+               "extraVolumes": [{"name": "ca", "configMap": {"name": "ca-bundle"}}],
+               "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/extra", "readOnly": True}],
+               "updateStrategy": {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}},
+               "podLabels": {"tier": "edge"}, "podAntiAffinity": "soft"},
+    "ingester": {"replicas": 4, "grpcPort": 9087, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2},
+                 "startupProbe": {"failureThreshold": 720}, "updateStrategy": {"type": "OnDelete"},
+                 "podAntiAffinity": "hard", "podAntiAffinityTopologyKey": "topology.kubernetes.io/zone",
+                 "nodeSelector": {"disk": "ssd"},
+                 "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "tsdb", "effect": "NoSchedule"}],
+                 "priorityClassName": "critical", "podAnnotations": {"backup": "none"}},
+    "querier": {"replicas": 3, "podDisruptionBudget": {"enabled": False, "maxUnavailable": 1},
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["query"]}]}]}}},
+                "readinessProbe": {"periodSeconds": 2, "failureThreshold": 5},
+                "extraArgs": ["--query-timeout=1m"]},
+    "service": {"grpcPort": 9082},
     "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"}],
     "ingress": {"enabled": True, "className": "nginx", "hosts": ["tsdb.example.com"],
                 "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "120"},
-                "tls": [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]},
-    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
+                "tls": [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}],
+                "grpc": {"enabled": True, "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"}}},
+    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"},
+                       "namespace": "monitoring", "annotations": {"owner": "sre"},
+                       "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+                       "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}],
+                       "tlsConfig": {"serverName": "tsdb.inflow-test.svc",
+                                     "ca": {"secret": {"name": "tsdb-serving-cert", "key": "ca.crt"}}}},
     "networkPolicy": {"clientFrom": [{"namespaceSelector": {"matchLabels": {"team": "telemetry"}}}],
-                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+                      "metrics": {"from": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]}},
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/tsdb"}},
     "podAnnotations": {"team": "telemetry"},
     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -138,10 +165,10 @@ def flag(workload, name):
     return [a.split("=", 1)[1] for a in args_of(workload) if a.startswith(f"--{name}=")]
 
 
-def http(method, url, body=None, headers=None, timeout=15):
+def http(method, url, body=None, headers=None, timeout=15, context=None):
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -271,9 +298,17 @@ def test_template_non_default_values():
         assert flag(w, "log-filter") == ["info,inflow=debug"] and flag(w, "shutdown-timeout") == ["45s"]
         env = {e["name"]: e for e in c["env"]}
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3-keys", "key": "secret"}
-        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel:4317"
+        # A component's env entry replaces the global one of its name.
+        assert [e["name"] for e in c["env"]].count("OTEL_EXPORTER_OTLP_ENDPOINT") == 1
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == \
+            ("http://router-otel:4317" if w is router else "http://otel:4317")
         spec = w["spec"]["template"]["spec"]
-        assert spec["priorityClassName"] == "high"
+        assert spec["priorityClassName"] == ("critical" if w is ingester else "high")
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+        # TLS: the user's kubernetes.io/tls Secret, mounted, named in the flags.
+        assert flag(w, "tls-cert") == ["/etc/inflow/tls/tls.crt"] and flag(w, "tls-key") == ["/etc/inflow/tls/tls.key"]
+        vols = {v["name"]: v for v in spec["volumes"]}
+        assert vols["tls"]["secret"]["secretName"] == "tsdb-serving-cert"
         (spread,) = spec["topologySpreadConstraints"]
         assert selects(spread["labelSelector"], w["spec"]["template"]["metadata"]["labels"])
         assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == \
@@ -302,11 +337,38 @@ def test_template_non_default_values():
         {"name": "tsdb-cluster-token", "items": [{"key": "shared", "path": "cluster-token"}]},
     ], sources
 
+    # Per component: envFrom, extra volumes, labels, strategies, scheduling, probes.
+    rc = router["spec"]["template"]["spec"]["containers"][0]
+    assert rc["envFrom"] == [{"secretRef": {"name": "router-env"}}]
+    assert {"name": "ca", "mountPath": "/etc/ssl/extra", "readOnly": True} in rc["volumeMounts"]
+    assert {"name": "ca", "configMap": {"name": "ca-bundle"}} in router["spec"]["template"]["spec"]["volumes"]
+    assert router["spec"]["template"]["metadata"]["labels"]["tier"] == "edge"
+    assert "tier" not in ingester["spec"]["template"]["metadata"]["labels"]
+    assert router["spec"]["strategy"] == {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}}
+    assert ingester["spec"]["updateStrategy"] == {"type": "OnDelete"} and "strategy" not in querier["spec"]
+    ispec = ingester["spec"]["template"]["spec"]
+    assert ispec["nodeSelector"] == {"disk": "ssd"} and ispec["tolerations"][0]["key"] == "dedicated"
+    assert "nodeSelector" not in router["spec"]["template"]["spec"]
+    assert ingester["spec"]["template"]["metadata"]["annotations"] == {"team": "telemetry", "backup": "none"}
+    assert router["spec"]["template"]["metadata"]["annotations"] == {"team": "telemetry"}
+    ic = ispec["containers"][0]
+    assert ic["startupProbe"]["failureThreshold"] == 720 and ic["startupProbe"]["periodSeconds"] == 5
+    qc = querier["spec"]["template"]["spec"]["containers"][0]
+    assert (qc["readinessProbe"]["periodSeconds"], qc["readinessProbe"]["failureThreshold"]) == (2, 5)
+    assert qc["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http", "scheme": "HTTPS"}
+    assert flag(querier, "query-timeout") == ["1m"]
+    # hard anti-affinity on the zone for ingesters; the querier's own affinity as given.
+    (term,) = ispec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "topology.kubernetes.io/zone"
+    assert selects(term["labelSelector"], ingester["spec"]["template"]["metadata"]["labels"])
+    assert querier["spec"]["template"]["spec"]["affinity"] == NON_DEFAULT["querier"]["affinity"]
+
     # The Ingress: nginx's body limit is the router's --max-request-bytes.
     ing = r.one("Ingress", "tsdb")
     ann = ing["metadata"]["annotations"]
     assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == flag(router, "max-request-bytes")[0]
     assert ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "120"
+    assert ann["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS", "the pods serve TLS"
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["spec"]["tls"] == [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]
     (rule,) = ing["spec"]["rules"]
@@ -317,11 +379,18 @@ def test_template_non_default_values():
         svc = r.one("Service", p["backend"]["service"]["name"])
         assert p["backend"]["service"]["port"]["name"] in [sp["name"] for sp in svc["spec"]["ports"]]
 
-    # The ServiceMonitor scrapes /metrics on the port named http of every Service.
+    # The ServiceMonitor scrapes /metrics on the port named http of every
+    # Service, over HTTPS since the pods serve TLS.
     sm = r.one("ServiceMonitor", "tsdb")
     assert sm["metadata"]["labels"]["release"] == "prometheus"
-    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "scheme": "http",
-                                        "interval": "15s", "scrapeTimeout": "10s"}]
+    assert sm["metadata"]["namespace"] == "monitoring" and sm["metadata"]["annotations"] == {"owner": "sre"}
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    sm_values = NON_DEFAULT["serviceMonitor"]
+    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "scheme": "https",
+                                        "interval": "15s", "scrapeTimeout": "10s",
+                                        "tlsConfig": sm_values["tlsConfig"],
+                                        "relabelings": sm_values["relabelings"],
+                                        "metricRelabelings": sm_values["metricRelabelings"]}]
     scraped = [s for s in r.all("Service") if selects(sm["spec"]["selector"], s["metadata"]["labels"])]
     assert sorted(s["metadata"]["name"] for s in scraped) == ["tsdb-ingester", "tsdb-querier", "tsdb-router"]
     for s in scraped:
@@ -331,42 +400,114 @@ def test_template_non_default_values():
     check_pod_hardening(r)
 
 
+def peer_admits(peer, source):
+    """Whether a NetworkPolicyPeer admits a pod `source` = (namespace,
+    namespace labels, pod labels); the policy is in the release's namespace."""
+    ns, ns_labels, labels = source
+    if "ipBlock" in peer:
+        return False
+    ns_ok = selects(peer["namespaceSelector"], ns_labels) if "namespaceSelector" in peer else ns == NAMESPACE
+    return ns_ok and selects(peer.get("podSelector", {}), labels)
+
+
+def admitted(r, pod_labels, port, source):
+    """Whether the rendered NetworkPolicies let `source` connect to the named
+    container port of a pod with `pod_labels` (Kubernetes' semantics: a pod no
+    policy selects takes anything; otherwise some rule must admit)."""
+    applying = [p for p in r.all("NetworkPolicy") if selects(p["spec"]["podSelector"], pod_labels)]
+    if not applying:
+        return True
+    for policy in applying:
+        for rule in policy["spec"].get("ingress", []):
+            if "ports" in rule and port not in [p["port"] for p in rule["ports"]]:
+                continue
+            if "from" not in rule or any(peer_admits(peer, source) for peer in rule["from"]):
+                return True
+    return False
+
+
+def monitoring_pod(ns="monitoring"):
+    return ns, {"kubernetes.io/metadata.name": ns, "name": ns}, {"app.kubernetes.io/name": "prometheus"}
+
+
 def test_network_policies():
     """Clients reach routers and queriers (only from clientFrom when given);
     ingesters only from routers and queriers, on the grpc port; nothing lets
-    ingesters reach each other (they share only the object store)."""
+    ingesters reach each other (they share only the object store); and the
+    scraper (networkPolicy.metrics.from) reaches the http port of every role."""
     for values in (CLUSTER, NON_DEFAULT):
         r = render(values)
         pods_by = {w["metadata"]["labels"]["app.kubernetes.io/component"]: w["spec"]["template"]["metadata"]["labels"]
                    for w in r.all("Deployment") + r.all("StatefulSet")}
+        assert set(pods_by) == {"router", "querier", "ingester"}
         policies = r.all("NetworkPolicy")
         for component, labels in pods_by.items():
             applying = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
             assert len(applying) == 1, (component, [p["metadata"]["name"] for p in applying])
-            (policy,) = applying
-            assert policy["spec"]["policyTypes"] == ["Ingress"]
-            rules = policy["spec"]["ingress"]
-            if component in ("router", "querier"):
-                assert [p["port"] for p in rules[0]["ports"]] == ["http"]
-                assert rules[0].get("from", []) == values.get("networkPolicy", {}).get("clientFrom", [])
-                continue
-            grpc = [rule for rule in rules if [p["port"] for p in rule["ports"]] == ["grpc"]]
-            assert len(grpc) == 1, rules
-            allowed = {c for c, l in pods_by.items()
-                       for peer in grpc[0]["from"] if selects(peer["podSelector"], l)}
-            assert allowed == {"router", "querier"}, allowed
-            for rule in rules:
-                assert rule.get("from"), f"an ingester rule open to anyone: {rule}"
-                for peer in rule["from"]:
-                    if "podSelector" in peer:
-                        assert not selects(peer["podSelector"], pods_by["ingester"]), "ingester to ingester"
-            metrics = [rule for rule in rules if [p["port"] for p in rule["ports"]] == ["http"]]
-            assert [m["from"] for m in metrics] == ([values["networkPolicy"]["metricsFrom"]]
-                                                     if "networkPolicy" in values else [])
-    # Standalone: one policy for the one pod, its http port open.
+            assert applying[0]["spec"]["policyTypes"] == ["Ingress"]
+
+        def own(component):
+            return NAMESPACE, {"kubernetes.io/metadata.name": NAMESPACE}, pods_by[component]
+
+        # The scraper, from the monitoring namespace, on every role's http port; not on the ingesters' grpc.
+        for component, labels in pods_by.items():
+            assert admitted(r, labels, "http", monitoring_pod()), f"scraper refused by {component}"
+        assert not admitted(r, pods_by["ingester"], "grpc", monitoring_pod())
+        # Ingesters' grpc: routers and queriers only, never another ingester.
+        assert admitted(r, pods_by["ingester"], "grpc", own("router"))
+        assert admitted(r, pods_by["ingester"], "grpc", own("querier"))
+        assert not admitted(r, pods_by["ingester"], "grpc", own("ingester")), "ingester to ingester"
+        for policy in policies:
+            for rule in policy["spec"]["ingress"]:
+                if selects(policy["spec"]["podSelector"], pods_by["ingester"]):
+                    assert rule.get("from"), f"an ingester rule open to anyone: {rule}"
+        app = ("apps", {"kubernetes.io/metadata.name": "apps"}, {"app": "grafana"})
+        telemetry = ("telemetry-ns", {"team": "telemetry"}, {"app": "telegraf"})
+        if values is CLUSTER:
+            # No clientFrom: anyone reaches routers and queriers.
+            assert admitted(r, pods_by["router"], "http", app) and admitted(r, pods_by["querier"], "http", app)
+        else:
+            # clientFrom (telemetry) and metrics.from (the namespace labelled name=monitoring) only.
+            assert admitted(r, pods_by["router"], "http", telemetry)
+            assert not admitted(r, pods_by["router"], "http", app)
+            assert not admitted(r, pods_by["ingester"], "http", app)
+            assert not admitted(r, pods_by["ingester"], "http", telemetry)
+            assert not admitted(r, pods_by["querier"], "http", monitoring_pod("other")), "metrics.from ignored"
+
+    # metrics.from narrowed to the monitoring namespace: only it reaches ingesters' http.
+    narrowed = merge(CLUSTER, {"networkPolicy": {"metrics": {"from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}})
+    r = render(narrowed)
+    ingester = r.one("StatefulSet", "demo-inflow-ingester")["spec"]["template"]["metadata"]["labels"]
+    assert admitted(r, ingester, "http", monitoring_pod())
+    assert not admitted(r, ingester, "http", monitoring_pod("default"))
+    # metrics.enabled false: nobody reaches the ingesters' http port (the kubelet's probes are not policed).
+    r = render(merge(CLUSTER, {"networkPolicy": {"metrics": {"enabled": False}}}))
+    assert not admitted(r, ingester, "http", monitoring_pod())
+    # metrics.from empty: anyone.
+    r = render(merge(CLUSTER, {"networkPolicy": {"metrics": {"from": []}}}))
+    assert admitted(r, ingester, "http", monitoring_pod("anywhere"))
+
+    # Standalone: one policy for the one pod, its http port open; with
+    # clientFrom the scraper is still let in.
     r = render()
     (policy,) = r.all("NetworkPolicy")
-    assert selects(policy["spec"]["podSelector"], r.one("StatefulSet", FULLNAME)["spec"]["template"]["metadata"]["labels"])
+    sts = r.one("StatefulSet", FULLNAME)["spec"]["template"]["metadata"]["labels"]
+    assert selects(policy["spec"]["podSelector"], sts)
+    r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}]}})
+    assert admitted(r, sts, "http", monitoring_pod())
+    assert admitted(r, sts, "http", (NAMESPACE, {}, {"app": "telegraf"}))
+    # A policy sees ports, not paths: the default metrics.from (any pod of the
+    # cluster) reaches the API port too, as values.yaml warns; narrowed, it does not.
+    assert admitted(r, sts, "http", (NAMESPACE, {}, {"app": "other"}))
+    scraper_only = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}],
+                                  "metrics": {"from": scraper_only}}})
+    assert admitted(r, sts, "http", monitoring_pod())
+    assert not admitted(r, sts, "http", (NAMESPACE, {}, {"app": "other"}))
+    r = render({"networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}],
+                                  "metrics": {"enabled": False}}})
+    assert not admitted(r, sts, "http", monitoring_pod())
     assert render({"networkPolicy": {"enabled": False}}).all("NetworkPolicy") == []
 
 
@@ -398,6 +539,261 @@ def test_standalone_variants():
     assert r.one("PodDisruptionBudget", FULLNAME)["spec"]["maxUnavailable"] == 1
 
 
+def containers(r):
+    """The inflow container of every workload, by component."""
+    return {w["metadata"]["labels"]["app.kubernetes.io/component"]: w["spec"]["template"]["spec"]["containers"][0]
+            for w in r.all("Deployment") + r.all("StatefulSet")}
+
+
+def workloads(r):
+    return {w["metadata"]["labels"]["app.kubernetes.io/component"]: w
+            for w in r.all("Deployment") + r.all("StatefulSet")}
+
+
+def test_image_reference():
+    """registry/repository:tag, the tag defaulting to the chart's appVersion;
+    a digest wins over the tag; an empty registry leaves the repository whole."""
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+
+    def image(values=None):
+        (c,) = containers(render(values)).values()
+        return c["image"]
+
+    assert image() == f"ghcr.io/inflow-db/inflow:{app_version}"
+    assert image({"image": {"tag": "1.2.3"}}) == "ghcr.io/inflow-db/inflow:1.2.3"
+    digest = "sha256:" + "ab" * 32
+    assert image({"image": {"tag": "1.2.3", "digest": digest}}) == f"ghcr.io/inflow-db/inflow@{digest}"
+    assert image({"image": {"registry": "", "repository": "inflow"}}) == f"inflow:{app_version}"
+    assert image({"image": {"registry": "registry.example.com:5000", "repository": "team/inflow"}}) == \
+        f"registry.example.com:5000/team/inflow:{app_version}"
+    # One image for every component.
+    r = render(merge(CLUSTER, {"image": {"digest": digest}}))
+    assert {c["image"] for c in containers(r).values()} == {f"ghcr.io/inflow-db/inflow@{digest}"}
+    # imagePullSecrets reach every pod.
+    r = render(merge(CLUSTER, {"imagePullSecrets": [{"name": "regcred"}]}))
+    for w in workloads(r).values():
+        assert w["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_component_settings():
+    """Each component's own values reach its pods only, merged with or in
+    place of the global ones as values.yaml says."""
+    values = merge(CLUSTER, {
+        "extraEnv": [{"name": "SHARED", "value": "global"}, {"name": "TZ", "value": "UTC"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "global", "operator": "Exists"}],
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "ScheduleAnyway"}],
+        "podLabels": {"team": "tsdb"},
+        "ingester": {
+            "env": [{"name": "SHARED", "value": "ingester"}],
+            "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}},
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "ingest", "operator": "Exists"}],
+            "topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname",
+                                           "whenUnsatisfiable": "DoNotSchedule"}],
+            # A selector label cannot be overridden: the chart's wins.
+            "podLabels": {"app.kubernetes.io/component": "hijacked", "shard": "a"},
+            "livenessProbe": {"failureThreshold": 9},
+            "extraArgs": ["--compaction-interval=5m"],
+        },
+        "querier": {"extraVolumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
+                    "extraVolumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                    "envFrom": [{"configMapRef": {"name": "querier-env"}}]},
+    })
+    r = render(values)
+    c = containers(r)
+    w = workloads(r)
+    env = {k: [(e["name"], e.get("value")) for e in v["env"] if e["name"] in ("SHARED", "TZ")] for k, v in c.items()}
+    assert env["ingester"] == [("TZ", "UTC"), ("SHARED", "ingester")], env["ingester"]
+    assert env["router"] == [("SHARED", "global"), ("TZ", "UTC")], env["router"]
+    assert c["ingester"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}}
+    assert c["router"]["resources"]["requests"]["cpu"] == "500m"
+    spec = {k: v["spec"]["template"]["spec"] for k, v in w.items()}
+    assert spec["ingester"]["nodeSelector"] == {"kubernetes.io/os": "linux", "disk": "ssd"}
+    assert spec["querier"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert spec["ingester"]["tolerations"] == [{"key": "ingest", "operator": "Exists"}]
+    assert spec["router"]["tolerations"] == [{"key": "global", "operator": "Exists"}]
+    (own,) = spec["ingester"]["topologySpreadConstraints"]
+    assert (own["maxSkew"], own["topologyKey"]) == (2, "kubernetes.io/hostname")
+    (shared,) = spec["querier"]["topologySpreadConstraints"]
+    assert shared["topologyKey"] == "topology.kubernetes.io/zone"
+    assert selects(shared["labelSelector"], w["querier"]["spec"]["template"]["metadata"]["labels"])
+    labels = w["ingester"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "ingester" and labels["shard"] == "a" and labels["team"] == "tsdb"
+    assert selects(w["ingester"]["spec"]["selector"], labels)
+    assert "shard" not in w["router"]["spec"]["template"]["metadata"]["labels"]
+    assert c["ingester"]["livenessProbe"]["failureThreshold"] == 9
+    assert c["router"]["livenessProbe"]["failureThreshold"] == 3
+    assert args_of(w["ingester"])[-1] == "--compaction-interval=5m", "extraArgs come last"
+    assert not [a for a in args_of(w["router"]) if a.startswith("--compaction-interval")]
+    assert {"name": "scratch", "mountPath": "/scratch"} in c["querier"]["volumeMounts"]
+    assert {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}} in spec["querier"]["volumes"]
+    assert "scratch" not in [v["name"] for v in spec["router"]["volumes"]]
+    assert c["querier"]["envFrom"] == [{"configMapRef": {"name": "querier-env"}}] and "envFrom" not in c["router"]
+    # Defaults: every probe on the http port; the startup probe allows 5
+    # minutes, and a larger failureThreshold lets a long WAL replay finish.
+    for comp, cont in containers(render()).items():
+        assert cont["startupProbe"]["periodSeconds"] * cont["startupProbe"]["failureThreshold"] == 300, comp
+        assert cont["startupProbe"]["httpGet"] == {"path": "/health", "port": "http", "scheme": "HTTP"}
+    (cont,) = containers(render({"standalone": {"startupProbe": {"failureThreshold": 720}}})).values()
+    assert cont["startupProbe"]["periodSeconds"] * cont["startupProbe"]["failureThreshold"] == 3600
+    # Update strategies: a Deployment's strategy, a StatefulSet's updateStrategy.
+    r = render(merge(CLUSTER, {"querier": {"updateStrategy": {"type": "Recreate"}},
+                               "ingester": {"updateStrategy": {"rollingUpdate": {"partition": 1}}}}))
+    w = workloads(r)
+    assert w["querier"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert w["ingester"]["spec"]["updateStrategy"] == {"rollingUpdate": {"partition": 1}}
+    assert "strategy" not in w["router"]["spec"] and "updateStrategy" not in workloads(render())["standalone"]["spec"]
+
+
+def test_ingester_anti_affinity():
+    """By default ingesters prefer different nodes (kubernetes.io/hostname);
+    routers and queriers have no affinity. An affinity the user gives, the
+    component's or the global one, replaces the preset."""
+    w = workloads(render(CLUSTER))
+    aff = w["ingester"]["spec"]["template"]["spec"]["affinity"]
+    assert list(aff) == ["podAntiAffinity"] and list(aff["podAntiAffinity"]) == [
+        "preferredDuringSchedulingIgnoredDuringExecution"], aff
+    (pref,) = aff["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert pref["weight"] == 100 and pref["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = pref["podAffinityTerm"]["labelSelector"]
+    assert selects(selector, w["ingester"]["spec"]["template"]["metadata"]["labels"])
+    for other in ("router", "querier"):
+        assert not selects(selector, w[other]["spec"]["template"]["metadata"]["labels"]), other
+        assert "affinity" not in w[other]["spec"]["template"]["spec"], other
+    assert "affinity" not in workloads(render())["standalone"]["spec"]["template"]["spec"]
+
+    node_affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ingest"]}]}]}}}
+    for given in ({"ingester": {"affinity": node_affinity}}, {"affinity": node_affinity}):
+        w = workloads(render(merge(CLUSTER, given)))
+        assert w["ingester"]["spec"]["template"]["spec"]["affinity"] == node_affinity, given
+    # Hard, on another topology key; or none.
+    w = workloads(render(merge(CLUSTER, {"ingester": {"podAntiAffinity": "hard",
+                                                      "podAntiAffinityTopologyKey": "topology.kubernetes.io/zone"}})))
+    (req,) = w["ingester"]["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    assert req["topologyKey"] == "topology.kubernetes.io/zone"
+    w = workloads(render(merge(CLUSTER, {"ingester": {"podAntiAffinity": ""}})))
+    assert "affinity" not in w["ingester"]["spec"]["template"]["spec"]
+
+
+def test_tls_from_existing_secret():
+    """tls.existingSecret: the Secret's tls.crt and tls.key mounted read-only
+    and named by --tls-cert/--tls-key in every role; probes use HTTPS."""
+    for values in ({"tls": {"existingSecret": "inflow-cert"}},
+                   merge(CLUSTER, {"tls": {"existingSecret": "inflow-cert"}})):
+        r = render(values)
+        for comp, w in workloads(r).items():
+            spec = w["spec"]["template"]["spec"]
+            c = spec["containers"][0]
+            vols = {v["name"]: v for v in spec["volumes"]}
+            mounts = {m["name"]: m for m in c["volumeMounts"]}
+            assert vols["tls"]["secret"]["secretName"] == "inflow-cert", comp
+            items = {i["key"]: i["path"] for i in vols["tls"]["secret"]["items"]}
+            assert items == {"tls.crt": "tls.crt", "tls.key": "tls.key"}
+            assert mounts["tls"]["readOnly"] is True
+            base = mounts["tls"]["mountPath"]
+            assert flag(w, "tls-cert") == [f"{base}/tls.crt"] and flag(w, "tls-key") == [f"{base}/tls.key"], comp
+            for p in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert c[p]["httpGet"]["scheme"] == "HTTPS", (comp, p)
+        check_pod_hardening(r)
+    # Off by default: no flag, no volume, plain HTTP probes.
+    for comp, w in workloads(render(CLUSTER)).items():
+        assert flag(w, "tls-cert") == [] and flag(w, "tls-key") == []
+        assert "tls" not in [v["name"] for v in w["spec"]["template"]["spec"]["volumes"]]
+        assert w["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+
+
+FLIGHT = "/arrow.flight.protocol.FlightService"
+
+
+def test_flight_service_port_and_grpc_ingress():
+    """The client Services name a grpc port (appProtocol grpc) that reaches the
+    pods' one HTTP+gRPC port; ingress.grpc routes Flight: DoPut to routers,
+    every other call to queriers (standalone: all to the one Service)."""
+    edge_tls = [{"secretName": "edge-tls", "hosts": ["inflow.example.com"]}]
+    r = render(merge(CLUSTER, {"ingress": {"enabled": True, "tls": edge_tls, "grpc": {"enabled": True}}}))
+    for name in ("demo-inflow-router", "demo-inflow-querier"):
+        ports = {p["name"]: p for p in r.one("Service", name)["spec"]["ports"]}
+        assert ports["grpc"] == {"name": "grpc", "port": 8082, "targetPort": "http", "protocol": "TCP",
+                                 "appProtocol": "grpc"}, ports
+        assert ports["http"]["port"] == 8086 and "appProtocol" not in ports["http"]
+    headless = {p["name"]: p for p in r.one("Service", "demo-inflow-ingester")["spec"]["ports"]}
+    assert headless["grpc"]["appProtocol"] == "grpc"
+    grpc = r.one("Ingress", "demo-inflow-grpc")
+    ann = grpc["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert ann["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
+    assert grpc["spec"]["tls"] == edge_tls, "ingress.tls by default"
+    (rule,) = grpc["spec"]["rules"]
+    assert rule["host"] == "inflow.example.com"
+    routes = [(p["path"], p["pathType"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
+              for p in rule["http"]["paths"]]
+    assert routes == [(f"{FLIGHT}/DoPut", "ImplementationSpecific", "demo-inflow-router", "grpc"),
+                      (FLIGHT, "ImplementationSpecific", "demo-inflow-querier", "grpc")], routes
+    # No path of the HTTP Ingress is a Flight path: the two can share a host.
+    http_paths = [p["path"] for p in r.one("Ingress", FULLNAME)["spec"]["rules"][0]["http"]["paths"]]
+    assert not [p for p in http_paths if p.startswith(FLIGHT)]
+    # Standalone, TLS to the pods, own hosts, a user annotation winning, Prefix.
+    r = render({"tls": {"existingSecret": "inflow-cert"}, "service": {"grpcPort": 9000},
+                "ingress": {"grpc": {"enabled": True, "hosts": ["flight.example.com"], "pathType": "Prefix",
+                                     "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "64m"}}}})
+    assert r.all("Ingress") == [r.one("Ingress", "demo-inflow-grpc")], "ingress.enabled stays off"
+    grpc = r.one("Ingress", "demo-inflow-grpc")
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "64m"
+    (rule,) = grpc["spec"]["rules"]
+    assert rule["host"] == "flight.example.com"
+    assert [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in rule["http"]["paths"]] == [
+        (FLIGHT, "Prefix", FULLNAME)]
+    ports = {p["name"]: p for p in r.one("Service", FULLNAME)["spec"]["ports"]}
+    assert ports["grpc"]["port"] == 9000 and ports["grpc"]["targetPort"] == "http"
+    assert not render().all("Ingress")
+    # The grpc port cannot be the http port.
+    bad = helm("template", RELEASE, CHART, values={"service": {"grpcPort": 8086}})
+    assert bad.returncode != 0 and "service.grpcPort and httpPort must differ" in bad.stderr, bad.stderr
+
+
+def test_service_monitor_every_role():
+    """One ServiceMonitor selects the Service of every role and scrapes its
+    http port: plain HTTP without TLS (tlsConfig then unused), in the
+    release's namespace unless told."""
+    r = render(merge(CLUSTER, {"serviceMonitor": {"enabled": True, "tlsConfig": {"insecureSkipVerify": True}}}))
+    sm = r.one("ServiceMonitor", FULLNAME)
+    assert sm["metadata"]["namespace"] == NAMESPACE
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep == {"port": "http", "path": "/metrics", "scheme": "http", "interval": "30s", "scrapeTimeout": "10s"}
+    scraped = {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in r.all("Service")
+               if selects(sm["spec"]["selector"], s["metadata"]["labels"])}
+    assert scraped == {"router", "ingester", "querier"}
+    for comp, w in workloads(r).items():
+        svc = [s for s in r.all("Service") if s["metadata"]["labels"]["app.kubernetes.io/component"] == comp]
+        (svc,) = svc
+        assert selects(svc["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])
+        (port,) = [p for p in svc["spec"]["ports"] if p["name"] == "http"]
+        assert container_port(w["spec"]["template"]["spec"]["containers"][0], port["targetPort"])
+    r = render({"serviceMonitor": {"enabled": True}, "tls": {"existingSecret": "c"}})
+    (ep,) = r.one("ServiceMonitor", FULLNAME)["spec"]["endpoints"]
+    assert ep["scheme"] == "https" and "tlsConfig" not in ep
+
+
+def test_generated_secrets_are_kept():
+    """Generated token Secrets carry helm.sh/resource-policy: keep; with both
+    existingSecrets the chart generates none and mounts the user's."""
+    r = render()
+    for s in r.all("Secret"):
+        assert s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", s["metadata"]["name"]
+    r = render(merge(CLUSTER, {"auth": {"adminToken": {"existingSecret": "gitops-tokens"},
+                                        "clusterToken": {"existingSecret": "gitops-tokens"}}}))
+    assert r.all("Secret") == []
+    for comp, w in workloads(r).items():
+        vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+        names = {src["secret"]["name"] for src in vols["secrets"]["projected"]["sources"]}
+        assert names == {"gitops-tokens"}, (comp, names)
+
+
 # --- the values schema ------------------------------------------------------------
 
 SCHEMA_REJECTS = [
@@ -413,6 +809,25 @@ SCHEMA_REJECTS = [
     ({"router": {"extraArgs": ["--role", "all"]}}, "/router/extraArgs"),
     ({"httpPort": 70000}, "/httpPort"),
     ({"objectStore": {"s3": {"endpoint": "minio:9000"}}}, "/objectStore/s3/endpoint"),
+    # Misspelled keys of the per-component settings are refused, not ignored.
+    ({"ingester": {"podAntiAfinity": "soft"}}, "podAntiAfinity"),
+    ({"ingester": {"startupProbe": {"failureTreshold": 720}}}, "failureTreshold"),
+    ({"router": {"extraVolumeMount": []}}, "extraVolumeMount"),
+    ({"tls": {"existingSecrets": "cert"}}, "existingSecrets"),
+    ({"networkPolicy": {"metricsFrom": []}}, "metricsFrom"),
+    ({"serviceMonitor": {"tlsConfig": {"insecure": True}}}, "insecure"),
+    ({"ingress": {"grpc": {"enable": True}}}, "enable"),
+    ({"affinity": {"podAntiAfinity": {}}}, "podAntiAfinity"),
+    # Wrong values.
+    ({"ingester": {"podAntiAffinity": "preferred"}}, "/ingester/podAntiAffinity"),
+    ({"ingester": {"updateStrategy": {"type": "Recreate"}}}, "/ingester/updateStrategy/type"),
+    ({"querier": {"updateStrategy": {"type": "OnDelete"}}}, "/querier/updateStrategy/type"),
+    ({"router": {"livenessProbe": {"periodSeconds": 0}}}, "/router/livenessProbe/periodSeconds"),
+    ({"image": {"digest": "latest"}}, "/image/digest"),
+    ({"router": {"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}},
+     "/router/extraVolumeMounts/0/mountPath"),
+    ({"ingress": {"grpc": {"pathType": "Exact"}}}, "/ingress/grpc/pathType"),
+    ({"service": {"grpcPort": 0}}, "/service/grpcPort"),
 ]
 
 
@@ -485,6 +900,21 @@ VALIDATE_SETS = [
     ("cluster-no-hpa", merge(CLUSTER, {"router": {"autoscaling": {"enabled": False}},
                                        "networkPolicy": {"enabled": False}, "serviceAccount": {"create": False}})),
     ("non-default", NON_DEFAULT),
+    ("standalone-tls-grpc", {"tls": {"existingSecret": "inflow-cert"}, "image": {"digest": "sha256:" + "0" * 64},
+                             "ingress": {"enabled": True, "grpc": {"enabled": True}},
+                             "serviceMonitor": {"enabled": True, "tlsConfig": {"insecureSkipVerify": True}},
+                             "standalone": {"extraVolumes": [{"name": "ca", "secret": {"secretName": "ca"}}],
+                                            "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca"}],
+                                            "envFrom": [{"secretRef": {"name": "env"}}],
+                                            "updateStrategy": {"type": "OnDelete"},
+                                            "startupProbe": {"failureThreshold": 720, "initialDelaySeconds": 10}}}),
+    ("cluster-settings", merge(CLUSTER, {
+        "ingester": {"podAntiAffinity": "hard", "updateStrategy": {"rollingUpdate": {"partition": 0}},
+                     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                    "whenUnsatisfiable": "DoNotSchedule"}]},
+        "router": {"podAntiAffinity": "soft", "updateStrategy": {"type": "Recreate"}},
+        "querier": {"updateStrategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}}},
+        "networkPolicy": {"clientFrom": [{"podSelector": {"matchLabels": {"app": "telegraf"}}}]}})),
 ]
 
 
@@ -592,7 +1022,10 @@ def run_notes(text, rendered, forwards, token):
     outputs = []
     for cmd in commands:
         for port, svc in pf.items():
-            cmd = cmd.replace(f"http://127.0.0.1:{port}/", f"{forwards[svc]}/")
+            scheme = forwards[svc].split("://")[0]
+            other = {"http": "https", "https": "http"}[scheme]
+            assert f"{other}://127.0.0.1:{port}/" not in cmd, f"NOTES say {other} where {svc} serves {scheme}: {cmd}"
+            cmd = cmd.replace(f"{scheme}://127.0.0.1:{port}/", f"{forwards[svc]}/")
         r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
                            env={**os.environ, "INFLOW_TOKEN": token}, timeout=30)
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
@@ -608,14 +1041,17 @@ EXPECTED = [
 QUERY = "SELECT room, temp, hum, CAST(time AS BIGINT) / 1000000000 AS t FROM home ORDER BY room"
 
 
-def write_and_read(write_url, query_url, token):
-    status, body = http("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow&precision=s", POINTS,
+def write_and_read(write_url, query_url, token, context=None):
+    """Writes POINTS through write_url and reads them back (SQL and InfluxQL)
+    through query_url; over HTTPS, trusting only `context`, when given."""
+    call = functools.partial(http, context=context)
+    status, body = call("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow&precision=s", POINTS,
                         {"Authorization": f"Token {token}"})
     assert status == 204, (status, body)
-    status, body = http("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow", POINTS,
+    status, body = call("POST", f"{write_url}/api/v2/write?bucket=helm_e2e&org=inflow", POINTS,
                         {"Authorization": "Token not-the-token"})
     assert status == 401, (status, body)
-    status, body = http("POST", f"{query_url}/api/v3/query_sql",
+    status, body = call("POST", f"{query_url}/api/v3/query_sql",
                         json.dumps({"db": "helm_e2e", "q": QUERY, "format": "json"}).encode(),
                         {"Authorization": f"Token {token}", "Content-Type": "application/json"})
     assert status == 200, (status, body)
@@ -623,7 +1059,7 @@ def write_and_read(write_url, query_url, token):
     assert rows == EXPECTED, rows
     # InfluxQL on the querier, as Grafana asks it.
     q = urllib.parse.urlencode({"db": "helm_e2e", "epoch": "s", "q": "SELECT temp, hum FROM home GROUP BY room"})
-    status, body = http("GET", f"{query_url}/query?{q}", None, {"Authorization": f"Token {token}"})
+    status, body = call("GET", f"{query_url}/query?{q}", None, {"Authorization": f"Token {token}"})
     assert status == 200, (status, body)
     series = json.loads(body)["results"][0]["series"]
     assert [(s["tags"]["room"], s["values"]) for s in series] == [
@@ -637,26 +1073,110 @@ def check_probes(run, pod):
         assert status == 200, f"{pod.name}: {kind} {pod.container[kind]['httpGet']} answered {status}"
 
 
+def self_signed(directory):
+    """A certificate for 127.0.0.1 and its key (PEM), as a kubernetes.io/tls
+    Secret holds them, and an SSL context that trusts only it."""
+    cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+    r = run_cmd(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=inflow-test",
+                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+    assert r.returncode == 0, r.stderr
+    return cert.read_text(), key.read_text(), ssl.create_default_context(cafile=str(cert))
+
+
+def plain_http_refused(url):
+    """Whether a plain-text request to a TLS port gets no HTTP answer."""
+    try:
+        http("GET", url, timeout=3)
+    except (OSError, http_client.HTTPException):
+        return True
+    return False
+
+
+def service_grpc_address(rendered, service, pod):
+    """host:port a Flight client reaches through the Service's grpc port: its
+    targetPort on `pod`, which the Service must select."""
+    svc = rendered.one("Service", service)
+    (port,) = [p for p in svc["spec"]["ports"] if p["name"] == "grpc"]
+    assert port.get("appProtocol") == "grpc", port
+    assert selects(svc["spec"]["selector"], pod.labels), f"{service} does not select {pod.name}"
+    target = container_port(pod.container, port["targetPort"])
+    return f"127.0.0.1:{pod.ports[target['name']]}"
+
+
+def flight_through_services(rendered, router, querier, token, cert_pem):
+    """Flight over TLS through the Services' grpc ports: DoPut on the routers,
+    DoGet (the InfluxDB 3 ticket) on the queriers; and each refuses the
+    other's call, which is why the gRPC Ingress sends DoPut to the routers and
+    the rest to the queriers."""
+    import pyarrow as pa
+    import pyarrow.flight as flight
+
+    def client(service, pod):
+        return flight.FlightClient(f"grpc+tls://{service_grpc_address(rendered, service, pod)}",
+                                   tls_root_certs=cert_pem.encode())
+
+    options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+    table = pa.table({"host": pa.array(["a", "b"]), "v": pa.array([1.5, 2.5]),
+                      "time": pa.array([1_700_000_000, 1_700_000_060], pa.timestamp("s"))})
+    descriptor = flight.FlightDescriptor.for_path("helm_e2e", "flight")
+    ticket = flight.Ticket(json.dumps({"database": "helm_e2e", "sql_query": "SELECT host, v FROM flight ORDER BY host",
+                                       "query_type": "sql"}).encode())
+
+    writes, queries = client("demo-inflow-router", router), client("demo-inflow-querier", querier)
+    writer, reader = writes.do_put(descriptor, table.schema, options=options)
+    writer.write_table(table)
+    writer.done_writing()
+    assert reader.read() is not None, "no acknowledgement of the DoPut"
+    writer.close()
+    rows = queries.do_get(ticket, options).read_all().to_pylist()
+    assert rows == [{"host": "a", "v": 1.5}, {"host": "b", "v": 2.5}], rows
+
+    def refusal(call):
+        try:
+            call()
+        except pa.ArrowNotImplementedError as e:  # gRPC UNIMPLEMENTED
+            return str(e)
+        raise AssertionError("accepted")
+
+    assert "served by the querier role" in refusal(lambda: writes.do_get(ticket, options).read_all())
+
+    def put_to_querier():
+        w, r = queries.do_put(descriptor, table.schema, options=options)
+        w.write_table(table)
+        w.done_writing()
+        r.read()
+        w.close()  # the call's status comes with its end
+
+    assert "served by the router role" in refusal(put_to_querier)
+
+
 def test_rendered_cluster_runs_locally():
-    """cluster mode: 2 ingesters, a router and a querier started from the
-    rendered args and env, on a local S3 (moto); a point written through the
-    router is read back through the querier, and every process stops cleanly
-    on SIGTERM within its terminationGracePeriodSeconds."""
+    """cluster mode with TLS (tls.existingSecret) and extraArgs: 2 ingesters,
+    a router and a querier started from the rendered args and env, on a local
+    S3 (moto); every role serves HTTPS with the Secret's certificate and takes
+    the extra flags; a point written through the router is read back through
+    the querier (HTTP, and Flight through the Services' grpc ports), and every
+    process stops cleanly on SIGTERM within its terminationGracePeriodSeconds."""
     assert INFLOW.exists(), f"{INFLOW} missing: build it (cargo build) or set INFLOW_BIN"
     values = merge(CLUSTER, {
         "objectStore": {"s3": {"endpoint": "http://minio.storage.svc:9000"}},
-        "router": {"autoscaling": {"enabled": False}, "replicas": 1},
-        "querier": {"replicas": 1},
-        "ingester": {"replicas": 2},
+        "tls": {"existingSecret": "inflow-cert"},
+        "router": {"autoscaling": {"enabled": False}, "replicas": 1,
+                   "extraArgs": ["--max-connections=500", "--http-idle-timeout=2m"]},
+        "querier": {"replicas": 1, "extraArgs": ["--query-timeout=1m", "--max-concurrent-queries=4"]},
+        "ingester": {"replicas": 2, "extraArgs": ["--compaction-interval=5m"]},
         "server": {"logFormat": "text", "shutdownTimeout": "5s"},
         "ingest": {"snapshotInterval": "2s"},
     })
     rendered = render(values)
     moto, endpoint = start_moto()
     workdir = tempfile.mkdtemp(prefix="inflow-chart-")
+    cert, key, trust = self_signed(tempfile.mkdtemp(prefix="tls-", dir=workdir))
     run = LocalRun(rendered, INFLOW, workdir, s3_endpoint=endpoint,
                    user_secrets={("inflow-s3", "AWS_ACCESS_KEY_ID"): "test",
-                                 ("inflow-s3", "AWS_SECRET_ACCESS_KEY"): "test"})
+                                 ("inflow-s3", "AWS_SECRET_ACCESS_KEY"): "test",
+                                 ("inflow-cert", "tls.crt"): cert, ("inflow-cert", "tls.key"): key})
     ok = False
     try:
         bucket = flag(rendered.one("StatefulSet", "demo-inflow-ingester"), "s3-bucket")[0]
@@ -678,12 +1198,21 @@ def test_rendered_cluster_runs_locally():
             run.wait_ready(p)
         for p in ingesters + [router, querier]:
             check_probes(run, p)
+            # TLS for real: the Secret's certificate, and no plain text.
+            assert run.url(p).startswith("https://"), p.name
+            assert http("GET", f"{run.url(p)}/health", context=trust)[0] == 200, p.name
+            assert plain_http_refused(run.url(p).replace("https://", "http://") + "/health"), p.name
+        # The extra flags were given (and taken: the processes run).
+        for p, extra in ((router, "--max-connections=500"), (querier, "--query-timeout=1m"),
+                         (ingesters[0], "--compaction-interval=5m")):
+            assert extra in p.argv, (p.name, p.argv)
         # The router resolved the headless Service to both ingesters.
         (addrs,) = [a.split("=", 1)[1] for a in router.argv if a.startswith("--ingesters=")]
         assert addrs == ",".join(f"127.0.0.1:{p.ports['grpc']}" for p in ingesters), addrs
 
         token = rendered.secret_value("demo-inflow-admin-token", "admin-token")
-        write_and_read(run.url(router), run.url(querier), token)
+        write_and_read(run.url(router), run.url(querier), token, context=trust)
+        flight_through_services(rendered, router, querier, token, cert)
         # Durable on S3 under the ingesters' pod names (INFLOW_INGESTER_ID).
         keys = s3_keys(endpoint, bucket)
         assert any(k.startswith("wal/demo-inflow-ingester-") for k in keys), keys
@@ -717,7 +1246,8 @@ def test_rendered_standalone_runs_locally():
     directory standing for the PVC; write, read, NOTES, SIGTERM; then the same
     PVC in a new pod still has the point."""
     assert INFLOW.exists(), f"{INFLOW} missing: build it (cargo build) or set INFLOW_BIN"
-    values = {"server": {"logFormat": "text", "shutdownTimeout": "5s"}}
+    values = {"server": {"logFormat": "text", "shutdownTimeout": "5s"},
+              "standalone": {"extraArgs": ["--max-connections=500", "--query-timeout=1m"]}}
     rendered = render(values)
     workdir = tempfile.mkdtemp(prefix="inflow-chart-")
     run = LocalRun(rendered, INFLOW, workdir)
