@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod parquet_files;
 pub mod proto;
 pub mod query;
+pub mod remote;
 pub mod route;
 pub mod schema;
 pub mod series;

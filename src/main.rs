@@ -1,5 +1,5 @@
-//! The `inflow` command: `serve`, `database …`, `table list`, `token …`,
-//! `bench write`.
+//! The `inflow` command: `serve`, `write`, `query`, `database …`,
+//! `table list`, `token …`, `bench write`.
 
 use std::process::ExitCode;
 
@@ -28,6 +28,12 @@ struct Cli {
 enum Command {
     /// Run the service (every role in one process by default).
     Serve(Box<ServeArgs>),
+    /// Write line protocol (an argument, --file or stdin) to a running server.
+    #[command(visible_alias = "w")]
+    Write(inflow::remote::write::WriteArgs),
+    /// Query a running server with SQL or InfluxQL; prints a table, JSON or CSV.
+    #[command(visible_alias = "q")]
+    Query(inflow::remote::query::QueryArgs),
     /// Manage databases.
     #[command(subcommand)]
     Database(DatabaseCommand),
@@ -187,6 +193,18 @@ fn main() -> ExitCode {
                 let t = inflow::telemetry::init(args.log.format, &args.log.filter, &service);
                 telemetry = Some(t);
                 inflow::serve::run(*args).await.map_err(|e| e.to_string())
+            }
+            Command::Write(args) => {
+                init_logging(LogFormat::Text, "warn");
+                inflow::remote::write::run(args)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Query(args) => {
+                init_logging(LogFormat::Text, "warn");
+                inflow::remote::query::run(args)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Command::Database(command) => {
                 init_logging(LogFormat::Text, "warn");

@@ -1,20 +1,20 @@
 //! Where the CLI's administration commands act: a running server's
-//! `/api/v3/configure/…` API (`--host`, operator token from `INFLOW_TOKEN`),
-//! or, with no host, the catalog under `--data-dir` directly (the server may
-//! be stopped; a running one sees the change within its catalog refresh).
+//! `/api/v3/configure/…` API (`--host`, `http://` or `https://` with
+//! `--tls-ca`, operator token from `INFLOW_TOKEN`), through the CLI's one
+//! client (`remote`), or, with no host, the catalog under `--data-dir`
+//! directly (the server may be stopped; a running one sees the change within
+//! its catalog refresh).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use super::{Admin, DatabaseInfo, DatabaseSettings, NewToken, TableInfo, TokenInfo};
 use crate::catalog::{Catalog, Permission};
+use crate::remote::Remote;
 use crate::store::Store;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +26,10 @@ pub struct TargetArgs {
     /// Operator token for `--host`.
     #[arg(long, env = "INFLOW_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for an `https://` host, besides
+    /// the system's (e.g. the CA that signed the server's `--tls-cert`).
+    #[arg(long, env = "INFLOW_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Local object store root of the server (offline mode).
     #[arg(long, env = "INFLOW_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -33,7 +37,7 @@ pub struct TargetArgs {
 
 pub enum Target {
     Local(Arc<Catalog>),
-    Remote { base: String, token: String },
+    Remote(Remote),
 }
 
 impl Target {
@@ -44,15 +48,9 @@ impl Target {
                     .token
                     .filter(|t| !t.is_empty())
                     .ok_or("--host needs an operator token: set INFLOW_TOKEN or --token")?;
-                if !host.starts_with("http://") {
-                    return Err(format!(
-                        "--host {host:?}: use an http:// address (the CLI does not speak TLS)"
-                    ));
-                }
-                Ok(Self::Remote {
-                    base: host.trim_end_matches('/').to_string(),
-                    token,
-                })
+                Remote::connect(&host, Some(token), args.tls_ca.as_deref())
+                    .map(Self::Remote)
+                    .map_err(|e| e.to_string())
             }
             None => {
                 // A server makes `catalog/` on its first start; without it
@@ -82,7 +80,7 @@ impl Target {
     pub async fn databases(&self) -> Result<Vec<DatabaseInfo>, String> {
         match self {
             Self::Local(c) => Self::local(c).databases().await.map_err(|e| e.to_string()),
-            Self::Remote { .. } => self.call("GET", "/api/v3/configure/database", None).await,
+            Self::Remote(_) => self.call("GET", "/api/v3/configure/database", None).await,
         }
     }
 
@@ -96,7 +94,7 @@ impl Target {
                 .create_database(name, settings)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote { .. } => {
+            Self::Remote(_) => {
                 let body = database_body(name, settings);
                 self.call_empty("POST", "/api/v3/configure/database", Some(body))
                     .await
@@ -114,7 +112,7 @@ impl Target {
                 .update_database(name, settings)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote { .. } => {
+            Self::Remote(_) => {
                 let body = database_body(name, settings);
                 self.call_empty("PUT", "/api/v3/configure/database", Some(body))
                     .await
@@ -128,7 +126,7 @@ impl Target {
                 .delete_database(name)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote { .. } => {
+            Self::Remote(_) => {
                 let path = format!("/api/v3/configure/database?{}", query(&[("db", name)]));
                 self.call_empty("DELETE", &path, None).await
             }
@@ -141,7 +139,7 @@ impl Target {
                 .tables(database)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote { .. } => {
+            Self::Remote(_) => {
                 let path = format!("/api/v3/configure/table?{}", query(&[("db", database)]));
                 self.call("GET", &path, None).await
             }
@@ -151,7 +149,7 @@ impl Target {
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, String> {
         match self {
             Self::Local(c) => Self::local(c).tokens().await.map_err(|e| e.to_string()),
-            Self::Remote { .. } => self.call("GET", "/api/v3/configure/token", None).await,
+            Self::Remote(_) => self.call("GET", "/api/v3/configure/token", None).await,
         }
     }
 
@@ -166,7 +164,7 @@ impl Target {
                 .create_token(name, permissions, expiry)
                 .await
                 .map_err(|e| e.to_string()),
-            Self::Remote { .. } => {
+            Self::Remote(_) => {
                 let expiry_secs = expiry.map(|e| e.as_secs());
                 if permissions.contains(&Permission::Admin) {
                     let body = serde_json::json!({"token_name": name, "expiry_secs": expiry_secs});
@@ -212,7 +210,7 @@ impl Target {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Self::Remote { .. } => {
+            Self::Remote(_) => {
                 let path = format!("/api/v3/configure/token?{}", query(&[("token_name", name)]));
                 self.call_empty("DELETE", &path, None).await
             }
@@ -245,38 +243,15 @@ impl Target {
         method: &str,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<Bytes, String> {
-        let Self::Remote { base, token } = self else {
+    ) -> Result<bytes::Bytes, String> {
+        let Self::Remote(remote) = self else {
             return Err("not a remote target".into());
         };
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = http::Request::builder()
-            .method(method)
-            .uri(format!("{base}{path}"))
-            .header("authorization", format!("Token {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(payload)))
-            .map_err(|e| e.to_string())?;
-        let response = client
-            .request(request)
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        remote
+            .json(method, path, body)
             .await
-            .map_err(|e| format!("{base}: {e}"))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{base}: {e}"))?
-            .to_bytes();
-        if status.is_success() {
-            return Ok(bytes);
-        }
-        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        Err(format!("{status}: {message}"))
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! InfluxQL over Arrow Flight: the InfluxDB 3 ticket with
 //! `"query_type":"influxql"`. The answer is one table, as InfluxDB 3 gives it:
 //! `iox::measurement`, then `time`, then the grouping tags, then the columns.
+//! `/api/v3/query_influxql` (in `query_http`) answers the same table.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use arrow::array::{
     TimestampNanosecondBuilder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::execution::memory_pool::MemoryReservation;
 use futures::StreamExt;
 use tonic::metadata::MetadataMap;
 
@@ -17,6 +19,7 @@ use super::frontend::{FlightStream, QueryFrontend, encode_batches};
 use crate::influxql::Context;
 use crate::influxql::ast::Statement;
 use crate::influxql::result::{Series, Value};
+use crate::query::Ticket as QueryTicket;
 
 pub const MEASUREMENT_COLUMN: &str = "iox::measurement";
 
@@ -29,17 +32,42 @@ pub async fn run(
     let header = metadata
         .get("authorization")
         .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok());
-    let principal = frontend.auth.authenticate(header.as_ref()).await?;
+    let answer = answer(frontend, header.as_ref(), Some(database), text).await?;
+    let stream = encode_batches(answer.batch.schema(), vec![answer.batch.clone()]);
+    Ok(Box::pin(stream.map(move |item| {
+        let _held = &answer;
+        item
+    })))
+}
+
+/// One InfluxQL statement's answer as one table, with the query slot and the
+/// memory it holds until it is sent (Flight's ticket and
+/// `/api/v3/query_influxql` share it).
+pub struct Answer {
+    pub batch: RecordBatch,
+    _memory: MemoryReservation,
+    _ticket: QueryTicket,
+}
+
+/// Authenticates `header`, runs the one statement of `text` on `database`
+/// (none: the statement must name its database, or need none).
+pub async fn answer(
+    frontend: &QueryFrontend,
+    header: Option<&http::HeaderValue>,
+    database: Option<&str>,
+    text: &str,
+) -> Result<Answer, Error> {
+    let principal = frontend.auth.authenticate(header).await?;
     let query = crate::influxql::parse(text)?;
     let [statement] = query.statements.as_slice() else {
         return Err(Error::InvalidQuery(
-            "a Flight ticket takes exactly one InfluxQL statement".into(),
+            "this API takes exactly one InfluxQL statement".into(),
         ));
     };
     let ctx = Context {
         querier: &frontend.querier,
         principal: &principal,
-        database: Some(database),
+        database,
         now: frontend.querier.clock().now_ns(),
     };
     let ticket = frontend.querier.admit().await?;
@@ -53,14 +81,14 @@ pub async fn run(
         .await?;
     let batch = to_batch(&series, matches!(statement, Statement::Select(_)))
         .map_err(|e| Error::Internal(format!("building the InfluxQL answer: {e}")))?;
-    // The answer is one batch now: charged as such until the stream is done.
+    // The answer is one batch now: charged as such until it is sent.
     drop(series);
     memory.resize(batch.get_array_memory_size());
-    let stream = encode_batches(batch.schema(), vec![batch]);
-    Ok(Box::pin(stream.map(move |item| {
-        let _held = (&memory, &ticket);
-        item
-    })))
+    Ok(Answer {
+        batch,
+        _memory: memory,
+        _ticket: ticket,
+    })
 }
 
 /// The series as one table. Column types come from the values (a column with

@@ -1,11 +1,14 @@
-//! `GET|POST /api/v3/query_sql`: InfluxDB 3's HTTP query API, for `curl` and
-//! tools that do not speak Flight. Parameters `db`, `q` and `format` (`json`,
-//! the default, `jsonl` or `csv`) in the query string, or as a JSON body on
-//! POST. Errors are InfluxDB 3's `{"error"}` with the status of their kind: an
-//! unreachable ingester is 503, never a partial answer.
+//! `GET|POST /api/v3/query_sql` and `/api/v3/query_influxql`: InfluxDB 3's
+//! HTTP query API, for `curl`, `inflow query` and tools that do not speak
+//! Flight. Parameters `db`, `q` and `format` (`json`, the default, `jsonl`,
+//! `csv` or `parquet`) in the query string, or as a JSON body on POST. InfluxQL answers one
+//! table, as over Flight (`iox::measurement`, `time`, the grouping tags, the
+//! columns). Errors are InfluxDB 3's `{"error"}` with the status of their
+//! kind: an unreachable ingester is 503, never a partial answer.
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use axum::Router;
@@ -15,10 +18,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
 use serde::Deserialize;
 
 use super::error::{Error, V3Error};
 use super::frontend::QueryFrontend;
+use super::influxql_flight;
 use crate::query::QueryError;
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,11 +49,14 @@ impl Params {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Format {
+    #[default]
     Json,
     JsonLines,
     Csv,
+    /// One file, a row group per batch of the answer.
+    Parquet,
 }
 
 impl Format {
@@ -57,8 +65,9 @@ impl Format {
             "json" => Ok(Self::Json),
             "jsonl" => Ok(Self::JsonLines),
             "csv" => Ok(Self::Csv),
+            "parquet" => Ok(Self::Parquet),
             other => Err(Error::InvalidQueryString(format!(
-                "unsupported format {other:?}: use json, jsonl or csv"
+                "unsupported format {other:?}: use json, jsonl, csv or parquet"
             ))),
         }
     }
@@ -68,24 +77,41 @@ impl Format {
             Self::Json => "application/json",
             Self::JsonLines => "application/jsonl",
             Self::Csv => "text/csv",
+            Self::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
 
-/// Encodes an answer batch by batch, so what is held is one batch's text.
-#[derive(Debug, Clone, Copy)]
+/// Encodes an answer batch by batch, so what is held is one batch's text
+/// (Parquet: one row group, flushed and handed out per batch).
+#[derive(Default)]
 struct Encoder {
     format: Format,
     /// Rows were written (JSON: the array is open; CSV: the header is out).
     started: bool,
+    parquet: Option<ArrowWriter<Vec<u8>>>,
 }
 
 impl Encoder {
-    fn new(format: Format) -> Self {
-        Self {
+    /// `schema`: the answer's, which a Parquet file states even with no rows.
+    fn new(format: Format, schema: SchemaRef) -> Result<Self, Error> {
+        let parquet = match format {
+            Format::Parquet => Some(
+                ArrowWriter::try_new(Vec::new(), schema, None)
+                    .map_err(|e| Error::Internal(format!("encoding the result: {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
             format,
             started: false,
-        }
+            parquet,
+        })
+    }
+
+    /// What the Parquet writer has produced so far.
+    fn drain(writer: &mut ArrowWriter<Vec<u8>>) -> Bytes {
+        Bytes::from(std::mem::take(writer.inner_mut()))
     }
 
     /// The text of `batch`, continuing what came before.
@@ -121,36 +147,97 @@ impl Encoder {
                 w.write(batch)?;
                 self.started = true;
             }
+            Format::Parquet => {
+                if let Some(w) = &mut self.parquet {
+                    w.write(batch)?;
+                    w.flush()?;
+                    return Ok(Self::drain(w));
+                }
+            }
         }
         Ok(Bytes::from(out))
     }
 
     /// What closes the answer.
-    fn finish(&self) -> Bytes {
-        match (self.format, self.started) {
+    fn finish(&mut self) -> Result<Bytes, ArrowError> {
+        Ok(match (self.format, self.started) {
             (Format::Json, true) => Bytes::from_static(b"]"),
             (Format::Json, false) => Bytes::from_static(b"[]"),
+            (Format::Parquet, _) => match &mut self.parquet {
+                Some(w) => {
+                    w.finish()?;
+                    Self::drain(w)
+                }
+                None => Bytes::new(),
+            },
             _ => Bytes::new(),
-        }
+        })
     }
 }
 
 pub fn routes(frontend: Arc<QueryFrontend>) -> Router {
     Router::new()
-        .route("/api/v3/query_sql", get(query_get).post(query_post))
+        .route("/api/v3/query_sql", get(sql_get).post(sql_post))
+        .route(
+            "/api/v3/query_influxql",
+            get(influxql_get).post(influxql_post),
+        )
         .with_state(frontend)
 }
 
+/// The query language of an endpoint.
+#[derive(Debug, Clone, Copy)]
+enum Language {
+    Sql,
+    Influxql,
+}
+
+async fn sql_get(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, V3Error> {
+    query_get(Language::Sql, frontend, query, headers).await
+}
+
+async fn sql_post(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V3Error> {
+    query_post(Language::Sql, frontend, query, headers, body).await
+}
+
+async fn influxql_get(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, V3Error> {
+    query_get(Language::Influxql, frontend, query, headers).await
+}
+
+async fn influxql_post(
+    frontend: State<Arc<QueryFrontend>>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, V3Error> {
+    query_post(Language::Influxql, frontend, query, headers, body).await
+}
+
 async fn query_get(
+    language: Language,
     State(frontend): State<Arc<QueryFrontend>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, V3Error> {
     let params = Params::from_query(query.as_deref())?;
-    Ok(run(&frontend, &headers, params).await?)
+    Ok(run(language, &frontend, &headers, params).await?)
 }
 
 async fn query_post(
+    language: Language,
     State(frontend): State<Arc<QueryFrontend>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -163,32 +250,70 @@ async fn query_post(
             .map_err(|e| Error::InvalidQuery(format!("invalid JSON body: {e}")))?;
         params = params.merge(from_body);
     }
-    Ok(run(&frontend, &headers, params).await?)
+    Ok(run(language, &frontend, &headers, params).await?)
 }
 
 async fn run(
+    language: Language,
     frontend: &QueryFrontend,
     headers: &HeaderMap,
     params: Params,
 ) -> Result<Response, Error> {
-    let database = params
-        .db
-        .filter(|d| !d.is_empty())
-        .ok_or(Error::MissingDb)?;
-    let sql = params
+    let database = params.db.filter(|d| !d.is_empty());
+    let text = params
         .q
         .filter(|q| !q.is_empty())
         .ok_or_else(|| Error::InvalidQuery("missing query: set the q parameter".into()))?;
     let format = Format::parse(params.format.as_deref())?;
+    match language {
+        Language::Sql => sql(frontend, headers, database, &text, format).await,
+        Language::Influxql => influxql(frontend, headers, database, &text, format).await,
+    }
+}
+
+/// An InfluxQL answer is one table, built whole (as over Flight): encoded at
+/// once, with its slot and memory held until then.
+async fn influxql(
+    frontend: &QueryFrontend,
+    headers: &HeaderMap,
+    database: Option<String>,
+    text: &str,
+    format: Format,
+) -> Result<Response, Error> {
+    let header = headers.get(header::AUTHORIZATION);
+    let answer = influxql_flight::answer(frontend, header, database.as_deref(), text).await?;
+    let mut encoder = Encoder::new(format, answer.batch.schema())?;
+    let mut text = encode(&mut encoder, answer.batch.clone()).await?.to_vec();
+    text.extend_from_slice(&finish(&mut encoder)?);
+    drop(answer);
+    Ok(with_content_type(Body::from(text).into_response(), format))
+}
+
+fn with_content_type(mut response: Response, format: Format) -> Response {
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+async fn sql(
+    frontend: &QueryFrontend,
+    headers: &HeaderMap,
+    database: Option<String>,
+    sql: &str,
+    format: Format,
+) -> Result<Response, Error> {
+    let database = database.ok_or(Error::MissingDb)?;
     frontend
         .authorize(headers.get(header::AUTHORIZATION), &database)
         .await?;
-    let (_, mut batches) = frontend.execute(&database, &sql).await?;
+    let (schema, mut batches) = frontend.execute(&database, sql).await?;
     // The first batch before the status: a query that fails at once (memory,
     // an unreachable ingester, the deadline) gets its own status, not a 200
     // cut short.
     let first = batches.next().await.transpose().map_err(QueryError::from)?;
-    let mut encoder = Encoder::new(format);
+    let mut encoder = Encoder::new(format, schema)?;
     let head = match first {
         Some(batch) => encode(&mut encoder, batch).await?,
         None => Bytes::new(),
@@ -212,22 +337,26 @@ async fn run(
                     tracing::info!(error = %e, "query failed while its answer was sent");
                     Some((Err(e), (batches, encoder, true)))
                 }
-                None => Some((Ok(encoder.finish()), (batches, encoder, true))),
+                None => Some((finish(&mut encoder), (batches, encoder, true))),
             }
         },
     );
     let body = futures::stream::once(async { Ok::<_, Error>(head) }).chain(rest);
-    let mut response = Body::from_stream(body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    Ok(response)
+    Ok(with_content_type(
+        Body::from_stream(body).into_response(),
+        format,
+    ))
+}
+
+fn finish(encoder: &mut Encoder) -> Result<Bytes, Error> {
+    encoder
+        .finish()
+        .map_err(|e| Error::Internal(format!("encoding the result: {e}")))
 }
 
 /// Encodes one batch off the async threads (a batch of text is CPU work).
 async fn encode(encoder: &mut Encoder, batch: RecordBatch) -> Result<Bytes, Error> {
-    let mut moved = *encoder;
+    let mut moved = std::mem::take(encoder);
     let (moved, text) = tokio::task::spawn_blocking(move || {
         let text = moved.batch(&batch);
         (moved, text)
@@ -242,6 +371,7 @@ async fn encode(encoder: &mut Encoder, batch: RecordBatch) -> Result<Bytes, Erro
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     #[test]
     fn formats() {
@@ -253,15 +383,17 @@ mod tests {
             ("n", Arc::new(Int64Array::from(vec![1, 2])) as _),
         ])
         .unwrap();
-        let text = |f: Format| {
-            let mut e = Encoder::new(f);
+        let bytes = |f: Format, batches: &[RecordBatch]| {
+            let mut e = Encoder::new(f, batch.schema()).unwrap();
             let mut out = Vec::new();
-            for b in [batch.clone(), batch.slice(0, 0), batch.clone()] {
-                out.extend_from_slice(&e.batch(&b).unwrap());
+            for b in batches {
+                out.extend_from_slice(&e.batch(b).unwrap());
             }
-            out.extend_from_slice(&e.finish());
-            String::from_utf8(out).unwrap()
+            out.extend_from_slice(&e.finish().unwrap());
+            out
         };
+        let all = [batch.clone(), batch.slice(0, 0), batch.clone()];
+        let text = |f: Format| String::from_utf8(bytes(f, &all)).unwrap();
         assert_eq!(
             text(Format::Json),
             r#"[{"host":"a","n":1},{"n":2},{"host":"a","n":1},{"n":2}]"#
@@ -271,8 +403,24 @@ mod tests {
             "{\"host\":\"a\",\"n\":1}\n{\"n\":2}\n{\"host\":\"a\",\"n\":1}\n{\"n\":2}\n"
         );
         assert_eq!(text(Format::Csv), "host,n\na,1\n,2\na,1\n,2\n");
-        assert_eq!(&Encoder::new(Format::Json).finish()[..], b"[]");
-        assert_eq!(&Encoder::new(Format::Csv).finish()[..], b"");
-        assert!(Format::parse(Some("parquet")).is_err());
+        assert_eq!(bytes(Format::Json, &[]), b"[]");
+        assert_eq!(bytes(Format::Csv, &[]), b"");
+        assert!(Format::parse(Some("arrow")).is_err());
+        // Parquet: one file, a row group per batch with rows, the schema even
+        // with none.
+        let read = |file: Vec<u8>| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file)).unwrap();
+            let groups = reader.metadata().num_row_groups();
+            let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+            (groups, batches)
+        };
+        let (groups, batches) = read(bytes(Format::Parquet, &all));
+        assert_eq!(groups, 2);
+        assert_eq!(
+            arrow::compute::concat_batches(&batch.schema(), &batches).unwrap(),
+            arrow::compute::concat_batches(&batch.schema(), [&batch, &batch]).unwrap()
+        );
+        let (groups, batches) = read(bytes(Format::Parquet, &[]));
+        assert_eq!((groups, batches.len()), (0, 0));
     }
 }

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "lease",
             "metrics",
             "proto",
+            "remote",
             "schema",
             "series_hash",
             "store",

@@ -4,6 +4,7 @@
 mod admin;
 mod architecture;
 mod bench;
+mod cli;
 mod clients;
 mod cluster;
 mod durability;
@@ -18,6 +19,7 @@ mod misconfig;
 mod ops;
 mod query;
 mod query_limits;
+mod readme;
 mod reserved;
 mod reuse;
 mod sequence;
