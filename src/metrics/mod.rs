@@ -412,6 +412,14 @@ impl Metrics {
         let _ = self
             .ingester_reachable
             .remove_label_values(&[via.as_str(), addr]);
+        if via == Via::Querier {
+            let _ = self.skipped_ingesters.remove_label_values(&[addr]);
+        }
+    }
+
+    /// A querier's ingester: its count of scans left without it, at zero.
+    pub fn querier_knows(&self, addr: &str) {
+        self.skipped_ingesters.with_label_values(&[addr]);
     }
 
     /// Counts one object store call.

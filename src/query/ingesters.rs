@@ -84,6 +84,9 @@ enum Failure {
 
 impl FlightIngesters {
     pub fn new(addrs: Vec<String>, cluster_token: Arc<str>, timeout: Duration) -> Self {
+        for addr in &addrs {
+            metrics().querier_knows(addr);
+        }
         Self {
             addrs: RwLock::new(addrs),
             cluster_token,
@@ -112,6 +115,9 @@ impl FlightIngesters {
             tracing::info!(ingesters = ?addrs, "querier's ingester set changed");
             for gone in current.iter().filter(|a| !addrs.contains(a)) {
                 metrics().forget_ingester(Via::Querier, gone);
+            }
+            for addr in &addrs {
+                metrics().querier_knows(addr);
             }
             // An address that comes back may be another ingester's.
             self.ids.lock().retain(|a, _| addrs.contains(a));

@@ -6,6 +6,7 @@ mod architecture;
 mod bench;
 mod clients;
 mod cluster;
+mod dashboard;
 mod durability;
 mod endpoints;
 mod flight;
