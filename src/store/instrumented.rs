@@ -100,14 +100,20 @@ impl ObjectStore for Instrumented {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
+        // `ObjectStoreExt::delete` comes here too, with one location.
         Box::pin(CountedStream::new(
             "delete",
+            Count::EachItem,
             self.inner.delete_stream(locations),
         ))
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        Box::pin(CountedStream::new("list", self.inner.list(prefix)))
+        Box::pin(CountedStream::new(
+            "list",
+            Count::Whole,
+            self.inner.list(prefix),
+        ))
     }
 
     fn list_with_offset(
@@ -116,7 +122,7 @@ impl ObjectStore for Instrumented {
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
         let listed = self.inner.list_with_offset(prefix, offset);
-        Box::pin(CountedStream::new("list", listed))
+        Box::pin(CountedStream::new("list", Count::Whole, listed))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -132,10 +138,20 @@ impl ObjectStore for Instrumented {
     }
 }
 
-/// A listing or a batch delete, counted once when it ends (or is dropped):
-/// as an error if any item failed with something other than not found.
+/// How a streamed call is counted.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Once when it ends (or is dropped), as an error if any item failed
+    /// with something other than not found: a listing is one call.
+    Whole,
+    /// Each item as a call of its own, timed from the item before: a delete
+    /// of many objects is that many deletes (S3 sends them 1,000 a request).
+    EachItem,
+}
+
 struct CountedStream<T> {
     operation: &'static str,
+    count: Count,
     inner: BoxStream<'static, Result<T>>,
     started: Instant,
     outcome: StoreOutcome,
@@ -143,13 +159,15 @@ struct CountedStream<T> {
 }
 
 impl<T> CountedStream<T> {
-    fn new(operation: &'static str, inner: BoxStream<'static, Result<T>>) -> Self {
+    fn new(operation: &'static str, count: Count, inner: BoxStream<'static, Result<T>>) -> Self {
         Self {
             operation,
+            count,
             inner,
             started: Instant::now(),
             outcome: StoreOutcome::Ok,
-            counted: false,
+            // Nothing is left to count at the end of a stream counted by item.
+            counted: matches!(count, Count::EachItem),
         }
     }
 
@@ -167,13 +185,17 @@ impl<T> Stream for CountedStream<T> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let next = this.inner.as_mut().poll_next(cx);
-        match &next {
-            Poll::Ready(Some(item)) => match outcome_of(item) {
+        match (&next, this.count) {
+            (Poll::Ready(Some(item)), Count::EachItem) => {
+                let took = std::mem::replace(&mut this.started, Instant::now()).elapsed();
+                metrics().object_store_call(this.operation, outcome_of(item), took);
+            }
+            (Poll::Ready(Some(item)), Count::Whole) => match outcome_of(item) {
                 StoreOutcome::Ok | StoreOutcome::NotFound => {}
                 bad => this.outcome = bad,
             },
-            Poll::Ready(None) => this.count(),
-            Poll::Pending => {}
+            (Poll::Ready(None), _) => this.count(),
+            (Poll::Pending, _) => {}
         }
         next
     }
@@ -213,6 +235,7 @@ mod tests {
             count("get", "ok"),
             count("head", "not_found"),
             count("list", "ok"),
+            count("delete", "ok"),
         ];
         store.put(&path, Bytes::from("x").into()).await.unwrap();
         let create = PutOptions {
@@ -232,12 +255,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed.len(), 1);
+        store.delete(&path).await.unwrap();
         let after = [
             count("put", "ok"),
             count("put", "already_exists"),
             count("get", "ok"),
             count("head", "not_found"),
             count("list", "ok"),
+            count("delete", "ok"),
         ];
         for ((b, a), what) in before.iter().zip(after).zip([
             "put ok",
@@ -245,6 +270,7 @@ mod tests {
             "get ok",
             "head not_found",
             "list ok",
+            "delete ok",
         ]) {
             assert!(a > *b, "{what}: {b} -> {a}");
         }
