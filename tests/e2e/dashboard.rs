@@ -377,6 +377,19 @@ async fn every_dashboard_and_alert_query_names_an_exported_metric() {
     .unwrap();
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
     flight_influxql(&querier.base, "SELECT * FROM cpu").await;
+    // A query refused for the client's fault, on each transport.
+    let missing_table = "/api/v3/query_sql?db=dash&q=SELECT%20*%20FROM%20nope";
+    let r = request("GET", &querier.url(missing_table), &auth, "").await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let refused = crate::query::query(
+        &querier.base,
+        Some(ADMIN_TOKEN),
+        "dash",
+        "SELECT * FROM nope",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused}");
 
     let mut names = BTreeSet::new();
     let mut texts = Vec::new();
@@ -393,6 +406,12 @@ async fn every_dashboard_and_alert_query_names_an_exported_metric() {
             );
             assert!(querier_text.contains(&count), "{count} in {querier_text}");
         }
+    }
+    for transport in ["http", "flight"] {
+        let count = format!(
+            "inflow_query_duration_seconds_count{{kind=\"sql\",outcome=\"client_error\",transport=\"{transport}\"}} 1"
+        );
+        assert!(querier_text.contains(&count), "{count} in {querier_text}");
     }
 
     let mut exprs = dashboard_exprs(&dashboard());
