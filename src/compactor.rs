@@ -32,6 +32,7 @@ use crate::catalog::{Catalog, CatalogError, ParquetFile, Table, table_columns};
 use crate::clock::SharedClock;
 use crate::dedup::{dedup, key_columns_by_kind};
 use crate::lease::{LeaseError, Leases};
+use crate::metrics::metrics;
 use crate::parquet_files::StoreReader;
 use crate::parquet_files::writer_properties;
 use crate::schema::{SEQUENCE_COLUMN, TIME_COLUMN, arrow_schema, project, sequence_field};
@@ -139,7 +140,13 @@ impl Compactor {
                 }
             };
             let heartbeat = self.leases.keep_alive(LEASE, claimed.epoch);
-            match self.round().await {
+            let round = self.round().await;
+            let outcome = if round.is_ok() { "ok" } else { "error" };
+            metrics()
+                .compaction_rounds
+                .with_label_values(&[outcome])
+                .inc();
+            match round {
                 Ok(c) if c != Compacted::default() => tracing::info!(?c, "compaction round"),
                 Ok(_) => {}
                 Err(e) => {
@@ -209,6 +216,7 @@ impl Compactor {
         table: &Table,
         files: &[ParquetFile],
     ) -> Result<ParquetFile, CompactionError> {
+        let started = std::time::Instant::now();
         let schema = file_schema(table);
         let (store, inputs) = (self.store.clone(), files.to_vec());
         let runtime = tokio::runtime::Handle::current();
@@ -228,6 +236,18 @@ impl Compactor {
         self.store
             .put_background(&Path::from(path.as_str()), merged.parquet, Put::Create)
             .await?;
+        let m = metrics();
+        m.compaction_duration
+            .observe(started.elapsed().as_secs_f64());
+        let bytes_in: u64 = files.iter().map(|f| f.size_bytes).sum();
+        m.compaction_files
+            .with_label_values(&["in"])
+            .inc_by(files.len() as u64);
+        m.compaction_files.with_label_values(&["out"]).inc();
+        m.compaction_bytes
+            .with_label_values(&["in"])
+            .inc_by(bytes_in);
+        m.compaction_bytes.with_label_values(&["out"]).inc_by(size);
         Ok(ParquetFile {
             path,
             database: first.database,

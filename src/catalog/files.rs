@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{CatalogError, DbId, FIRST_VERSION, LIFECYCLE_VERSION, TableId, decode};
+use crate::metrics::{CatalogLog, metrics};
 use crate::store::{AppendLog, Appended, Store, StoreError};
 
 /// A Parquet file registered by an ingester snapshot.
@@ -357,10 +358,13 @@ impl FileManifest {
         loop {
             // Taken: read the entries written meanwhile and try after them.
             let taken = |_| async move {
+                metrics().catalog_conflict(CatalogLog::Files);
                 self.refresh_files_of(ingester_id).await?;
                 Ok::<_, CatalogError>(position())
             };
-            let n = log.append(position(), |_| bytes.clone(), taken).await?;
+            let appended = log.append(position(), |_| bytes.clone(), taken).await;
+            metrics().catalog_commit(CatalogLog::Files, appended.is_ok());
+            let n = appended?;
             // A state behind a checkpoint may put an entry at a number
             // the checkpoint folded in and deleted: nobody reads that
             // again, so the entry goes on at the log's real end.

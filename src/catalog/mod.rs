@@ -36,6 +36,7 @@ use object_store::path::Path;
 use parking_lot::RwLock;
 use serde::Deserialize;
 
+use crate::metrics::{CatalogLog, metrics};
 use crate::schema::ColumnType;
 use crate::store::{AppendLog, Appended, Store, StoreError};
 use schema::{LogEntry, Op};
@@ -175,6 +176,21 @@ impl Catalog {
 
     /// Applies the shared log entries written since the last look, by any process.
     pub async fn refresh(&self) -> Result<Arc<CatalogState>, CatalogError> {
+        let refreshed = self.refresh_inner().await;
+        let outcome = match &refreshed {
+            Ok((_, true)) => "changed",
+            Ok((_, false)) => "unchanged",
+            Err(_) => "error",
+        };
+        metrics()
+            .catalog_refreshes
+            .with_label_values(&[outcome])
+            .inc();
+        refreshed.map(|(state, _)| state)
+    }
+
+    /// [`Self::refresh`], and whether it found new entries.
+    async fn refresh_inner(&self) -> Result<(Arc<CatalogState>, bool), CatalogError> {
         let current = self.state();
         let mut next = current.next_entry;
         let mut new_ops = Vec::new();
@@ -184,7 +200,7 @@ impl Catalog {
             next = n + 1;
         }
         if next == current.next_entry {
-            return Ok(current);
+            return Ok((current, false));
         }
         // Entries are immutable, so `current` plus the entries read is right even if
         // another task moved the state meanwhile: keep whichever is further along.
@@ -197,7 +213,7 @@ impl Catalog {
         if guard.next_entry < next {
             *guard = Arc::new(state);
         }
-        Ok(Arc::clone(&guard))
+        Ok((Arc::clone(&guard), true))
     }
 
     /// Appends one entry built from the current state. `build` is called again on
@@ -226,11 +242,10 @@ impl Catalog {
             };
             let bytes = serde_json::to_vec(&entry).expect("catalog entries serialize");
             // Taken: another writer's entry came first; build again on it.
-            let appended = self
-                .log
-                .create(state.next_entry, Bytes::from(bytes))
-                .await?;
-            if appended == Appended::Taken {
+            let appended = self.log.create(state.next_entry, Bytes::from(bytes)).await;
+            metrics().catalog_commit(CatalogLog::Schema, appended.is_ok());
+            if appended? == Appended::Taken {
+                metrics().catalog_conflict(CatalogLog::Schema);
                 continue;
             }
             let mut next = (*state).clone();

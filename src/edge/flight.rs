@@ -30,6 +30,7 @@ use super::frontend::QueryFrontend;
 use crate::auth::Principal;
 use crate::edge::error::Error;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
+use crate::metrics::{QueryKind, QueryOutcome, QueryTimer, Transport, metrics};
 use crate::proto::{FORMAT_VERSION, WriteAck, write_ack};
 use crate::query::ticket::{self, InfluxTicket, Language};
 use crate::write::{WriteError, normalize_producer_batch};
@@ -83,6 +84,48 @@ fn stream_error(e: FlightError, limit: usize) -> Status {
             Error::BodyTooLarge { limit }.to_grpc()
         }
         e => Status::invalid_argument(format!("bad Flight data: {e}")),
+    }
+}
+
+/// A query's Flight answer, which stops its timer at its end: `ok`, or the
+/// outcome of the status it broke off with; dropped unfinished (the client
+/// cancelled), the timer counts it as cancelled.
+fn timed(stream: BoxStream<FlightData>, timer: QueryTimer) -> BoxStream<FlightData> {
+    let timed = futures::stream::unfold(
+        (stream, Some(timer)),
+        |(mut stream, mut timer)| async move {
+            let next = stream.next().await;
+            let outcome = match &next {
+                None => Some(QueryOutcome::Ok),
+                Some(Err(status)) => Some(outcome_of_code(status.code())),
+                Some(Ok(_)) => None,
+            };
+            if let Some(outcome) = outcome
+                && let Some(t) = timer.take()
+            {
+                t.finish(outcome);
+            }
+            next.map(|item| (item, (stream, timer)))
+        },
+    );
+    Box::pin(timed)
+}
+
+/// A query's outcome by the gRPC code it failed with.
+fn outcome_of_code(code: tonic::Code) -> QueryOutcome {
+    use tonic::Code;
+    match code {
+        Code::Ok => QueryOutcome::Ok,
+        Code::Cancelled => QueryOutcome::Cancelled,
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::Unimplemented => QueryOutcome::ClientError,
+        _ => QueryOutcome::ServerError,
     }
 }
 
@@ -176,11 +219,22 @@ impl FlightService for EdgeFlight {
                     continue;
                 };
                 write_id += 1;
+                let started = std::time::Instant::now();
                 let result = async {
                     let batch = normalize_producer_batch(&batch)?;
                     edge.writer.write_batch(&db, &table, batch).await
                 }
                 .await;
+                // Per batch, labelled with the HTTP status the same error
+                // would have had, like the HTTP write APIs.
+                let status = match &result {
+                    Ok(()) => http::StatusCode::NO_CONTENT,
+                    Err(e) => crate::edge::error::status_of(e.kind()).0,
+                };
+                metrics()
+                    .write_duration
+                    .with_label_values(&["flight", status.as_str()])
+                    .observe(started.elapsed().as_secs_f64());
                 let reply = result
                     .map(|()| ack(write_id))
                     .map_err(|e: WriteError| Error::from(e).to_grpc());
@@ -257,21 +311,31 @@ impl FlightService for EdgeFlight {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let query = self.query()?;
-        let stream = if ticket::is_json(&request.get_ref().ticket) {
+        let mut timer = QueryTimer::start(QueryKind::Sql, Transport::Flight);
+        let stream = async {
+            if !ticket::is_json(&request.get_ref().ticket) {
+                return flight_sql::do_get(query, request).await;
+            }
             let t = InfluxTicket::parse(&request.get_ref().ticket)
                 .map_err(|e| Error::from(e).to_grpc())?;
             let run = match t.language {
                 Language::Sql => query.run(request.metadata(), &t.database, &t.sql).await,
                 Language::InfluxQl => {
+                    timer.set_kind(QueryKind::InfluxQl);
                     super::influxql_flight::run(query, request.metadata(), &t.database, &t.sql)
                         .await
                 }
             };
-            run.map_err(|e| e.to_grpc())?
-        } else {
-            flight_sql::do_get(query, request).await?
-        };
-        Ok(Response::new(stream))
+            run.map_err(|e| e.to_grpc())
+        }
+        .await;
+        match stream {
+            Ok(stream) => Ok(Response::new(timed(stream, timer))),
+            Err(status) => {
+                timer.finish(outcome_of_code(status.code()));
+                Err(status)
+            }
+        }
     }
     async fn do_exchange(
         &self,

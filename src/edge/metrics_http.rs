@@ -1,15 +1,20 @@
 //! The Prometheus endpoint and the middleware that counts every HTTP request:
 //! the transport side of [`crate::metrics`], which only keeps the registry.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::error::Error;
-use crate::metrics::metrics;
+use crate::metrics::{QueryKind, QueryOutcome, QueryTimer, Transport, metrics};
 
 /// `GET /metrics`.
 pub async fn handler() -> Response {
@@ -35,6 +40,7 @@ pub async fn track(request: Request, next: Next) -> Response {
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let started = Instant::now();
+    let query = query_kind(&endpoint).map(|kind| QueryTimer::start(kind, Transport::Http));
     let response = next.run(request).await;
     let status = response.status();
     metrics()
@@ -44,7 +50,79 @@ pub async fn track(request: Request, next: Next) -> Response {
     if let Some(api) = write_api(&endpoint) {
         observe_write(api, status, started.elapsed());
     }
-    response
+    match query {
+        Some(timer) if status.is_success() => response.map(|body| {
+            Body::new(QueryBody {
+                body,
+                timer: Some(timer),
+            })
+        }),
+        Some(timer) => {
+            timer.finish(outcome_of_status(status));
+            response
+        }
+        None => response,
+    }
+}
+
+/// The query language a route answers, if it is a query route.
+fn query_kind(endpoint: &str) -> Option<QueryKind> {
+    match endpoint {
+        "/api/v3/query_sql" => Some(QueryKind::Sql),
+        "/query" => Some(QueryKind::InfluxQl),
+        _ => None,
+    }
+}
+
+/// A refused query's outcome by its status.
+fn outcome_of_status(status: StatusCode) -> QueryOutcome {
+    match status.as_u16() {
+        200..=299 => QueryOutcome::Ok,
+        // nginx's "client closed request"; not sent by inflow, kept for proxies.
+        499 => QueryOutcome::Cancelled,
+        400..=499 => QueryOutcome::ClientError,
+        _ => QueryOutcome::ServerError,
+    }
+}
+
+/// A query's streamed answer, which stops its timer at its last byte: `ok`
+/// if it ended, `server_error` if it broke off, `cancelled` if the client
+/// went away first (the body is dropped unfinished).
+struct QueryBody {
+    body: Body,
+    timer: Option<QueryTimer>,
+}
+
+impl HttpBody for QueryBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        let outcome = match &frame {
+            Poll::Ready(None) => Some(QueryOutcome::Ok),
+            Poll::Ready(Some(Err(_))) => Some(QueryOutcome::ServerError),
+            _ => None,
+        };
+        if let Some(outcome) = outcome
+            && let Some(timer) = this.timer.take()
+        {
+            timer.finish(outcome);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The write API a route belongs to, if it is a write route.

@@ -163,6 +163,7 @@ impl Ingester {
         store: Store,
         catalog: Arc<Catalog>,
     ) -> Result<Arc<Self>, IngesterError> {
+        metrics().ingester_started(&config.id, config.buffer_bytes);
         let leases = Leases::new(store.clone(), config.id.clone(), config.lease_ttl);
         let (position, buffer) = takeover::claim_own(&config, &leases, &store, &catalog).await?;
         let max_sequence = catalog.max_sequence().max(max_sequence_of(&buffer));

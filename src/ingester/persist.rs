@@ -72,6 +72,10 @@ impl Ingester {
         }
         if slices > 0 {
             self.count_snapshot("ok");
+            metrics()
+                .snapshot_duration
+                .with_label_values(&[self.config.id.as_str()])
+                .observe(started.elapsed().as_secs_f64());
             tracing::info!(
                 files,
                 slices,

@@ -17,6 +17,7 @@ use super::wal::{self, Position};
 use super::{Ingester, IngesterConfig, IngesterError, max_sequence_of};
 use crate::catalog::Catalog;
 use crate::lease::{Claimed, Leases};
+use crate::metrics::metrics;
 use crate::store::Store;
 
 impl Ingester {
@@ -46,6 +47,10 @@ impl Ingester {
                 Ok(false) if self.wal.epoch() != epoch => {}
                 Ok(false) => {
                     tracing::warn!(epoch, "WAL lease taken by another ingester: fenced");
+                    metrics()
+                        .lease_fenced
+                        .with_label_values(&[self.config.id.as_str()])
+                        .inc();
                     self.wal.mark_fenced();
                 }
                 Err(e) => tracing::warn!(error = %e, "WAL lease heartbeat failed"),
@@ -118,6 +123,11 @@ impl Ingester {
             let heartbeat = self.leases.keep_alive(&prefix, claimed.epoch);
             let done = self.take_over(&prefix, claimed).await;
             drop(heartbeat);
+            let outcome = if done.is_ok() { "ok" } else { "error" };
+            metrics()
+                .lease_takeovers
+                .with_label_values(&[self.config.id.as_str(), outcome])
+                .inc();
             let files = done?;
             self.leases.release(&prefix, claimed.epoch).await?;
             tracing::info!(prefix, files, "took over WAL and released its lease");

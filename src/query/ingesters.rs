@@ -29,7 +29,7 @@ use crate::catalog::DbRef;
 use crate::ingester::flight::{INGESTER_ID_HEADER, MAX_MESSAGE_BYTES};
 use crate::ingester::read::BufferFilter;
 use crate::lease::Leases;
-use crate::metrics::metrics;
+use crate::metrics::{Via, metrics};
 use crate::proto::{FORMAT_VERSION, ReadBuffer, TagFilter};
 
 /// Where buffered (not yet persisted) rows come from; a trait so tests can
@@ -84,6 +84,9 @@ enum Failure {
 
 impl FlightIngesters {
     pub fn new(addrs: Vec<String>, cluster_token: Arc<str>, timeout: Duration) -> Self {
+        for addr in &addrs {
+            metrics().querier_knows(addr);
+        }
         Self {
             addrs: RwLock::new(addrs),
             cluster_token,
@@ -110,6 +113,12 @@ impl FlightIngesters {
         let mut current = self.addrs.write();
         if *current != addrs {
             tracing::info!(ingesters = ?addrs, "querier's ingester set changed");
+            for gone in current.iter().filter(|a| !addrs.contains(a)) {
+                metrics().forget_ingester(Via::Querier, gone);
+            }
+            for addr in &addrs {
+                metrics().querier_knows(addr);
+            }
             // An address that comes back may be another ingester's.
             self.ids.lock().retain(|a, _| addrs.contains(a));
             self.reach.lock().retain(|a, _| addrs.contains(a));
@@ -210,6 +219,7 @@ impl FlightIngesters {
 
     /// Logs once when what `addr` is to queries changes (not its first answer).
     fn note(&self, addr: &str, now: Reach, why: &str) {
+        metrics().set_reachable(Via::Querier, addr, now == Reach::Answered);
         let before = self.reach.lock().insert(addr.to_string(), now);
         if before == Some(now) || (before.is_none() && now == Reach::Answered) {
             return;

@@ -31,6 +31,7 @@ use tonic::transport::Endpoint;
 use super::RouteError;
 use crate::catalog::DbRef;
 use crate::ingester::flight::MAX_MESSAGE_BYTES;
+use crate::metrics::{Via, metrics};
 use crate::proto::refusal::Reason;
 use crate::proto::{FORMAT_VERSION, WriteAck, WriteBatch, write_ack};
 
@@ -151,7 +152,9 @@ impl IngesterClient {
         if self.tried.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = self.stream().await {
+        let opened = self.stream().await;
+        metrics().set_reachable(Via::Router, &self.addr, opened.is_ok());
+        if let Err(e) = opened {
             tracing::debug!(ingester = %self.addr, error = %e, "first connection failed");
         }
     }
@@ -278,15 +281,22 @@ impl IngesterClient {
         no_sync: bool,
     ) -> Result<(), RouteError> {
         let result = self.send(database, table, sequence, batch, no_sync).await;
+        // Busy or refusing a batch, the ingester answered: only a failure
+        // the breaker counts is unreachable.
+        let mut reachable = true;
         match &result {
             Ok(()) => {
                 self.breaker.success();
                 *self.full_until.lock() = None;
             }
             Err(e) if e.is_busy() => self.refused_full(),
-            Err(e) if e.is_retryable() => self.breaker.failure(),
+            Err(e) if e.is_retryable() => {
+                self.breaker.failure();
+                reachable = false;
+            }
             Err(_) => {}
         }
+        metrics().set_reachable(Via::Router, &self.addr, reachable);
         result
     }
 

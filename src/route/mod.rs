@@ -30,6 +30,7 @@ pub use client::{IngesterClient, encode_write};
 use crate::catalog::DbRef;
 use crate::clock::{Clock, SystemClock};
 use crate::lineproto::TableBatch;
+use crate::metrics::{Via, metrics};
 use crate::proto::refusal::Reason;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -261,6 +262,12 @@ impl Router {
             })
             .collect();
         tracing::info!(ingesters = ?next.iter().map(|c| c.addr()).collect::<Vec<_>>(), "ingester set changed");
+        for gone in current
+            .iter()
+            .filter(|c| !next.iter().any(|n| n.addr() == c.addr()))
+        {
+            metrics().forget_ingester(Via::Router, gone.addr());
+        }
         *self.ingesters.write() = Arc::new(next);
     }
 
@@ -345,7 +352,7 @@ impl Router {
                             tracing::debug!(error = %e, "ingester busy: trying the next one");
                         } else {
                             tracing::warn!(error = %e, "write part failed over to the next ingester");
-                            crate::metrics::metrics().failovers.inc();
+                            metrics().failovers.inc();
                         }
                         last_error = Some(e);
                     }

@@ -79,6 +79,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = shutdown_signal()?;
+    let role = clap::ValueEnum::to_possible_value(&args.role).map(|v| v.get_name().to_owned());
+    crate::metrics::metrics().set_role(role.as_deref().unwrap_or("unknown"));
     raise_open_file_limit(args.conn.max_connections);
     // A bad certificate is found before an ingester waits for its lease.
     tls_acceptor(&args)?;

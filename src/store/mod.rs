@@ -12,13 +12,16 @@
 //! logs, the WAL's segment objects and the leases are written as.
 
 mod append_log;
+mod instrumented;
 
 pub use append_log::{AppendLog, Appended};
+pub use instrumented::Instrumented;
 
 use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -26,6 +29,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parking_lot::Mutex;
+
+use crate::metrics::{StoreOutcome, metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,7 +96,7 @@ impl Store {
         let root = dir.canonicalize().map_err(data_dir)?;
         let fs = Arc::new(LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true));
         Ok(Self {
-            inner: Arc::clone(&fs) as Arc<dyn ObjectStore>,
+            inner: Arc::new(Instrumented::new(Arc::clone(&fs) as Arc<dyn ObjectStore>)),
             local: Some(Arc::new(LocalDurability {
                 fs,
                 root,
@@ -102,6 +107,7 @@ impl Store {
 
     /// A store with no local durability work to do (S3, or in-memory in tests).
     pub fn remote(inner: Arc<dyn ObjectStore>) -> Self {
+        let inner = Arc::new(Instrumented::new(inner));
         Self { inner, local: None }
     }
 
@@ -121,12 +127,15 @@ impl Store {
         if let Some(local) = &self.local {
             let (local, location) = (Arc::clone(local), path.clone());
             let put = move || local.put(&location, &bytes, mode, Pace::Full);
-            return tokio::task::spawn_blocking(put)
+            let started = Instant::now();
+            let put = tokio::task::spawn_blocking(put)
                 .await
                 .map_err(|e| StoreError::Sync {
                     path: PathBuf::from(path.as_ref()),
                     source: std::io::Error::other(e),
-                })?;
+                })
+                .and_then(|put| put);
+            return counted_local("put", put, started);
         }
         self.put_remote(path, bytes, mode).await
     }
@@ -143,7 +152,8 @@ impl Store {
         if let Some(local) = &self.local {
             let (local, location) = (Arc::clone(local), path.clone());
             let put = move || local.put(&location, &bytes, mode, Pace::Background);
-            return crate::background::run(put).await;
+            let started = Instant::now();
+            return counted_local("put", crate::background::run(put).await, started);
         }
         self.put_remote(path, bytes, mode).await
     }
@@ -215,7 +225,10 @@ impl Store {
     async fn delete_with(&self, paths: Vec<Path>, shrink: Shrink) -> Result<(), StoreError> {
         if let Some(local) = &self.local {
             let local = Arc::clone(local);
-            return crate::background::run(move || local.delete_paced(&paths, shrink)).await;
+            let started = Instant::now();
+            let deleted = crate::background::run(move || local.delete_paced(&paths, shrink)).await;
+            // One call for the batch, paced on purpose: not a store's latency.
+            return counted_local("delete_paced", deleted, started);
         }
         let paths = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
         let mut deleted = self.inner.delete_stream(paths);
@@ -231,6 +244,23 @@ impl Store {
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.inner)
     }
+}
+
+/// Counts a call that [`LocalDurability`] made itself rather than through
+/// the [`Instrumented`] store.
+fn counted_local<T>(
+    operation: &str,
+    result: Result<T, StoreError>,
+    started: Instant,
+) -> Result<T, StoreError> {
+    let outcome = match &result {
+        Ok(_) => StoreOutcome::Ok,
+        Err(StoreError::AlreadyExists(_)) => StoreOutcome::AlreadyExists,
+        Err(StoreError::NotFound(_)) => StoreOutcome::NotFound,
+        Err(_) => StoreOutcome::Error,
+    };
+    metrics().object_store_call(operation, outcome, started.elapsed());
+    result
 }
 
 /// See [`Store::local_files`].

@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod clients;
 mod cluster;
+mod dashboard;
 mod durability;
 mod endpoints;
 mod flight;

@@ -1300,6 +1300,99 @@ def http_status(method, url):
         return None
 
 
+# --- the Grafana dashboard and the alert rules (grafanaDashboard, prometheusRule) --------
+
+DASHBOARD_FILE = CHART / "dashboards" / "inflow.json"
+RULES_FILE = CHART / "rules" / "inflow-alerts.yaml"
+
+
+def test_monitoring_extras_are_off_by_default():
+    for values in (None, CLUSTER):
+        r = render(values)
+        assert not r.all("ConfigMap") and not r.all("PrometheusRule"), kinds(r)
+
+
+def test_grafana_dashboard_configmap():
+    r = render({"grafanaDashboard": {"enabled": True}})
+    cm = r.one("ConfigMap", f"{FULLNAME}-dashboard")
+    meta = cm["metadata"]
+    assert meta["namespace"] == NAMESPACE
+    # The label Grafana's sidecar looks for by default, beside the chart's own.
+    assert meta["labels"]["grafana_dashboard"] == "1", meta
+    assert meta["labels"]["app.kubernetes.io/instance"] == RELEASE, meta
+    assert "annotations" not in meta, meta
+    # The file whole: a .json key the sidecar loads, the same JSON as in the chart.
+    assert list(cm["data"]) == ["inflow.json"]
+    assert json.loads(cm["data"]["inflow.json"]) == json.loads(DASHBOARD_FILE.read_text())
+
+    r = render({"grafanaDashboard": {"enabled": True, "labels": {"grafana_dashboard": "inflow", "team": "ops"},
+                                     "annotations": {"grafana_folder": "Databases"},
+                                     "namespace": "monitoring"}})
+    meta = r.one("ConfigMap", f"{FULLNAME}-dashboard")["metadata"]
+    assert meta["namespace"] == "monitoring"
+    assert (meta["labels"]["grafana_dashboard"], meta["labels"]["team"]) == ("inflow", "ops"), meta
+    assert meta["annotations"] == {"grafana_folder": "Databases"}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dashboard.yaml"
+        path.write_text(template_text({"grafanaDashboard": {"enabled": True}}))
+        for version in KUBE_VERSIONS:
+            v = validate(path, version)
+            assert v.returncode == 0, f"against {version}:\n{v.stdout}{v.stderr}"
+
+
+def test_prometheus_rule():
+    extra = {"alert": "InflowNoWrites", "expr": "sum(rate(inflow_write_lines_total[10m])) == 0",
+             "for": "30m", "labels": {"severity": "warning"}}
+    r = render(merge(CLUSTER, {"prometheusRule": {"enabled": True, "labels": {"release": "kps"},
+                                                  "additionalRules": [extra]}}))
+    (rule,) = r.all("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["name"] == FULLNAME and rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kps", rule["metadata"]
+    groups = yaml.safe_load(RULES_FILE.read_text())["groups"]
+    # The chart's file as it is, then the user's rules in a group of their own.
+    assert rule["spec"]["groups"] == groups + [{"name": "inflow.additional", "rules": [extra]}]
+    alerts = [a for g in groups for a in g["rules"]]
+    names = {a["alert"] for a in alerts}
+    for wanted in ["InflowIngesterBufferNearFull", "InflowSnapshotsFailing", "InflowWalFlushSlow",
+                   "InflowIngesterUnreachable", "InflowLeaseTakeover", "InflowObjectStoreErrors"]:
+        assert wanted in names, names
+    for a in alerts:
+        assert a["labels"]["severity"] in ("warning", "critical"), a
+        assert a["annotations"]["summary"] and a["annotations"]["description"], a
+        # Prometheus' template syntax survives the chart: .Files.Get does not template.
+        assert "{{ $labels." in a["annotations"]["summary"] + a["annotations"]["description"], a
+    assert sum("for" in a for a in alerts) >= len(alerts) - 3, "most alerts wait before firing"
+
+    r = render({"prometheusRule": {"enabled": True, "namespace": "monitoring"}})
+    (rule,) = r.all("PrometheusRule")
+    assert rule["metadata"]["namespace"] == "monitoring"
+    assert [g["name"] for g in rule["spec"]["groups"]] == [g["name"] for g in groups]
+
+
+def test_schema_rejects_bad_monitoring_values():
+    for bad, where in [
+        ({"grafanaDashboard": {"enabled": "yes"}}, "/grafanaDashboard/enabled"),
+        ({"grafanaDashboard": {"label": {"a": "b"}}}, "label"),
+        ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "/grafanaDashboard/labels"),
+        ({"grafanaDashboard": {"namespace": "Monitoring"}}, "/grafanaDashboard/namespace"),
+        ({"prometheusRule": {"additionalRules": [{"expr": "up == 0"}]}}, "/prometheusRule/additionalRules"),
+        ({"prometheusRule": {"additionalRules": [{"alert": "A", "expr": "up == 0", "for": "5 min"}]}},
+         "/prometheusRule/additionalRules"),
+        ({"prometheusRule": {"rules": []}}, "rules"),
+    ]:
+        r = helm("template", RELEASE, CHART, values=bad)
+        assert r.returncode != 0, f"accepted {bad}"
+        assert "don't meet the specifications of the schema" in r.stderr, r.stderr
+        assert where in r.stderr, f"{bad}: error does not name {where}:\n{r.stderr}"
+    good = {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"},
+            "prometheusRule": {"enabled": True, "additionalRules": [{"record": "inflow:lines:rate5m",
+                                                                    "expr": "sum(rate(inflow_write_lines_total[5m]))"}]}}
+    assert helm("template", RELEASE, CHART, values=good).returncode == 0
+    lint = helm("lint", "--strict", CHART, values=good)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 # --- runner ----------------------------------------------------------------------------
 
 def main(argv):
