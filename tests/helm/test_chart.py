@@ -373,8 +373,9 @@ def test_template_non_default_values():
     assert ing["spec"]["tls"] == [{"secretName": "tsdb-tls", "hosts": ["tsdb.example.com"]}]
     (rule,) = ing["spec"]["rules"]
     routes = [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in rule["http"]["paths"]]
-    assert routes == [("/api/v3/query_sql", "Exact", "tsdb-querier"), ("/query", "Exact", "tsdb-querier"),
-                      ("/", "Prefix", "tsdb-router")], routes
+    assert routes == [("/api/v3/query_sql", "Exact", "tsdb-querier"),
+                      ("/api/v3/query_influxql", "Exact", "tsdb-querier"),
+                      ("/query", "Exact", "tsdb-querier"), ("/", "Prefix", "tsdb-router")], routes
     for p in rule["http"]["paths"]:
         svc = r.one("Service", p["backend"]["service"]["name"])
         assert p["backend"]["service"]["port"]["name"] in [sp["name"] for sp in svc["spec"]["ports"]]
