@@ -38,6 +38,9 @@ case "${1:-}" in
   *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
 esac
 
+# One closing line, as tests/run.sh sums them.
+trap 'if [ $? -eq 0 ]; then echo "image: 1 passed, 0 failed"; else echo "image: 0 passed, 1 failed"; fi' EXIT
+
 state=${INFLOW_IMAGE_STATE:-$repo/target/image}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 driver=${INFLOW_IMAGE_STORAGE_DRIVER:-overlay}
@@ -50,7 +53,7 @@ if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap
 fi
 export BUILDAH_ISOLATION=chroot
-# buildah keeps RUN --mount=type=cache directories under $TMPDIR/buildah-cache-0.
+# buildah keeps RUN --mount=type=cache directories under $TMPDIR/buildah-cache.
 bh() { TMPDIR="$state/tmp" buildah --root "$state/storage" --runroot "$state/run" --storage-driver "$driver" "$@"; }
 have_image() { bh inspect --type image "$1" >/dev/null 2>&1; }
 
@@ -141,6 +144,7 @@ if ! have_image "$runtime_base"; then
   mnt=$(bh mount "$ctr")
   work=$(bh from --pull=never "docker.io/library/$build_base")
   # Downloaded and unpacked by bookworm's own apt and dpkg-deb, not the host's.
+  # shellcheck disable=SC2016 # expanded by the container's sh
   bh run -v "$mnt:/rootfs" "$work" -- sh -euc 'cd /tmp; apt-get update -qq
     apt-get download -qq base-files netbase tzdata libc6 libssl3 libgcc-s1 libgomp1 libstdc++6
     for deb in ./*.deb; do dpkg-deb -x "$deb" /rootfs; done
@@ -217,9 +221,8 @@ EOF
   build_stage >"$ctx/Dockerfile"
   step "buildah bud: the Dockerfile's build stage on a jemalloc crate"
   # Its own cache mounts: the full build's target/ is not touched.
-  TMPDIR_QUICK=$state/tmp-quick
-  mkdir -p "$TMPDIR_QUICK"
-  TMPDIR="$TMPDIR_QUICK" buildah --root "$state/storage" --runroot "$state/run" --storage-driver "$driver" \
+  mkdir -p "$state/tmp-quick"
+  TMPDIR="$state/tmp-quick" buildah --root "$state/storage" --runroot "$state/run" --storage-driver "$driver" \
     bud --pull=never --layers=false "${trust[@]}" -t localhost/inflow-build-stage:image-test "$ctx"
   # The stage's output runs: the toolchain linked a working binary with jemalloc.
   ctr=$(bh from --pull=never localhost/inflow-build-stage:image-test)
