@@ -73,8 +73,8 @@ class Podman:
     def __init__(self, argv):
         self.argv = argv
 
-    def __call__(self, *args, check=True, text=True):
-        r = subprocess.run([*self.argv, *args], capture_output=True, text=text)
+    def __call__(self, *args, check=True, text=True, timeout=120):
+        r = subprocess.run([*self.argv, *args], capture_output=True, text=text, timeout=timeout)
         assert not check or r.returncode == 0, f"podman {' '.join(args)}: {r.stderr}"
         return r
 
@@ -99,7 +99,7 @@ class Podman:
 
     def stop(self, name, grace):
         """SIGTERM (the image's default stop signal), as the kubelet sends; the exit code."""
-        self("stop", "--time", str(grace), name)
+        self("stop", "--time", str(grace), name, timeout=grace + 60)
         status, code = self.state(name)
         assert status == "exited", status
         return code
@@ -116,9 +116,10 @@ def limits():
 
 def volume_dirs(rendered, spec, container, fs_group, workdir):
     """`-v` flags for the container's volumeMounts, as the kubelet would give
-    them: group fsGroup, setgid and group-writable where writable."""
+    them (group fsGroup, setgid and group-writable where writable), and the
+    local directory of each volume by name."""
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
-    flags = []
+    flags, dirs = [], {}
     for m in container.get("volumeMounts", []):
         d = Path(tempfile.mkdtemp(prefix=f"{m['name']}-", dir=workdir))
         v = volumes.get(m["name"])
@@ -140,8 +141,8 @@ def volume_dirs(rendered, spec, container, fs_group, workdir):
                     f.chmod(mode)
             d.chmod(0o755)
         flags += ["--volume", f"{d}:{m['mountPath']}{':ro' if m.get('readOnly') else ''}"]
-        m["local"] = d
-    return flags
+        dirs[m["name"]] = d
+    return flags, dirs
 
 
 def env_flags(rendered, container, pod_name):
@@ -191,10 +192,10 @@ def run_as_pod(podman, image, workdir):
     http = container_port(container, "http")["containerPort"]
     port = free_port()
     name = f"inflow-image-test-{os.getpid()}"
+    volumes, dirs = volume_dirs(rendered, spec, container, fs_group, workdir)
     flags = ["--name", name, "--detach", "--read-only", "--user", f"{uid}:{gid}", "--group-add", str(fs_group),
              "--cap-drop", "all", "--security-opt", "no-new-privileges",
-             "--publish", f"127.0.0.1:{port}:{http}", *limits(),
-             *volume_dirs(rendered, spec, container, fs_group, workdir),
+             "--publish", f"127.0.0.1:{port}:{http}", *limits(), *volumes,
              *env_flags(rendered, container, pod_name)]
     args = [str(a) for a in container["args"]]
     print("pod args:", " ".join(args))
@@ -207,8 +208,7 @@ def run_as_pod(podman, image, workdir):
         print("pod: wrote with curl, read with SQL:", json.dumps(rows))
         code = podman.stop(name, spec.get("terminationGracePeriodSeconds", 30))
         assert code == 0, f"exit {code} after SIGTERM:\n{podman.logs(name)}"
-        (data,) = [m["local"] for m in container["volumeMounts"] if m["name"] == "data"]
-        files = [p for p in data.rglob("*")]
+        files = list(dirs["data"].rglob("*"))
         assert any(p.suffix == ".parquet" for p in files), f"no Parquet on the volume: {files}"
         owners = {(p.stat().st_uid, p.stat().st_gid) for p in files}
         assert {o[0] for o in owners} == {uid}, f"volume files owned by {owners}, not the pod's user {uid}"
