@@ -199,8 +199,8 @@ def run_as_pod(podman, image, workdir):
              *env_flags(rendered, container, pod_name)]
     args = [str(a) for a in container["args"]]
     print("pod args:", " ".join(args))
-    podman("run", *flags, image, *args)
     try:
+        podman("run", *flags, image, *args)
         probe = container["readinessProbe"]["httpGet"]
         podman.wait_ready(name, f"http://127.0.0.1:{port}{probe['path']}")
         token = rendered.secret_value(f"{sts['metadata']['name']}-admin-token", "admin-token")
@@ -221,8 +221,8 @@ def run_default(podman, image):
     """`docker run IMAGE`: the image's CMD, its data in the image's /var/lib/inflow."""
     port = free_port()
     name = f"inflow-image-default-{os.getpid()}"
-    podman("run", "--name", name, "--detach", "--publish", f"127.0.0.1:{port}:8086", *limits(), image)
     try:
+        podman("run", "--name", name, "--detach", "--publish", f"127.0.0.1:{port}:8086", *limits(), image)
         podman.wait_ready(name, f"http://127.0.0.1:{port}/ready")
         # The token the server generated into its data directory (a tar stream on stdout).
         tar = podman("cp", f"{name}:/var/lib/inflow/admin-token", "-", text=False).stdout
