@@ -16,9 +16,10 @@
 # Then buildah runs the Dockerfile itself (`buildah bud`, cache mounts and all).
 #
 #   tests/image/build.sh --full   the real Dockerfile on this repository: the release build
-#                                 (cold: ~25 min on 2 cores; the cache mounts persist in the
+#                                 (cold: 47 min on 2 busy cores; the cache mounts persist in the
 #                                 state dir, so a rebuild only recompiles what changed).
-#   tests/image/build.sh          (quick, for CI: a few minutes) the Dockerfile's build stage,
+#   tests/image/build.sh          (quick, for CI: 3.5 min from nothing, 30 s once the stand-ins
+#                                 exist) the Dockerfile's build stage,
 #                                 verbatim, on a one-file crate named inflow that links
 #                                 tikv-jemallocator as inflow does (so cc, make and the
 #                                 toolchain are proven), then the runtime stage, verbatim, fed
