@@ -25,7 +25,7 @@
 #                                 toolchain are proven), then the runtime stage, verbatim, fed
 #                                 the debug binary cargo test built; the run check as --full.
 #
-# Needs root, buildah and debootstrap (installed with apt-get when missing), and the
+# Needs root, buildah, debootstrap, podman and runc (installed with apt-get when missing), and the
 # Helm binary tests/helm/run.sh installs (HELM). State: $INFLOW_IMAGE_STATE
 # (default target/image); delete it to remake the stand-ins.
 set -euo pipefail
