@@ -5,6 +5,11 @@
 
 # Build: the release binary. Bookworm, as the runtime image, so glibc matches.
 FROM rust:1.95-slim-bookworm AS build
+# The slim image has gcc but not make, which jemalloc's build (tikv-jemalloc-sys)
+# runs. Pinned to bookworm's version, as hadolint asks.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and target/ between builds; the binary is

@@ -47,8 +47,9 @@ fi
 
 # Unit tests, the end-to-end binary, and the benches compiled and run once;
 # then the Helm chart and Dockerfile tests (no cluster needed; they start the
-# debug binary cargo just built with the chart's rendered args); then one
-# closing line summing every result. A failure anywhere fails the script.
+# debug binary cargo just built with the chart's rendered args), and the image
+# built and run without Docker; then one closing line summing every result. A
+# failure anywhere fails the script.
 log=$(mktemp)
 status=0
 cargo test --all-targets 2>&1 | tee "$log" || status=1
@@ -57,8 +58,12 @@ cargo test --all-targets 2>&1 | tee "$log" || status=1
 # dependencies already built are reused. `cargo test` above replays each corpus.
 CARGO_TARGET_DIR="$PWD/target" cargo check --manifest-path fuzz/Cargo.toml --bins 2>&1 | tee -a "$log" || status=1
 tests/helm/run.sh 2>&1 | tee -a "$log" || status=1
+# The image: built from the Dockerfile without a Docker daemon (buildah, on local
+# stand-ins of its base images; the build stage on a jemalloc crate, the runtime stage
+# on the debug binary) and run with podman as the chart's standalone pod.
+tests/image/build.sh 2>&1 | tee -a "$log" || status=1
 awk '/^test result:/ { p += $4; f += $6 }
-     /^chart: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
+     /^(chart|image): [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 if [ "$status" -ne 0 ]; then
   echo "FAILED: a step exited non-zero (see above; a bench or build failure is not counted in the totals)"
