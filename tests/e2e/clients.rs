@@ -243,6 +243,17 @@ pub fn python_json(name: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// What the Superset and Grafana replays chart: two hosts of `cpu` over ten
+/// minutes of 2023-01-02 (one without `region`, one without `req`), and `mem`.
+const CHART_CORPUS: &str = "cpu,host=a,region=eu usage=1.5,req=10i 1672617600\n\
+                            cpu,host=a,region=eu usage=2.5,req=20i 1672617630\n\
+                            cpu,host=a,region=eu usage=4 1672617665\n\
+                            cpu,host=a,region=eu usage=7 1672617970\n\
+                            cpu,host=b usage=10 1672617605\n\
+                            cpu,host=b usage=20 1672617725\n\
+                            cpu,host=b usage=99 1672618200\n\
+                            mem,host=a free=3i 1672617600\n";
+
 /// Apache Superset's path through its DataFusion adapter (`flightsql-dbapi`'s
 /// SQLAlchemy dialect, pinned): test connection, schema reflection ("add
 /// dataset"), SQL Lab's preview and time-series charts with the time grains of
@@ -252,14 +263,7 @@ pub fn python_json(name: &str, args: &[&str]) -> serde_json::Value {
 async fn superset_flightsql_dialect_reflects_and_charts() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
-    let body = "cpu,host=a,region=eu usage=1.5,req=10i 1672617600\n\
-                cpu,host=a,region=eu usage=2.5,req=20i 1672617630\n\
-                cpu,host=a,region=eu usage=4 1672617665\n\
-                cpu,host=a,region=eu usage=7 1672617970\n\
-                cpu,host=b usage=10 1672617605\n\
-                cpu,host=b usage=20 1672617725\n\
-                cpu,host=b usage=99 1672618200\n\
-                mem,host=a free=3i 1672617600\n";
+    let body = CHART_CORPUS;
     let admin = crate::harness::ADMIN_TOKEN;
     let r = crate::harness::write(&server, "bucket=sdb&precision=s", admin, body).await;
     assert_eq!(r.status, 204);
@@ -356,14 +360,7 @@ async fn superset_flightsql_dialect_reflects_and_charts() {
 async fn grafana_flightsql_source_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--snapshot-interval", "1h"]);
-    let body = "cpu,host=a,region=eu usage=1.5,req=10i 1672617600\n\
-                cpu,host=a,region=eu usage=2.5,req=20i 1672617630\n\
-                cpu,host=a,region=eu usage=4 1672617665\n\
-                cpu,host=a,region=eu usage=7 1672617970\n\
-                cpu,host=b usage=10 1672617605\n\
-                cpu,host=b usage=20 1672617725\n\
-                cpu,host=b usage=99 1672618200\n\
-                mem,host=a free=3i 1672617600\n";
+    let body = CHART_CORPUS;
     let admin = crate::harness::ADMIN_TOKEN;
     let r = crate::harness::write(&server, "bucket=gdb&precision=s", admin, body).await;
     assert_eq!(r.status, 204);
