@@ -337,6 +337,9 @@ impl Querier {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME);
+        // inflow writes no bloom filters (`parquet_files::writer_properties`):
+        // looking for them cost every file opened a probe for nothing.
+        config.options_mut().execution.parquet.bloom_filter_on_read = false;
         if let MemoryLimit::Finite(limit) = self.runtime.memory_pool.memory_limit() {
             let reservation = sort_reservation(limit, config.target_partitions());
             config = config.with_sort_spill_reservation_bytes(reservation);

@@ -597,5 +597,10 @@ mod tests {
         let (_, answer, scanned) = run(&querier, one).await;
         assert!(answer.contains("| 1000 | 499500.0 |"), "{answer}");
         assert!(scanned <= 2 * PAGE_ROWS, "scanned {scanned} rows");
+        // The files have no bloom filters, so the reader is told not to
+        // look for them (it spent 43 µs a file on it in this test).
+        let (_, ctx) = querier.session("db").await.unwrap();
+        let options = ctx.state().default_table_options();
+        assert!(!options.parquet.global.bloom_filter_on_read);
     }
 }
