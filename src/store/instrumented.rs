@@ -229,14 +229,15 @@ mod tests {
     async fn every_call_is_counted_by_operation_and_outcome() {
         let store = Instrumented::new(Arc::new(InMemory::new()));
         let path = Path::from("a/b");
-        let before = [
-            count("put", "ok"),
-            count("put", "already_exists"),
-            count("get", "ok"),
-            count("head", "not_found"),
-            count("list", "ok"),
-            count("delete", "ok"),
+        let calls = [
+            ("put", "ok"),
+            ("put", "already_exists"),
+            ("get", "ok"),
+            ("head", "not_found"),
+            ("list", "ok"),
+            ("delete", "ok"),
         ];
+        let before = calls.map(|(operation, outcome)| count(operation, outcome));
         store.put(&path, Bytes::from("x").into()).await.unwrap();
         let create = PutOptions {
             mode: PutMode::Create,
@@ -256,23 +257,9 @@ mod tests {
             .unwrap();
         assert_eq!(listed.len(), 1);
         store.delete(&path).await.unwrap();
-        let after = [
-            count("put", "ok"),
-            count("put", "already_exists"),
-            count("get", "ok"),
-            count("head", "not_found"),
-            count("list", "ok"),
-            count("delete", "ok"),
-        ];
-        for ((b, a), what) in before.iter().zip(after).zip([
-            "put ok",
-            "put already_exists",
-            "get ok",
-            "head not_found",
-            "list ok",
-            "delete ok",
-        ]) {
-            assert!(a > *b, "{what}: {b} -> {a}");
+        for ((operation, outcome), b) in calls.into_iter().zip(before) {
+            let a = count(operation, outcome);
+            assert!(a > b, "{operation} {outcome}: {b} -> {a}");
         }
     }
 }
