@@ -110,12 +110,7 @@ fn try_start_ingester(
         token,
     ];
     let server = try_start_role(dir, &args, store_args, env)?;
-    let addr = server
-        .stdout_lines
-        .iter()
-        .find_map(|l| l.split("grpc://").nth(1))
-        .expect("ingester prints its gRPC address")
-        .to_string();
+    let addr = server.grpc_addr();
     Ok((server, addr))
 }
 
@@ -671,17 +666,11 @@ async fn try_request(url: &str, auth: &str, body: String) -> Option<u16> {
 /// An ingester's port takes writes only with the cluster token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingesters_refuse_writes_without_the_cluster_token() {
-    use arrow_flight::flight_service_client::FlightServiceClient;
     use arrow_flight::{FlightData, FlightDescriptor};
     let cluster = Cluster::start(1, 0);
     let endpoint = format!("http://{}", cluster.ingester_addrs[0]);
     for auth in [None, Some("Bearer wrong"), Some("Bearer cluster-secre")] {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut client = FlightServiceClient::new(channel);
+        let mut client = crate::harness::flight_client(&endpoint).await;
         let open = FlightData {
             flight_descriptor: Some(FlightDescriptor::new_path(vec!["x".into()])),
             ..Default::default()

@@ -325,12 +325,7 @@ async fn every_dashboard_and_alert_query_names_an_exported_metric() {
             "2",
         ],
     );
-    let addr = ingester
-        .stdout_lines
-        .iter()
-        .find_map(|l| l.split("grpc://").nth(1))
-        .expect("ingester prints its gRPC address")
-        .to_string();
+    let addr = ingester.grpc_addr();
     let split = ["--ingesters", &addr, "--cluster-token-file", token];
     let router = start_role(&data, &[&["--role", "router"], &split[..]].concat());
     let querier = start_role(&data, &[&["--role", "querier"], &split[..]].concat());

@@ -5,12 +5,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightData, FlightDescriptor};
 use futures::TryStreamExt;
 use inflow::proto::{WriteAck, write_ack};
 use prost::Message;
-use tonic::transport::Endpoint;
 
 use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, row, write};
 
@@ -20,12 +18,7 @@ async fn put(
     path: &[&str],
     batch: RecordBatch,
 ) -> Result<Vec<WriteAck>, tonic::Status> {
-    let channel = Endpoint::from_shared(server.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = FlightServiceClient::new(channel);
+    let mut client = crate::harness::flight_client(&server.base).await;
     let descriptor = FlightDescriptor::new_path(path.iter().map(|s| s.to_string()).collect());
     let data: Vec<FlightData> = FlightDataEncoderBuilder::new()
         .with_flight_descriptor(Some(descriptor))
@@ -240,12 +233,7 @@ async fn pyarrow_flight_producer() {
 /// One `Handshake` with `authorization` set to `auth`: the `authorization`
 /// header of the answer, or the refusal's code.
 async fn handshake(server: &Server, auth: Option<&str>) -> Result<Option<String>, tonic::Code> {
-    let channel = Endpoint::from_shared(server.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = FlightServiceClient::new(channel);
+    let mut client = crate::harness::flight_client(&server.base).await;
     let mut request = tonic::Request::new(futures::stream::iter([
         arrow_flight::HandshakeRequest::default(),
     ]));

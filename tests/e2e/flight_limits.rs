@@ -7,12 +7,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampNanosecondArray};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightData, FlightDescriptor};
 use futures::TryStreamExt;
 use inflow::proto::WriteAck;
 use prost::Message;
-use tonic::transport::Endpoint;
 
 use crate::harness::{ADMIN_TOKEN, Server, parquet_rows, request, row, write};
 
@@ -24,12 +22,7 @@ pub async fn put(
     path: [&str; 2],
     batch: RecordBatch,
 ) -> Result<Vec<WriteAck>, tonic::Status> {
-    let channel = Endpoint::from_shared(server.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = FlightServiceClient::new(channel);
+    let mut client = crate::harness::flight_client(&server.base).await;
     let descriptor = FlightDescriptor::new_path(path.iter().map(|s| s.to_string()).collect());
     let data: Vec<FlightData> = FlightDataEncoderBuilder::new()
         .with_max_flight_data_size(usize::MAX)

@@ -105,6 +105,15 @@ impl Server {
         format!("{}{}", self.base, path_and_query)
     }
 
+    /// The `host:port` an ingester printed as its gRPC address at start.
+    pub fn grpc_addr(&self) -> String {
+        self.stdout_lines
+            .iter()
+            .find_map(|l| l.split("grpc://").nth(1))
+            .expect("ingester prints its gRPC address")
+            .to_string()
+    }
+
     /// SIGTERM, then wait for exit (graceful shutdown snapshots everything).
     pub fn stop(mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -213,6 +222,18 @@ pub async fn write(server: &Server, query: &str, token: &str, body: impl Into<By
         body,
     )
     .await
+}
+
+/// A Flight client connected to `base` (`http://host:port`).
+pub async fn flight_client(
+    base: &str,
+) -> arrow_flight::flight_service_client::FlightServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(base.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    arrow_flight::flight_service_client::FlightServiceClient::new(channel)
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {

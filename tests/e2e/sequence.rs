@@ -84,12 +84,7 @@ async fn a_router_behind_another_stamps_its_overwrites_above_what_it_heard() {
             "1h",
         ],
     );
-    let addr = ingester
-        .stdout_lines
-        .iter()
-        .find_map(|l| l.split("grpc://").nth(1))
-        .expect("ingester prints its gRPC address")
-        .to_string();
+    let addr = ingester.grpc_addr();
     let router = |extra: &[&str]| {
         let args = [&["--role", "router", "--ingesters", addr.as_str()], extra].concat();
         start_role(&data, &token, &args)
