@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use serde::Deserialize;
@@ -177,10 +177,10 @@ impl Encoder {
 
 pub fn routes(frontend: Arc<QueryFrontend>) -> Router {
     Router::new()
-        .route("/api/v3/query_sql", get(sql_get).post(sql_post))
+        .route("/api/v3/query_sql", language_routes(Language::Sql))
         .route(
             "/api/v3/query_influxql",
-            get(influxql_get).post(influxql_post),
+            language_routes(Language::Influxql),
         )
         .with_state(frontend)
 }
@@ -192,38 +192,11 @@ enum Language {
     Influxql,
 }
 
-async fn sql_get(
-    frontend: State<Arc<QueryFrontend>>,
-    query: RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, V3Error> {
-    query_get(Language::Sql, frontend, query, headers).await
-}
-
-async fn sql_post(
-    frontend: State<Arc<QueryFrontend>>,
-    query: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, V3Error> {
-    query_post(Language::Sql, frontend, query, headers, body).await
-}
-
-async fn influxql_get(
-    frontend: State<Arc<QueryFrontend>>,
-    query: RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, V3Error> {
-    query_get(Language::Influxql, frontend, query, headers).await
-}
-
-async fn influxql_post(
-    frontend: State<Arc<QueryFrontend>>,
-    query: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, V3Error> {
-    query_post(Language::Influxql, frontend, query, headers, body).await
+/// `GET` and `POST` of one language's endpoint.
+fn language_routes(language: Language) -> MethodRouter<Arc<QueryFrontend>> {
+    get(move |frontend, query, headers| query_get(language, frontend, query, headers)).post(
+        move |frontend, query, headers, body| query_post(language, frontend, query, headers, body),
+    )
 }
 
 async fn query_get(
