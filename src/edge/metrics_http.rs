@@ -69,7 +69,7 @@ pub async fn track(request: Request, next: Next) -> Response {
 fn query_kind(endpoint: &str) -> Option<QueryKind> {
     match endpoint {
         "/api/v3/query_sql" => Some(QueryKind::Sql),
-        "/query" => Some(QueryKind::InfluxQl),
+        "/query" | "/api/v3/query_influxql" => Some(QueryKind::InfluxQl),
         _ => None,
     }
 }
@@ -85,9 +85,10 @@ fn outcome_of_status(status: StatusCode) -> QueryOutcome {
     }
 }
 
-/// A query's streamed answer, which stops its timer at its last byte: `ok`
-/// if it ended, `server_error` if it broke off, `cancelled` if the client
-/// went away first (the body is dropped unfinished).
+/// A query's answer, which stops its timer at its last byte: `ok` if it
+/// ended (its stream, or the last frame of a body known whole),
+/// `server_error` if it broke off, `cancelled` if the client went away first
+/// (the body is dropped unfinished).
 struct QueryBody {
     body: Body,
     timer: Option<QueryTimer>,
@@ -106,6 +107,9 @@ impl HttpBody for QueryBody {
         let outcome = match &frame {
             Poll::Ready(None) => Some(QueryOutcome::Ok),
             Poll::Ready(Some(Err(_))) => Some(QueryOutcome::ServerError),
+            // A body known whole ends with its last frame: hyper polls no
+            // further once `is_end_stream` says so.
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => Some(QueryOutcome::Ok),
             _ => None,
         };
         if let Some(outcome) = outcome

@@ -358,6 +358,7 @@ async fn every_dashboard_and_alert_query_names_an_exported_metric() {
     for path in [
         "/api/v3/query_sql?db=dash&q=SELECT%20count(*)%20FROM%20cpu",
         "/query?db=dash&q=SELECT%20*%20FROM%20cpu",
+        "/api/v3/query_influxql?db=dash&q=SELECT%20*%20FROM%20cpu",
     ] {
         let r = request("GET", &querier.url(path), &auth, "").await;
         assert_eq!(r.status, 200, "{path}: {:?}", r.body);
@@ -396,8 +397,14 @@ async fn every_dashboard_and_alert_query_names_an_exported_metric() {
     let querier_text = &texts[2];
     for kind in ["sql", "influxql"] {
         for transport in ["http", "flight"] {
+            // InfluxQL over HTTP: 1.x's `/query` and InfluxDB 3's `/api/v3/query_influxql`.
+            let n = if (kind, transport) == ("influxql", "http") {
+                2
+            } else {
+                1
+            };
             let count = format!(
-                "inflow_query_duration_seconds_count{{kind=\"{kind}\",outcome=\"ok\",transport=\"{transport}\"}} 1"
+                "inflow_query_duration_seconds_count{{kind=\"{kind}\",outcome=\"ok\",transport=\"{transport}\"}} {n}"
             );
             assert!(querier_text.contains(&count), "{count} in {querier_text}");
         }
