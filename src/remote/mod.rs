@@ -192,6 +192,54 @@ impl Remote {
     }
 }
 
+/// A command's input: its bytes, and what they came from (a file, `stdin`).
+#[derive(Debug)]
+pub struct Input {
+    pub what: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A command's input could not be read: `what` names it.
+#[derive(Debug)]
+pub struct ReadFailed {
+    pub what: String,
+    pub source: std::io::Error,
+}
+
+/// What a command reads: `argument` if given, else `file` (`-` is stdin),
+/// else stdin; `None` when that would be a terminal (nothing was given).
+pub fn read_input(
+    argument: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<Input>, ReadFailed> {
+    use std::io::{IsTerminal, Read};
+    if let Some(text) = argument {
+        return Ok(Some(Input {
+            what: "the argument".into(),
+            bytes: text.as_bytes().to_vec(),
+        }));
+    }
+    let what = match file {
+        Some(path) if path.as_os_str() != "-" => path.display().to_string(),
+        _ => "stdin".to_string(),
+    };
+    let bytes = match file {
+        Some(path) if path.as_os_str() != "-" => std::fs::read(path),
+        _ => {
+            let mut stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Ok(None);
+            }
+            let mut bytes = Vec::new();
+            stdin.read_to_end(&mut bytes).map(|_| bytes)
+        }
+    };
+    match bytes {
+        Ok(bytes) => Ok(Some(Input { what, bytes })),
+        Err(source) => Err(ReadFailed { what, source }),
+    }
+}
+
 /// The server's message in an error body: `error` (v1, v3), `message` (v2),
 /// and what `detail` finds, or the text itself.
 fn message(body: &[u8], detail: &dyn Fn(&serde_json::Value) -> Option<String>) -> String {

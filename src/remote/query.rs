@@ -4,7 +4,7 @@
 //! through as they come; `pretty` (the default) is a table drawn by Arrow's
 //! pretty printer from the server's CSV.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -144,31 +144,18 @@ pub async fn run(args: QueryArgs) -> Result<(), QueryCliError> {
 }
 
 fn input(args: &QueryArgs) -> Result<String, QueryCliError> {
-    if let Some(q) = &args.query {
-        return Ok(q.clone());
-    }
-    let read_stdin = || {
-        let mut stdin = std::io::stdin();
-        if stdin.is_terminal() {
-            return Err(QueryCliError::NoInput);
-        }
-        let mut text = String::new();
-        stdin
-            .read_to_string(&mut text)
-            .map_err(|source| QueryCliError::Read {
-                what: "stdin".into(),
-                source,
-            })?;
-        Ok(text)
-    };
-    match &args.file {
-        Some(path) if path.as_os_str() == "-" => read_stdin(),
-        Some(path) => std::fs::read_to_string(path).map_err(|source| QueryCliError::Read {
-            what: path.display().to_string(),
-            source,
-        }),
-        None => read_stdin(),
-    }
+    let read = |what, source| QueryCliError::Read { what, source };
+    let input = super::read_input(args.query.as_deref(), args.file.as_deref())
+        .map_err(|super::ReadFailed { what, source }| read(what, source))?
+        .ok_or(QueryCliError::NoInput)?;
+    String::from_utf8(input.bytes).map_err(|_| {
+        // In the words of `read_to_string`, which read it before.
+        let invalid = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        );
+        read(input.what, invalid)
+    })
 }
 
 /// The server's CSV as a table. Every column is read as text: the CSV holds

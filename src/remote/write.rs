@@ -5,7 +5,7 @@
 //! refused write prints the server's error with each rejected line's number
 //! (in the whole input) and text.
 
-use std::io::{IsTerminal, Read, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use flate2::Compression;
@@ -171,31 +171,9 @@ fn batches(body: &[u8], limit: usize) -> Vec<Batch<'_>> {
 }
 
 fn input(args: &WriteArgs) -> Result<Vec<u8>, WriteError> {
-    if let Some(lines) = &args.line_protocol {
-        return Ok(lines.clone().into_bytes());
-    }
-    let read_stdin = || {
-        let mut stdin = std::io::stdin();
-        if stdin.is_terminal() {
-            return Err(WriteError::NoInput);
-        }
-        let mut body = Vec::new();
-        stdin
-            .read_to_end(&mut body)
-            .map_err(|source| WriteError::Read {
-                what: "stdin".into(),
-                source,
-            })?;
-        Ok(body)
-    };
-    match &args.file {
-        Some(path) if path.as_os_str() == "-" => read_stdin(),
-        Some(path) => std::fs::read(path).map_err(|source| WriteError::Read {
-            what: path.display().to_string(),
-            source,
-        }),
-        None => read_stdin(),
-    }
+    let input = super::read_input(args.line_protocol.as_deref(), args.file.as_deref())
+        .map_err(|super::ReadFailed { what, source }| WriteError::Read { what, source })?;
+    Ok(input.ok_or(WriteError::NoInput)?.bytes)
 }
 
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -307,6 +285,7 @@ mod tests {
 
     #[test]
     fn gzip_round_trips() {
+        use std::io::Read;
         let body = b"m v=1 1\n".repeat(10_000);
         let packed = gzip(&body).unwrap();
         assert!(packed.len() < body.len() / 10);
