@@ -29,6 +29,7 @@ mod held;
 pub mod ingesters;
 pub mod limits;
 pub mod scan;
+mod session;
 pub mod summary;
 pub mod table;
 pub mod ticket;
@@ -42,19 +43,19 @@ use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::memory_pool::{
-    GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
-    UnboundedMemoryPool,
+    GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation, UnboundedMemoryPool,
 };
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 
 use crate::catalog::{Catalog, CatalogError, Database};
 use crate::clock::SharedClock;
 use crate::store::Store;
 pub use ingesters::{BufferSource, FlightIngesters, LocalIngester};
 pub use limits::{Admission, QueryConfig, QueryLimits, Ticket};
-use table::{InflowTable, Sources};
+use session::BaseSession;
+use table::Sources;
 
 /// The catalog and schema every table is in, as InfluxDB 3 names them.
 pub const CATALOG_NAME: &str = "public";
@@ -174,6 +175,8 @@ pub struct Querier {
     sources: Arc<Sources>,
     /// Shared by every query, so its memory pool bounds them together.
     runtime: Arc<RuntimeEnv>,
+    /// The session state each query's is cloned from (over `runtime`).
+    base: BaseSession,
     /// How many queries run at once, and for how long.
     admission: Admission,
     /// Per-file summaries for the questions dashboards repeat; `None` when
@@ -184,6 +187,7 @@ pub struct Querier {
 impl Querier {
     pub fn new(catalog: Arc<Catalog>, store: Store, ingesters: Arc<dyn BufferSource>) -> Self {
         let runtime = runtime(Arc::new(UnboundedMemoryPool::default()), &store);
+        let base = BaseSession::new(Arc::clone(&runtime));
         Self {
             sources: Arc::new(Sources {
                 catalog,
@@ -192,6 +196,7 @@ impl Querier {
                 clock: crate::clock::system(),
             }),
             runtime,
+            base,
             admission: Admission::new(QueryLimits::default()),
             summaries: Some(summary::FileSummaries::new(summary::DEFAULT_CACHE_BYTES)),
         }
@@ -273,6 +278,7 @@ impl Querier {
     /// `RESOURCE_EXHAUSTED` rather than the process running out of memory.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
         self.runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)), &self.sources.store);
+        self.base = BaseSession::new(Arc::clone(&self.runtime));
         self
     }
 
@@ -295,7 +301,7 @@ impl Querier {
     /// [`depth::MAX_SQL_EXPR_DEPTH`] (before it is parsed).
     pub async fn plan(&self, database: &str, sql: &str) -> Result<Planned, QueryError> {
         let db = self.database(database).await?;
-        let ctx = self.context(&db)?;
+        let ctx = self.context(&db);
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         depth::check(sql, dialect).map_err(|e| QueryError::Invalid(e.to_string()))?;
@@ -328,44 +334,14 @@ impl Querier {
         database: &str,
     ) -> Result<(Arc<Database>, SessionContext), QueryError> {
         let db = self.database(database).await?;
-        let ctx = self.context(&db)?;
+        let ctx = self.context(&db);
         Ok((db, ctx))
     }
 
     /// A context for one query: every table of `db` under `public.iox`.
-    fn context(&self, db: &Arc<Database>) -> Result<SessionContext, QueryError> {
-        let mut config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME);
-        // inflow writes no bloom filters (`parquet_files::writer_properties`):
-        // looking for them cost every file opened a probe for nothing.
-        config.options_mut().execution.parquet.bloom_filter_on_read = false;
-        if let MemoryLimit::Finite(limit) = self.runtime.memory_pool.memory_limit() {
-            let reservation = sort_reservation(limit, config.target_partitions());
-            config = config.with_sort_spill_reservation_bytes(reservation);
-        }
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
-        for table in db.tables() {
-            let provider = InflowTable::new(Arc::clone(db), Arc::clone(table), &self.sources);
-            ctx.register_table(
-                TableReference::bare(table.name.as_str()),
-                Arc::new(provider),
-            )?;
-        }
-        Ok(ctx)
+    fn context(&self, db: &Arc<Database>) -> SessionContext {
+        self.base.context(db, &self.sources)
     }
-}
-
-/// DataFusion reserves `sort_spill_reservation_bytes` (10 MiB by default) per
-/// sorting partition before it reads a row, so against a small pool a tiny
-/// sort fails or succeeds by how many partitions the plan got. A quarter of
-/// the pool, shared by the partitions, leaves the rest for data.
-fn sort_reservation(pool_bytes: usize, partitions: usize) -> usize {
-    let default = SessionConfig::new()
-        .options()
-        .execution
-        .sort_spill_reservation_bytes;
-    default.min(pool_bytes / (4 * partitions.max(1)))
 }
 
 /// The runtime every query of a querier shares: its memory pool, and the
@@ -453,9 +429,9 @@ mod tests {
 | a    | 1.0 |
 +------+-----+";
         assert_eq!(sorted, expected);
-        assert_eq!(sort_reservation(1 << 20, 2), 1 << 17);
-        assert_eq!(sort_reservation(1 << 40, 2), 10 << 20);
-        assert_eq!(sort_reservation(1 << 20, 0), 1 << 18);
+        assert_eq!(session::sort_reservation(1 << 20, 2), 1 << 17);
+        assert_eq!(session::sort_reservation(1 << 40, 2), 10 << 20);
+        assert_eq!(session::sort_reservation(1 << 20, 0), 1 << 18);
     }
 
     /// Two files of the same point from different ingesters (a failover) and a
