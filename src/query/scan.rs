@@ -55,6 +55,7 @@ use super::held::Held;
 use super::zones::{InZones, Span, covered, meets, zones};
 use crate::catalog::ParquetFile;
 use crate::dedup::dedup;
+use crate::ingester::read::TimeRange;
 #[cfg(test)]
 use crate::parquet_files::PAGE_ROWS;
 use crate::schema::{SEQUENCE_COLUMN, TIME_COLUMN, project};
@@ -77,6 +78,8 @@ pub struct ScanInput {
     pub key_predicate: Option<Arc<dyn PhysicalExpr>>,
     /// Rows older than this are past the retention period.
     pub retention_cutoff: Option<i64>,
+    /// The times the filters allow (retention included).
+    pub range: TimeRange,
     pub limit: Option<usize>,
 }
 
@@ -186,20 +189,30 @@ pub fn plan(
         .filter(|f| !covered((f.min_time, f.max_time), &zones))
         .cloned()
         .collect();
-    if !clean.is_empty() {
-        let limit = (cutoff.is_none() && zones.is_empty())
-            .then_some(input.limit)
-            .flatten();
-        let groups = spread(clean, state.config().target_partitions());
-        let scan = file_exec(
-            state,
-            input,
-            groups,
-            input.predicate.clone(),
-            &out,
-            None,
-            limit,
-        )?;
+    let limit = (cutoff.is_none() && zones.is_empty())
+        .then_some(input.limit)
+        .flatten();
+    // A file the query's times cover only a sliver of (the last hour of a
+    // day's file) has its filters applied as it is decoded: a page index
+    // keeps whole pages, about a day of each series, and decoding all of
+    // them to keep an hour cost the hour's question as much as the day's.
+    // Where the times cover more, decoding first and filtering after is
+    // cheaper (measured: an hour of an 18 h file 23 % faster pushed down; 6 h
+    // of it 9 % slower, the whole day 8 % slower).
+    let (narrow, wide): (Vec<ParquetFile>, Vec<ParquetFile>) =
+        clean.into_iter().partition(|f| sliver(input.range, f));
+    for (files, pushdown) in [(wide, false), (narrow, true)] {
+        if files.is_empty() {
+            continue;
+        }
+        let groups = spread(files, state.config().target_partitions());
+        let mut source = parquet_source(state, input)?;
+        if let Some(p) = &input.predicate {
+            source = source
+                .with_predicate(Arc::clone(p))
+                .with_pushdown_filters(pushdown);
+        }
+        let scan = scan_exec(source, groups, &out, None, limit)?;
         parts.push(outside(scan)?);
     }
     if let Some(b) = buffer
@@ -242,6 +255,15 @@ pub fn plan(
         plan = Arc::new(Held::new(plan, memory));
     }
     Ok(plan)
+}
+
+/// Whether the query's times cover less than a quarter of `file`'s.
+fn sliver(range: TimeRange, file: &ParquetFile) -> bool {
+    let low = range.min.map_or(file.min_time, |m| m.max(file.min_time));
+    let high = range.max.map_or(file.max_time, |m| m.min(file.max_time));
+    let covered = i128::from(high) - i128::from(low);
+    let span = i128::from(file.max_time) - i128::from(file.min_time);
+    covered * 4 < span
 }
 
 /// Spreads files over `n` groups of about equal bytes, largest first.
@@ -377,24 +399,6 @@ fn zone_file_exec(
         .with_predicate(predicate)
         .with_pushdown_filters(true);
     scan_exec(source, groups, columns, ordering, None)
-}
-
-/// Parquet files read by DataFusion: `groups` as partitions, yielding
-/// `columns` of `with_seq`, pruned by `predicate`.
-fn file_exec(
-    state: &dyn Session,
-    input: &ScanInput,
-    groups: Vec<FileGroup>,
-    predicate: Option<Arc<dyn PhysicalExpr>>,
-    columns: &[usize],
-    ordering: Option<LexOrdering>,
-    limit: Option<usize>,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let mut source = parquet_source(state, input)?;
-    if let Some(p) = predicate {
-        source = source.with_predicate(p);
-    }
-    scan_exec(source, groups, columns, ordering, limit)
 }
 
 /// A Parquet source over the runtime's object store and footer cache (the
@@ -575,6 +579,35 @@ mod tests {
         assert_eq!(answer, expected);
         let (_, answer, _) = run(&querier, "SELECT count(*) AS n, sum(x) AS s FROM m").await;
         assert!(answer.contains("| 6 | 44.0 |"), "{answer}");
+    }
+
+    /// An hour of a day's file is filtered as it is decoded: the scan
+    /// yields the hour's rows, not the pages that hold them (before, the
+    /// whole first page: 8,192 rows for 100). A question over most of the
+    /// file decodes its pages and filters after, with the same answers.
+    #[tokio::test]
+    async fn a_sliver_of_a_file_is_filtered_as_it_is_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        let rows: Vec<(&str, Option<f64>, Option<f64>, i64)> = (0..20_000)
+            .map(|t| ("a", Some(t as f64), None, t))
+            .collect();
+        persist(&catalog, &store, "i1", 1, chunk(1, &rows)).await;
+        let querier = Querier::new(catalog, store, Arc::new(Buffers(vec![])));
+        let narrow = "SELECT count(*) AS n, sum(x) AS s FROM m \
+            WHERE time >= to_timestamp_nanos(100) AND time < to_timestamp_nanos(200)";
+        let (_, answer, scanned) = run(&querier, narrow).await;
+        assert!(answer.contains("| 100 | 14950.0 |"), "{answer}");
+        assert_eq!(scanned, 100);
+        // A field filter too (the file holds one version of each point).
+        let field = format!("{narrow} AND x >= 150");
+        let (_, answer, scanned) = run(&querier, &field).await;
+        assert!(answer.contains("| 50 | 8725.0 |"), "{answer}");
+        assert_eq!(scanned, 50);
+        let wide = "SELECT count(*) AS n FROM m WHERE time >= to_timestamp_nanos(5000)";
+        let (_, answer, scanned) = run(&querier, wide).await;
+        assert!(answer.contains("| 15000 |"), "{answer}");
+        assert_eq!(scanned, 20_000, "pages decoded whole, filtered after");
     }
 
     /// A one-host question over a file of 50 hosts reads the pages of that

@@ -98,6 +98,7 @@ impl InflowTable {
         filters: &[Expr],
         limit: Option<usize>,
         retention_cutoff: Option<i64>,
+        range: TimeRange,
     ) -> datafusion::error::Result<ScanInput> {
         let with_seq = with_sequence(&self.schema);
         let key = self.key_columns();
@@ -138,6 +139,7 @@ impl InflowTable {
             with_seq,
             key,
             retention_cutoff,
+            range,
             limit,
         })
     }
@@ -216,7 +218,7 @@ impl TableProvider for InflowTable {
         if let Some(cutoff) = cutoff {
             range.min = Some(range.min.map_or(cutoff, |m| m.max(cutoff)));
         }
-        let input = self.scan_input(state, projection, filters, limit, cutoff)?;
+        let input = self.scan_input(state, projection, filters, limit, cutoff, range)?;
         let memory = Arc::new(
             MemoryConsumer::new(format!("buffered rows of {}", self.table.name))
                 .register(&state.runtime_env().memory_pool),
