@@ -9,6 +9,7 @@
 //! ingester reads its own log).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -186,6 +187,11 @@ pub struct FileManifest {
     /// The files checkpoints, numbered as a log of their own.
     checkpoints: AppendLog,
     state: Mutex<FilesState>,
+    /// Set when this process is the only one that writes files logs (a
+    /// server holding its data directory's lock): every entry is then
+    /// applied here as it is appended, and reading the logs back finds
+    /// nothing new.
+    sole_writer: AtomicBool,
 }
 
 impl FileManifest {
@@ -196,6 +202,7 @@ impl FileManifest {
                 .with_suffix(".json"),
             store,
             state: Mutex::new(FilesState::default()),
+            sole_writer: AtomicBool::new(false),
         }
     }
 
@@ -265,6 +272,16 @@ impl FileManifest {
             files.passed(n, &c);
         }
         Ok(false)
+    }
+
+    /// Declares this process the only writer of the files logs from now on
+    /// (it holds the data directory's lock, and every ingester, compactor
+    /// and lifecycle task writing them shares this manifest), so
+    /// [`Self::refresh_file_logs`] reads nothing: a query in a one-process
+    /// server no longer lists and reads the logs to learn what this process
+    /// appended itself.
+    pub fn set_sole_writer(&self) {
+        self.sole_writer.store(true, Ordering::Release);
     }
 
     /// Registers a snapshot's files, covering the WAL of `ingester_id` up to
@@ -438,6 +455,9 @@ impl FileManifest {
     /// so a querier sees snapshots taken after it started, including the logs
     /// of ingesters it has not seen before.
     pub async fn refresh_file_logs(&self) -> Result<(), CatalogError> {
+        if self.sole_writer.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.read_logs(&self.state).await?;
         // Listed after every read that ended on a missing entry: a
         // checkpoint that deleted one was written before it.
@@ -577,6 +597,39 @@ mod tests {
 
     async fn catalog(dir: &std::path::Path) -> Arc<Catalog> {
         Catalog::load(Store::local(dir).unwrap()).await.unwrap()
+    }
+
+    /// A sole writer's manifest has what it appended without reading the
+    /// logs; what another process appends (which a server holding the data
+    /// directory's lock rules out) it then no longer reads, while a manifest
+    /// that is not the sole writer does.
+    #[tokio::test]
+    async fn a_sole_writer_reads_no_logs_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = catalog(dir.path()).await;
+        server.manifest().set_sole_writer();
+        let reader = catalog(dir.path()).await;
+        server
+            .register_files("ing", 1, 0, vec![file("own")])
+            .await
+            .unwrap();
+        server.refresh_file_logs().await.unwrap();
+        assert_eq!(paths(&server), ["own"]);
+        let other = catalog(dir.path()).await;
+        other
+            .register_files("other", 1, 0, vec![file("theirs")])
+            .await
+            .unwrap();
+        server.refresh_file_logs().await.unwrap();
+        assert_eq!(paths(&server), ["own"]);
+        reader.refresh_file_logs().await.unwrap();
+        assert_eq!(paths(&reader), ["own", "theirs"]);
+    }
+
+    fn paths(catalog: &Catalog) -> Vec<String> {
+        let mut paths: Vec<String> = catalog.files().into_iter().map(|f| f.path).collect();
+        paths.sort();
+        paths
     }
 
     #[tokio::test]

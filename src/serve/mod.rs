@@ -158,6 +158,11 @@ async fn run_all(
         Some(root) => Some(lock_data_dir(root)?),
         None => None,
     };
+    if data_dir_lock.is_some() {
+        // Every writer of the files logs is in this process, on this
+        // catalog: queries need not read back what it appended.
+        catalog.manifest().set_sole_writer();
+    }
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let ingester = IngesterRole::start(
         args,
