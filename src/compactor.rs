@@ -46,6 +46,24 @@ const LEASE: &str = "compactor";
 /// Rows read from an input at once, and written per output batch.
 const BATCH_ROWS: usize = 8192;
 
+/// How long after a day's end its files are compacted whatever their number:
+/// late points for it mostly arrive before then.
+const COLD_AFTER_NS: i64 = 3_600_000_000_000;
+
+/// Whether the day `partition` names (`yyyy-mm-dd`, UTC) ended at least
+/// [`COLD_AFTER_NS`] before `now_ns`.
+fn day_ended(partition: &str, now_ns: i64) -> bool {
+    let Ok(day) = chrono::NaiveDate::parse_from_str(partition, "%Y-%m-%d") else {
+        return false;
+    };
+    let end = day
+        .succ_opt()
+        .and_then(|next| next.and_hms_opt(0, 0, 0))
+        .and_then(|t| t.and_utc().timestamp_nanos_opt());
+    end.and_then(|e| e.checked_add(COLD_AFTER_NS))
+        .is_some_and(|cold| now_ns >= cold)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CompactionError {
     #[error(transparent)]
@@ -160,7 +178,10 @@ impl Compactor {
         }
     }
 
-    /// Compacts every partition that has enough small files.
+    /// Compacts every partition that has enough small files, and every day
+    /// that ended over [`COLD_AFTER`] ago with two or more: a day left with
+    /// fewer than `--compaction-min-files` snapshots would otherwise keep
+    /// them, and every query over it would merge and fold their overlaps.
     pub async fn round(&self) -> Result<Compacted, CompactionError> {
         let state = self.catalog.refresh().await?;
         self.catalog.refresh_file_logs().await?;
@@ -172,7 +193,7 @@ impl Compactor {
             }
         }
         let mut done = Compacted::default();
-        for ((db_id, table_id, _), mut files) in partitions {
+        for ((db_id, table_id, partition), mut files) in partitions {
             let Some(table) = state
                 .database_by_id(db_id)
                 .filter(|d| d.deleted_at_ns.is_none())
@@ -181,7 +202,8 @@ impl Compactor {
             else {
                 continue;
             };
-            if files.len() < self.config.min_files {
+            let ended = day_ended(&partition, self.clock.now_ns());
+            if files.len() < self.config.min_files && !(ended && files.len() >= 2) {
                 continue;
             }
             // Oldest data first, as much as the input bound allows.
@@ -490,6 +512,52 @@ mod tests {
     use super::*;
     use crate::query::Querier;
     use crate::testing::{Buffered, catalog_with_table, chunk, persist, sql};
+
+    /// A day with fewer files than `min_files` keeps them while it lasts and
+    /// for an hour after; then they are merged (before, never: every query
+    /// over that day merged and folded them).
+    #[tokio::test]
+    async fn an_ended_day_is_compacted_whatever_its_file_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, catalog) = catalog_with_table(dir.path()).await;
+        persist(
+            &catalog,
+            &store,
+            "ing",
+            1,
+            chunk(1, &[("a", Some(1.0), None, 10)]),
+        )
+        .await;
+        persist(
+            &catalog,
+            &store,
+            "ing",
+            2,
+            chunk(2, &[("a", Some(2.0), None, 10)]),
+        )
+        .await;
+        let config = CompactorConfig {
+            interval: Duration::from_secs(1),
+            min_files: 10,
+            target_bytes: 1 << 30,
+            max_input_bytes: 1 << 30,
+            lease_ttl: Duration::from_secs(10),
+        };
+        let clock = crate::clock::FixedClock::at(0);
+        let compactor = Compactor::new(Arc::clone(&catalog), store.clone(), config, "test")
+            .with_clock(clock.clone());
+        const HOUR: i64 = 3_600_000_000_000;
+        for now in [12 * HOUR, 24 * HOUR, 25 * HOUR - 1] {
+            clock.set(now);
+            assert_eq!(compactor.round().await.unwrap(), Compacted::default());
+        }
+        clock.set(25 * HOUR);
+        let done = compactor.round().await.unwrap();
+        assert_eq!((done.partitions, done.files_in, done.rows_out), (1, 2, 1));
+        assert_eq!(catalog.files().len(), 1);
+        assert!(!day_ended("day-1", i64::MAX));
+        assert!(day_ended("1969-12-31", HOUR));
+    }
 
     /// Small files with versions of the same points are merged into one file
     /// with one row per point; queries answer exactly as before; another
