@@ -85,7 +85,8 @@ pub struct CompactorConfig {
     #[arg(long = "compaction-interval", id = "compaction_interval", env = "INFLOW_COMPACTION_INTERVAL", value_parser = humantime::parse_duration, default_value = "1m")]
     pub interval: Duration,
     /// A day partition is compacted once it has this many files smaller than
-    /// `--compaction-target-bytes` (at least 2).
+    /// `--compaction-target-bytes` (at least 2), or two once the day ended
+    /// over an hour ago.
     #[arg(
         long = "compaction-min-files",
         env = "INFLOW_COMPACTION_MIN_FILES",
