@@ -521,22 +521,10 @@ mod tests {
     async fn an_ended_day_is_compacted_whatever_its_file_count() {
         let dir = tempfile::tempdir().unwrap();
         let (store, catalog) = catalog_with_table(dir.path()).await;
-        persist(
-            &catalog,
-            &store,
-            "ing",
-            1,
-            chunk(1, &[("a", Some(1.0), None, 10)]),
-        )
-        .await;
-        persist(
-            &catalog,
-            &store,
-            "ing",
-            2,
-            chunk(2, &[("a", Some(2.0), None, 10)]),
-        )
-        .await;
+        for seq in [1, 2] {
+            let rows = chunk(seq, &[("a", Some(seq as f64), None, 10)]);
+            persist(&catalog, &store, "ing", seq, rows).await;
+        }
         let config = CompactorConfig {
             interval: Duration::from_secs(1),
             min_files: 10,

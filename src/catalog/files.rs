@@ -609,19 +609,14 @@ mod tests {
         let server = catalog(dir.path()).await;
         server.manifest().set_sole_writer();
         let reader = catalog(dir.path()).await;
-        server
-            .register_files("ing", 1, 0, vec![file("own")])
-            .await
-            .unwrap();
-        server.refresh_file_logs().await.unwrap();
-        assert_eq!(paths(&server), ["own"]);
         let other = catalog(dir.path()).await;
-        other
-            .register_files("other", 1, 0, vec![file("theirs")])
-            .await
-            .unwrap();
-        server.refresh_file_logs().await.unwrap();
-        assert_eq!(paths(&server), ["own"]);
+        // The server sees its own file, and still only that after another's.
+        for (writer, id, path) in [(&server, "ing", "own"), (&other, "other", "theirs")] {
+            let files = vec![file(path)];
+            writer.register_files(id, 1, 0, files).await.unwrap();
+            server.refresh_file_logs().await.unwrap();
+            assert_eq!(paths(&server), ["own"]);
+        }
         reader.refresh_file_logs().await.unwrap();
         assert_eq!(paths(&reader), ["own", "theirs"]);
     }
