@@ -173,9 +173,8 @@ impl Planned {
 #[derive(Debug)]
 pub struct Querier {
     sources: Arc<Sources>,
-    /// Shared by every query, so its memory pool bounds them together.
-    runtime: Arc<RuntimeEnv>,
-    /// The session state each query's is cloned from (over `runtime`).
+    /// The session state each query's is cloned from, over the runtime every
+    /// query shares (so its memory pool bounds them together).
     base: BaseSession,
     /// How many queries run at once, and for how long.
     admission: Admission,
@@ -186,8 +185,7 @@ pub struct Querier {
 
 impl Querier {
     pub fn new(catalog: Arc<Catalog>, store: Store, ingesters: Arc<dyn BufferSource>) -> Self {
-        let runtime = runtime(Arc::new(UnboundedMemoryPool::default()), &store);
-        let base = BaseSession::new(Arc::clone(&runtime));
+        let base = BaseSession::new(runtime(Arc::new(UnboundedMemoryPool::default()), &store));
         Self {
             sources: Arc::new(Sources {
                 catalog,
@@ -195,7 +193,6 @@ impl Querier {
                 ingesters,
                 clock: crate::clock::system(),
             }),
-            runtime,
             base,
             admission: Admission::new(QueryLimits::default()),
             summaries: Some(summary::FileSummaries::new(summary::DEFAULT_CACHE_BYTES)),
@@ -264,7 +261,7 @@ impl Querier {
     /// A reservation against the query memory pool, for what a query holds
     /// outside DataFusion's operators (an answer being written).
     pub fn reservation(&self, name: &str) -> MemoryReservation {
-        MemoryConsumer::new(name).register(&self.runtime.memory_pool)
+        MemoryConsumer::new(name).register(&self.base.runtime().memory_pool)
     }
 
     /// A slot for one query, waiting as `--max-concurrent-queries` says; the
@@ -277,8 +274,8 @@ impl Querier {
     /// (scans and DataFusion's operators); past that a query fails with
     /// `RESOURCE_EXHAUSTED` rather than the process running out of memory.
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
-        self.runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)), &self.sources.store);
-        self.base = BaseSession::new(Arc::clone(&self.runtime));
+        let runtime = runtime(Arc::new(GreedyMemoryPool::new(bytes)), &self.sources.store);
+        self.base = BaseSession::new(runtime);
         self
     }
 

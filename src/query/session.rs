@@ -59,6 +59,11 @@ impl BaseSession {
         Self { state }
     }
 
+    /// The runtime every query shares: its memory pool and object store.
+    pub fn runtime(&self) -> &Arc<RuntimeEnv> {
+        self.state.runtime_env()
+    }
+
     /// A session for one query over `db`'s tables.
     pub fn context(&self, db: &Arc<Database>, sources: &Arc<Sources>) -> SessionContext {
         let mut state = self.state.clone();
