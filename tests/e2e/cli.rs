@@ -436,21 +436,19 @@ async fn https_hosts_are_trusted_with_tls_ca() {
         ("INFLOW_TOKEN", ADMIN_TOKEN),
         ("INFLOW_TLS_CA", ca),
     ];
-    assert_eq!(
-        ok(inflow(
-            &[
-                "query",
-                "-d",
-                "tls",
-                "--format",
-                "csv",
-                "SELECT k, v FROM m"
-            ],
-            &with_ca_env,
-            None
-        )),
-        "k,v\na,1.5\n"
-    );
+    // `m` of database `tls` in `format`, as the token in `env` reads it.
+    let query = |format: &str, env: &[(&str, &str)]| {
+        let args = [
+            "query",
+            "-d",
+            "tls",
+            "--format",
+            format,
+            "SELECT k, v FROM m",
+        ];
+        ok(inflow(&args, env, None))
+    };
+    assert_eq!(query("csv", &with_ca_env), "k,v\na,1.5\n");
     let listed = ok(inflow(&["database", "list", "--tls-ca", ca], &env, None));
     assert!(listed.starts_with("tls\t"), "{listed}");
     let token = ok(inflow(
@@ -473,21 +471,7 @@ async fn https_hosts_are_trusted_with_tls_ca() {
         ("INFLOW_TOKEN", token.trim()),
         ("INFLOW_TLS_CA", ca),
     ];
-    assert_eq!(
-        ok(inflow(
-            &[
-                "query",
-                "-d",
-                "tls",
-                "--format",
-                "jsonl",
-                "SELECT k, v FROM m"
-            ],
-            &reader,
-            None
-        )),
-        "{\"k\":\"a\",\"v\":1.5}\n"
-    );
+    assert_eq!(query("jsonl", &reader), "{\"k\":\"a\",\"v\":1.5}\n");
     let err = fails(inflow(
         &["write", "-d", "tls", "m v=2 1700000001"],
         &reader,

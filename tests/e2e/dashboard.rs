@@ -289,10 +289,6 @@ async fn flight_influxql(base: &str, q: &str) {
     assert!(!batches.is_empty());
 }
 
-fn start_role(dir: &Path, args: &[&str]) -> Server {
-    Server::start_with_env(dir, args, &[("INFLOW_ADMIN_TOKEN", ADMIN_TOKEN)])
-}
-
 async fn scrape(server: &Server) -> String {
     let r = request("GET", &server.url("/metrics"), &[], "").await;
     assert_eq!(r.status, 200);
@@ -306,7 +302,7 @@ async fn every_dashboard_and_alert_query_names_an_exported_metric() {
     let token_file = dir.path().join("cluster-token");
     std::fs::write(&token_file, "cluster-secret\n").unwrap();
     let token = token_file.to_str().unwrap();
-    let ingester = start_role(
+    let ingester = Server::start(
         &data,
         &[
             "--role",
@@ -327,8 +323,8 @@ async fn every_dashboard_and_alert_query_names_an_exported_metric() {
     );
     let addr = ingester.grpc_addr();
     let split = ["--ingesters", &addr, "--cluster-token-file", token];
-    let router = start_role(&data, &[&["--role", "router"], &split[..]].concat());
-    let querier = start_role(&data, &[&["--role", "querier"], &split[..]].concat());
+    let router = Server::start(&data, &[&["--role", "router"], &split[..]].concat());
+    let querier = Server::start(&data, &[&["--role", "querier"], &split[..]].concat());
 
     // Two snapshots (two Parquet files for the compactor), and a bad line.
     let now = std::time::SystemTime::now()
