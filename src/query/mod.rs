@@ -28,6 +28,7 @@ mod footers;
 mod held;
 pub mod ingesters;
 pub mod limits;
+mod run_fold;
 pub mod scan;
 mod session;
 pub mod summary;

@@ -20,6 +20,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::run_fold::FoldRuns;
 use super::table::{InflowTable, Sources};
 use super::{CATALOG_NAME, SCHEMA_NAME};
 use crate::catalog::Database;
@@ -55,6 +56,9 @@ impl BaseSession {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            // After DataFusion's rules: it rewrites the partial aggregates
+            // they placed.
+            .with_physical_optimizer_rule(Arc::new(FoldRuns))
             .build();
         Self { state }
     }
@@ -62,6 +66,16 @@ impl BaseSession {
     /// The runtime every query shares: its memory pool and object store.
     pub fn runtime(&self) -> &Arc<RuntimeEnv> {
         self.state.runtime_env()
+    }
+
+    /// The names of the physical optimizer rules, in order.
+    #[cfg(test)]
+    pub(super) fn physical_rules(&self) -> Vec<String> {
+        self.state
+            .physical_optimizers()
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect()
     }
 
     /// A session for one query over `db`'s tables.

@@ -28,6 +28,7 @@ use datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
 use datafusion::functions_aggregate::first_last::first_value_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
 use datafusion::logical_expr::{Expr as DfExpr, ExprFunctionExt, ident, lit};
+use datafusion::physical_plan::{displayable, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
@@ -260,7 +261,9 @@ impl Plan<'_> {
             frame = frame.sort(sort)?;
         }
         // A row per series and window: what the answer holds anyway.
-        let mut stream = frame.execute_stream().await?;
+        let plan = frame.create_physical_plan().await?;
+        tracing::debug!(plan = %displayable(plan.as_ref()).indent(true), "InfluxQL aggregate");
+        let mut stream = execute_stream(plan, session.task_ctx())?;
         let mut batches = Vec::new();
         let mut held = 0;
         while let Some(batch) = stream.next().await {

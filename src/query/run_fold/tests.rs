@@ -1,0 +1,221 @@
+use std::sync::Arc;
+
+use arrow::array::{DictionaryArray, Float64Array, TimestampNanosecondArray};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
+use arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::MemTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::{collect, displayable};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::*;
+
+const S: i64 = 1_000_000_000;
+
+/// `host` (a tag), `time` and `x`: host `h`'s point `i` at `i`·10 s, `x`
+/// missing on every seventh, the hosts one after the other, split in
+/// batches of `batch` rows.
+fn partition(hosts: &[u32], points: i64, batch: usize) -> Vec<RecordBatch> {
+    let schema = schema();
+    let mut host = Vec::new();
+    let mut time = Vec::new();
+    let mut x = Vec::new();
+    for &h in hosts {
+        for i in 0..points {
+            host.push(format!("h{h}"));
+            time.push(i * 10 * S);
+            x.push((i % 7 != 3).then(|| f64::from(h) * 100.0 + (i % 13) as f64));
+        }
+    }
+    let host: DictionaryArray<Int32Type> = host.iter().map(|h| Some(h.as_str())).collect();
+    let all = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(host),
+            Arc::new(TimestampNanosecondArray::from(time)),
+            Arc::new(Float64Array::from(x)),
+        ],
+    )
+    .unwrap();
+    (0..all.num_rows())
+        .step_by(batch)
+        .map(|s| all.slice(s, batch.min(all.num_rows() - s)))
+        .collect()
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "host",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        ),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            false,
+        ),
+        Field::new("x", DataType::Float64, true),
+    ]))
+}
+
+/// A two-partition session over `partitions`, with or without the rule.
+fn session(partitions: Vec<Vec<RecordBatch>>, fold: bool) -> SessionContext {
+    let config = SessionConfig::new().with_target_partitions(2);
+    let mut builder = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features();
+    if fold {
+        builder = builder.with_physical_optimizer_rule(Arc::new(FoldRuns));
+    }
+    let ctx = SessionContext::new_with_state(builder.build());
+    let table = MemTable::try_new(schema(), partitions).unwrap();
+    ctx.register_table("cpu", Arc::new(table)).unwrap();
+    ctx
+}
+
+/// The answer as text, and the rows the folds emitted (None: no fold).
+async fn answer(ctx: &SessionContext, sql: &str) -> (String, Option<usize>) {
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+    let text = pretty_format_batches(&batches).unwrap().to_string();
+    let mut folded = None;
+    let mut stack = vec![plan];
+    while let Some(node) = stack.pop() {
+        if node.name() == "RunFoldExec" {
+            let rows = node.metrics().and_then(|m| m.output_rows()).unwrap_or(0);
+            *folded.get_or_insert(0) += rows;
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    (text, folded)
+}
+
+const WINDOWED: &str = "SELECT host, date_bin(interval '60 seconds', time) AS w, \
+    avg(x), sum(x), count(x), min(x), max(x), count(*), \
+    first_value(x ORDER BY time) FILTER (WHERE x IS NOT NULL) AS f \
+    FROM cpu GROUP BY host, w ORDER BY host, w";
+
+/// Hosts sorted in each partition (as files are), batches cutting runs:
+/// the answer is DataFusion's own, and the hash table sees a row per run
+/// (a minute of a host: 6 points) instead of one per point.
+#[tokio::test]
+async fn runs_fold_before_hashing_with_the_same_answer() {
+    let partitions = vec![partition(&[1, 2, 3], 120, 50), partition(&[4, 5], 120, 64)];
+    let rows = 5 * 120;
+    let (expected, none) = answer(&session(partitions.clone(), false), WINDOWED).await;
+    assert_eq!(none, None, "without the rule nothing folds");
+    let (got, folded) = answer(&session(partitions, true), WINDOWED).await;
+    assert_eq!(got, expected);
+    let folded = folded.expect("the plan folds runs");
+    // 20 minutes of 5 hosts is 100 runs, plus a few cut by batch ends.
+    assert!((100..=120).contains(&folded), "{folded} of {rows} rows");
+}
+
+/// Rows in no order (a host's minute never two rows in a row) fold
+/// nothing, and the answer is still DataFusion's.
+#[tokio::test]
+async fn rows_in_no_order_give_the_same_answer() {
+    let mut shuffled = Vec::new();
+    for b in partition(&[1, 2, 3, 4], 60, 240) {
+        // Interleave the hosts: rows i, i+60, i+120, i+180, then i+1 ...
+        let idx: UInt32Array = (0..60u32)
+            .flat_map(|i| (0..4u32).map(move |h| h * 60 + i))
+            .collect();
+        let columns = b
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &idx, None).unwrap())
+            .collect();
+        shuffled.push(RecordBatch::try_new(b.schema(), columns).unwrap());
+    }
+    let partitions = vec![shuffled, partition(&[9], 30, 7)];
+    let (expected, _) = answer(&session(partitions.clone(), false), WINDOWED).await;
+    let (got, folded) = answer(&session(partitions, true), WINDOWED).await;
+    assert_eq!(got, expected);
+    // One run per row of the shuffled hosts; host 9's 5 minutes, cut by
+    // its batches' ends up to 4 times.
+    let folded = folded.expect("the plan folds runs");
+    assert!((245..=249).contains(&folded), "{folded}");
+}
+
+/// Null keys are a group of their own, as in DataFusion's aggregate.
+#[tokio::test]
+async fn null_keys_fold_as_a_group() {
+    let host: DictionaryArray<Int32Type> = vec![None, None, Some("a"), None, Some("a")]
+        .into_iter()
+        .collect();
+    let batch = RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(host),
+            Arc::new(TimestampNanosecondArray::from(vec![
+                0,
+                S,
+                2 * S,
+                3 * S,
+                4 * S,
+            ])),
+            Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0, 5.0])),
+        ],
+    )
+    .unwrap();
+    let sql = "SELECT host, sum(x), count(*) FROM cpu GROUP BY host ORDER BY host";
+    let partitions = vec![vec![batch.clone()], vec![batch]];
+    let (expected, _) = answer(&session(partitions.clone(), false), sql).await;
+    let (got, folded) = answer(&session(partitions, true), sql).await;
+    assert_eq!(got, expected);
+    // The null host's row: 1 + 2 + 4 in each partition.
+    let null_row = got.lines().any(|l| {
+        let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+        cells == ["", "", "14.0", "6", ""]
+    });
+    assert!(null_row, "{got}");
+    assert_eq!(folded, Some(8));
+}
+
+/// What the rule leaves alone: no keys, a bare key that is not a string.
+#[tokio::test]
+async fn aggregates_without_runs_are_left_alone() {
+    let partitions = vec![partition(&[1, 2], 30, 16), partition(&[3], 30, 16)];
+    let ctx = session(partitions, true);
+    for sql in [
+        "SELECT sum(x) FROM cpu",
+        "SELECT time, sum(x) FROM cpu GROUP BY time",
+        "SELECT x, count(*) FROM cpu GROUP BY x",
+    ] {
+        let (_, folded) = answer(&ctx, sql).await;
+        assert_eq!(folded, None, "{sql}");
+    }
+    let plan = ctx
+        .sql("SELECT host, sum(x) FROM cpu GROUP BY host")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let text = displayable(plan.as_ref()).indent(true).to_string();
+    assert!(text.contains("mode=PartialReduce"), "{text}");
+    assert!(
+        text.contains("RunFoldExec: gby=[host], aggr=[sum(cpu.x)]"),
+        "{text}"
+    );
+}
+
+/// Every querier's session folds runs, after DataFusion's rules.
+#[test]
+fn the_base_session_folds_runs_last() {
+    let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let rules = crate::query::session::BaseSession::new(runtime).physical_rules();
+    assert_eq!(
+        rules.last().map(String::as_str),
+        Some("fold_runs"),
+        "{rules:?}"
+    );
+}
