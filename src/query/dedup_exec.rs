@@ -105,16 +105,11 @@ impl ExecutionPlan for DedupExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "DedupExec takes one child, got {}",
-                children.len()
-            )));
-        }
+        let child = super::only_child("DedupExec", children)?;
         Ok(Arc::new(Self::new(
-            children.swap_remove(0),
+            child,
             self.key.to_vec(),
             self.ordering.clone(),
         )))

@@ -65,18 +65,10 @@ impl ExecutionPlan for Held {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(datafusion::error::DataFusionError::Internal(format!(
-                "HeldScan takes one child, got {}",
-                children.len()
-            )));
-        }
-        Ok(Arc::new(Self::new(
-            children.swap_remove(0),
-            Arc::clone(&self.memory),
-        )))
+        let child = super::only_child("HeldScan", children)?;
+        Ok(Arc::new(Self::new(child, Arc::clone(&self.memory))))
     }
 
     fn execute(

@@ -376,6 +376,20 @@ fn check_table(db: &Database, reference: &TableReference) -> Result<(), QueryErr
         .ok_or_else(not_found)
 }
 
+/// The one child of a one-input operator (`DedupExec`, `HeldScan`,
+/// `RunFoldExec`), for `ExecutionPlan::with_new_children`.
+fn only_child(
+    operator: &str,
+    mut children: Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>, DataFusionError> {
+    match children.len() {
+        1 => Ok(children.swap_remove(0)),
+        n => Err(DataFusionError::Internal(format!(
+            "{operator} takes one child, got {n}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

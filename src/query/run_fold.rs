@@ -53,7 +53,7 @@ use arrow::compute::{take, take_record_batch};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::EmitTo;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -265,16 +265,11 @@ impl ExecutionPlan for RunFoldExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "RunFoldExec takes one child, got {}",
-                children.len()
-            )));
-        }
+        let child = super::only_child("RunFoldExec", children)?;
         Ok(Arc::new(Self::with_input(
-            children.swap_remove(0),
+            child,
             self.group_by.clone(),
             self.aggregates.clone(),
             self.filters.clone(),
