@@ -27,13 +27,24 @@
 //! instead of per group. `PartialReduce` then merges the runs of a group as
 //! the final stage merges partitions.
 //!
-//! A key computed from dictionary columns only (a tag, as SQL's `GROUP BY
-//! host` has it) is not computed per row: neighbours with the same
-//! dictionary keys there have the same key, so runs are found from the
-//! dictionaries' integer keys and the expression is evaluated once per run.
-//! Other keys (`date_bin(…, time)`, InfluxQL's `coalesce(host, '')`, which
-//! DataFusion computes on strings cast from the tag) are computed for every
-//! row and compared with their neighbours.
+//! Most keys are not computed per row, only on each run's first row:
+//! - A key computed from dictionary columns only (a tag, as SQL's `GROUP BY
+//!   host` has it, or InfluxQL's `coalesce(host, '')`): neighbours with the
+//!   same dictionary keys there have the same key, so runs are found from
+//!   the dictionaries' integer keys.
+//! - A window, `date_bin(interval, time, origin)` with a fixed interval: a
+//!   row stays in its neighbour's window while its time lies in that
+//!   window's `[start, end)`, two comparisons; the window's bounds are
+//!   computed again (one division) only where a run ends. `date_bin` itself
+//!   gives each run's value.
+//! - Other keys are computed for every row and compared with their
+//!   neighbours.
+//!
+//! A projection right under the aggregate is read through: DataFusion
+//! computes a key's shared parts there (`CAST(host AS Utf8View)` for
+//! InfluxQL's tag keys) for every row, which the fold needs only per run,
+//! so the fold evaluates the projection's expressions itself, over the
+//! projection's input.
 //!
 //! Exact whatever the order: a run is part of one group, and a group split
 //! over several runs (rows apart, a run cut by a batch's end) is merged by
@@ -46,18 +57,24 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch,
+    TimestampNanosecondArray, UInt32Array,
+};
 use arrow::compute::kernels::boolean::or;
 use arrow::compute::kernels::cmp::distinct;
 use arrow::compute::{take, take_record_batch};
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::EmitTo;
+use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::projection::update_expr;
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_expr_common::physical_expr::is_volatile;
@@ -67,6 +84,7 @@ use datafusion::physical_plan::aggregates::{
 };
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, InputOrderMode,
@@ -170,13 +188,50 @@ pub struct RunFoldExec {
 }
 
 impl RunFoldExec {
-    /// The fold doing the work of the partial `aggregate`, over its input.
+    /// The fold doing the work of the partial `aggregate`, over its input,
+    /// or over that input's input when it is a projection (see the module
+    /// doc).
     pub fn try_new(aggregate: &AggregateExec) -> Result<Self> {
+        let mut input = Arc::clone(aggregate.input());
+        let mut group_by = aggregate.group_expr().clone();
+        let mut arguments =
+            aggregate_expressions(aggregate.aggr_expr(), &AggregateMode::Partial, 0)?;
+        let mut filters = aggregate.filter_expr().to_vec();
+        if let Some(projection) = input.downcast_ref::<ProjectionExec>() {
+            let exprs = projection.expr();
+            let through = |e: &Arc<dyn PhysicalExpr>| update_expr(e, exprs, true);
+            let keys: Option<Vec<_>> = group_by
+                .expr()
+                .iter()
+                .map(|(e, name)| Ok(through(e)?.map(|e| (e, name.clone()))))
+                .collect::<Result<_>>()?;
+            let args: Option<Vec<Vec<_>>> = arguments
+                .iter()
+                .map(|a| a.iter().map(through).collect::<Result<Option<Vec<_>>>>())
+                .collect::<Result<Option<_>>>()?;
+            let filtered: Option<Vec<Option<_>>> = filters
+                .iter()
+                .map(|f| match f {
+                    Some(f) => Ok(through(f)?.map(Some)),
+                    None => Ok(Some(None)),
+                })
+                .collect::<Result<Option<_>>>()?;
+            let volatile = exprs.iter().any(|p| is_volatile(&p.expr));
+            if let (Some(keys), Some(args), Some(filtered), false) =
+                (keys, args, filtered, volatile)
+            {
+                group_by = PhysicalGroupBy::new_single(keys);
+                arguments = args;
+                filters = filtered;
+                input = Arc::clone(projection.input());
+            }
+        }
         Self::with_input(
-            Arc::clone(aggregate.input()),
-            aggregate.group_expr().clone(),
+            input,
+            group_by,
             aggregate.aggr_expr().to_vec(),
-            aggregate.filter_expr().to_vec(),
+            arguments,
+            filters,
             aggregate.schema(),
         )
     }
@@ -185,10 +240,10 @@ impl RunFoldExec {
         input: Arc<dyn ExecutionPlan>,
         group_by: PhysicalGroupBy,
         aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
         filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
         schema: SchemaRef,
     ) -> Result<Self> {
-        let arguments = aggregate_expressions(&aggregates, &AggregateMode::Partial, 0)?;
         let keys = group_by
             .expr()
             .iter()
@@ -222,11 +277,21 @@ impl DisplayAs for RunFoldExec {
             .map(|(_, name)| name.as_str())
             .collect();
         let aggregates: Vec<&str> = self.aggregates.iter().map(|a| a.name()).collect();
+        let runs: Vec<&str> = self
+            .keys
+            .iter()
+            .map(|k| match k.runs {
+                Runs::Tags(_) => "tags",
+                Runs::Window { .. } => "window",
+                Runs::Values => "values",
+            })
+            .collect();
         write!(
             f,
-            "RunFoldExec: gby=[{}], aggr=[{}]",
+            "RunFoldExec: gby=[{}], aggr=[{}], runs=[{}]",
             keys.join(", "),
-            aggregates.join(", ")
+            aggregates.join(", "),
+            runs.join(", ")
         )
     }
 }
@@ -272,6 +337,7 @@ impl ExecutionPlan for RunFoldExec {
             child,
             self.group_by.clone(),
             self.aggregates.clone(),
+            self.arguments.clone(),
             self.filters.clone(),
             self.schema(),
         )?))
@@ -310,29 +376,122 @@ impl ExecutionPlan for RunFoldExec {
 #[derive(Debug)]
 struct Key {
     expr: Arc<dyn PhysicalExpr>,
-    /// The dictionary columns the key is computed from, when it reads no
-    /// other column: rows with equal dictionary keys there have equal
-    /// group keys. `None`: the key is computed for every row and compared.
-    tags: Option<Vec<usize>>,
+    runs: Runs,
+}
+
+/// How a key's runs are found.
+#[derive(Debug)]
+enum Runs {
+    /// The key reads these dictionary columns and no other: rows with equal
+    /// dictionary keys there have equal group keys.
+    Tags(Vec<usize>),
+    /// `date_bin` of a nanosecond timestamp column over a fixed `stride`
+    /// (nanoseconds, positive) from `origin`.
+    Window {
+        time: usize,
+        stride: i128,
+        origin: i128,
+    },
+    /// The key is computed for every row and compared.
+    Values,
 }
 
 impl Key {
     fn of(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Self {
         let columns: Vec<usize> = collect_columns(expr).iter().map(|c| c.index()).collect();
-        let tags = columns
-            .iter()
-            .all(|&c| {
-                matches!(
-                    schema.fields().get(c).map(|f| f.data_type()),
-                    Some(DataType::Dictionary(_, _))
-                )
-            })
-            .then_some(columns);
+        let is_dictionary = |c: usize| {
+            matches!(
+                schema.fields().get(c).map(|f| f.data_type()),
+                Some(DataType::Dictionary(_, _))
+            )
+        };
+        let runs = if columns.iter().all(|&c| is_dictionary(c)) {
+            Runs::Tags(columns)
+        } else {
+            window(expr, schema).unwrap_or(Runs::Values)
+        };
         Self {
             expr: Arc::clone(expr),
-            tags,
+            runs,
         }
     }
+}
+
+/// `Runs::Window` for `date_bin(stride, time[, origin])` with a literal
+/// stride of days and nanoseconds (months vary in length) and a literal
+/// origin, over a nanosecond timestamp column.
+fn window(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Runs> {
+    let call = expr.downcast_ref::<ScalarFunctionExpr>()?;
+    if call.name() != "date_bin" {
+        return None;
+    }
+    let literal = |i: usize| {
+        call.args()
+            .get(i)
+            .and_then(|a| a.downcast_ref::<Literal>())
+            .map(Literal::value)
+    };
+    const NANOS_PER_DAY: i128 = 86_400_000_000_000;
+    let stride = match literal(0)? {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            i128::from(v.days) * NANOS_PER_DAY + i128::from(v.nanoseconds)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            i128::from(v.days) * NANOS_PER_DAY + i128::from(v.milliseconds) * 1_000_000
+        }
+        _ => return None,
+    };
+    let time = call.args().get(1)?.downcast_ref::<Column>()?.index();
+    if !matches!(
+        schema.fields().get(time).map(|f| f.data_type()),
+        Some(DataType::Timestamp(TimeUnit::Nanosecond, _))
+    ) {
+        return None;
+    }
+    let origin = match call.args().len() {
+        2 => 0,
+        3 => match literal(2)? {
+            ScalarValue::TimestampNanosecond(Some(origin), _) => i128::from(*origin),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (stride > 0).then_some(Runs::Window {
+        time,
+        stride,
+        origin,
+    })
+}
+
+/// Where each row's window differs from the row before's (row i + 1 at i):
+/// a row in its neighbour's `[start, end)` is in the same window; bounds
+/// are computed (floor division, as `date_bin`) only where a run starts.
+/// Null times are a window of their own.
+fn window_changes(times: &TimestampNanosecondArray, stride: i128, origin: i128) -> BooleanArray {
+    let rows = times.len();
+    let mut changes = BooleanBufferBuilder::new(rows.saturating_sub(1));
+    let values = times.values();
+    let mut previous: Option<(i128, i128)> = None;
+    for (i, &t) in values.iter().enumerate() {
+        let now = match times.is_valid(i) {
+            true => {
+                let t = i128::from(t);
+                match previous {
+                    Some((start, end)) if start <= t && t < end => previous,
+                    _ => {
+                        let start = origin + (t - origin).div_euclid(stride) * stride;
+                        Some((start, start + stride))
+                    }
+                }
+            }
+            false => None,
+        };
+        if i > 0 {
+            changes.append(now != previous);
+        }
+        previous = now;
+    }
+    BooleanArray::new(changes.finish(), None)
 }
 
 /// What one partition's stream folds with.
@@ -356,30 +515,37 @@ impl Fold {
         let timer = self.metrics.elapsed_compute().timer();
         // Where a row's key differs from the row before's (row i + 1 at i).
         let mut changes: Option<BooleanArray> = None;
-        let mut mark = |column: &dyn arrow::array::Array| -> Result<()> {
+        let mark = |changes: &mut Option<BooleanArray>, column: &dyn Array| {
             let changed = distinct(&column.slice(1, rows - 1), &column.slice(0, rows - 1))?;
-            changes = Some(match changes.take() {
-                Some(c) => or(&c, &changed)?,
-                None => changed,
-            });
-            Ok(())
+            merge(changes, changed)
         };
         let mut computed: Vec<Option<ArrayRef>> = Vec::with_capacity(self.keys.len());
         for key in self.keys.iter() {
-            match &key.tags {
-                Some(tags) => {
+            match &key.runs {
+                Runs::Tags(tags) => {
                     for &t in tags {
                         let column = batch.column(t);
                         match column.as_any_dictionary_opt() {
-                            Some(dictionary) => mark(dictionary.keys())?,
-                            None => mark(column.as_ref())?,
+                            Some(dictionary) => mark(&mut changes, dictionary.keys())?,
+                            None => mark(&mut changes, column.as_ref())?,
                         }
                     }
                     computed.push(None);
                 }
-                None => {
+                Runs::Window {
+                    time,
+                    stride,
+                    origin,
+                } => {
+                    let times = batch
+                        .column(*time)
+                        .as_primitive::<TimestampNanosecondType>();
+                    merge(&mut changes, window_changes(times, *stride, *origin))?;
+                    computed.push(None);
+                }
+                Runs::Values => {
                     let values = key.expr.evaluate(batch)?.into_array(rows)?;
-                    mark(values.as_ref())?;
+                    mark(&mut changes, values.as_ref())?;
                     computed.push(Some(values));
                 }
             }
@@ -398,7 +564,7 @@ impl Fold {
             rows - starts[runs - 1] as usize,
         ));
         let starts = UInt32Array::from(starts);
-        // The keys of tags only are computed on the runs' first rows.
+        // Keys not computed per row are computed on the runs' first rows.
         let firsts = match computed.iter().any(Option::is_none) {
             true => take_record_batch(batch, &starts)?,
             false => RecordBatch::new_empty(batch.schema()),
@@ -428,6 +594,15 @@ impl Fold {
         self.metrics.record_output(out.num_rows());
         Ok(Some(out))
     }
+}
+
+/// `changes` or'ed with `changed` (or `changed`, the first).
+fn merge(changes: &mut Option<BooleanArray>, changed: BooleanArray) -> Result<()> {
+    *changes = Some(match changes.take() {
+        Some(c) => or(&c, &changed)?,
+        None => changed,
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ async fn aggregates_without_runs_are_left_alone() {
     let text = displayable(plan.as_ref()).indent(true).to_string();
     assert!(text.contains("mode=PartialReduce"), "{text}");
     assert!(
-        text.contains("RunFoldExec: gby=[host], aggr=[sum(cpu.x)]"),
+        text.contains("RunFoldExec: gby=[host], aggr=[sum(cpu.x)], runs=[tags]"),
         "{text}"
     );
 }
@@ -218,4 +218,132 @@ fn the_base_session_folds_runs_last() {
         Some("fold_runs"),
         "{rules:?}"
     );
+}
+
+/// The plan's text.
+async fn explain(ctx: &SessionContext, sql: &str) -> String {
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    displayable(plan.as_ref()).indent(true).to_string()
+}
+
+/// A tag and a window find their runs without computing the key per row,
+/// also through a projection DataFusion puts under the aggregate for a
+/// part the keys share (as it does for InfluxQL's tag keys).
+#[tokio::test]
+async fn tags_and_windows_find_runs_without_computing_keys() {
+    let partitions = vec![partition(&[1, 2, 3], 120, 50), partition(&[4, 5], 120, 64)];
+    let ctx = session(partitions.clone(), true);
+    let text = explain(&ctx, WINDOWED).await;
+    assert!(text.contains("runs=[tags, window]"), "{text}");
+    let shared = "SELECT coalesce(host, '') || '-a' AS a, coalesce(host, '') || '-b' AS b, \
+        date_bin(interval '5 minutes', time, TIMESTAMP '1970-01-01T00:00:07Z') AS w, \
+        avg(x), count(x) FROM cpu GROUP BY a, b, w ORDER BY a, b, w";
+    let without = explain(&session(partitions.clone(), false), shared).await;
+    assert!(without.contains("__common_expr"), "{without}");
+    let text = explain(&ctx, shared).await;
+    assert!(text.contains("runs=[tags, tags, window]"), "{text}");
+    let under = text
+        .lines()
+        .skip_while(|l| !l.contains("RunFoldExec"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(under.contains("DataSourceExec"), "{text}");
+    let (expected, _) = answer(&session(partitions.clone(), false), shared).await;
+    let (got, folded) = answer(&ctx, shared).await;
+    assert_eq!(got, expected);
+    // 20 minutes of 5 hosts in 5 minute windows from :07 is 25 runs, plus
+    // a few cut by batch ends.
+    let folded = folded.expect("the plan folds runs");
+    assert!((25..=40).contains(&folded), "{folded}");
+}
+
+/// `window_changes` marks exactly where `date_bin` itself gives a row a
+/// value other than the row before's: exact bounds, times before the
+/// origin, strides of days, nulls, times in no order.
+#[test]
+fn window_changes_are_where_date_bin_changes() {
+    use datafusion::logical_expr::ColumnarValue;
+    let d = 86_400 * S;
+    let times = TimestampNanosecondArray::from(vec![
+        Some(-2 * d - 1),
+        Some(-2 * d),
+        Some(-d - 7 * S),
+        None,
+        None,
+        Some(-1),
+        Some(0),
+        Some(59 * S),
+        Some(60 * S - 1),
+        Some(60 * S),
+        Some(7 * S),
+        Some(7 * S - 1),
+        None,
+        Some(d + 6 * S),
+        Some(d + 7 * S),
+        Some(3 * d),
+        Some(i64::MAX - 1),
+        Some(i64::MIN + 1),
+    ]);
+    let date_bin = datafusion::functions::datetime::date_bin();
+    for (stride, origin) in [
+        (60 * S, 0),
+        (60 * S, 7 * S),
+        (60 * S, -7 * S),
+        (d, 7 * S),
+        (2 * d + 1, 3 * d),
+        (1, 0),
+    ] {
+        // Where date_bin cannot place a row it fails; compare only rows it
+        // places.
+        let placeable: Vec<usize> = (0..times.len())
+            .filter(|&i| {
+                times.is_null(i) || {
+                    let t = i128::from(times.value(i));
+                    let start = i128::from(origin)
+                        + (t - i128::from(origin)).div_euclid(i128::from(stride))
+                            * i128::from(stride);
+                    i64::try_from(start).is_ok() && i64::try_from(t - i128::from(origin)).is_ok()
+                }
+            })
+            .collect();
+        let rows = UInt32Array::from_iter_values(placeable.iter().map(|&i| i as u32));
+        let times = take(&times, &rows, None).unwrap();
+        let times = times.as_primitive::<TimestampNanosecondType>();
+        let args = datafusion::logical_expr::ScalarFunctionArgs {
+            args: vec![
+                ColumnarValue::Scalar(ScalarValue::IntervalMonthDayNano(Some(
+                    arrow::datatypes::IntervalMonthDayNano::new(0, 0, stride),
+                ))),
+                ColumnarValue::Array(Arc::new(times.clone())),
+                ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(Some(origin), None)),
+            ],
+            arg_fields: vec![
+                Arc::new(Field::new(
+                    "s",
+                    DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
+                    true,
+                )),
+                Arc::new(Field::new("t", times.data_type().clone(), true)),
+                Arc::new(Field::new("o", times.data_type().clone(), true)),
+            ],
+            number_rows: times.len(),
+            return_field: Arc::new(Field::new("w", times.data_type().clone(), true)),
+            config_options: Arc::new(ConfigOptions::default()),
+        };
+        let bins = date_bin
+            .invoke_with_args(args)
+            .unwrap()
+            .into_array(times.len())
+            .unwrap();
+        let n = bins.len();
+        let expected = distinct(&bins.slice(1, n - 1), &bins.slice(0, n - 1)).unwrap();
+        let got = window_changes(times, i128::from(stride), i128::from(origin));
+        assert_eq!(got, expected, "stride {stride}, origin {origin}");
+    }
 }
