@@ -28,10 +28,10 @@
 //! the final stage merges partitions.
 //!
 //! Most keys are not computed per row, only on each run's first row:
-//! - A key computed from dictionary columns only (a tag, as SQL's `GROUP BY
-//!   host` has it, or InfluxQL's `coalesce(host, '')`): neighbours with the
-//!   same dictionary keys there have the same key, so runs are found from
-//!   the dictionaries' integer keys.
+//! - A key computed from string columns only (a tag: SQL's `GROUP BY host`,
+//!   InfluxQL's `coalesce(host, '')`): neighbours with the same strings
+//!   there have the same key, so runs are found by comparing those columns
+//!   (a dictionary's integer keys, where a column is one), not the key.
 //! - A window, `date_bin(interval, time, origin)` with a fixed interval: a
 //!   row stays in its neighbour's window while its time lies in that
 //!   window's `[start, end)`, two comparisons; the window's bounds are
@@ -42,9 +42,9 @@
 //!
 //! A projection right under the aggregate is read through: DataFusion
 //! computes a key's shared parts there (`CAST(host AS Utf8View)` for
-//! InfluxQL's tag keys) for every row, which the fold needs only per run,
-//! so the fold evaluates the projection's expressions itself, over the
-//! projection's input.
+//! InfluxQL's tag keys, which the `CASE` of `coalesce` uses twice) for
+//! every row, which the fold needs only per run, so the fold evaluates the
+//! projection's expressions itself, over the projection's input.
 //!
 //! Exact whatever the order: a run is part of one group, and a group split
 //! over several runs (rows apart, a run cut by a batch's end) is merged by
@@ -382,8 +382,8 @@ struct Key {
 /// How a key's runs are found.
 #[derive(Debug)]
 enum Runs {
-    /// The key reads these dictionary columns and no other: rows with equal
-    /// dictionary keys there have equal group keys.
+    /// The key reads these string (or dictionary) columns and no other:
+    /// rows with equal values there have equal group keys.
     Tags(Vec<usize>),
     /// `date_bin` of a nanosecond timestamp column over a fixed `stride`
     /// (nanoseconds, positive) from `origin`.
@@ -399,13 +399,20 @@ enum Runs {
 impl Key {
     fn of(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Self {
         let columns: Vec<usize> = collect_columns(expr).iter().map(|c| c.index()).collect();
-        let is_dictionary = |c: usize| {
+        // Equal strings are equal bytes, so any (non-volatile) key of them
+        // is equal too; not so for floats (-0.0 and 0.0 compare equal).
+        let is_string = |c: usize| {
             matches!(
                 schema.fields().get(c).map(|f| f.data_type()),
-                Some(DataType::Dictionary(_, _))
+                Some(
+                    DataType::Dictionary(_, _)
+                        | DataType::Utf8
+                        | DataType::Utf8View
+                        | DataType::LargeUtf8
+                )
             )
         };
-        let runs = if columns.iter().all(|&c| is_dictionary(c)) {
+        let runs = if columns.iter().all(|&c| is_string(c)) {
             Runs::Tags(columns)
         } else {
             window(expr, schema).unwrap_or(Runs::Values)

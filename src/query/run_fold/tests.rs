@@ -61,6 +61,15 @@ fn schema() -> SchemaRef {
 
 /// A two-partition session over `partitions`, with or without the rule.
 fn session(partitions: Vec<Vec<RecordBatch>>, fold: bool) -> SessionContext {
+    session_over(schema(), partitions, fold)
+}
+
+/// [`session`] over batches of `schema`.
+fn session_over(
+    schema: SchemaRef,
+    partitions: Vec<Vec<RecordBatch>>,
+    fold: bool,
+) -> SessionContext {
     let config = SessionConfig::new().with_target_partitions(2);
     let mut builder = SessionStateBuilder::new()
         .with_config(config)
@@ -69,7 +78,7 @@ fn session(partitions: Vec<Vec<RecordBatch>>, fold: bool) -> SessionContext {
         builder = builder.with_physical_optimizer_rule(Arc::new(FoldRuns));
     }
     let ctx = SessionContext::new_with_state(builder.build());
-    let table = MemTable::try_new(schema(), partitions).unwrap();
+    let table = MemTable::try_new(schema, partitions).unwrap();
     ctx.register_table("cpu", Arc::new(table)).unwrap();
     ctx
 }
@@ -346,4 +355,47 @@ fn window_changes_are_where_date_bin_changes() {
         let got = window_changes(times, i128::from(stride), i128::from(origin));
         assert_eq!(got, expected, "stride {stride}, origin {origin}");
     }
+}
+
+/// A tag read as plain strings (as a table's query schema has tags): its
+/// runs come from comparing the strings, and InfluxQL's key of it,
+/// `coalesce(host, '')`, is computed only on the runs' first rows.
+#[tokio::test]
+async fn tags_as_strings_find_runs_by_their_strings() {
+    let strings = Arc::new(Schema::new(vec![
+        Field::new("host", DataType::Utf8, true),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            false,
+        ),
+        Field::new("x", DataType::Float64, true),
+    ]));
+    let as_strings = |batches: Vec<RecordBatch>| -> Vec<RecordBatch> {
+        batches
+            .into_iter()
+            .map(|b| {
+                let host = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+                let columns = vec![host, Arc::clone(b.column(1)), Arc::clone(b.column(2))];
+                RecordBatch::try_new(Arc::clone(&strings), columns).unwrap()
+            })
+            .collect()
+    };
+    let partitions = vec![
+        as_strings(partition(&[1, 2, 3], 120, 50)),
+        as_strings(partition(&[4, 5], 120, 64)),
+    ];
+    let sql = "SELECT coalesce(host, '') AS g0, \
+        date_bin(interval '10 minutes', time, TIMESTAMP '1970-01-01T00:00:00Z') AS w, \
+        avg(x), count(x) FROM cpu GROUP BY g0, w ORDER BY g0, w";
+    let ctx = session_over(Arc::clone(&strings), partitions.clone(), true);
+    let text = explain(&ctx, sql).await;
+    assert!(text.contains("runs=[tags, window]"), "{text}");
+    let (expected, _) = answer(&session_over(Arc::clone(&strings), partitions, false), sql).await;
+    let (got, folded) = answer(&ctx, sql).await;
+    assert_eq!(got, expected);
+    // 20 minutes of 5 hosts in 10 minute windows is 10 runs, plus a few
+    // cut by batch ends.
+    let folded = folded.expect("the plan folds runs");
+    assert!((10..=24).contains(&folded), "{folded}");
 }
