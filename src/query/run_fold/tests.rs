@@ -83,15 +83,19 @@ fn session_over(
     ctx
 }
 
-/// The answer as text, and the rows the folds emitted (None: no fold).
-async fn answer(ctx: &SessionContext, sql: &str) -> (String, Option<usize>) {
-    let plan = ctx
-        .sql(sql)
+/// The physical plan of `sql`.
+async fn plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+    ctx.sql(sql)
         .await
         .unwrap()
         .create_physical_plan()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The answer as text, and the rows the folds emitted (None: no fold).
+async fn answer(ctx: &SessionContext, sql: &str) -> (String, Option<usize>) {
+    let plan = plan(ctx, sql).await;
     let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
     let text = pretty_format_batches(&batches).unwrap().to_string();
     let mut folded = None;
@@ -202,14 +206,7 @@ async fn aggregates_without_runs_are_left_alone() {
         let (_, folded) = answer(&ctx, sql).await;
         assert_eq!(folded, None, "{sql}");
     }
-    let plan = ctx
-        .sql("SELECT host, sum(x) FROM cpu GROUP BY host")
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
-    let text = displayable(plan.as_ref()).indent(true).to_string();
+    let text = explain(&ctx, "SELECT host, sum(x) FROM cpu GROUP BY host").await;
     assert!(text.contains("mode=PartialReduce"), "{text}");
     assert!(
         text.contains("RunFoldExec: gby=[host], aggr=[sum(cpu.x)], runs=[tags]"),
@@ -231,14 +228,9 @@ fn the_base_session_folds_runs_last() {
 
 /// The plan's text.
 async fn explain(ctx: &SessionContext, sql: &str) -> String {
-    let plan = ctx
-        .sql(sql)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
-    displayable(plan.as_ref()).indent(true).to_string()
+    displayable(plan(ctx, sql).await.as_ref())
+        .indent(true)
+        .to_string()
 }
 
 /// A tag and a window find their runs without computing the key per row,
@@ -362,15 +354,9 @@ fn window_changes_are_where_date_bin_changes() {
 /// `coalesce(host, '')`, is computed only on the runs' first rows.
 #[tokio::test]
 async fn tags_as_strings_find_runs_by_their_strings() {
-    let strings = Arc::new(Schema::new(vec![
-        Field::new("host", DataType::Utf8, true),
-        Field::new(
-            "time",
-            DataType::Timestamp(TimeUnit::Nanosecond, None),
-            false,
-        ),
-        Field::new("x", DataType::Float64, true),
-    ]));
+    let mut fields = schema().fields().to_vec();
+    fields[0] = Arc::new(Field::new("host", DataType::Utf8, true));
+    let strings = Arc::new(Schema::new(fields));
     let as_strings = |batches: Vec<RecordBatch>| -> Vec<RecordBatch> {
         batches
             .into_iter()
