@@ -143,18 +143,8 @@ fn fold_runs(aggregate: &AggregateExec) -> Result<Option<Arc<dyn ExecutionPlan>>
         // key that changes on most rows: runs of one, nothing to fold. A
         // string is a tag, or a tag's value computed below the aggregate.
         && group_by.expr().iter().all(|(expr, _)| {
-            match expr.downcast_ref::<Column>() {
-                Some(c) => matches!(
-                    input_schema.fields().get(c.index()).map(|f| f.data_type()),
-                    Some(
-                        DataType::Dictionary(_, _)
-                            | DataType::Utf8
-                            | DataType::Utf8View
-                            | DataType::LargeUtf8
-                    )
-                ),
-                None => true,
-            }
+            expr.downcast_ref::<Column>()
+                .is_none_or(|c| is_string(&input_schema, c.index()))
         });
     if !foldable {
         return Ok(None);
@@ -401,18 +391,7 @@ impl Key {
         let columns: Vec<usize> = collect_columns(expr).iter().map(|c| c.index()).collect();
         // Equal strings are equal bytes, so any (non-volatile) key of them
         // is equal too; not so for floats (-0.0 and 0.0 compare equal).
-        let is_string = |c: usize| {
-            matches!(
-                schema.fields().get(c).map(|f| f.data_type()),
-                Some(
-                    DataType::Dictionary(_, _)
-                        | DataType::Utf8
-                        | DataType::Utf8View
-                        | DataType::LargeUtf8
-                )
-            )
-        };
-        let runs = if columns.iter().all(|&c| is_string(c)) {
+        let runs = if columns.iter().all(|&c| is_string(schema, c)) {
             Runs::Tags(columns)
         } else {
             window(expr, schema).unwrap_or(Runs::Values)
@@ -422,6 +401,17 @@ impl Key {
             runs,
         }
     }
+}
+
+/// Whether column `c` of `schema` holds strings, or a dictionary (whose
+/// neighbours compare by their integer keys).
+fn is_string(schema: &Schema, c: usize) -> bool {
+    matches!(
+        schema.fields().get(c).map(|f| f.data_type()),
+        Some(
+            DataType::Dictionary(_, _) | DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+        )
+    )
 }
 
 /// `Runs::Window` for `date_bin(stride, time[, origin])` with a literal

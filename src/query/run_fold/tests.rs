@@ -122,11 +122,7 @@ const WINDOWED: &str = "SELECT host, date_bin(interval '60 seconds', time) AS w,
 async fn runs_fold_before_hashing_with_the_same_answer() {
     let partitions = vec![partition(&[1, 2, 3], 120, 50), partition(&[4, 5], 120, 64)];
     let rows = 5 * 120;
-    let (expected, none) = answer(&session(partitions.clone(), false), WINDOWED).await;
-    assert_eq!(none, None, "without the rule nothing folds");
-    let (got, folded) = answer(&session(partitions, true), WINDOWED).await;
-    assert_eq!(got, expected);
-    let folded = folded.expect("the plan folds runs");
+    let (_, folded) = folded_as_datafusion(schema(), partitions, WINDOWED).await;
     // 20 minutes of 5 hosts is 100 runs, plus a few cut by batch ends.
     assert!((100..=120).contains(&folded), "{folded} of {rows} rows");
 }
@@ -149,12 +145,9 @@ async fn rows_in_no_order_give_the_same_answer() {
         shuffled.push(RecordBatch::try_new(b.schema(), columns).unwrap());
     }
     let partitions = vec![shuffled, partition(&[9], 30, 7)];
-    let (expected, _) = answer(&session(partitions.clone(), false), WINDOWED).await;
-    let (got, folded) = answer(&session(partitions, true), WINDOWED).await;
-    assert_eq!(got, expected);
+    let (_, folded) = folded_as_datafusion(schema(), partitions, WINDOWED).await;
     // One run per row of the shuffled hosts; host 9's 5 minutes, cut by
     // its batches' ends up to 4 times.
-    let folded = folded.expect("the plan folds runs");
     assert!((245..=249).contains(&folded), "{folded}");
 }
 
@@ -181,16 +174,14 @@ async fn null_keys_fold_as_a_group() {
     .unwrap();
     let sql = "SELECT host, sum(x), count(*) FROM cpu GROUP BY host ORDER BY host";
     let partitions = vec![vec![batch.clone()], vec![batch]];
-    let (expected, _) = answer(&session(partitions.clone(), false), sql).await;
-    let (got, folded) = answer(&session(partitions, true), sql).await;
-    assert_eq!(got, expected);
+    let (got, folded) = folded_as_datafusion(schema(), partitions, sql).await;
     // The null host's row: 1 + 2 + 4 in each partition.
     let null_row = got.lines().any(|l| {
         let cells: Vec<&str> = l.split('|').map(str::trim).collect();
         cells == ["", "", "14.0", "6", ""]
     });
     assert!(null_row, "{got}");
-    assert_eq!(folded, Some(8));
+    assert_eq!(folded, 8);
 }
 
 /// What the rule leaves alone: no keys, a bare key that is not a string.
@@ -226,6 +217,21 @@ fn the_base_session_folds_runs_last() {
     );
 }
 
+/// The answer with the rule, asserted equal to DataFusion's own without
+/// it (where nothing folds), and the rows the folds emitted.
+async fn folded_as_datafusion(
+    schema: SchemaRef,
+    partitions: Vec<Vec<RecordBatch>>,
+    sql: &str,
+) -> (String, usize) {
+    let unfolded = session_over(Arc::clone(&schema), partitions.clone(), false);
+    let (expected, none) = answer(&unfolded, sql).await;
+    assert_eq!(none, None, "without the rule nothing folds");
+    let (got, folded) = answer(&session_over(schema, partitions, true), sql).await;
+    assert_eq!(got, expected, "{sql}");
+    (got, folded.expect("the plan folds runs"))
+}
+
 /// The plan's text.
 async fn explain(ctx: &SessionContext, sql: &str) -> String {
     displayable(plan(ctx, sql).await.as_ref())
@@ -255,12 +261,9 @@ async fn tags_and_windows_find_runs_without_computing_keys() {
         .nth(1)
         .unwrap_or_default();
     assert!(under.contains("DataSourceExec"), "{text}");
-    let (expected, _) = answer(&session(partitions.clone(), false), shared).await;
-    let (got, folded) = answer(&ctx, shared).await;
-    assert_eq!(got, expected);
+    let (_, folded) = folded_as_datafusion(schema(), partitions, shared).await;
     // 20 minutes of 5 hosts in 5 minute windows from :07 is 25 runs, plus
     // a few cut by batch ends.
-    let folded = folded.expect("the plan folds runs");
     assert!((25..=40).contains(&folded), "{folded}");
 }
 
@@ -377,11 +380,8 @@ async fn tags_as_strings_find_runs_by_their_strings() {
     let ctx = session_over(Arc::clone(&strings), partitions.clone(), true);
     let text = explain(&ctx, sql).await;
     assert!(text.contains("runs=[tags, window]"), "{text}");
-    let (expected, _) = answer(&session_over(Arc::clone(&strings), partitions, false), sql).await;
-    let (got, folded) = answer(&ctx, sql).await;
-    assert_eq!(got, expected);
+    let (_, folded) = folded_as_datafusion(strings, partitions, sql).await;
     // 20 minutes of 5 hosts in 10 minute windows is 10 runs, plus a few
     // cut by batch ends.
-    let folded = folded.expect("the plan folds runs");
     assert!((10..=24).contains(&folded), "{folded}");
 }
